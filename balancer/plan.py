@@ -1,0 +1,126 @@
+"""The paper's random over-sampling plan: which original, which transform, which seed per copy.
+
+A plan is a pure function of the source listing, the per-class targets, the transforms and
+the seed. Each class draws from its own generator (seeded by the run seed and the class
+name), so adding a class never changes another class's copies.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Mapping
+
+import numpy as np
+
+from .errors import BalanceError
+from .scan import SourceImage
+
+OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of the balanced folder: a manifest row before its params are known."""
+
+    file_name: str  # posix, relative to OUT
+    label: str
+    source: str  # posix, relative to SRC
+    origin: str  # 'original' | 'augmented'
+    action: str  # 'copy' (byte for byte) | 'encode' (to PNG) | 'augment'
+    transform: str = ""
+    magnitude: float | None = None
+    seed: int | None = None
+
+
+def class_targets(counts: Mapping[str, int], nmin: int | None = None,
+                  target: str | None = None,
+                  per_class: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Images per class after balancing; a class is never brought below what it has.
+
+    nmin: every class up to at least N (the paper's N_min). target='majority': every
+    class up to the largest (imbalanced-learn's 'not majority'). per_class: a count for
+    named classes, overriding the others.
+    """
+    per_class = dict(per_class or {})
+    if nmin is not None and target is not None:
+        raise BalanceError("give either --nmin or --target, not both")
+    if nmin is None and target is None and not per_class:
+        raise BalanceError("say how many images per class: --nmin N, --target majority "
+                           "or --per-class NAME=N")
+    if nmin is not None and nmin < 1:
+        raise BalanceError(f"--nmin must be at least 1 (got {nmin})")
+    if target is not None and target != "majority":
+        raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
+    unknown = sorted(set(per_class) - set(counts))
+    if unknown:
+        raise BalanceError(f"--per-class names unknown class(es) {', '.join(unknown)}; "
+                           f"classes are {', '.join(counts)}")
+    for label, n in per_class.items():
+        if n < 1:
+            raise BalanceError(f"--per-class {label}={n}: a count must be at least 1")
+    base = max(counts.values()) if target == "majority" else (nmin or 0)
+    return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}
+
+
+def even_reuse(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k draws from range(n), each index used floor(k/n) or ceil(k/n) times, in random order."""
+    uses = np.full(n, k // n)
+    uses[rng.choice(n, k % n, replace=False)] += 1
+    return rng.permutation(np.repeat(np.arange(n), uses))
+
+
+def _stem(image: SourceImage) -> str:
+    """Readable, flat file stem: 'cat/2019/a b.JPG' -> '2019_a b'."""
+    inner = PurePosixPath(image.path).relative_to(image.label)
+    return "_".join(inner.parent.parts + (inner.stem,))
+
+
+def _claim(stem: str, ext: str, taken: set[str]) -> str:
+    """stem+ext, or with a numeric suffix when the name (case-insensitively) is taken."""
+    name, i = stem + ext, 1
+    while name.casefold() in taken:
+        name, i = f"{stem}_{i}{ext}", i + 1
+    taken.add(name.casefold())
+    return name
+
+
+def plan_class(label: str, images: list[SourceImage], target: int,
+               transforms: Mapping[str, float | None], seed: int) -> list[Item]:
+    """Items for one class: every original, then target - n augmented copies."""
+    rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+    taken: set[str] = set()
+    items, stems = [], []
+    for image in images:
+        ext = OUTPUT_EXT[image.fmt]
+        stem = _stem(image)
+        if stem.casefold() + ext in taken:  # a.jpg beside a.png: keep both, say which
+            stem += "_" + PurePosixPath(image.path).suffix.lower().lstrip(".")
+        name = _claim(stem, ext, taken)
+        stems.append((PurePosixPath(name).stem, ext))
+        items.append(Item(f"{label}/{name}", label, image.path, "original",
+                          "copy" if image.fmt in ("jpeg", "png") else "encode"))
+    k = target - len(images)
+    if k <= 0:
+        return items
+    names = list(transforms)
+    picks = even_reuse(len(images), k, rng)
+    chosen = rng.integers(0, len(names), size=k)
+    seeds = rng.integers(0, 2**31 - 1, size=k)
+    width = max(4, len(str(k - 1)))
+    for j in range(k):
+        image, tname = images[picks[j]], names[chosen[j]]
+        stem, ext = stems[picks[j]]
+        name = _claim(f"{stem}__aug{j:0{width}d}_{tname}", ext, taken)
+        items.append(Item(f"{label}/{name}", label, image.path, "augmented", "augment",
+                          tname, transforms[tname], int(seeds[j])))
+    return items
+
+
+def make_plan(images: Mapping[str, list[SourceImage]], targets: Mapping[str, int],
+              transforms: Mapping[str, float | None], seed: int) -> list[Item]:
+    """Every item of the balanced folder, classes in sorted order."""
+    if not transforms:
+        raise BalanceError("no transforms chosen")
+    return [item for label in sorted(images)
+            for item in plan_class(label, images[label], targets[label], transforms, seed)]

@@ -1,0 +1,250 @@
+"""The ten transforms of the paper's Table 1: draw parameters, apply parameters.
+
+Every transform is a pure function of (image, random generator): ``draw`` picks the
+parameters (JSON-serialisable) from the image shape, the generator and the magnitude;
+``apply`` turns (image, params) into pixels and draws nothing, so a manifest row replays
+its file exactly. Images are HxW or HxWxC (BGR or BGRA), uint8 or uint16; alpha is never
+painted or blended away. Geometric transforms fill uncovered pixels by reflection, like
+Keras' preprocessing layers (``fill_mode="reflect"``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import imageio  # noqa: F401  (sets OpenCV's limits before cv2 loads)
+import cv2
+import numpy as np
+
+from .errors import BalanceError
+
+Params = dict
+Shape = tuple
+
+
+def _color(image: np.ndarray) -> np.ndarray:
+    """A view of the colour channels (everything but alpha)."""
+    return image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def _center(shape: Shape) -> tuple[float, float]:
+    return ((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
+
+
+# -- apply: pure functions of (image, params) ---------------------------------------------
+
+def apply_blur(image, p):
+    k = p["ksize"]
+    return cv2.GaussianBlur(image, (k, k), 0)
+
+
+def apply_crop(image, p):
+    return image[p["y"]:p["y"] + p["height"], p["x"]:p["x"] + p["width"]].copy()
+
+
+_FLIP_CODES = {"horizontal": 1, "vertical": 0, "both": -1}
+
+
+def apply_flip(image, p):
+    return cv2.flip(image, _FLIP_CODES[p["mode"]])
+
+
+def apply_rotate(image, p):
+    return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), p["degrees"], 1.0))
+
+
+def apply_translate(image, p):
+    h, w = image.shape[:2]
+    return _warp(image, np.float64([[1, 0, p["x"] * w], [0, 1, p["y"] * h]]))
+
+
+def apply_cutout(image, p):
+    out = image.copy()
+    half = p["size"] // 2
+    y0, x0 = max(0, p["y"] - half), max(0, p["x"] - half)
+    y1, x1 = p["y"] - half + p["size"], p["x"] - half + p["size"]
+    _color(out)[y0:max(y0, y1), x0:max(x0, x1)] = (np.iinfo(image.dtype).max + 1) // 2
+    return out
+
+
+def apply_contrast(image, p):
+    color = _color(image).astype(np.float32)
+    mean = color.mean(axis=(0, 1), keepdims=True)
+    top = np.iinfo(image.dtype).max
+    adjusted = np.clip((color - mean) * p["factor"] + mean, 0, top)
+    out = image.copy()
+    _color(out)[...] = np.rint(adjusted).astype(image.dtype)
+    return out
+
+
+def _resize_axis(image, factor, axis):
+    h, w = image.shape[:2]
+    size = [w, h]
+    size[1 - axis] = max(1, int(round((h, w)[axis] * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, tuple(size), interpolation=interpolation)
+
+
+def apply_height(image, p):
+    return _resize_axis(image, p["factor"], axis=0)
+
+
+def apply_width(image, p):
+    return _resize_axis(image, p["factor"], axis=1)
+
+
+def apply_zoom(image, p):
+    # Keras RandomZoom: a positive factor zooms out (the view grows by 1 + zoom).
+    scale = 1.0 / (1.0 + p["zoom"])
+    return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), 0.0, scale))
+
+
+# -- draw: parameters from (shape, generator, magnitude) -----------------------------------
+
+def _uniform(rng, m):
+    return float(rng.uniform(-m, m))
+
+
+def draw_blur(shape, rng, m):
+    return {"ksize": 2 * int(rng.integers(1, int(m) // 2 + 1)) + 1}
+
+
+def draw_crop(shape, rng, m):
+    h, w = shape[:2]
+    ch, cw = min(int(m), h), min(int(m), w)
+    return {"x": int(rng.integers(0, w - cw + 1)), "y": int(rng.integers(0, h - ch + 1)),
+            "width": cw, "height": ch}
+
+
+def draw_flip(shape, rng, m):
+    return {"mode": list(_FLIP_CODES)[int(rng.integers(0, 3))]}
+
+
+def draw_rotate(shape, rng, m):
+    return {"degrees": _uniform(rng, m) * 360.0}
+
+
+def draw_translate(shape, rng, m):
+    return {"x": _uniform(rng, m), "y": _uniform(rng, m)}
+
+
+def draw_cutout(shape, rng, m):
+    h, w = shape[:2]
+    return {"size": int(rng.integers(0, int(m) + 1)),
+            "x": int(rng.integers(0, w)), "y": int(rng.integers(0, h))}
+
+
+def draw_factor(shape, rng, m):
+    return {"factor": 1.0 + _uniform(rng, m)}
+
+
+def draw_zoom(shape, rng, m):
+    return {"zoom": _uniform(rng, m)}
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    summary: str
+    default: float | None  # the magnitude; None for transforms that take none
+    magnitude: str  # what the magnitude means, for --help and `balance transforms`
+    draw: Callable[[Shape, np.random.Generator, float | None], Params]
+    apply: Callable[[np.ndarray, Params], np.ndarray]
+    low: float = 0.0  # magnitude must be > low (integers: >= low) ...
+    high: float = float("inf")  # ... and <= high
+    integer: bool = False
+    odd: bool = False
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator,
+                 magnitude: float | None = None) -> tuple[np.ndarray, Params]:
+        m = self.default if magnitude is None else magnitude
+        params = self.draw(image.shape, rng, m)
+        return self.apply(image, params), params
+
+    def check(self, magnitude: float | None) -> float | None:
+        """The validated magnitude (the default for None); BalanceError names a bad one."""
+        if magnitude is None:
+            return self.default
+        if self.default is None:
+            raise BalanceError(f"transform '{self.name}' takes no magnitude (got {magnitude:g})")
+        bad = (magnitude < self.low if self.integer else magnitude <= self.low) or magnitude > self.high
+        if self.integer and magnitude != int(magnitude):
+            bad = True
+        if self.odd and int(magnitude) % 2 == 0:
+            bad = True
+        if bad:
+            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} "
+                               f"({self.magnitude})")
+        return int(magnitude) if self.integer else float(magnitude)
+
+
+TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
+    Transform("blur", "Gaussian blur", 7, "largest odd kernel size; kernel drawn from 3..m",
+              draw_blur, apply_blur, low=3, high=99, integer=True, odd=True),
+    Transform("crop", "random crop to a square target size (a smaller side is kept whole)",
+              200, "target side in px", draw_crop, apply_crop, low=1, integer=True),
+    Transform("flip", "flip horizontally, vertically or both", None, "none",
+              draw_flip, apply_flip),
+    Transform("rotate", "rotate by a fraction of a full turn, reflect fill", 0.125,
+              "largest fraction of 2*pi, in (0, 0.5]", draw_rotate, apply_rotate, high=0.5),
+    Transform("translate", "shift by a fraction of width and height, reflect fill", 0.3,
+              "largest shift fraction per axis, in (0, 1)", draw_translate, apply_translate,
+              high=0.99),
+    Transform("cutout", "one mid-gray square patch (DeVries & Taylor 2017)", 70,
+              "largest patch side in px", draw_cutout, apply_cutout, low=1, integer=True),
+    Transform("contrast", "(x - mean) * factor + mean, per channel", 0.3,
+              "largest change of the factor around 1, in (0, 1)", draw_factor,
+              apply_contrast, high=0.99),
+    Transform("height", "resize the height by a factor", 0.3,
+              "largest change of the factor around 1, in (0, 1)", draw_factor, apply_height,
+              high=0.99),
+    Transform("width", "resize the width by a factor", 0.3,
+              "largest change of the factor around 1, in (0, 1)", draw_factor, apply_width,
+              high=0.99),
+    Transform("zoom", "zoom in or out around the centre, same size, reflect fill", 0.3,
+              "largest zoom fraction, in (0, 1); positive zooms out", draw_zoom, apply_zoom,
+              high=0.99),
+]}
+
+PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen T
+
+
+def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
+    """'crop,rotate=0.1' or 'all' -> {name: magnitude}, every magnitude checked.
+
+    >>> parse_transforms("rotate=0.1,flip")
+    {'rotate': 0.1, 'flip': None}
+    """
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    items = [s for s in items if s]
+    if items == ["all"]:
+        items = list(TRANSFORMS)
+    if not items:
+        raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
+    chosen: dict[str, float | None] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in TRANSFORMS:
+            raise BalanceError(f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
+        if name in chosen:
+            raise BalanceError(f"transform '{name}' given twice")
+        try:
+            magnitude = float(value) if value.strip() else None
+        except ValueError:
+            raise BalanceError(f"bad magnitude for '{name}': '{value}' is not a number") from None
+        chosen[name] = TRANSFORMS[name].check(magnitude)
+    return chosen
+
+
+def replay(image: np.ndarray, name: str, params: Params) -> np.ndarray:
+    """Re-apply a recorded transform (a manifest row's `transform` and `params`)."""
+    return TRANSFORMS[name].apply(image, params)
