@@ -3,26 +3,16 @@ random transform per copy (Jeong & Kim 2021).
 
     >>> from balancer import build
     >>> result = build("photos/", "balanced/", nmin=1500, transforms="crop,rotate,cutout,width,zoom")
-
-The names below load on first use, so `import balancer` (and `balance --help`) stays fast.
 """
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "build": "build", "BuildResult": "build",
-    "scan": "scan", "Scan": "scan", "SourceImage": "scan", "Skipped": "scan",
-    "class_targets": "plan", "make_plan": "plan", "Item": "plan",
-    "TRANSFORMS": "transforms", "PAPER_SET": "transforms", "parse_transforms": "transforms",
-    "replay": "transforms",
-    "read_manifest": "manifest", "read_record": "manifest",
-    "BalanceError": "errors",
-}
-__all__ = ["__version__", *_EXPORTS]
+from .build import BuildResult, build
+from .errors import BalanceError
+from .manifest import read_manifest, read_record
+from .plan import Item, class_targets, make_plan
+from .scan import Scan, Skipped, SourceImage, scan
+from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'balancer' has no attribute {name!r}")
+__all__ = ["__version__", "build", "BuildResult", "BalanceError", "read_manifest",
+           "read_record", "Item", "class_targets", "make_plan", "Scan", "Skipped",
+           "SourceImage", "scan", "PAPER_SET", "TRANSFORMS", "parse_transforms", "replay"]

@@ -1,0 +1,27 @@
+# `make demo`: a fresh machine to a balanced (and trained-on) demo data set.
+# `make test`: the test suite, exactly what CI runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := data/digits
+
+.PHONY: demo test setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/python examples/digits/make_digits.py $(DEMO)
+	$(BIN)/balance build $(DEMO)/train --out $(DEMO)/balanced --nmin 100 --overwrite \
+	    --transforms crop=24,rotate,cutout=12,width,zoom --seed 0
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) data runs
