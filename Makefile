@@ -19,6 +19,9 @@ demo: setup
 	$(BIN)/python examples/digits/make_digits.py $(DEMO)
 	$(BIN)/balance build $(DEMO)/train --out $(DEMO)/balanced --nmin 100 --overwrite \
 	    --transforms crop=24,rotate,cutout=12,width,zoom --seed 0
+	$(BIN)/train fit $(DEMO)/balanced --out runs/digits-b0 --overwrite --weights none \
+	    --image-size 32 --epochs 15 --batch 32 --lr 1e-3
+	$(BIN)/train evaluate runs/digits-b0 $(DEMO)/test --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q

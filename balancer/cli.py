@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from .cliutil import run_app, warn
 from .transforms import PAPER_SET
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,10 +35,6 @@ def parse_per_class(values: List[str]) -> dict[str, int]:
                 raise typer.BadParameter(f"'{part}' is not NAME=COUNT", param_hint="--per-class")
             out[label] = int(count)
     return out
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def report_skipped(skipped: list[dict], empty: list[str]) -> None:
@@ -102,28 +99,7 @@ def build_cmd(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit."""
-    run(app)
-
-
-def run(typer_app: typer.Typer) -> None:
-    """Run a typer app so that usage and user errors print one line, never a traceback."""
-    from .errors import BalanceError
-
-    try:
-        code = typer_app(standalone_mode=False)
-    except typer.TyperException as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            print(exc.ctx.get_help())  # `balance` alone: the help, as --help gives it
-            code = 0
-        else:
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            code = exc.exit_code
-    except BalanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 1
-    except typer.Abort:
-        code = 130
-    sys.exit(code or 0)
+    run_app(app)
 
 
 if __name__ == "__main__":

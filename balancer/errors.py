@@ -1,5 +1,9 @@
-"""The one exception a user can cause: its message is the line the CLI prints."""
+"""The exceptions a user can cause: the message is the one line the CLI prints."""
 
 
-class BalanceError(Exception):
+class UserError(Exception):
     """A user error (bad option, bad folder, unwritable output): one clear line, no traceback."""
+
+
+class BalanceError(UserError):
+    """A user error of the balancer."""

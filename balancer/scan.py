@@ -55,7 +55,7 @@ class Scan:
         return h.hexdigest()[:16]
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_NAMES
 
 
@@ -92,7 +92,7 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> 
     ignored = 0
     class_dirs = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if _is_hidden(entry.name):
+        if is_hidden(entry.name):
             ignored += 1
         elif entry.is_symlink():
             skipped.append(Skipped(entry.name, "symbolic link (not followed)"))
@@ -102,12 +102,12 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> 
             skipped.append(Skipped(entry.name, "not inside a class folder"))
     for label in class_dirs:
         for dirpath, dirnames, filenames in os.walk(root / label):
-            dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
             base = Path(dirpath)
             for name in sorted(filenames):
                 path = base / name
                 rel = path.relative_to(root).as_posix()
-                if _is_hidden(name):
+                if is_hidden(name):
                     ignored += 1
                 elif path.is_symlink():
                     skipped.append(Skipped(rel, "symbolic link (not followed)"))

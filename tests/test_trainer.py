@@ -1,0 +1,161 @@
+"""The trainer on tiny data: 32 px, no ImageNet weights, 1-2 epochs."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from balancer import build
+from conftest import assert_one_line_error, make_folder, run_cli
+from trainer import TrainConfig, cross_validate, evaluate, fit, grouped_folds, holdout, list_folder, predict
+from trainer.models import make_loss
+
+FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2)
+
+
+@pytest.fixture(scope="module")
+def balanced(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    src = make_folder(root / "src", {"a": 12, "b": 6, "c": 3})
+    build(src, root / "balanced", nmin=10, transforms="rotate,zoom,flip", workers=1, progress=False)
+    make_folder(root / "test", {"a": 3, "b": 3, "c": 3})
+    return root / "balanced"
+
+
+@pytest.fixture(scope="module")
+def run(balanced, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "b0"
+    fit(balanced, out, TrainConfig(**FAST), progress=False)
+    return out
+
+
+def assert_no_leak(train: pd.DataFrame, val: pd.DataFrame) -> None:
+    assert (val.origin == "original").all()
+    assert not set(train.source) & set(val.source)
+    assert not set(train.file) & set(val.file)
+
+
+def test_grouped_folds_keep_copies_with_their_original(balanced):
+    table = list_folder(balanced).table
+    assert (table.origin == "augmented").sum() == 11  # b: 4 copies, c: 7 copies
+    originals = table[table.origin == "original"]
+    seen = []
+    for train, val in grouped_folds(table, 3, seed=0):
+        assert_no_leak(train, val)
+        # every file of a source not validated trains: originals and all their copies
+        assert set(train.file) == set(table[~table.source.isin(val.source)].file)
+        seen += list(val.file)
+    assert sorted(seen) == sorted(originals.file)  # each original validated exactly once
+    train, val = holdout(table, 0.2, seed=0)
+    assert_no_leak(train, val)
+    assert 3 <= len(val) <= 6  # about a fifth of the 21 originals
+
+
+def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
+    table = list_folder(make_folder(tmp_path / "plain", {"x": 20, "y": 10})).table
+    assert (table.source == table.file).all()
+    train, val = holdout(table, 0.2, seed=1)
+    assert val.label.value_counts().to_dict() == {"x": 4, "y": 2}
+    assert len(train) + len(val) == 30 and not set(train.file) & set(val.file)
+
+
+def test_fit_writes_every_output_with_sensible_values(run, balanced):
+    assert sorted(p.name for p in run.iterdir()) == [
+        "confusion_matrix.png", "curves.png", "history.csv", "metrics.json", "model.keras"]
+    assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["class_names"] == ["a", "b", "c"]
+    val = m["data"]["validation"]
+    assert val["augmented"] == 0 and val["files"] == sum(val["per_class"].values())
+    assert m["data"]["train"]["originals"] + val["originals"] == 21
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == val["files"]
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    f1s = [m["per_class"][c]["f1"] for c in "abc"]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1s))
+    assert m["config"]["model"] == "efficientnet-b0" and m["config"]["loss"] == "focal"
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == m["epochs_run"] == 2
+    assert {"loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1"} <= set(history.columns)
+    for png in ("confusion_matrix.png", "curves.png"):
+        image = cv2.imread(str(run / png))
+        assert image is not None and image.shape[0] > 200 and image.std() > 5
+
+
+def test_evaluate_and_predict_with_the_trained_model(run, balanced):
+    test = balanced.parent / "test"
+    m = evaluate(run, test)
+    assert Path(m["out"]) == run / "eval-test"
+    assert sum(v["support"] for v in m["per_class"].values()) == 9
+    assert (run / "eval-test" / "metrics.json").exists() and (run / "eval-test" / "confusion_matrix.png").exists()
+    (test / "a" / "broken.jpg").write_bytes(b"junk")
+    table = predict(run, test, top_k=2)
+    assert len(table) == 9 and set(table.predicted) <= {"a", "b", "c"}
+    assert table.attrs["skipped"] == [{"path": "a/broken.jpg", "reason": "not a readable image"}]
+    assert ((table.probability >= table.probability_2) & (table.probability <= 1)).all()
+    assert (table.predicted != table.class_2).all()
+    (test / "a" / "broken.jpg").unlink()
+    proc = run_cli("trainer", "predict", run, test / "b", "--csv", run.parent / "p.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(run.parent / "p.csv").file) == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
+
+
+def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
+    import keras
+
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 2]]
+    p = np.array([[.7, .2, .1], [.3, .4, .3], [.1, .1, .8], [.5, .3, .2]], "float32")
+    ours = float(make_loss(TrainConfig(), [10, 10, 10])(y, p))
+    expected = float(np.mean(np.sum(-0.25 * y * (1 - p) ** 2 * np.log(p), axis=1)))
+    assert ours == pytest.approx(expected, rel=1e-5)
+    assert ours == pytest.approx(float(keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0)(y, p)))
+    balanced = make_loss(TrainConfig(alpha="balanced"), [80, 15, 5])
+    rare, common = np.eye(3, dtype="float32")[[2]], np.eye(3, dtype="float32")[[0]]
+    same_p = np.full((1, 3), 1 / 3, "float32")
+    assert float(balanced(rare, same_p)) > 10 * float(balanced(common, same_p))
+    ce = make_loss(TrainConfig(loss="ce"), [1, 1, 1])
+    assert float(ce(y, p)) == pytest.approx(float(np.mean(-np.log(p[y == 1]))), rel=1e-5)
+
+
+def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
+    proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
+                   "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "mean" in proc.stdout and "±" in proc.stdout
+    result = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert [f["fold"] for f in result["folds"]] == [0, 1] and result["grouped_by_source"]
+    assert sum(f["validation_files"] for f in result["folds"]) == 21  # every original once
+    for k in (0, 1):
+        m = json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text())
+        assert m["data"]["validation"]["augmented"] == 0
+    assert result["macro_f1"]["mean"] == pytest.approx(np.mean([f["macro_f1"] for f in result["folds"]]))
+
+
+def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):
+    one = make_folder(tmp_path / "one", {"only": 3})
+    cases = [
+        (["fit", tmp_path / "missing"], ["data folder not found"]),
+        (["fit", one, "--out", tmp_path / "r"], ["need at least 2"]),
+        (["fit", balanced, "--out", run], ["run folder exists", "--overwrite"]),
+        (["fit", balanced, "--out", balanced / "runs"], ["never writes into data folders"]),
+        (["fit", balanced, "--model", "efficientnet-b9"], ["unknown model", "efficientnet-b7"]),
+        (["fit", balanced, "--alpha", "lots"], ["--alpha"]),
+        (["evaluate", tmp_path, balanced], ["not a run folder"]),
+        (["cv", balanced, "--folds", "1"], ["--folds"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_cli("trainer", *args), *fragments)
+    assert not (tmp_path / "r").exists() and not (balanced / "runs").exists()
+
+
+def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no cached weights
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: the download fails
+    proc = run_cli("trainer", "fit", balanced, "--out", tmp_path / "r", "--image-size", "32",
+                   "--epochs", "1", timeout=300)
+    assert_one_line_error(proc, "ImageNet weights", "--weights none", "--weights PATH")
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))

@@ -1,0 +1,154 @@
+"""`train`: the command line over the trainer library. TensorFlow loads only inside commands."""
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from balancer.cliutil import run_app, warn
+
+from .config import MODELS, MONITORS, TrainConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
+
+_D = TrainConfig()
+# The options every training command takes (fit, cv, the studies): one declaration each.
+TRAIN_OPTIONS = {
+    "model": (str, typer.Option(_D.model, help=f"One of {', '.join(MODELS)}.")),
+    "image_size": (Optional[int], typer.Option(None, help="Input side in px (default: the model's native size, 224 for B0).")),
+    "weights": (str, typer.Option(_D.weights, help="imagenet (downloaded once, then cached by Keras), none, or PATH to a weights file.")),
+    "freeze_base": (bool, typer.Option(False, "--freeze-base", help="Train the head only (the base stays ImageNet).")),
+    "fine_tune_epochs": (int, typer.Option(0, help="With --freeze-base: then unfreeze and train N more epochs at lr/10.")),
+    "dropout": (float, typer.Option(_D.dropout, help="Dropout before the softmax head.")),
+    "loss": (str, typer.Option(_D.loss, help="focal (Keras CategoricalFocalCrossentropy) or ce.")),
+    "alpha": (str, typer.Option(_D.alpha, help="Focal alpha, or 'balanced' for a per-class alpha from inverse class frequency.")),
+    "gamma": (float, typer.Option(_D.gamma, help="Focal gamma.")),
+    "lr": (float, typer.Option(_D.lr, help="Adam learning rate (for the global batch; scale it yourself when you scale the batch).")),
+    "batch": (int, typer.Option(_D.batch, help="Global batch size, split across GPUs/replicas.")),
+    "epochs": (int, typer.Option(_D.epochs, help="Most epochs.")),
+    "patience": (int, typer.Option(_D.patience, help="Stop after this many epochs without improvement; the best weights are kept.")),
+    "monitor": (str, typer.Option(_D.monitor, help=f"What early stopping watches: {', '.join(MONITORS)}.")),
+    "val_split": (float, typer.Option(_D.val_split, help="Validation fraction when no --val folder is given (grouped by source).")),
+    "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
+    "cache": (bool, typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch.")),
+    "precision": (str, typer.Option(_D.precision, help="auto (mixed_float16 on GPU, float32 on CPU), mixed or float32.")),
+}
+
+
+def with_train_options(fn):
+    """Add TRAIN_OPTIONS to a command whose signature ends in **train."""
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=ann)
+             for name, (ann, option) in TRAIN_OPTIONS.items()]
+    fn.__signature__ = sig.replace(parameters=own + extra)
+    return fn
+
+
+def report_skipped(skipped: list[dict]) -> None:
+    for s in skipped[:20]:
+        warn(f"skipped {s['path']}: {s['reason']}")
+    if len(skipped) > 20:
+        warn(f"... and {len(skipped) - 20} more skipped files")
+
+
+@app.callback()
+def _group() -> None:
+    """Train and evaluate image classifiers (EfficientNet with focal loss, as in Jeong & Kim
+    2021) on any class folder, a `balance build` output included."""
+
+
+@app.command()
+@with_train_options
+def fit(data: Path = typer.Argument(..., help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<data>-<model>)."),
+        val: Optional[Path] = typer.Option(None, help="Validation class folder (default: a grouped split of DATA)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
+        **train) -> None:
+    """Fit a model; write model.keras, history.csv, metrics.json, confusion_matrix.png, curves.png."""
+    from .evaluation import summary
+    from .training import fit as fit_run
+
+    config = TrainConfig(**train)
+    out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
+    metrics = fit_run(data, out, config, val=val, overwrite=overwrite, progress=not quiet)
+    report_skipped(metrics["skipped"])
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(summary(metrics))
+        print(f"run folder: {metrics['out']}")
+
+
+@app.command()
+@with_train_options
+def cv(data: Path = typer.Argument(..., help="Class folder; with a manifest.csv folds are grouped by source."),
+       folds: int = typer.Option(5, help="Number of folds."),
+       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the folds' runs (default runs/<data>-<model>-cv)."),
+       overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+       as_json: bool = typer.Option(False, "--json", help="Print cv.json on stdout."),
+       **train) -> None:
+    """k-fold cross-validation (StratifiedGroupKFold): validation on untouched originals only."""
+    from .crossval import cross_validate
+
+    config = TrainConfig(**train)
+    out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
+    result = cross_validate(data, out, config, folds=folds, overwrite=overwrite, progress=not quiet)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print("fold  accuracy  macro F1")
+    for row in result["folds"]:
+        print(f"{row['fold']:>4}  {row['accuracy']:8.4f}  {row['macro_f1']:8.4f}")
+    a, f = result["accuracy"], result["macro_f1"]
+    print(f"mean  {a['mean']:.4f} ± {a['std']:.4f}  {f['mean']:.4f} ± {f['std']:.4f}")
+    print(f"folder: {result['out']}")
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="A run folder made by `train fit`."),
+             data: Path = typer.Argument(..., help="Labelled class folder (its originals are scored)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default RUN/eval-<data>)."),
+             overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
+             as_json: bool = typer.Option(False, "--json", help="Print the metrics on stdout.")) -> None:
+    """Score a trained model on a held-out folder: metrics.json and confusion_matrix.png."""
+    from .evaluation import evaluate as evaluate_run, summary
+
+    metrics = evaluate_run(run, data, out, overwrite=overwrite)
+    report_skipped(metrics["data"]["skipped"])
+    print(json.dumps(metrics, indent=2) if as_json else summary(metrics))
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="A run folder made by `train fit`."),
+            path: Path = typer.Argument(..., help="An image, or a folder of images (any depth)."),
+            csv: Optional[Path] = typer.Option(None, "--csv", help="Write the predictions here (default: stdout)."),
+            top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities.")) -> None:
+    """Predicted class and probability for each image."""
+    from balancer.imageio import write_atomic
+
+    from .evaluation import predict as predict_run
+
+    table = predict_run(run, path, top_k=top_k)
+    report_skipped(table.attrs["skipped"])
+    text = table.to_csv(index=False, float_format="%.6f")
+    if csv:
+        write_atomic(Path(csv), text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Training settings (the paper's defaults) and the models on offer; no TensorFlow here."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from balancer.errors import UserError
+
+
+class TrainError(UserError):
+    """A user error of the trainer: one clear line, no traceback."""
+
+
+# name -> (keras.applications class, native input side, preprocessing module)
+MODELS = {
+    **{f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "efficientnet")
+       for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])},
+    "vgg16": ("VGG16", 224, "vgg16"),
+    "resnet50": ("ResNet50", 224, "resnet50"),
+}
+MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; defaults are the paper's (Jeong & Kim 2021)."""
+
+    model: str = "efficientnet-b0"
+    image_size: int | None = None  # None: the model's native size
+    weights: str = "imagenet"  # 'imagenet', 'none' or a path to a weights file
+    freeze_base: bool = False
+    fine_tune_epochs: int = 0  # with freeze_base: then unfreeze and train this many more
+    dropout: float = 0.2
+    loss: str = "focal"  # 'focal' | 'ce'
+    alpha: str = "0.25"  # a float, or 'balanced' (per class, from inverse frequency)
+    gamma: float = 2.0
+    lr: float = 1e-4
+    batch: int = 128
+    epochs: int = 300
+    patience: int = 10
+    monitor: str = "val_f1"
+    val_split: float = 0.2
+    seed: int = 0
+    cache: bool = False
+    precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise TrainError(f"unknown model '{self.model}'; choose from {', '.join(MODELS)}")
+        if self.loss not in ("focal", "ce"):
+            raise TrainError(f"unknown --loss '{self.loss}'; choose focal or ce")
+        if self.alpha != "balanced":
+            try:
+                float(self.alpha)
+            except ValueError:
+                raise TrainError(f"--alpha must be a number or 'balanced' (got '{self.alpha}')") from None
+        if self.monitor not in MONITORS:
+            raise TrainError(f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}")
+        if self.precision not in ("auto", "mixed", "float32"):
+            raise TrainError(f"--precision must be auto, mixed or float32 (got '{self.precision}')")
+        if not 0 < self.val_split < 1:
+            raise TrainError(f"--val-split must be between 0 and 1 (got {self.val_split})")
+        for name in ("batch", "epochs"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if self.image_size is not None and self.image_size < 8:
+            raise TrainError(f"--image-size must be at least 8 (got {self.image_size})")
+        if not 0 <= self.dropout < 1:
+            raise TrainError(f"--dropout must be in [0, 1) (got {self.dropout})")
+
+    @property
+    def size(self) -> int:
+        return self.image_size or MODELS[self.model][1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,150 @@
+"""File lists, leak-free grouped splits, and the tf.data input pipeline.
+
+A folder with a balancer `manifest.csv` is read through it: every file has a `source`
+(the original it was made from), splits are grouped by source so an original and all its
+copies fall on the same side, and validation keeps originals only. A plain folder is the
+special case where every file is its own source.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from balancer.manifest import MANIFEST, RECORD, read_manifest
+from balancer.scan import Skipped, scan
+
+from . import backend
+from .config import TrainError
+
+# What tf.io.decode_image reads besides JPEG and PNG; other formats need re-encoding.
+TF_OTHER_EXTENSIONS = (".bmp", ".gif")
+NOT_FOR_TF = "a format TensorFlow cannot decode (re-encode it: `balance build` does)"
+
+
+def tf_decodes(fmt: str, path: str) -> bool:
+    """Whether tf.io.decode_image reads a file of this sniffed format and name."""
+    return fmt != "other" or path.lower().endswith(TF_OTHER_EXTENSIONS)
+
+
+@dataclass
+class Folder:
+    """A class folder's usable files: columns path, file, label, source, origin."""
+
+    root: Path
+    table: pd.DataFrame
+    class_names: list[str]
+    skipped: list[Skipped]
+    has_manifest: bool
+
+
+def list_folder(folder: str | Path, workers: int | None = None, progress: bool = False) -> Folder:
+    """Every usable image of FOLDER/<class>/..., each checked by decoding it first."""
+    root = Path(folder)
+    if not root.exists():
+        raise TrainError(f"data folder not found: {root}")
+    found = scan(root, workers=workers, progress=progress)
+    rows, skipped = [], []
+    for label, images in found.images.items():
+        for im in images:
+            if not tf_decodes(im.fmt, im.path):
+                skipped.append(Skipped(im.path, NOT_FOR_TF))
+                continue
+            rows.append({"path": str(root / im.path), "file": im.path, "label": label,
+                         "source": im.path, "origin": "original"})
+    skipped += [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
+    table = pd.DataFrame(rows, columns=["path", "file", "label", "source", "origin"])
+    has_manifest = (root / MANIFEST).exists()
+    if has_manifest:
+        m = read_manifest(root).set_index("file_name")
+        known = table.file.isin(m.index)
+        table.loc[known, "source"] = m.loc[table.file[known], "source"].to_numpy()
+        table.loc[known, "origin"] = m.loc[table.file[known], "origin"].to_numpy()
+    class_names = sorted(table.label.unique())
+    if len(class_names) < 2:
+        raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
+    return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest)
+
+
+def grouped_folds(table: pd.DataFrame, folds: int, seed: int
+                  ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, validation) tables for each of `folds` folds, grouped by source.
+
+    Folds are drawn over the originals with scikit-learn's StratifiedGroupKFold; training
+    takes every file (originals and copies) whose source is not in the validation fold;
+    validation takes originals only.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    originals = table[table.origin == "original"]
+    if originals.source.nunique() < folds:
+        raise TrainError(f"{originals.source.nunique()} original images cannot make {folds} folds")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "least populated class has only N members": expected
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(splitter.split(originals, originals.label, originals.source))
+    for _, val_idx in splits:
+        val_sources = set(originals.source.iloc[val_idx])
+        val = originals[originals.source.isin(val_sources)]
+        train = table[~table.source.isin(val_sources)]
+        yield train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def holdout(table: pd.DataFrame, val_split: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One grouped, stratified (train, validation) split with about val_split in validation."""
+    return next(grouped_folds(table, max(2, round(1 / val_split)), seed))
+
+
+def originals_only(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table.origin == "original"].reset_index(drop=True)
+
+
+def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(table.label) - set(index))
+    if unknown:
+        raise TrainError(f"classes {', '.join(unknown)} are not among the model's classes "
+                         f"({', '.join(class_names)})")
+    return table.label.map(index).to_numpy(dtype=np.int32)
+
+
+def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: int,
+                 shuffle: bool = False, seed: int = 0, cache: bool = False):
+    """tf.data: parallel decode (3 channels, 8 bit) and resize, one-hot labels, prefetch.
+
+    With cache, decoded images are kept after the first epoch and shuffled after the cache.
+    """
+    tf = backend.tf()
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
+                                   expand_animations=False)
+        image = tf.image.resize(image, (size, size))
+        return preprocess(image), tf.one_hot(label, n_classes)
+
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
+    shuffled = lambda d: d.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
+    if shuffle and not cache:
+        ds = shuffled(ds)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = shuffled(ds)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def class_counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
+    counts = table.label.value_counts()
+    return {name: int(counts.get(name, 0)) for name in class_names}
+
+
+def describe(table: pd.DataFrame, class_names: list[str]) -> dict:
+    """Counts for metrics.json: files, originals, augmented copies, per class."""
+    return {"files": len(table), "originals": int((table.origin == "original").sum()),
+            "augmented": int((table.origin == "augmented").sum()),
+            "per_class": class_counts(table, class_names)}

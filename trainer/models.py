@@ -1,0 +1,73 @@
+"""keras.applications models with an ImageNet base, global pooling, dropout and softmax head."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import backend
+from .config import MODELS, TrainConfig, TrainError
+
+
+def preprocess_fn(model: str):
+    """The model family's own keras.applications preprocess_input (EfficientNet: identity)."""
+    keras = backend.keras()
+
+    return getattr(keras.applications, MODELS[model][2]).preprocess_input
+
+
+def _weights(spec: str):
+    if spec == "none":
+        return None
+    if spec == "imagenet":
+        return "imagenet"
+    if not Path(spec).is_file():
+        raise TrainError(f"--weights: no such file {spec} (use imagenet, none or a path)")
+    return spec
+
+
+def build_model(config: TrainConfig, n_classes: int):
+    """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
+    keras = backend.keras()
+
+    size = config.size
+    base_cls = getattr(keras.applications, MODELS[config.model][0])
+    weights = _weights(config.weights)
+    try:
+        base = base_cls(include_top=False, weights=weights, input_shape=(size, size, 3),
+                        pooling="avg")
+    except Exception as exc:  # Keras raises bare Exception for a failed download
+        if weights == "imagenet":
+            raise TrainError(f"cannot get the ImageNet weights for {config.model} (offline?): "
+                             "use --weights none to train from scratch, or --weights PATH "
+                             "for a local weights file") from None
+        if weights is not None:
+            raise TrainError(f"cannot load weights from {weights} into {config.model}: "
+                             f"{str(exc).splitlines()[0]}") from None
+        raise
+    base.trainable = not config.freeze_base
+    inputs = keras.Input((size, size, 3))
+    # A frozen base runs its BatchNorm in inference mode, also once unfrozen for fine-tuning.
+    x = base(inputs, training=False) if config.freeze_base else base(inputs)
+    x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=config.model.replace("-", "_"))
+
+
+def make_loss(config: TrainConfig, train_counts: list[int]):
+    """Keras' focal loss (alpha scalar, or per class for 'balanced') or cross-entropy.
+
+    'balanced' is scikit-learn's class-weight formula n / (C * n_c), times the paper's 0.25,
+    so a balanced data set gets 0.25 for every class and rarer classes get more.
+    """
+    keras = backend.keras()
+
+    if config.loss == "ce":
+        return keras.losses.CategoricalCrossentropy()
+    return keras.losses.CategoricalFocalCrossentropy(alpha=focal_alpha(config, train_counts),
+                                                    gamma=config.gamma)
+
+
+def focal_alpha(config: TrainConfig, train_counts: list[int]) -> float | list[float]:
+    if config.alpha != "balanced":
+        return float(config.alpha)
+    total, n = sum(train_counts), len(train_counts)
+    return [0.25 * total / (n * max(c, 1)) for c in train_counts]

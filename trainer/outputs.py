@@ -1,0 +1,101 @@
+"""Run folders that appear whole or not at all, and the files and plots written into them."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .config import TrainError
+
+
+def check_out(out: Path, overwrite: bool, data_dirs: tuple[Path, ...] = ()) -> Path:
+    out = Path(out).resolve()
+    for data in data_dirs:
+        data = Path(data).resolve()
+        if out == data or data in out.parents:
+            raise TrainError(f"run folder {out} must not be inside the data folder {data} "
+                             "(the trainer never writes into data folders)")
+    if out.exists() and not overwrite:
+        raise TrainError(f"run folder exists: {out} (use --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"run folder path exists and is not a folder: {out}")
+    return out
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `out`; rename it to `out` when the block succeeds.
+
+    On any failure (including Ctrl-C) the temporary folder is removed and `out` is untouched.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (recall on the diagonal), counts in the cells."""
+    import numpy as np
+
+    plt = _pyplot()
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names,
+           xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(history, path: Path) -> None:
+    """Loss, accuracy and macro F1 per epoch, training against validation."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key in zip(axes, ("loss", "accuracy", "f1")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in history:
+                ax.plot(history["epoch"] + 1, history[prefix + key], style,
+                        label=("validation " if prefix else "training ") + key)
+        ax.set(xlabel="epoch", title="macro F1" if key == "f1" else key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Fit a model on a class folder: leak-free validation, early stopping, every output written."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import backend
+from .config import MONITORS, TrainConfig, TrainError
+from .data import (class_counts, describe, holdout, label_indices, list_folder, make_dataset,
+                   originals_only)
+from .evaluation import scores
+from .models import build_model, make_loss, preprocess_fn
+from .outputs import check_out, plot_confusion, plot_curves, staged, write_json
+
+
+def setup_runtime(config: TrainConfig):
+    """(strategy, precision, GPU count): GPUs when present, mixed precision there by default.
+
+    Several GPUs on one machine: MirroredStrategy; TF_CONFIG naming several machines:
+    MultiWorkerMirroredStrategy; otherwise the default (one device) strategy.
+    """
+    keras, tf = backend.keras(), backend.tf()
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by an earlier run in this process
+            pass
+    mixed = config.precision == "mixed" or (config.precision == "auto" and bool(gpus))
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if "TF_CONFIG" in os.environ:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return strategy, "mixed_float16" if mixed else "float32", len(gpus)
+
+
+def _verbosity(progress: bool) -> int:
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
+
+
+def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
+              config: TrainConfig, folder: Path, progress: bool = True,
+              extra: dict | None = None) -> dict:
+    """Train on `train`, early-stop on `val`, write model and reports into `folder`.
+
+    Returns the validation scores (with the best weights) plus the config, data counts
+    and `extra`, as written to metrics.json.
+    """
+    keras = backend.keras()
+
+    keras.utils.set_random_seed(config.seed)
+    strategy, precision, gpus = setup_runtime(config)
+    n = len(class_names)
+    train_counts = list(class_counts(train, class_names).values())
+    preprocess = preprocess_fn(config.model)
+    # The batch option is the global batch: split across replicas by tf.distribute.
+    train_ds = make_dataset(train.path, label_indices(train, class_names), n, config.size,
+                            preprocess, config.batch, shuffle=True, seed=config.seed,
+                            cache=config.cache)
+    val_ds = make_dataset(val.path, label_indices(val, class_names), n, config.size,
+                          preprocess, config.batch, cache=config.cache)
+
+    def compile_model(model, lr):
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
+                      metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+                      jit_compile="auto" if gpus else False)  # XLA on CPU: 2-4x slower here
+
+    with strategy.scope():
+        model = build_model(config, n)
+        compile_model(model, config.lr)
+    callbacks = [keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
+                                               patience=config.patience, restore_best_weights=True),
+                 keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True)]
+    verbose = _verbosity(progress)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+    if config.freeze_base and config.fine_tune_epochs > 0:
+        with strategy.scope():
+            model.trainable = True
+            compile_model(model, config.lr / 10)
+        done = len(history.epoch)
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=done,
+                  epochs=done + config.fine_tune_epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)
+    model.save(folder / "model.keras")
+
+    y_pred = model.predict(val_ds.map(lambda x, y: x), verbose=0).argmax(axis=1)
+    metrics = scores(label_indices(val, class_names), y_pred, class_names)
+    history_table = pd.read_csv(folder / "history.csv")
+    best = history_table[config.monitor].idxmax() if MONITORS[config.monitor] == "max" \
+        else history_table[config.monitor].idxmin()
+    metrics.update({
+        "epochs_run": len(history_table), "best_epoch": int(history_table.epoch[best]) + 1,
+        "config": config.to_dict(), "precision": precision,
+        "replicas": strategy.num_replicas_in_sync,
+        "data": {"train": describe(train, class_names), "validation": describe(val, class_names)},
+        **(extra or {}),
+    })
+    write_json(folder / "metrics.json", metrics)
+    plot_confusion(metrics["confusion_matrix"], class_names, folder / "confusion_matrix.png",
+                   title=f"validation: accuracy {metrics['accuracy']:.3f}, "
+                         f"macro F1 {metrics['macro_f1']:.3f}")
+    plot_curves(history_table, folder / "curves.png")
+    return metrics
+
+
+def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
+        val: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
+
+    The run folder appears whole when training ends, or not at all.
+    """
+    config = config or TrainConfig()
+    out = check_out(Path(out), overwrite, tuple(Path(d) for d in (data, val) if d))
+    folder = list_folder(data, progress=progress)
+    if val is not None:
+        val_folder = list_folder(val, progress=progress)
+        train, validation = folder.table, originals_only(val_folder.table)
+        label_indices(validation, folder.class_names)  # every validation class must be known
+        skipped = folder.skipped + val_folder.skipped
+    else:
+        train, validation = holdout(folder.table, config.val_split, config.seed)
+        skipped = folder.skipped
+    with staged(out) as tmp:
+        metrics = train_run(train, validation, folder.class_names, config, tmp, progress,
+                            extra={"skipped": [vars(s) for s in skipped]})
+    metrics["out"] = str(out)
+    return metrics
+
