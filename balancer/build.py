@@ -68,29 +68,59 @@ def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item])
     return results
 
 
-def _check_paths(root: Path, out: Path) -> None:
+def check_output(root: Path, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 marker: str = RECORD) -> Path:
+    """OUT, resolved, once it is safe to write: not SRC or inside it, empty, or an earlier
+    output of ours (it holds `marker`) that we may resume or replace; else BalanceError."""
+    out = Path(out).resolve()
     if out == root or root in out.parents:
         raise BalanceError(f"output folder {out} must not be the source folder or inside it")
     if out in root.parents:
         raise BalanceError(f"source folder {root} must not be inside the output folder {out}")
     if out.exists() and not out.is_dir():
         raise BalanceError(f"output exists and is not a folder: {out}")
-
-
-def _previous_run(out: Path, resume: bool, overwrite: bool) -> dict | None:
-    """The record of the run OUT holds, when we may resume or replace it; else BalanceError."""
     if resume and overwrite:
         raise BalanceError("give --resume or --overwrite, not both")
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    record = read_record(out)
-    if not (resume or overwrite):
-        raise BalanceError(f"output folder exists and is not empty: {out} "
-                           "(--resume finishes an interrupted build, --overwrite replaces it)")
-    if record is None:
-        raise BalanceError(f"{out} holds no {RECORD}: not a balance output, so it is "
-                           f"neither resumed nor deleted")
-    return record
+    if out.exists() and any(out.iterdir()):
+        if not (resume or overwrite):
+            hint = "--resume finishes an interrupted build, " if marker == RECORD else ""
+            raise BalanceError(f"output folder exists and is not empty: {out} "
+                               f"({hint}--overwrite replaces it)")
+        if not (out / marker).exists():
+            raise BalanceError(f"{out} holds no {marker}: not an output of this tool, so it is "
+                               "neither resumed nor deleted")
+    return out
+
+
+def run_items(root: Path, out: Path, items: list[Item], workers: int, *, quality: int = 95,
+              link: bool = False, progress: bool = True, replace: bool = False,
+              before=None) -> dict[str, dict]:
+    """Create OUT's folders and every item's file (those present are kept); return params.
+
+    `replace` deletes OUT first; `before(out)` runs once the folders exist (to write the
+    run record before any image). Temporaries of an interrupted run are swept.
+    """
+    if replace and out.exists():
+        shutil.rmtree(out)
+    try:
+        for folder in sorted({str(Path(it.file_name).parent) for it in items}):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        _sweep_temporaries(out)
+        if before:
+            before(out)
+    except OSError as exc:
+        raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    tasks = sorted(items, key=lambda it: (it.source, it.file_name))
+    chunks = chunked(tasks, workers)
+    work = partial(_work_chunk, str(root), str(out), quality, link)
+    params: dict[str, dict] = {}
+    try:
+        for _, drawn in run_chunks(work, chunks, workers, progress, desc="writing"):
+            params.update(drawn)
+    except BaseException:
+        _sweep_temporaries(out)  # workers stopped mid-write leave temporaries behind
+        raise
+    return params
 
 
 def _settings_differ(old: dict, new: dict) -> str:
@@ -99,7 +129,7 @@ def _settings_differ(old: dict, new: dict) -> str:
 
 
 def _sweep_temporaries(out: Path) -> None:
-    for tmp in out.glob(f"*/*{imageio.TEMP_SUFFIX}"):
+    for tmp in out.rglob(f"*{imageio.TEMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
 
 
@@ -124,9 +154,9 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
     workers = workers or default_workers()
     if workers < 1:
         raise BalanceError(f"--workers must be at least 1 (got {workers})")
-    root, out = check_source(src), Path(out).resolve()
-    _check_paths(root, out)
-    previous = _previous_run(out, resume, overwrite)
+    root = check_source(src)
+    out = check_output(root, out, resume=resume, overwrite=overwrite)
+    previous = read_record(out) if out.exists() else None
 
     found = scan(root, workers, progress)
     targets = class_targets(found.counts(), nmin, target, per_class)
@@ -153,27 +183,9 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
     if dry_run:
         return result
 
-    if overwrite and previous is not None:
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for label in targets:
-            (out / label).mkdir(exist_ok=True)
-        _sweep_temporaries(out)
-        write_record(out, record)
-    except OSError as exc:
-        raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
-
-    tasks = sorted(items, key=lambda it: (it.source, it.file_name))
-    chunks = chunked(tasks, workers)
-    work = partial(_work_chunk, str(root), str(out), quality, link)
-    params: dict[str, dict] = {}
-    try:
-        for _, drawn in run_chunks(work, chunks, workers, progress, desc="balancing"):
-            params.update(drawn)
-    except BaseException:
-        _sweep_temporaries(out)  # workers stopped mid-write leave temporaries behind
-        raise
+    params = run_items(root, out, items, workers, quality=quality, link=link,
+                       progress=progress, replace=overwrite,
+                       before=lambda folder: write_record(folder, record))
     write_manifest(out, manifest_rows(items, params))
     record["status"] = "complete"
     write_record(out, record)

@@ -97,6 +97,146 @@ def build_cmd(
             print(f"wrote {record['files']} files to {result.out} (manifest.csv, balance.json)")
 
 
+@app.command("stats")
+def stats_cmd(
+    src: Path = typer.Argument(..., help="A source folder, or a balanced OUT (read through its manifest)."),
+    nmin: Optional[int] = typer.Option(None, help="Show the plan for bringing every class up to N."),
+    target: Optional[str] = typer.Option(None, help="'majority': show the plan for bringing every class up to the largest."),
+    per_class: List[str] = typer.Option([], "--per-class", help="NAME=COUNT for one class (repeatable)."),
+    plot: Optional[Path] = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for checking images."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+) -> None:
+    """Images per class, imbalance ratio, files that would be skipped; with a target, the plan
+    (copies per class, total to write, estimated disk space)."""
+    from .stats import folder_stats, plot_counts
+
+    stats = folder_stats(src, nmin, target, parse_per_class(per_class), workers, progress=not quiet)
+    if plot:
+        plot_counts(stats, plot)
+    if as_json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+    report_skipped(stats.get("skipped", []), stats.get("empty_classes", []))
+    print(stats_table(stats))
+    if plot:
+        print(f"bar chart: {plot}")
+
+
+def stats_table(stats: dict) -> str:
+    classes = stats["classes"]
+    cols = (["originals", "augmented", "count"] if stats["balanced_folder"]
+            else ["count", "copies", "after"] if "plan" in stats else ["count"])
+    width = max(5, *(len(c) for c in classes))
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{c:>9}" for c in cols)]
+    lines += [f"{label:<{width}}  " + "  ".join(f"{row[c]:>9}" for c in cols)
+              for label, row in classes.items()]
+    ratio = f"{stats['imbalance_ratio']:.1f}"
+    if stats["balanced_folder"]:
+        ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
+    lines.append(f"{stats['images']} images, imbalance ratio {ratio}")
+    if "plan" in stats:
+        plan = stats["plan"]
+        lines.append(f"plan: {plan['copies']} copies to write ({plan['after']} images after), "
+                     f"about {plan['estimated_bytes'] / 2**20:.1f} MiB")
+    return "\n".join(lines)
+
+
+@app.command("preview")
+def preview_cmd(
+    src: Path = typer.Argument(..., help="A source folder (or, with --from-manifest, a balanced OUT)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    transforms: str = typer.Option(PAPER_SET, help="Transforms to show, NAME[=MAGNITUDE],... or 'all'."),
+    n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
+    seed: int = typer.Option(0, help="Which images and which draws."),
+    from_manifest: bool = typer.Option(False, "--from-manifest", help="Show generated copies of a balanced folder next to their original."),
+) -> None:
+    """A contact sheet: each row a source image, then the result of every chosen transform
+    labelled with its drawn parameters."""
+    from .preview import preview_manifest, preview_transforms
+    from .transforms import parse_transforms
+
+    if n < 1:
+        raise typer.BadParameter(f"must be at least 1 (got {n})", param_hint="--n")
+    if from_manifest:
+        rows, cols = preview_manifest(src, out, n=n, seed=seed)
+    else:
+        rows, cols = preview_transforms(src, parse_transforms(transforms), out, n=n, seed=seed)
+    print(f"wrote {out} ({rows} rows x {cols} tiles)")
+
+
+@app.command("split")
+def split_cmd(
+    src: Path = typer.Argument(..., help="Source folder: SRC/<class>/<images>."),
+    out: Path = typer.Argument(..., help="Output folder: OUT/train, OUT/val, OUT/test and OUT/split.csv."),
+    test: float = typer.Option(0.2, help="Fraction of each class for OUT/test."),
+    val: float = typer.Option(0.0, help="Fraction of each class for OUT/val (none by default)."),
+    seed: int = typer.Option(0, help="Seed of the shuffle."),
+    link: bool = typer.Option(False, "--link", help="Hard-link instead of copying, where possible."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Stratified split, so you balance only OUT/train and evaluate on untouched originals."""
+    from .split import split
+
+    result = split(src, out, test=test, val=val, seed=seed, link=link, workers=workers,
+                   overwrite=overwrite, progress=not quiet)
+    for message in result.warnings:
+        warn(message)
+    report_skipped([{"path": s.path, "reason": s.reason} for s in result.skipped], [])
+    if as_json:
+        print(json.dumps({"out": str(result.out), "counts": result.counts}, indent=2, ensure_ascii=False))
+    elif not quiet:
+        width = max(5, *(len(c) for c in result.counts))
+        print(f"{'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}")
+        for label, c in result.counts.items():
+            print(f"{label:<{width}}  {c['train']:>6}  {c['val']:>6}  {c['test']:>6}")
+        print(f"wrote {result.out} (split.csv)")
+
+
+@app.command("verify")
+def verify_cmd(
+    out: Path = typer.Argument(..., help="A balanced folder made by `balance build`."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for decoding."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check OUT against the contract: manifest <-> files, labels, counts, every image decodes,
+    nothing else at the root. Exits 1 naming each problem."""
+    from .verify import verify
+
+    report = verify(out, workers, progress=not quiet)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for problem in report["problems"]:
+            print(f"problem: {problem}", file=sys.stderr)
+        state = "ok" if report["ok"] else f"{len(report['problems'])} problem(s)"
+        print(f"{out}: {report['files']} files in {len(report['classes'])} classes: {state}")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("transforms")
+def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """The transforms, what each does, its default magnitude and how to override it."""
+    from .transforms import TRANSFORMS
+
+    info = {t.name: {"summary": t.summary, "default": t.default, "magnitude": t.magnitude}
+            for t in TRANSFORMS.values()}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for name, t in info.items():
+        default = "-" if t["default"] is None else f"{t['default']:g}"
+        print(f"{name:<10} {t['summary']}\n{'':<10} magnitude: {t['magnitude']}; default {default}"
+              + ("" if t["default"] is None else f" (override: --transforms {name}=M)"))
+    print(f"\nthe paper's set: --transforms {PAPER_SET}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit."""
     run_app(app)

@@ -26,6 +26,10 @@ def run_app(app: typer.Typer) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
+    except OSError as exc:  # disk full, permission denied, ...: the system's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         code = 130

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from .errors import BalanceError
 from .imageio import write_atomic
 
 MANIFEST = "manifest.csv"
@@ -29,19 +30,26 @@ def manifest_rows(items: Iterable, params: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def write_manifest(out: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(Path(out) / MANIFEST, buf.getvalue().encode("utf-8"))
+    write_atomic(Path(path), buf.getvalue().encode("utf-8"))
+
+
+def write_manifest(out: Path, rows: list[dict]) -> None:
+    write_csv(Path(out) / MANIFEST, rows, COLUMNS)
 
 
 def read_manifest(folder: str | Path):
     """A balanced folder's manifest as a pandas DataFrame (strings; seed may be empty)."""
     import pandas as pd  # only here: the CLI must start fast
 
-    return pd.read_csv(Path(folder) / MANIFEST, dtype=str, keep_default_na=False)
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def write_record(out: Path, record: dict) -> None:

@@ -59,7 +59,7 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_NAMES
 
 
-def _check_chunk(root: str, paths: list[str]) -> list[tuple[str, str]]:
+def check_chunk(root: str, paths: list[str]) -> list[tuple[str, str]]:
     """For each path, ('ok', fmt) or ('bad', reason): decodes every file fully."""
     out = []
     for rel in paths:
@@ -79,28 +79,34 @@ def check_source(src: Path) -> Path:
     return src.resolve()
 
 
-def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> Scan:
-    """Walk SRC/<class>/..., decode every candidate image, and sort out the bad ones.
+@dataclass
+class Listing:
+    """A source folder walked but not yet decoded."""
 
-    Symbolic links are not followed. Images in subfolders of a class folder belong to
-    that class. Raises BalanceError when SRC is missing or has fewer than two usable classes.
+    root: Path
+    class_dirs: list[str]
+    candidates: list[tuple[str, str, int]]  # (relative path, label, size in bytes)
+    skipped: list[Skipped]
+    ignored: int
+
+
+def list_source(src: str | Path) -> Listing:
+    """Walk SRC/<class>/... without decoding: candidate images, skipped and ignored files.
+
+    Symbolic links are not followed. Files in subfolders of a class folder belong to it.
     """
     root = check_source(src)
-    workers = workers or default_workers()
-    candidates: list[tuple[str, str, int]] = []  # (rel path, label, size)
-    skipped: list[Skipped] = []
-    ignored = 0
-    class_dirs = []
+    listing = Listing(root, [], [], [], 0)
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if is_hidden(entry.name):
-            ignored += 1
+            listing.ignored += 1
         elif entry.is_symlink():
-            skipped.append(Skipped(entry.name, "symbolic link (not followed)"))
+            listing.skipped.append(Skipped(entry.name, "symbolic link (not followed)"))
         elif entry.is_dir():
-            class_dirs.append(entry.name)
+            listing.class_dirs.append(entry.name)
         else:
-            skipped.append(Skipped(entry.name, "not inside a class folder"))
-    for label in class_dirs:
+            listing.skipped.append(Skipped(entry.name, "not inside a class folder"))
+    for label in listing.class_dirs:
         for dirpath, dirnames, filenames in os.walk(root / label):
             dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
             base = Path(dirpath)
@@ -108,21 +114,32 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> 
                 path = base / name
                 rel = path.relative_to(root).as_posix()
                 if is_hidden(name):
-                    ignored += 1
+                    listing.ignored += 1
                 elif path.is_symlink():
-                    skipped.append(Skipped(rel, "symbolic link (not followed)"))
+                    listing.skipped.append(Skipped(rel, "symbolic link (not followed)"))
                 elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-                    skipped.append(Skipped(rel, f"not an image file extension ('{path.suffix}')"))
+                    listing.skipped.append(
+                        Skipped(rel, f"not an image file extension ('{path.suffix}')"))
                 else:
-                    candidates.append((rel, label, path.stat().st_size))
+                    listing.candidates.append((rel, label, path.stat().st_size))
+    return listing
 
+
+def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> Scan:
+    """Walk SRC/<class>/..., decode every candidate image, and sort out the bad ones.
+
+    Raises BalanceError when SRC is missing or has fewer than two usable classes.
+    """
+    listing = list_source(src)
+    root, candidates, skipped = listing.root, listing.candidates, list(listing.skipped)
+    workers = workers or default_workers()
     verdicts: dict[str, tuple[str, str]] = {}
     chunks = chunked([c[0] for c in candidates], workers)
-    for index, results in run_chunks(partial(_check_chunk, str(root)), chunks, workers,
+    for index, results in run_chunks(partial(check_chunk, str(root)), chunks, workers,
                                      progress, desc="checking"):
         verdicts.update(zip(chunks[index], results))
 
-    images: dict[str, list[SourceImage]] = {label: [] for label in class_dirs}
+    images: dict[str, list[SourceImage]] = {label: [] for label in listing.class_dirs}
     for rel, label, size in candidates:
         status, value = verdicts[rel]
         if status == "ok":
@@ -135,4 +152,4 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True) -> 
         raise BalanceError(f"{root} has {len(images)} class folder(s) with usable images; "
                            "need at least 2 (expected SRC/<class>/<image files>)")
     skipped.sort(key=lambda s: s.path)
-    return Scan(root, images, skipped, empty, ignored)
+    return Scan(root, images, skipped, empty, listing.ignored)

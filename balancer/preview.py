@@ -1,0 +1,141 @@
+"""Contact sheets: source images beside each chosen transform, or copies beside their original."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import imageio
+from .imageio import BadImage, cv2, load
+from .manifest import read_manifest
+from .scan import list_source
+from .errors import BalanceError
+from .transforms import TRANSFORMS
+
+TILE = 168  # px per tile side
+TEXT_H = 30  # px of label under each tile
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """8-bit BGR for showing: 16-bit scaled down, gray expanded, alpha over a checkerboard."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        h, w = image.shape[:2]
+        board = ((np.indices((h, w)) // 8).sum(axis=0) % 2 * 60 + 160).astype(np.float32)
+        alpha = image[..., 3:4].astype(np.float32) / 255.0
+        return (image[..., :3] * alpha + board[..., None] * (1 - alpha)).astype(np.uint8)
+    return image
+
+
+def tile(image: np.ndarray, caption: Sequence[str]) -> np.ndarray:
+    """The image letterboxed into TILE x TILE (aspect kept), with up to two caption lines."""
+    image = to_display(image)
+    h, w = image.shape[:2]
+    scale = TILE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    out = np.full((TILE + TEXT_H, TILE, 3), 255, np.uint8)
+    y0, x0 = (TILE - size[1]) // 2, (TILE - size[0]) // 2
+    out[y0:y0 + size[1], x0:x0 + size[0]] = resized
+    for i, line in enumerate(caption[:2]):
+        cv2.putText(out, _fit(line), (3, TILE + 12 + 13 * i), FONT, 0.36, (20, 20, 20), 1, cv2.LINE_AA)
+    return out
+
+
+def _fit(text: str, width: int = TILE - 6) -> str:
+    while text and cv2.getTextSize(text, FONT, 0.36, 1)[0][0] > width:
+        text = text[:-2] + "~"
+    return text
+
+
+def describe_params(params: Mapping) -> str:
+    """'degrees=-23.4 x=0.12' style: short enough to read under a tile."""
+    return " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Tiles in a grid (rows may be short), on a light gray background."""
+    cols = max(len(r) for r in rows)
+    th, tw = rows[0][0].shape[:2]
+    out = np.full((len(rows) * (th + gap) + gap, cols * (tw + gap) + gap, 3), 235, np.uint8)
+    for i, row in enumerate(rows):
+        for j, t in enumerate(row):
+            y, x = gap + i * (th + gap), gap + j * (tw + gap)
+            out[y:y + th, x:x + tw] = t
+    return out
+
+
+def _save(image: np.ndarray, path: str | Path) -> None:
+    imageio.write_atomic(Path(path), imageio.encode(image, "png"))
+
+
+def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """n readable images from different classes in turn, chosen with the seed."""
+    listing = list_source(src)
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for rel, label, _ in listing.candidates:
+        by_class[label].append(rel)
+    pools = {label: list(rng.permutation(files)) for label, files in sorted(by_class.items())}
+    chosen = []
+    while len(chosen) < n and any(pools.values()):
+        for label in list(pools):
+            if len(chosen) == n:
+                break
+            while pools[label]:
+                rel = pools[label].pop()
+                try:
+                    chosen.append((rel, load(listing.root / rel).image))
+                    break
+                except BadImage:
+                    continue
+    if not chosen:
+        raise BalanceError(f"no readable images in {src}")
+    return chosen
+
+
+def preview_transforms(src: str | Path, transforms: Mapping[str, float | None], out: str | Path,
+                       n: int = 4, seed: int = 0) -> tuple[int, int]:
+    """Rows of: a source image, then each transform applied once. Returns (rows, columns)."""
+    rows = []
+    for i, (rel, image) in enumerate(pick_sources(src, n, seed)):
+        row = [tile(image, [rel, f"original {image.shape[1]}x{image.shape[0]}"])]
+        for j, (name, magnitude) in enumerate(transforms.items()):
+            result, params = TRANSFORMS[name](image, np.random.default_rng([seed, i, j]), magnitude)
+            row.append(tile(result, [name, describe_params(params)]))
+        rows.append(row)
+    _save(sheet(rows), out)
+    return len(rows), 1 + len(transforms)
+
+
+def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: int = 5,
+                     seed: int = 0) -> tuple[int, int]:
+    """Rows of: an original of a balanced folder, then its generated copies (up to per_row)."""
+    folder = Path(folder)
+    m = read_manifest(folder)
+    aug = m[m.origin == "augmented"]
+    if aug.empty:
+        raise BalanceError(f"{folder} has no augmented copies to show")
+    rng = np.random.default_rng(seed)
+    sources = []
+    for label in rng.permutation(sorted(aug.label.unique())):
+        choices = sorted(aug[aug.label == label].source.unique())
+        sources.append(choices[rng.integers(len(choices))])
+    rows = []
+    originals = m[m.origin == "original"].set_index("source").file_name
+    for source in sources[:n]:
+        original = originals[source]
+        row = [tile(load(folder / original).image, [original, "original"])]
+        for r in aug[aug.source == source].head(per_row).itertuples():
+            row.append(tile(load(folder / r.file_name).image,
+                            [r.transform, describe_params(json.loads(r.params))]))
+        rows.append(row)
+    _save(sheet(rows), out)
+    return len(rows), max(len(r) for r in rows)

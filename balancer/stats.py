@@ -1,0 +1,99 @@
+"""Per-class counts, imbalance ratio and the plan's cost, for a source or a balanced folder."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Mapping
+
+from .errors import BalanceError
+from .manifest import MANIFEST, read_manifest
+from .plan import class_targets
+from .scan import check_source, scan
+
+
+def imbalance_ratio(counts: Mapping[str, int]) -> float:
+    """Largest class over smallest (1.0 for a balanced set)."""
+    return max(counts.values()) / max(1, min(counts.values()))
+
+
+def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None = None,
+                 per_class: Mapping[str, int] | None = None, workers: int | None = None,
+                 progress: bool = True) -> dict:
+    """Counts per class and the imbalance ratio; with a target, the plan and its disk cost.
+
+    A balanced folder (one with manifest.csv) is read through its manifest: originals and
+    augmented copies per class.
+    """
+    root = check_source(folder)
+    if (root / MANIFEST).exists():
+        m = read_manifest(root)
+        table = m.groupby(["label", "origin"]).size().unstack(fill_value=0)
+        classes = {label: {"originals": int(row.get("original", 0)),
+                           "augmented": int(row.get("augmented", 0)),
+                           "count": int(row.get("original", 0) + row.get("augmented", 0))}
+                   for label, row in table.iterrows()}
+        return {"folder": str(root), "balanced_folder": True, "classes": classes,
+                "images": int(len(m)),
+                "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),
+                "originals_imbalance_ratio": imbalance_ratio(
+                    {k: v["originals"] for k, v in classes.items()})}
+    found = scan(root, workers=workers, progress=progress)
+    counts = found.counts()
+    result = {"folder": str(root), "balanced_folder": False,
+              "classes": {label: {"count": n} for label, n in counts.items()},
+              "images": sum(counts.values()), "imbalance_ratio": imbalance_ratio(counts),
+              "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
+              "empty_classes": found.empty}
+    if nmin is not None or target is not None or per_class:
+        targets = class_targets(counts, nmin, target, per_class)
+        total_bytes = 0.0
+        for label, images in found.images.items():
+            mean_size = sum(im.size for im in images) / len(images)
+            copies = targets[label] - counts[label]
+            result["classes"][label].update(copies=copies, after=targets[label])
+            total_bytes += mean_size * copies
+        result["plan"] = {"copies": sum(targets.values()) - sum(counts.values()),
+                          "after": sum(targets.values()),
+                          "estimated_bytes": int(total_bytes),
+                          "imbalance_ratio_after": imbalance_ratio(targets)}
+    return result
+
+
+def plot_counts(stats: dict, path: str | Path) -> None:
+    """Bar chart of images per class: before/after a plan, or originals/augmented copies."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BalanceError("--plot needs matplotlib (pip install matplotlib)") from None
+    from .imageio import write_atomic
+
+    classes = stats["classes"]
+    labels = list(classes)
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(labels) + 2), 4))
+    x = range(len(labels))
+    if stats["balanced_folder"]:
+        orig = [classes[c]["originals"] for c in labels]
+        ax.bar(x, orig, label="originals")
+        ax.bar(x, [classes[c]["augmented"] for c in labels], bottom=orig, label="augmented")
+    elif "plan" in stats:
+        ax.bar([i - 0.2 for i in x], [classes[c]["count"] for c in labels], 0.4, label="before")
+        ax.bar([i + 0.2 for i in x], [classes[c]["after"] for c in labels], 0.4, label="after")
+    else:
+        ax.bar(x, [classes[c]["count"] for c in labels], label="images")
+    ax.set_xticks(list(x), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    ratio = f"{stats['imbalance_ratio']:.1f}"
+    if "plan" in stats:
+        ratio += f" -> {stats['plan']['imbalance_ratio_after']:.1f}"
+    elif stats["balanced_folder"]:
+        ratio = f"{stats['originals_imbalance_ratio']:.1f} (originals) -> {ratio}"
+    ax.set(ylabel="images", title=f"{Path(stats['folder']).name}: imbalance ratio {ratio}")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(Path(path), buf.getvalue())
