@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .cliutil import run_app, warn
-from .transforms import PAPER_SET
+from . import PAPER_SET
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None,

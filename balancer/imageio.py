@@ -70,8 +70,12 @@ class Loaded:
     fmt: str  # 'jpeg' | 'png' | 'other'
 
 
-def decode(data: bytes) -> Loaded:
-    """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason."""
+def decode(data: bytes, check_only: bool = False) -> Loaded:
+    """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
+
+    check_only decodes a JPEG at 1/8 scale: every entropy-coded byte is still parsed (so
+    corrupt data still fails) but the inverse DCT is skipped; the image returned is small.
+    """
     if not data:
         raise BadImage("empty file")
     fmt = sniff(data)
@@ -79,8 +83,9 @@ def decode(data: bytes) -> Loaded:
         raise BadImage("truncated JPEG (no end-of-image marker)")
     if fmt == "png" and data.rfind(PNG_END) < len(PNG_SIGNATURE):
         raise BadImage("truncated PNG (no IEND chunk)")
+    flags = cv2.IMREAD_REDUCED_GRAYSCALE_8 if check_only and fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
         if "MAX_IMAGE" in str(exc):
             raise BadImage(f"image header claims more than {MAX_PIXELS} pixels") from None
@@ -104,9 +109,9 @@ def read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def load(path: Path) -> Loaded:
+def load(path: Path, check_only: bool = False) -> Loaded:
     try:
-        return decode(read_bytes(path))
+        return decode(read_bytes(path), check_only)
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None
 

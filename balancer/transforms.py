@@ -16,6 +16,7 @@ from . import imageio  # noqa: F401  (sets OpenCV's limits before cv2 loads)
 import cv2
 import numpy as np
 
+from . import PAPER_SET  # noqa: F401  (re-exported: the paper's chosen T)
 from .errors import BalanceError
 
 Params = dict
@@ -214,7 +215,6 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
               high=0.99),
 ]}
 
-PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen T
 
 
 def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
