@@ -63,7 +63,10 @@ def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
 
 def test_fit_writes_every_output_with_sensible_values(run, balanced):
     assert sorted(p.name for p in run.iterdir()) == [
-        "confusion_matrix.png", "curves.png", "history.csv", "metrics.json", "model.keras"]
+        "confusion_matrix.png", "curves.png", "files.csv", "history.csv", "metrics.json",
+        "model.keras"]
+    files = pd.read_csv(run / "files.csv")  # the actual lists trained and validated on
+    assert_no_leak(files[files.split == "train"], files[files.split == "validation"])
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left
     m = json.loads((run / "metrics.json").read_text())
     assert m["class_names"] == ["a", "b", "c"]

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from balancer import PAPER_SET
 from balancer.cliutil import run_app, warn
 
 from .config import MODELS, MONITORS, TrainConfig
@@ -37,17 +38,22 @@ TRAIN_OPTIONS = {
     "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
     "cache": (bool, typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch.")),
     "precision": (str, typer.Option(_D.precision, help="auto (mixed_float16 on GPU, float32 on CPU), mixed or float32.")),
+    "eager": (bool, typer.Option(False, "--eager", help="Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.")),
 }
 
 
-def with_train_options(fn):
-    """Add TRAIN_OPTIONS to a command whose signature ends in **train."""
-    sig = inspect.signature(fn)
-    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=ann)
-             for name, (ann, option) in TRAIN_OPTIONS.items()]
-    fn.__signature__ = sig.replace(parameters=own + extra)
-    return fn
+def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
+    """Add TRAIN_OPTIONS (less `exclude`) to a command whose signature ends in **train."""
+    def add(fn):
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                   annotation=ann)
+                 for name, (ann, option) in TRAIN_OPTIONS.items() if name not in exclude]
+        fn.__signature__ = sig.replace(parameters=own + extra)
+        return fn
+
+    return add(fn) if fn else add
 
 
 def report_skipped(skipped: list[dict]) -> None:
@@ -144,6 +150,66 @@ def predict(run: Path = typer.Argument(..., help="A run folder made by `train fi
         write_atomic(Path(csv), text.encode("utf-8"))
     else:
         sys.stdout.write(text)
+
+
+study_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                        help="The paper's experiments on your data: transform ranking, ablation.")
+app.add_typer(study_app, name="study")
+STUDY_ONLY = ("model", "loss")  # a study takes lists: --models, --losses
+
+
+@study_app.command("transforms")
+@with_train_options(exclude=STUDY_ONLY)
+def study_transforms_cmd(
+        src: Path = typer.Argument(..., help="Class folder of originals (a balanced folder: its originals)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Study folder (resumed when it holds the same study)."),
+        folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+        models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
+        losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+        transforms: str = typer.Option("all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."),
+        top: int = typer.Option(5, help="How many of the best to suggest for `balance build`."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        **train) -> None:
+    """Each transform alone doubles every fold's training set once; rank them by macro F1."""
+    from .study import parse_list, study_transforms
+
+    result = study_transforms(src, out, TrainConfig(**train), transforms, folds,
+                              parse_list(models, "--models"), parse_list(losses, "--losses"),
+                              top, overwrite=overwrite, progress=not quiet)
+    if as_json:
+        print(json.dumps({"summary": result["summary"].to_dict("records"),
+                          "suggested": result["suggested"]}, indent=2))
+        return
+    print((Path(out) / "results.md").read_text(encoding="utf-8"))
+    print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
+
+
+@study_app.command("ablation")
+@with_train_options(exclude=STUDY_ONLY)
+def study_ablation_cmd(
+        src: Path = typer.Argument(..., help="Class folder of originals (imbalanced)."),
+        nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
+        out: Path = typer.Option(..., "--out", "-o", help="Study folder (resumed when it holds the same study)."),
+        transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
+        folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+        models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
+        losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        **train) -> None:
+    """The paper's Table 4: baseline, ROS only, ROS + all transforms, ROS + T, on the same folds."""
+    from .study import parse_list, study_ablation
+
+    summary = study_ablation(src, out, TrainConfig(**train), nmin, transforms, folds,
+                             parse_list(models, "--models"), parse_list(losses, "--losses"),
+                             overwrite=overwrite, progress=not quiet)
+    if as_json:
+        print(json.dumps(summary.to_dict("records"), indent=2))
+    else:
+        print((Path(out) / "results.md").read_text(encoding="utf-8"))
 
 
 def main() -> None:

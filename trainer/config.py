@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     cache: bool = False
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
+    eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from balancer.manifest import MANIFEST, RECORD, read_manifest
-from balancer.scan import Skipped, scan
+from balancer.scan import Scan, Skipped, scan
 
 from . import backend
 from .config import TrainError
@@ -40,6 +40,7 @@ class Folder:
     class_names: list[str]
     skipped: list[Skipped]
     has_manifest: bool
+    scan: Scan  # the balancer's view of the folder (what its plans are made from)
 
 
 def list_folder(folder: str | Path, workers: int | None = None, progress: bool = False) -> Folder:
@@ -67,7 +68,7 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
     class_names = sorted(table.label.unique())
     if len(class_names) < 2:
         raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
-    return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest)
+    return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
 
 
 def grouped_folds(table: pd.DataFrame, folds: int, seed: int

@@ -72,7 +72,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     def compile_model(model, lr):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-                      jit_compile="auto" if gpus else False)  # XLA on CPU: 2-4x slower here
+                      jit_compile="auto" if gpus and not config.eager else False,  # XLA: slower on CPU
+                      run_eagerly=config.eager)
 
     with strategy.scope():
         model = build_model(config, n)
@@ -92,6 +93,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
                   epochs=done + config.fine_tune_epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)
     model.save(folder / "model.keras")
+    files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
+    files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False)
 
     y_pred = model.predict(val_ds.map(lambda x, y: x), verbose=0).argmax(axis=1)
     metrics = scores(label_indices(val, class_names), y_pred, class_names)

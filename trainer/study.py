@@ -1,0 +1,241 @@
+"""The paper's study as commands: per-transform ranking (Tables 2-3) and the ablation (Table 4).
+
+Every fold is split first (grouped by source, over originals); copies are then made with the
+balancer library from that fold's training originals only, so a validation image or a copy
+of one never trains. Each finished run is a run folder; a study resumes by skipping them.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from balancer import PAPER_SET
+from balancer.build import run_items
+from balancer.parallel import default_workers
+from balancer.plan import class_targets, make_plan
+from balancer.scan import Scan
+from balancer.transforms import TRANSFORMS, parse_transforms
+
+from .config import TrainConfig, TrainError
+from .crossval import mean_std
+from .data import class_counts, grouped_folds, list_folder, originals_only
+from .outputs import check_out, staged, write_json
+from .training import train_run
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of making the training set from a fold's training originals."""
+
+    name: str
+    transforms: dict | None = None  # None: no copies; {}: plain copies (ROS); else one each
+    balance: bool = False  # True: up to N_min per class (ROS); False: one copy per image
+
+
+def transform_arms(transforms: dict) -> list[Arm]:
+    """Baseline plus one arm per transform that doubles the training set (the paper's Tables 2-3)."""
+    return [Arm("baseline")] + [Arm(name, {name: m}) for name, m in transforms.items()]
+
+
+def ablation_arms(transforms: dict) -> list[Arm]:
+    """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T."""
+    every = {name: t.default for name, t in TRANSFORMS.items()}
+    return [Arm("baseline"), Arm("ROS", {}, True), Arm("ROS + all transforms", every, True),
+            Arm("ROS + T", dict(transforms), True)]
+
+
+def training_table(arm: Arm, train: pd.DataFrame, found: Scan, cache: Path,
+                   class_names: list[str], nmin: int | None, seed: int, workers: int) -> pd.DataFrame:
+    """The fold's training originals plus the arm's copies, made from them alone."""
+    if arm.transforms is None:
+        return train
+    counts = class_counts(train, class_names)
+    counts = {c: n for c, n in counts.items() if n}
+    targets = class_targets(counts, nmin=nmin) if arm.balance else {c: 2 * n for c, n in counts.items()}
+    by_path = {im.path: im for ims in found.images.values() for im in ims}
+    images = {c: [by_path[f] for f in train.file[train.label == c]] for c in counts}
+    copies = [it for it in make_plan(images, targets, arm.transforms or {"flip": None}, seed)
+              if it.origin == "augmented"]
+    if arm.transforms:
+        run_items(found.root, cache, copies, workers, progress=False)
+        paths = [str(cache / it.file_name) for it in copies]
+        files = [f"{cache.name}/{it.file_name}" for it in copies]
+    else:  # plain random over-sampling: the same original file, listed again
+        paths = [str(found.root / it.source) for it in copies]
+        files = [it.source for it in copies]
+    extra = pd.DataFrame({"path": paths, "file": files, "label": [it.label for it in copies],
+                          "source": [it.source for it in copies], "origin": "augmented"})
+    return pd.concat([train, extra], ignore_index=True)
+
+
+def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], folds: int,
+              models: list[str], losses: list[str], config: TrainConfig, nmin: int | None = None,
+              overwrite: bool = False, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
+    """Train every arm x fold x model x loss; write results.csv, results.md and a plot.
+
+    A study folder that holds the same study is resumed: finished runs are read, not redone.
+    """
+    if folds < 2:
+        raise TrainError(f"--folds must be at least 2 (got {folds})")
+    for model in models:
+        TrainConfig(**{**asdict(config), "model": model})  # validates the name
+    for loss in losses:
+        TrainConfig(**{**asdict(config), "loss": loss})
+    out = Path(out).resolve()
+    settings = {"kind": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
+                "losses": losses, "nmin": nmin, "arms": [asdict(a) for a in arms],
+                "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")}}
+    _open_study(out, src, settings, overwrite)
+    workers = workers or default_workers()
+    folder = list_folder(src, workers=workers, progress=progress)
+    table = originals_only(folder.table)
+    splits = list(grouped_folds(table, folds, config.seed))
+    runs = [(k, model, loss, arm) for k in range(folds) for model in models for loss in losses
+            for arm in arms]
+    rows = []
+    bar = tqdm(total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True)
+    for k, model, loss, arm in runs:
+        train, val = splits[k]
+        run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
+        metrics_file = run_dir / "metrics.json"
+        if not metrics_file.exists():
+            cache = out / "data" / f"fold-{k}" / _slug(arm.name)
+            train_all = training_table(arm, train, folder.scan, cache, folder.class_names, nmin,
+                                       config.seed + k, workers)
+            run_config = TrainConfig(**{**asdict(config), "model": model, "loss": loss})
+            with staged(run_dir) as tmp:
+                train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
+                          extra={"study": kind, "arm": arm.name, "fold": k})
+        m = json.loads(metrics_file.read_text(encoding="utf-8"))
+        rows.append({"arm": arm.name, "fold": k, "model": model, "loss": loss,
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "weighted_f1": m["weighted_f1"], "epochs_run": m["epochs_run"],
+                     "train_files": m["data"]["train"]["files"],
+                     "validation_files": m["data"]["validation"]["files"],
+                     **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
+                     "config": json.dumps(m["config"], sort_keys=True)})
+        bar.update()
+        bar.set_postfix_str(f"fold {k} {arm.name}: F1 {m['macro_f1']:.3f}")
+    bar.close()
+    results = pd.DataFrame(rows)
+    results.to_csv(out / "results.csv", index=False)
+    summary = summarize(results, folder.class_names)
+    (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
+    plot_study(summary, out / "results.png", kind)
+    return summary
+
+
+def _open_study(out: Path, src, settings: dict, overwrite: bool) -> None:
+    record = out / "study.json"
+    if out.exists() and overwrite:
+        if not record.exists() and any(out.iterdir()):
+            raise TrainError(f"{out} holds no study.json: not a study folder, so it is not deleted")
+        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()):
+        if not record.exists():
+            raise TrainError(f"{out} exists and is not a study folder (use another --out)")
+        old = json.loads(record.read_text(encoding="utf-8"))
+        if old != settings:
+            keys = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise TrainError(f"{out} holds a different study ({', '.join(keys)} differ): "
+                             "use --overwrite or another --out")
+        return
+    check_out(out, True, (Path(src),))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(record, settings)
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" + ", "+").replace(" ", "-")
+
+
+def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """Mean and std over folds per model, loss and arm, in the arms' order."""
+    metrics = ["accuracy", "macro_f1"] + [f"f1_{c}" for c in class_names]
+    grouped = results.groupby(["model", "loss", "arm"], sort=False)
+    out = grouped[metrics].mean().add_suffix("_mean").join(
+        grouped[["accuracy", "macro_f1"]].std(ddof=1).fillna(0).add_suffix("_std"))
+    out["folds"] = grouped.size()
+    return out.reset_index()
+
+
+def ranking(summary: pd.DataFrame) -> pd.DataFrame:
+    """Transform arms of the first model and loss, best macro F1 first (the paper ranks on B0, focal)."""
+    first = summary[(summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])]
+    return first[first.arm != "baseline"].sort_values("macro_f1_mean", ascending=False)
+
+
+def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> str:
+    names = list(ranking(summary).arm[:top])
+    return ",".join(n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
+                    for n in names)
+
+
+def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
+    classes = [c[3:-5] for c in summary.columns if c.startswith("f1_") and c.endswith("_mean")]
+    head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"] + \
+           [f"F1 {c}" for c in classes]
+    lines = [f"# Study: {kind}", "",
+             f"{settings['folds']}-fold cross-validation grouped by source on {settings['source']};"
+             " scores on each fold's untouched validation originals.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary.itertuples(index=False):
+        d = r._asdict()
+        cells = [r.model, r.loss, r.arm, f"{100 * r.accuracy_mean:.2f}% ± {100 * r.accuracy_std:.2f}",
+                 f"{r.macro_f1_mean:.3f} ± {r.macro_f1_std:.3f}"] + \
+                [f"{d[f'f1_{c}_mean']:.3f}" for c in classes]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_study(summary: pd.DataFrame, path: Path, kind: str) -> None:
+    from .outputs import _pyplot
+
+    plt = _pyplot()
+    labels = [f"{r.arm}" + ("" if summary[["model", "loss"]].drop_duplicates().shape[0] == 1
+                            else f"\n{r.model} {r.loss}") for r in summary.itertuples()]
+    x = np.arange(len(summary))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(x) + 3), 4.2))
+    for ax, key, title in zip(axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy")):
+        ax.bar(x, summary[f"{key}_mean"], yerr=summary[f"{key}_std"], capsize=4,
+               color=["#999999" if a == "baseline" else "#3b75af" for a in summary.arm])
+        ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
+        ax.set(title=f"{title} (mean ± std over folds)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"study: {kind}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_list(value: str, option: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise TrainError(f"{option} needs at least one value")
+    return items
+
+
+def study_transforms(src, out, config: TrainConfig, transforms: str = "all", folds: int = 5,
+                     models=("efficientnet-b0",), losses=("focal",), top: int = 5,
+                     overwrite: bool = False, progress: bool = True) -> dict:
+    """Rank each transform by the macro F1 it adds when it doubles the training set once."""
+    chosen = parse_transforms(transforms)
+    summary = run_study("transforms", src, out, transform_arms(chosen), folds, list(models),
+                        list(losses), config, overwrite=overwrite, progress=progress)
+    return {"summary": summary, "ranking": ranking(summary),
+            "suggested": suggested_transforms(summary, top, chosen)}
+
+
+def study_ablation(src, out, config: TrainConfig, nmin: int, transforms: str = PAPER_SET,
+                   folds: int = 5, models=("efficientnet-b0",), losses=("focal",),
+                   overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """The four arms of the paper's Table 4, balanced inside each training fold."""
+    return run_study("ablation", src, out, ablation_arms(parse_transforms(transforms)), folds,
+                     list(models), list(losses), config, nmin=nmin, overwrite=overwrite,
+                     progress=progress)
