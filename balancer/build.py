@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__, imageio
 from .errors import BalanceError
 from .manifest import RECORD, manifest_rows, read_record, write_manifest, write_record
-from .parallel import chunked, default_workers, run_chunks
+from .parallel import chunked, pool, run_chunks
 from .plan import Item, class_targets, make_plan
 from .scan import Scan, check_source, scan
 from .transforms import PAPER_SET, TRANSFORMS, parse_transforms
@@ -138,11 +138,12 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
           transforms: str | Mapping[str, float | None] = PAPER_SET, seed: int = 0,
           quality: int = 95, link: bool = False, workers: int | None = None,
           resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-          progress: bool = True) -> BuildResult:
+          progress: bool = True, backend: str = "loky", scheduler: str | None = None) -> BuildResult:
     """Balance SRC into OUT (see DESIGN.md); BalanceError for every user error.
 
     Nothing is written until the source is scanned and the plan is made, so a bad
-    option or a bad source leaves OUT untouched.
+    option or a bad source leaves OUT untouched. backend='dask' runs the same chunks on a
+    Dask cluster (`scheduler`, or a local one): SRC and OUT must be on shared storage.
     """
     chosen = dict(transforms) if isinstance(transforms, Mapping) else parse_transforms(transforms)
     for name, magnitude in chosen.items():
@@ -151,11 +152,18 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
         chosen[name] = TRANSFORMS[name].check(magnitude)
     if not 1 <= quality <= 100:
         raise BalanceError(f"--quality must be between 1 and 100 (got {quality})")
-    workers = workers or default_workers()
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise BalanceError(f"--workers must be at least 1 (got {workers})")
     root = check_source(src)
     out = check_output(root, out, resume=resume, overwrite=overwrite)
+    with pool(backend, scheduler, workers) as p:
+        p.check_shared(root, next(d for d in (out, *out.parents) if d.exists()))
+        return _build(root, out, chosen, nmin, target, per_class, seed, quality, link,
+                      p.workers, resume, overwrite, dry_run, progress)
+
+
+def _build(root, out, chosen, nmin, target, per_class, seed, quality, link, workers, resume,
+           overwrite, dry_run, progress) -> BuildResult:
     previous = read_record(out) if out.exists() else None
 
     found = scan(root, workers, progress)

@@ -63,11 +63,13 @@ def build_cmd(
     nmin: Optional[int] = typer.Option(None, help="Bring every class below N up to N (the paper's N_min)."),
     target: Optional[str] = typer.Option(None, help="'majority': bring every class up to the largest."),
     per_class: List[str] = typer.Option([], "--per-class", help="NAME=COUNT for one class (repeatable, or comma-separated)."),
-    transforms: str = typer.Option(PAPER_SET, help="Comma-separated transforms, each optionally NAME=MAGNITUDE, or 'all'. See `balance transforms`."),
+    transforms: str = typer.Option(PAPER_SET, help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'all' is every transform ('all,crop=160' overrides one). See `balance transforms`."),
     seed: int = typer.Option(0, help="Seed for every random choice; the output depends only on SRC, options and seed."),
     quality: int = typer.Option(95, help="JPEG quality of generated copies."),
     link: bool = typer.Option(False, "--link", help="Hard-link originals instead of copying them, where possible."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    backend: str = typer.Option("loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."),
+    scheduler: Optional[str] = typer.Option(None, help="With --backend dask: the scheduler address (tcp://HOST:8786); without it a local cluster of --workers processes."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted build of OUT with the same options."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier balance output in OUT."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
@@ -81,7 +83,7 @@ def build_cmd(
         result = build(src, out, nmin=nmin, target=target, per_class=parse_per_class(per_class),
                        transforms=transforms, seed=seed, quality=quality, link=link,
                        workers=workers, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                       progress=not quiet)
+                       progress=not quiet, backend=backend, scheduler=scheduler)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command with --resume to finish", file=sys.stderr)
         raise typer.Exit(130) from None

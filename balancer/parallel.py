@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
+
+from .errors import BalanceError
 
 
 def default_workers() -> int:
@@ -46,3 +51,57 @@ def run_chunks(fn: Callable[[Sequence], list], chunks: Sequence[Sequence], worke
             bar.update(len(chunks[index]))
             yield index, result
 
+
+
+@dataclass
+class Pool:
+    """Where run_chunks runs: `workers` parallel slots, and the Dask client if any."""
+
+    workers: int
+    client: Any = None
+
+    def check_shared(self, *paths: Path) -> None:
+        """Every Dask worker must see these paths (SRC, OUT's parent): a clear error, no hang."""
+        if self.client is None:
+            return
+        seen = self.client.run(_missing, [str(p) for p in paths])
+        for worker, missing in sorted(seen.items()):
+            if missing:
+                raise BalanceError(f"Dask worker {worker} cannot see {missing[0]}: SRC and OUT must "
+                                   "be on storage every worker sees, at the same path")
+
+
+def _missing(paths: list[str]) -> list[str]:
+    return [p for p in paths if not os.path.isdir(p)]
+
+
+@contextmanager
+def pool(backend: str = "loky", scheduler: str | None = None,
+         workers: int | None = None) -> Iterator[Pool]:
+    """Run joblib on `backend` inside the block: 'loky' (this machine's cores) or 'dask'
+    (the cluster at `scheduler`, or a LocalCluster of `workers` processes)."""
+    if backend == "loky":
+        if scheduler:
+            raise BalanceError("--scheduler goes with --backend dask")
+        yield Pool(workers or default_workers())
+        return
+    if backend != "dask":
+        raise BalanceError(f"unknown --backend '{backend}'; choose loky or dask")
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise BalanceError("--backend dask needs the dask extra: "
+                           "pip install 'balanced-aug[dask]'") from None
+    with ExitStack() as stack:
+        try:
+            if scheduler:
+                client = stack.enter_context(Client(scheduler, timeout="10s"))
+            else:
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=workers or default_workers(), threads_per_worker=1,
+                    processes=True, dashboard_address=None))
+                client = stack.enter_context(Client(cluster))
+        except OSError as exc:
+            raise BalanceError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        stack.enter_context(parallel_config(backend="dask"))
+        yield Pool(sum(client.nthreads().values()), client)

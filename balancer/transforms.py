@@ -218,25 +218,31 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
 
 
 def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
-    """'crop,rotate=0.1' or 'all' -> {name: magnitude}, every magnitude checked.
+    """'crop,rotate=0.1' -> {name: magnitude}, every magnitude checked.
+
+    'all' stands for every transform at its default; names after it override magnitudes
+    ('all,crop=160,cutout=20').
 
     >>> parse_transforms("rotate=0.1,flip")
     {'rotate': 0.1, 'flip': None}
     """
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     items = [s for s in items if s]
-    if items == ["all"]:
-        items = list(TRANSFORMS)
     if not items:
         raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
-    chosen: dict[str, float | None] = {}
+    everything = "all" in items
+    chosen: dict[str, float | None] = {n: t.default for n, t in TRANSFORMS.items()} if everything else {}
+    given: set[str] = set()
     for item in items:
+        if item == "all":
+            continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
         if name not in TRANSFORMS:
             raise BalanceError(f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
-        if name in chosen:
+        if name in given:
             raise BalanceError(f"transform '{name}' given twice")
+        given.add(name)
         try:
             magnitude = float(value) if value.strip() else None
         except ValueError:

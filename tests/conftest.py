@@ -63,7 +63,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 def run_cli(tool: str, *args, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """Run `balance`/`train` as a user would, in a subprocess of this interpreter."""
     code = f"from {tool}.cli import main; main()"
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    env = {**kwargs.pop("env", os.environ), "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
     if check:

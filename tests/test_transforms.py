@@ -104,6 +104,8 @@ def test_parse_transforms_defaults_overrides_and_errors():
     assert parse_transforms("rotate=0.1, zoom=0.2,crop=160") == {"rotate": 0.1, "zoom": 0.2,
                                                                "crop": 160}
     assert list(parse_transforms("all")) == list(TRANSFORMS)
+    every = parse_transforms("all,crop=24,cutout=12")
+    assert list(every) == list(TRANSFORMS) and every["crop"] == 24 and every["rotate"] == 0.125
     with pytest.raises(BalanceError, match="unknown transform 'sheer'; choose from blur, crop"):
         parse_transforms("rotate,sheer")
     for bad, fragment in [("rotate=2", "rotate"), ("blur=4", "blur"), ("crop=0", "crop"),

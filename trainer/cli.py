@@ -193,6 +193,7 @@ def study_ablation_cmd(
         nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
         out: Path = typer.Option(..., "--out", "-o", help="Study folder (resumed when it holds the same study)."),
         transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
+        every: str = typer.Option("all", help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12')."),
         folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
         models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
         losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
@@ -205,7 +206,7 @@ def study_ablation_cmd(
 
     summary = study_ablation(src, out, TrainConfig(**train), nmin, transforms, folds,
                              parse_list(models, "--models"), parse_list(losses, "--losses"),
-                             overwrite=overwrite, progress=not quiet)
+                             every=every, overwrite=overwrite, progress=not quiet)
     if as_json:
         print(json.dumps(summary.to_dict("records"), indent=2))
     else:

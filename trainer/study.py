@@ -43,9 +43,8 @@ def transform_arms(transforms: dict) -> list[Arm]:
     return [Arm("baseline")] + [Arm(name, {name: m}) for name, m in transforms.items()]
 
 
-def ablation_arms(transforms: dict) -> list[Arm]:
+def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
     """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T."""
-    every = {name: t.default for name, t in TRANSFORMS.items()}
     return [Arm("baseline"), Arm("ROS", {}, True), Arm("ROS + all transforms", every, True),
             Arm("ROS + T", dict(transforms), True)]
 
@@ -234,8 +233,14 @@ def study_transforms(src, out, config: TrainConfig, transforms: str = "all", fol
 
 def study_ablation(src, out, config: TrainConfig, nmin: int, transforms: str = PAPER_SET,
                    folds: int = 5, models=("efficientnet-b0",), losses=("focal",),
-                   overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
-    """The four arms of the paper's Table 4, balanced inside each training fold."""
-    return run_study("ablation", src, out, ablation_arms(parse_transforms(transforms)), folds,
+                   every: str = "all", overwrite: bool = False,
+                   progress: bool = True) -> pd.DataFrame:
+    """The four arms of the paper's Table 4, balanced inside each training fold.
+
+    `every` is the 'all transforms' arm's set: 'all' at the defaults, or with overrides
+    ('all,crop=24,cutout=12') for images far from the paper's size.
+    """
+    arms = ablation_arms(parse_transforms(transforms), parse_transforms(every))
+    return run_study("ablation", src, out, arms, folds,
                      list(models), list(losses), config, nmin=nmin, overwrite=overwrite,
                      progress=progress)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +17,16 @@ from .models import build_model, make_loss, preprocess_fn
 from .outputs import check_out, plot_confusion, plot_curves, staged, write_json
 
 
-def setup_runtime(config: TrainConfig):
-    """(strategy, precision, GPU count): GPUs when present, mixed precision there by default.
+@dataclass
+class Runtime:
+    strategy: object
+    name: str  # which tf.distribute strategy, as its users know it
+    precision: str
+    gpus: int
+
+
+def setup_runtime(config: TrainConfig) -> Runtime:
+    """GPUs when present, mixed precision there by default, and the distribution strategy.
 
     Several GPUs on one machine: MirroredStrategy; TF_CONFIG naming several machines:
     MultiWorkerMirroredStrategy; otherwise the default (one device) strategy.
@@ -33,12 +42,12 @@ def setup_runtime(config: TrainConfig):
     mixed = config.precision == "mixed" or (config.precision == "auto" and bool(gpus))
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     if "TF_CONFIG" in os.environ:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        name, strategy = "MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy()
     elif len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
+        name, strategy = "MirroredStrategy", tf.distribute.MirroredStrategy()
     else:
-        strategy = tf.distribute.get_strategy()
-    return strategy, "mixed_float16" if mixed else "float32", len(gpus)
+        name, strategy = "default (one device)", tf.distribute.get_strategy()
+    return Runtime(strategy, name, "mixed_float16" if mixed else "float32", len(gpus))
 
 
 def _verbosity(progress: bool) -> int:
@@ -58,7 +67,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     keras = backend.keras()
 
     keras.utils.set_random_seed(config.seed)
-    strategy, precision, gpus = setup_runtime(config)
+    runtime = setup_runtime(config)
+    strategy = runtime.strategy
     n = len(class_names)
     train_counts = list(class_counts(train, class_names).values())
     preprocess = preprocess_fn(config.model)
@@ -72,7 +82,7 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     def compile_model(model, lr):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-                      jit_compile="auto" if gpus and not config.eager else False,  # XLA: slower on CPU
+                      jit_compile="auto" if runtime.gpus and not config.eager else False,  # XLA: slow on CPU
                       run_eagerly=config.eager)
 
     with strategy.scope():
@@ -103,8 +113,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
         else history_table[config.monitor].idxmin()
     metrics.update({
         "epochs_run": len(history_table), "best_epoch": int(history_table.epoch[best]) + 1,
-        "config": config.to_dict(), "precision": precision,
-        "replicas": strategy.num_replicas_in_sync,
+        "config": config.to_dict(), "precision": runtime.precision,
+        "strategy": runtime.name, "replicas": strategy.num_replicas_in_sync,
         "data": {"train": describe(train, class_names), "validation": describe(val, class_names)},
         **(extra or {}),
     })

@@ -1,0 +1,113 @@
+"""Scale-out: the balancer on a Dask cluster, the trainer's distribution strategies."""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from balancer import build
+from balancer.errors import BalanceError
+from balancer.parallel import pool
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
+
+distributed = pytest.importorskip("distributed")  # the `dask` extra, part of `test`
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dask") / "src"
+    for label, n in {"big": 12, "small": 2}.items():
+        for i in range(n):
+            write_image(root / label / f"{i}.png", textured(120, 150, seed=i))
+    return root
+
+
+OPTIONS = dict(nmin=400, transforms="rotate,zoom,contrast,cutout=30", seed=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(src, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "out"
+    build(src, out, workers=2, **OPTIONS)
+    return tree_digest(out)
+
+
+def test_dask_cluster_output_is_byte_identical(src, reference, cluster, tmp_path):
+    build(src, tmp_path / "out", backend="dask", scheduler=cluster.scheduler_address, **OPTIONS)
+    assert tree_digest(tmp_path / "out") == reference
+
+
+def test_killed_worker_is_rescheduled_and_output_identical(src, reference, cluster, tmp_path):
+    out = tmp_path / "out"
+    with distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+    errors = []
+
+    def run():
+        try:
+            build(src, out, backend="dask", scheduler=cluster.scheduler_address, **OPTIONS)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 120
+    while len(list(out.glob("small/*__aug*"))) < 60 and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(sorted(pids.values())[0], signal.SIGKILL)  # mid-run; the nanny restarts it
+    thread.join(timeout=300)
+    assert not errors, errors
+    assert tree_digest(out) == reference
+    assert not list(out.rglob("*.part"))
+
+
+def test_workers_must_see_src_and_out(cluster, tmp_path):
+    with pool("dask", cluster.scheduler_address) as p:
+        assert p.workers == 2
+        p.check_shared(tmp_path)
+        with pytest.raises(BalanceError, match="cannot see .*/not-mounted: SRC and OUT must be"):
+            p.check_shared(tmp_path, tmp_path / "not-mounted")
+
+
+def test_dask_errors_are_one_line(small_src, tmp_path):
+    hide_dask = ("import sys; sys.modules['dask'] = sys.modules['dask.distributed'] = None; "
+                 "from balancer.cli import main; main()")
+    import subprocess
+    proc = subprocess.run([sys.executable, "-c", hide_dask, "build", str(small_src), "--out",
+                           str(tmp_path / "o"), "--nmin", "3", "--backend", "dask"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert_one_line_error(proc, "pip install 'balanced-aug[dask]'")
+    assert_one_line_error(run_cli("balancer", "build", small_src, "--out", tmp_path / "o",
+                                  "--nmin", "3", "--backend", "spark"), "loky or dask")
+    assert_one_line_error(run_cli("balancer", "build", small_src, "--out", tmp_path / "o",
+                                  "--nmin", "3", "--scheduler", "tcp://x:1"), "--backend dask")
+    assert not (tmp_path / "o").exists()
+
+
+def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
+    """TF_CONFIG naming one worker: the MultiWorkerMirroredStrategy path, on this CPU."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+    proc = run_cli("trainer", "fit", data, "--out", tmp_path / "run", "--weights", "none",
+                   "--image-size", "32", "--epochs", "1", "--batch", "8", "--quiet", "--json",
+                   env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(proc.stdout)
+    assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1
+    assert 0 <= m["accuracy"] <= 1
