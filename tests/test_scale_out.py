@@ -111,3 +111,20 @@ def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
     m = json.loads(proc.stdout)
     assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1
     assert 0 <= m["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("tf_config, chief", [
+    (None, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
+])
+def test_only_the_chief_writes_the_run_folder(tf_config, chief, monkeypatch):
+    from trainer.training import is_chief
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert is_chief() is chief

@@ -90,7 +90,7 @@ def fit(data: Path = typer.Argument(..., help="Class folder to train on (a balan
         print(json.dumps(metrics, indent=2))
     else:
         print(summary(metrics))
-        print(f"run folder: {metrics['out']}")
+        print(f"run folder: {metrics.get('out', '(written by the chief worker)')}")
 
 
 @app.command()

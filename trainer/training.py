@@ -1,8 +1,10 @@
 """Fit a model on a class folder: leak-free validation, early stopping, every output written."""
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +128,23 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     return metrics
 
 
+def is_chief() -> bool:
+    """Whether this process writes outputs: always, unless TF_CONFIG makes it a non-chief worker."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    if not task:
+        return True
+    if "chief" in tf_config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
 def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         val: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
-    The run folder appears whole when training ends, or not at all.
+    The run folder appears whole when training ends, or not at all. In multi-worker
+    training (TF_CONFIG) only the chief writes it; the other workers' copies are discarded.
     """
     config = config or TrainConfig()
     out = check_out(Path(out), overwrite, tuple(Path(d) for d in (data, val) if d))
@@ -143,9 +157,12 @@ def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     else:
         train, validation = holdout(folder.table, config.val_split, config.seed)
         skipped = folder.skipped
+    extra = {"skipped": [vars(s) for s in skipped]}
+    if not is_chief():
+        with tempfile.TemporaryDirectory() as tmp:
+            return train_run(train, validation, folder.class_names, config, Path(tmp), progress, extra)
     with staged(out) as tmp:
-        metrics = train_run(train, validation, folder.class_names, config, tmp, progress,
-                            extra={"skipped": [vars(s) for s in skipped]})
+        metrics = train_run(train, validation, folder.class_names, config, tmp, progress, extra)
     metrics["out"] = str(out)
     return metrics
 
