@@ -139,6 +139,11 @@ def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: in
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
+def images_only(images, labels):
+    """For Dataset.map: drop the labels (a named function, which AutoGraph can read)."""
+    return images
+
+
 def class_counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
     counts = table.label.value_counts()
     return {name: int(counts.get(name, 0)) for name in class_names}

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import backend
 from .config import TrainConfig, TrainError
-from .data import (NOT_FOR_TF, label_indices, list_folder, make_dataset, originals_only,
+from .data import (NOT_FOR_TF, images_only, label_indices, list_folder, make_dataset, originals_only,
                    tf_decodes)
 from .outputs import check_out, plot_confusion, staged, write_json
 
@@ -68,7 +68,7 @@ class Run:
 
         ds = make_dataset(paths, np.zeros(len(paths), np.int32), len(self.class_names),
                           self.config.size, preprocess_fn(self.config.model), self.config.batch)
-        return self.model.predict(ds.map(lambda x, y: x), verbose=0)
+        return self.model.predict(ds.map(images_only), verbose=0)
 
 
 def evaluate(run: str | Path, data: str | Path, out: str | Path | None = None,

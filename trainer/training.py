@@ -12,8 +12,8 @@ import pandas as pd
 
 from . import backend
 from .config import MONITORS, TrainConfig, TrainError
-from .data import (class_counts, describe, holdout, label_indices, list_folder, make_dataset,
-                   originals_only)
+from .data import (class_counts, describe, holdout, images_only, label_indices, list_folder,
+                   make_dataset, originals_only)
 from .evaluation import scores
 from .models import build_model, make_loss, preprocess_fn
 from .outputs import check_out, plot_confusion, plot_curves, staged, write_json
@@ -108,7 +108,7 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
     files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False)
 
-    y_pred = model.predict(val_ds.map(lambda x, y: x), verbose=0).argmax(axis=1)
+    y_pred = model.predict(val_ds.map(images_only), verbose=0).argmax(axis=1)
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
     history_table = pd.read_csv(folder / "history.csv")
     best = history_table[config.monitor].idxmax() if MONITORS[config.monitor] == "max" \
