@@ -162,3 +162,33 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
                    "--epochs", "1", timeout=300)
     assert_one_line_error(proc, "ImageNet weights", "--weights none", "--weights PATH")
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
+
+
+def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
+    test = balanced.parent / "test"
+    data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    (data / "b" / "truncated.jpg").write_bytes((data / "b" / "b_000.jpg").read_bytes()[:300])
+    config = TrainConfig(**{**FAST, "epochs": 1, "eager": True, "freeze_base": True,
+                            "fine_tune_epochs": 1, "cache": True})
+    m = fit(data, tmp_path / "run", config, val=test, progress=False)
+    assert m["data"]["validation"]["files"] == 9 and m["data"]["train"]["files"] == 18
+    assert m["skipped"] == [{"path": "b/truncated.jpg", "reason": "truncated JPEG (no end-of-image marker)"}]
+    assert m["epochs_run"] == 2  # one with the base frozen, one fine-tuning it
+    files = pd.read_csv(tmp_path / "run" / "files.csv")
+    assert set(files[files.split == "validation"].file) == {f"{c}/{c}_{i:03d}.jpg" for c in "abc" for i in range(3)}
+
+
+def test_weights_from_a_local_file(tmp_path):
+    import keras
+
+    from trainer.models import build_model
+
+    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                             input_shape=(32, 32, 3), pooling="avg")
+    path = tmp_path / "b0_notop.weights.h5"
+    base.save_weights(path)
+    model = build_model(TrainConfig(weights=str(path), image_size=32), 3)
+    loaded = model.get_layer("efficientnetb0").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights()))
+    proc = run_cli("trainer", "fit", tmp_path, "--weights", str(tmp_path / "missing.h5"))
+    assert_one_line_error(proc, "--weights: no such file")

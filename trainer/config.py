@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from balancer.errors import UserError
 
@@ -65,6 +66,8 @@ class TrainConfig:
                 raise TrainError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         if self.image_size is not None and self.image_size < 8:
             raise TrainError(f"--image-size must be at least 8 (got {self.image_size})")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise TrainError(f"--weights: no such file {self.weights} (use imagenet, none or a path)")
         if not 0 <= self.dropout < 1:
             raise TrainError(f"--dropout must be in [0, 1) (got {self.dropout})")
 

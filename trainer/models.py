@@ -1,8 +1,6 @@
 """keras.applications models with an ImageNet base, global pooling, dropout and softmax head."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import backend
 from .config import MODELS, TrainConfig, TrainError
 
@@ -14,23 +12,13 @@ def preprocess_fn(model: str):
     return getattr(keras.applications, MODELS[model][2]).preprocess_input
 
 
-def _weights(spec: str):
-    if spec == "none":
-        return None
-    if spec == "imagenet":
-        return "imagenet"
-    if not Path(spec).is_file():
-        raise TrainError(f"--weights: no such file {spec} (use imagenet, none or a path)")
-    return spec
-
-
 def build_model(config: TrainConfig, n_classes: int):
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
     keras = backend.keras()
 
     size = config.size
     base_cls = getattr(keras.applications, MODELS[config.model][0])
-    weights = _weights(config.weights)
+    weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
     try:
         base = base_cls(include_top=False, weights=weights, input_shape=(size, size, 3),
                         pooling="avg")
