@@ -82,3 +82,21 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md
     record = json.loads((out / "study.json").read_text())
     assert record["nmin"] == 8 and record["folds"] == 2
+
+
+def test_study_user_errors_leave_nothing(src, tmp_path):
+    one = make_folder(tmp_path / "one", {"only": 4})
+    cases = [
+        (["study", "ablation", tmp_path / "missing", "--nmin", "5", "--out", tmp_path / "s"], ["not found"]),
+        (["study", "ablation", one, "--nmin", "5", "--out", tmp_path / "s"], ["need at least 2"]),
+        (["study", "ablation", src, "--out", tmp_path / "s"], ["--nmin"]),
+        (["study", "transforms", src, "--out", tmp_path / "s", "--models", "alexnet"], ["unknown model"]),
+        (["study", "transforms", src, "--out", tmp_path / "s", "--transforms", "warp"], ["unknown transform"]),
+        (["study", "transforms", src, "--out", tmp_path / "s", "--folds", "30"], ["cannot make 30 folds"]),
+        (["study", "transforms", src, "--out", tmp_path / "s", "--folds", "2"], ["ImageNet weights"]),
+    ]
+    offline = {**os.environ, "KERAS_HOME": str(tmp_path / "keras-home"),  # no cached weights,
+               **{v: "http://127.0.0.1:9" for v in ("HTTPS_PROXY", "https_proxy")}}  # no download
+    for args, fragments in cases:
+        assert_one_line_error(run_cli("trainer", *args, env=offline), *fragments)
+    assert not (tmp_path / "s").exists()

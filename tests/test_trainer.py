@@ -125,7 +125,7 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
                    "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
-                   "--quiet")
+                   "--eager", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "mean" in proc.stdout and "±" in proc.stdout
     result = json.loads((tmp_path / "cv" / "cv.json").read_text())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from balancer.scan import Scan
 from balancer.transforms import TRANSFORMS, parse_transforms
 
 from .config import TrainConfig, TrainError
-from .crossval import mean_std
 from .data import class_counts, grouped_folds, list_folder, originals_only
+from .models import build_model
 from .outputs import check_out, staged, write_json
 from .training import train_run
 
@@ -90,16 +91,17 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     settings = {"kind": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
                 "losses": losses, "nmin": nmin, "arms": [asdict(a) for a in arms],
                 "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")}}
-    _open_study(out, src, settings, overwrite)
     workers = workers or default_workers()
     folder = list_folder(src, workers=workers, progress=progress)
-    table = originals_only(folder.table)
-    splits = list(grouped_folds(table, folds, config.seed))
+    splits = list(grouped_folds(originals_only(folder.table), folds, config.seed))
+    for model in models:  # fail now, not after hours, when the weights cannot be had
+        build_model(TrainConfig(**{**asdict(config), "model": model}), len(folder.class_names))
+    _open_study(out, src, settings, overwrite)  # only now: a bad source leaves nothing behind
     runs = [(k, model, loss, arm) for k in range(folds) for model in models for loss in losses
             for arm in arms]
     rows = []
     bar = tqdm(total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True)
-    for k, model, loss, arm in runs:
+    for i, (k, model, loss, arm) in enumerate(runs, start=1):
         train, val = splits[k]
         run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
         metrics_file = run_dir / "metrics.json"
@@ -120,7 +122,9 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
                      **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
                      "config": json.dumps(m["config"], sort_keys=True)})
         bar.update()
-        bar.set_postfix_str(f"fold {k} {arm.name}: F1 {m['macro_f1']:.3f}")
+        if progress:
+            bar.write(f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
+                      f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}", file=sys.stderr)
     bar.close()
     results = pd.DataFrame(rows)
     results.to_csv(out / "results.csv", index=False)
