@@ -20,7 +20,7 @@ def textured(h: int, w: int, channels: int = 3, dtype=np.uint8, seed: int = 0) -
     top = np.iinfo(dtype).max
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     planes = []
-    for c in range(min(channels, 3)):
+    for _ in range(min(channels, 3)):
         a, b = rng.uniform(0.2, 1.0, 2)
         plane = (a * xx / max(w - 1, 1) + b * yy / max(h - 1, 1)) / (a + b)
         cy, cx, r = rng.integers(0, h), rng.integers(0, w), max(2, min(h, w) // 4)

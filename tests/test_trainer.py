@@ -9,7 +9,7 @@ import pytest
 
 from balancer import build
 from conftest import assert_one_line_error, make_folder, run_cli
-from trainer import TrainConfig, cross_validate, evaluate, fit, grouped_folds, holdout, list_folder, predict
+from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
 
 FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import backend
-from .config import MONITORS, TrainConfig, TrainError
+from .config import MONITORS, TrainConfig
 from .data import (class_counts, describe, holdout, images_only, label_indices, list_folder,
                    make_dataset, originals_only)
 from .evaluation import scores
