@@ -8,15 +8,11 @@ from typing import List, Optional
 
 import typer
 
-from .cliutil import run_app, warn
 from . import PAPER_SET
+from .cliutil import report_skipped, run_app, warn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Balance an imbalanced image class folder (SRC/<class>/*.jpg) by "
-                       "random over-sampling, one random transform per added copy.")
-
-MAX_WARNINGS = 20
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 @app.callback()
@@ -35,15 +31,6 @@ def parse_per_class(values: List[str]) -> dict[str, int]:
                 raise typer.BadParameter(f"'{part}' is not NAME=COUNT", param_hint="--per-class")
             out[label] = int(count)
     return out
-
-
-def report_skipped(skipped: list[dict], empty: list[str]) -> None:
-    for entry in skipped[:MAX_WARNINGS]:
-        warn(f"skipped {entry['path']}: {entry['reason']}")
-    if len(skipped) > MAX_WARNINGS:
-        warn(f"... and {len(skipped) - MAX_WARNINGS} more skipped files (listed in balance.json)")
-    for label in empty:
-        warn(f"class folder '{label}' has no usable image; left out")
 
 
 def counts_table(counts: dict[str, dict]) -> str:

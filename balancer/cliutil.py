@@ -1,6 +1,7 @@
 """What both command lines share: run a typer app so every user error is one line."""
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -8,12 +9,34 @@ import typer
 from .errors import UserError
 
 
+MAX_WARNINGS = 20
+
+
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def report_skipped(skipped: list[dict], empty: list[str] = ()) -> None:
+    """A warning per skipped file (the first MAX_WARNINGS) and per empty class folder."""
+    for entry in skipped[:MAX_WARNINGS]:
+        warn(f"skipped {entry['path']}: {entry['reason']}")
+    if len(skipped) > MAX_WARNINGS:
+        warn(f"... and {len(skipped) - MAX_WARNINGS} more skipped files")
+    for label in empty:
+        warn(f"class folder '{label}' has no usable image; left out")
+
+
 def run_app(app: typer.Typer) -> None:
     """Run a typer app: usage and user errors print `error: ...` on stderr and exit non-zero."""
+    try:
+        code = _run(app)
+    except BrokenPipeError:  # `balance ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code or 0)
+
+
+def _run(app: typer.Typer) -> int:
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:
@@ -35,4 +58,4 @@ def run_app(app: typer.Typer) -> None:
         code = 130
     except typer.Abort:
         code = 130
-    sys.exit(code or 0)
+    return code

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from balancer import PAPER_SET
-from balancer.cliutil import run_app, warn
+from balancer.cliutil import report_skipped, run_app
 
 from .config import MODELS, MONITORS, TrainConfig
 
@@ -54,13 +54,6 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
         return fn
 
     return add(fn) if fn else add
-
-
-def report_skipped(skipped: list[dict]) -> None:
-    for s in skipped[:20]:
-        warn(f"skipped {s['path']}: {s['reason']}")
-    if len(skipped) > 20:
-        warn(f"... and {len(skipped) - 20} more skipped files")
 
 
 @app.callback()
