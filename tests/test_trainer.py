@@ -192,3 +192,16 @@ def test_weights_from_a_local_file(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights()))
     proc = run_cli("trainer", "fit", tmp_path, "--weights", str(tmp_path / "missing.h5"))
     assert_one_line_error(proc, "--weights: no such file")
+
+
+def test_same_seed_same_run(tmp_path):
+    import keras
+
+    data = make_folder(tmp_path / "data", {"a": 8, "b": 8}, size=32)
+    config = TrainConfig(weights="none", image_size=32, epochs=2, batch=8, eager=True)
+    runs = [tmp_path / "r1", tmp_path / "r2"]
+    for run in runs:
+        fit(data, run, config, progress=False)
+    assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
+    w1, w2 = (keras.models.load_model(r / "model.keras", compile=False).get_weights() for r in runs)
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
