@@ -18,6 +18,10 @@ def _import_quietly():
         import keras
         import tensorflow
         return tensorflow, keras
+    import logging
+
+    # Python-side chatter too (retracing notes when a study builds model after model).
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     sys.stderr.flush()
     saved = os.dup(2)
     try:
