@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole method on scikit-learn's bundled digits, on CPU: imbalanced folder -> balance ->
 # fit -> evaluate on a balanced held-out folder -> the paper's ablation (Table 4), 3 folds.
-# Run from the repository root after `make setup` (about 30 minutes on 2 cores).
+# Run from the repository root after `make setup` (about 50 minutes on 2 cores, most of it the study).
 set -euo pipefail
 BIN=.venv/bin
 D=data/digits
