@@ -57,10 +57,7 @@ def test_same_bytes_with_one_or_two_workers(tmp_path):
 
 
 def test_killed_build_resumes_to_identical_result(tmp_path):
-    src = tmp_path / "src"
-    for label, n in {"big": 20, "small": 2}.items():
-        for i in range(n):
-            write_image(src / label / f"{i}.png", textured(160, 200, seed=i))
+    src = make_folder(tmp_path / "src", {"big": 20, "small": 2}, size=160, ext=".png")
     args = ["build", src, "--nmin", "600", "--transforms", "rotate,zoom,contrast,blur",
             "--workers", "2", "--quiet"]
     run_cli("balancer", *args, "--out", tmp_path / "ref", check=True)

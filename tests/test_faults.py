@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli, textured, tree_digest, write_image
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
 
 CLI = [sys.executable, "-c", "from balancer.cli import main; main()"]
 
@@ -35,11 +35,8 @@ def wait_for(condition, proc, timeout=60.0) -> bool:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    src = tmp_path_factory.mktemp("faults") / "src"
-    for label, n in {"big": 20, "small": 2}.items():
-        for i in range(n):
-            write_image(src / label / f"{i}.png", textured(160, 200, seed=i))
-    return src
+    return make_folder(tmp_path_factory.mktemp("faults") / "src", {"big": 20, "small": 2},
+                       size=160, ext=".png")
 
 
 BUILD = ["--nmin", "700", "--transforms", "rotate,zoom,contrast,blur", "--workers", "2", "--quiet"]

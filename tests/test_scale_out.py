@@ -11,7 +11,7 @@ import pytest
 from balancer import build
 from balancer.errors import BalanceError
 from balancer.parallel import pool
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, part of `test`
 
@@ -25,11 +25,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dask") / "src"
-    for label, n in {"big": 12, "small": 2}.items():
-        for i in range(n):
-            write_image(root / label / f"{i}.png", textured(120, 150, seed=i))
-    return root
+    return make_folder(tmp_path_factory.mktemp("dask") / "src", {"big": 12, "small": 2},
+                       size=120, ext=".png")
 
 
 OPTIONS = dict(nmin=400, transforms="rotate,zoom,contrast,cutout=30", seed=5, progress=False)
