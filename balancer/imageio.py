@@ -1,18 +1,27 @@
 """Read, check and write image files with OpenCV: bounded, single-threaded, atomic.
 
-Import this module before anything else imports cv2: the pixel limit below is read by
-OpenCV once, when it loads.
+Before any decode, the image header (read with Pillow, which decodes nothing) gives the
+size, the depth and the EXIF orientation: an image whose decoded pixels would take more
+than `max_bytes` (width x height x channels x bytes per sample) is refused unread, so a
+decompression bomb never allocates. Decoded images come out upright (EXIF orientation
+applied), as every EXIF-aware viewer and loader shows them.
+
+Import this module before anything else imports cv2: OpenCV reads its own pixel limit (a
+backstop for formats Pillow cannot parse) once, when it loads.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_PIXELS = 1 << 26  # ~67 megapixels; a header claiming more is a decompression bomb
+MAX_IMAGE_BYTES = 256 << 20  # default limit on an image's decoded size (`--max-image-mb`)
 MAX_FILE_BYTES = 256 << 20
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+BACKSTOP_PIXELS = 1 << 30  # OpenCV's own limit, for headers Pillow cannot read
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(BACKSTOP_PIXELS))
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
@@ -66,15 +75,71 @@ def jpeg_is_complete(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Loaded:
-    image: np.ndarray  # HxW or HxWxC (C = 3 or 4, BGR[A]), uint8 or uint16
+    image: np.ndarray  # HxW or HxWxC (C = 3 or 4, BGR[A]), uint8 or uint16; upright
     fmt: str  # 'jpeg' | 'png' | 'other'
+    orientation: int = 1  # the file's EXIF orientation (1: stored upright), already applied
 
 
-def decode(data: bytes, check_only: bool = False) -> Loaded:
+@dataclass(frozen=True)
+class Header:
+    width: int
+    height: int
+    channels: int  # as OpenCV decodes them (palette and 1-bit images: 3 or 1)
+    sample_bytes: int  # 1, 2 or 4
+    orientation: int  # EXIF orientation tag, 1 when absent
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.width * self.height * self.channels * self.sample_bytes
+
+
+# Pillow mode -> (channels, bytes per sample) of what OpenCV makes of it (conservative).
+_MODES = {"1": (1, 1), "L": (1, 1), "P": (4, 1), "LA": (4, 1), "PA": (4, 1), "RGB": (3, 1),
+          "RGBA": (4, 1), "RGBX": (4, 1), "CMYK": (4, 1), "YCbCr": (3, 1), "LAB": (3, 1),
+          "HSV": (3, 1), "I": (1, 4), "F": (1, 4), "I;16": (1, 2), "I;16L": (1, 2),
+          "I;16B": (1, 2), "I;16N": (1, 2)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}  # IHDR colour type -> OpenCV channels
+
+
+def read_header(data: bytes) -> Header | None:
+    """Size, depth and EXIF orientation from the header alone (no pixel is decoded);
+    None when Pillow cannot parse this kind of header."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit, in bytes, applies
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            channels, sample = _MODES.get(im.mode, (4, 4))
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # a malformed EXIF block: treat the image as upright
+                orientation = 1
+    except Exception:
+        return None
+    if data[:8] == PNG_SIGNATURE and len(data) >= 26:  # Pillow reports 16-bit RGB(A) as 8-bit
+        sample = 2 if data[24] == 16 else 1
+        channels = _PNG_CHANNELS.get(data[25], 4)
+    return Header(width, height, channels, sample, orientation if 1 <= orientation <= 8 else 1)
+
+
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation tag, as PIL.ImageOps.exif_transpose does."""
+    if orientation in (5, 6, 7, 8):
+        image = image.swapaxes(0, 1)  # transpose: then flip to the four rotations/transposes
+    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1),) * 2,
+             4: (slice(None, None, -1),), 5: (), 6: (slice(None), slice(None, None, -1)),
+             7: (slice(None, None, -1),) * 2, 8: (slice(None, None, -1),)}.get(orientation, ())
+    return np.ascontiguousarray(image[flips]) if orientation != 1 else image
+
+
+def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Loaded:
     """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
 
+    The header is checked first: more than `max_bytes` of decoded pixels is refused unread.
     check_only decodes a JPEG at 1/8 scale: every entropy-coded byte is still parsed (so
-    corrupt data still fails) but the inverse DCT is skipped; the image returned is small.
+    corrupt data still fails) but the inverse DCT is skipped; the image returned is small
+    (and not oriented).
     """
     if not data:
         raise BadImage("empty file")
@@ -83,12 +148,17 @@ def decode(data: bytes, check_only: bool = False) -> Loaded:
         raise BadImage("truncated JPEG (no end-of-image marker)")
     if fmt == "png" and data.rfind(PNG_END) < len(PNG_SIGNATURE):
         raise BadImage("truncated PNG (no IEND chunk)")
+    header = read_header(data)
+    if header is not None and header.decoded_bytes > max_bytes:
+        raise BadImage(f"too large to decode: {header.width}x{header.height} px would take "
+                       f"{header.decoded_bytes / 2**20:.0f} MiB, over the "
+                       f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)")
     flags = cv2.IMREAD_REDUCED_GRAYSCALE_8 if check_only and fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
         if "MAX_IMAGE" in str(exc):
-            raise BadImage(f"image header claims more than {MAX_PIXELS} pixels") from None
+            raise BadImage(f"image header claims more than {BACKSTOP_PIXELS} pixels") from None
         raise BadImage("not a readable image") from None
     if image is None:
         raise BadImage("corrupt image data" if fmt != "other" else "not a readable image")
@@ -98,20 +168,34 @@ def decode(data: bytes, check_only: bool = False) -> Loaded:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise BadImage(f"unsupported channel count {image.shape[2]}")
-    return Loaded(image, fmt)
+    if image.nbytes > max_bytes:  # a header Pillow could not read, or one that lied
+        raise BadImage(f"too large: {image.nbytes / 2**20:.0f} MiB decoded, over the "
+                       f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)")
+    orientation = header.orientation if header else 1
+    if not check_only:
+        image = orient(image, orientation)
+    return Loaded(image, fmt, orientation)
 
 
 def read_bytes(path: Path) -> bytes:
-    """A file's bytes, refusing files too large to be a sane image."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise BadImage(f"file too large ({size} bytes)")
-    return path.read_bytes()
-
-
-def load(path: Path, check_only: bool = False) -> Loaded:
+    """A regular file's bytes, refusing anything else (a FIFO would block for ever) and files
+    too large to be a sane image."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
-        return decode(read_bytes(path), check_only)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadImage("not a regular file (a FIFO, socket or device)")
+        if st.st_size > MAX_FILE_BYTES:
+            raise BadImage(f"file too large ({st.st_size} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def load(path: Path, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Loaded:
+    try:
+        return decode(read_bytes(path), check_only, max_bytes)
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None
 
@@ -127,10 +211,28 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     return buf.tobytes()
 
 
+_GUARD_PID: int | None = None
+
+
+def stop_writes_when_parent_dies(pid: int | None) -> None:
+    """In a pool worker: never rename a file into place once the process `pid` (the command
+    that started the pool) is gone; the worker exits instead."""
+    global _GUARD_PID
+    _GUARD_PID = pid
+
+
+def parent_gone() -> bool:
+    pid = _GUARD_PID
+    return pid is not None and os.getpid() != pid and os.getppid() != pid
+
+
 def _replace_via_temp(dst: Path, write) -> None:
     tmp = dst.with_name(dst.name + TEMP_SUFFIX)
     try:
         write(tmp)
+        if parent_gone():
+            tmp.unlink(missing_ok=True)
+            os._exit(1)
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ name), so adding a class never changes another class's copies.
 """
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -27,10 +28,21 @@ class Item:
     label: str
     source: str  # posix, relative to SRC
     origin: str  # 'original' | 'augmented'
-    action: str  # 'copy' (byte for byte) | 'encode' (to PNG) | 'augment'
+    action: str  # 'copy' (byte for byte) | 'encode' (re-encoded) | 'augment'
     transform: str = ""
     magnitude: float | None = None
     seed: int | None = None
+    orientation: int = 1  # the source's EXIF orientation, applied when it is re-encoded
+
+
+MAX_PER_CLASS = 10**9
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise BalanceError(f"--seed must be between 0 and 2**63-1 (got {seed})")
+    return seed
 
 
 def class_targets(counts: Mapping[str, int], nmin: int | None = None,
@@ -48,8 +60,8 @@ def class_targets(counts: Mapping[str, int], nmin: int | None = None,
     if nmin is None and target is None and not per_class:
         raise BalanceError("say how many images per class: --nmin N, --target majority "
                            "or --per-class NAME=N")
-    if nmin is not None and nmin < 1:
-        raise BalanceError(f"--nmin must be at least 1 (got {nmin})")
+    if nmin is not None and not 1 <= nmin <= MAX_PER_CLASS:
+        raise BalanceError(f"--nmin must be between 1 and {MAX_PER_CLASS:,} (got {nmin})")
     if target is not None and target != "majority":
         raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
     unknown = sorted(set(per_class) - set(counts))
@@ -57,8 +69,9 @@ def class_targets(counts: Mapping[str, int], nmin: int | None = None,
         raise BalanceError(f"--per-class names unknown class(es) {', '.join(unknown)}; "
                            f"classes are {', '.join(counts)}")
     for label, n in per_class.items():
-        if n < 1:
-            raise BalanceError(f"--per-class {label}={n}: a count must be at least 1")
+        if not 1 <= n <= MAX_PER_CLASS:
+            raise BalanceError(f"--per-class {label}={n}: a count must be between 1 and "
+                               f"{MAX_PER_CLASS:,}")
     base = max(counts.values()) if target == "majority" else (nmin or 0)
     return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}
 
@@ -70,10 +83,28 @@ def even_reuse(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.repeat(np.arange(n), uses))
 
 
+MAX_STEM_BYTES = 160  # leaves room for '__aug<j>_<transform>' and '_<n>' in 255 bytes
+
+
 def _stem(image: SourceImage) -> str:
-    """Readable, flat file stem: 'cat/2019/a b.JPG' -> '2019_a b'."""
+    """Readable, flat file stem: 'cat/2019/a b.JPG' -> '2019_a b'. A stem too long for a
+    file name (deep folders, long names) keeps its start and gains a hash of the whole path,
+    so it stays unique and the same on every run."""
     inner = PurePosixPath(image.path).relative_to(image.label)
-    return "_".join(inner.parent.parts + (inner.stem,))
+    stem = "_".join(inner.parent.parts + (inner.stem,))
+    if len(stem.encode("utf-8")) <= MAX_STEM_BYTES:
+        return stem
+    head = stem.encode("utf-8")[:MAX_STEM_BYTES - 10].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(image.path.encode('utf-8')).hexdigest()[:8]}"
+
+
+def original_item(label: str, image: SourceImage, name: str) -> Item:
+    """An original's item: copied byte for byte when loaders read it as it is; re-encoded
+    when its format is not JPEG/PNG, or when it carries an EXIF rotation (written upright,
+    so EXIF-aware and raw loaders see the same pixels as in its copies)."""
+    copy = image.fmt in ("jpeg", "png") and image.orientation == 1
+    return Item(f"{label}/{name}", label, image.path, "original", "copy" if copy else "encode",
+                orientation=image.orientation)
 
 
 def _claim(stem: str, ext: str, taken: set[str]) -> str:
@@ -98,8 +129,7 @@ def plan_class(label: str, images: list[SourceImage], target: int,
             stem += "_" + PurePosixPath(image.path).suffix.lower().lstrip(".")
         name = _claim(stem, ext, taken)
         stems.append((PurePosixPath(name).stem, ext))
-        items.append(Item(f"{label}/{name}", label, image.path, "original",
-                          "copy" if image.fmt in ("jpeg", "png") else "encode"))
+        items.append(original_item(label, image, name))
     k = target - len(images)
     if k <= 0:
         return items

@@ -9,6 +9,7 @@ Keras' preprocessing layers (``fill_mode="reflect"``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -75,12 +76,20 @@ def apply_cutout(image, p):
 
 
 def apply_contrast(image, p):
-    color = _color(image).astype(np.float32)
-    mean = color.mean(axis=(0, 1), keepdims=True)
-    top = np.iinfo(image.dtype).max
-    adjusted = np.clip((color - mean) * p["factor"] + mean, 0, top)
+    # One channel at a time, in place: a float copy of one plane, not of the whole image.
     out = image.copy()
-    _color(out)[...] = np.rint(adjusted).astype(image.dtype)
+    color = _color(out)
+    planes = [color] if color.ndim == 2 else [color[..., c] for c in range(color.shape[2])]
+    top = np.iinfo(image.dtype).max
+    factor = np.float32(p["factor"])
+    for plane in planes:
+        x = plane.astype(np.float32)
+        mean = x.mean(dtype=np.float32)
+        x -= mean
+        x *= factor
+        x += mean
+        np.clip(x, 0, top, out=x)
+        plane[...] = np.rint(x, out=x)
     return out
 
 
@@ -176,6 +185,9 @@ class Transform:
             return self.default
         if self.default is None:
             raise BalanceError(f"transform '{self.name}' takes no magnitude (got {magnitude:g})")
+        if not math.isfinite(magnitude):
+            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} is not a finite "
+                               f"number ({self.magnitude})")
         bad = (magnitude < self.low if self.integer else magnitude <= self.low) or magnitude > self.high
         if self.integer and magnitude != int(magnitude):
             bad = True
@@ -191,7 +203,7 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
     Transform("blur", "Gaussian blur", 7, "largest odd kernel size; kernel drawn from 3..m",
               draw_blur, apply_blur, low=3, high=99, integer=True, odd=True),
     Transform("crop", "random crop to a square target size (a smaller side is kept whole)",
-              200, "target side in px", draw_crop, apply_crop, low=1, integer=True),
+              200, "target side in px", draw_crop, apply_crop, low=1, high=100_000, integer=True),
     Transform("flip", "flip horizontally, vertically or both", None, "none",
               draw_flip, apply_flip),
     Transform("rotate", "rotate by a fraction of a full turn, reflect fill", 0.125,
@@ -200,7 +212,8 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
               "largest shift fraction per axis, in (0, 1)", draw_translate, apply_translate,
               high=0.99),
     Transform("cutout", "one mid-gray square patch (DeVries & Taylor 2017)", 70,
-              "largest patch side in px", draw_cutout, apply_cutout, low=1, integer=True),
+              "largest patch side in px", draw_cutout, apply_cutout, low=1, high=100_000,
+              integer=True),
     Transform("contrast", "(x - mean) * factor + mean, per channel", 0.3,
               "largest change of the factor around 1, in (0, 1)", draw_factor,
               apply_contrast, high=0.99),
