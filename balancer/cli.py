@@ -60,6 +60,8 @@ def build_cmd(
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted build of OUT with the same options."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier balance output in OUT."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
+    max_image_mb: int = typer.Option(256, "--max-image-mb", help="Skip images whose decoded pixels would take more than this many MiB (width x height x channels x bytes per sample), read from the header before decoding."),
+    space_check: bool = typer.Option(True, "--space-check/--no-space-check", help="Refuse a plan that does not fit in the free disk space."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record (balance.json) on stdout."),
 ) -> None:
@@ -70,7 +72,8 @@ def build_cmd(
         result = build(src, out, nmin=nmin, target=target, per_class=parse_per_class(per_class),
                        transforms=transforms, seed=seed, quality=quality, link=link,
                        workers=workers, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                       progress=not quiet, backend=backend, scheduler=scheduler)
+                       progress=not quiet, backend=backend, scheduler=scheduler,
+                       max_image_mb=max_image_mb, space_check=space_check)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command with --resume to finish", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -165,6 +168,7 @@ def split_cmd(
     link: bool = typer.Option(False, "--link", help="Hard-link instead of copying, where possible."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in OUT."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted split of OUT with the same options."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
@@ -172,7 +176,7 @@ def split_cmd(
     from .split import split
 
     result = split(src, out, test=test, val=val, seed=seed, link=link, workers=workers,
-                   overwrite=overwrite, progress=not quiet)
+                   overwrite=overwrite, progress=not quiet, resume=resume)
     for message in result.warnings:
         warn(message)
     report_skipped([{"path": s.path, "reason": s.reason} for s in result.skipped], [])
@@ -190,14 +194,16 @@ def split_cmd(
 def verify_cmd(
     out: Path = typer.Argument(..., help="A balanced folder made by `balance build`."),
     workers: Optional[int] = typer.Option(None, help="Worker processes for decoding."),
+    replay: bool = typer.Option(False, "--replay", help="Also re-render every copy from its original, seed and params, and compare the bytes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check OUT against the contract: manifest <-> files, labels, counts, every image decodes,
-    nothing else at the root. Exits 1 naming each problem."""
+    """Check OUT against the contract: records parse, manifest <-> files, labels, counts,
+    every file's sha256, every image decodes, nothing else at the root. Exits 1 naming each
+    problem."""
     from .verify import verify
 
-    report = verify(out, workers, progress=not quiet)
+    report = verify(out, workers, progress=not quiet, replay=replay)
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

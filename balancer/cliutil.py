@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
-from .errors import UserError
+from .errors import ToolWarning, UserError
 
 
 MAX_WARNINGS = 20
@@ -36,7 +37,18 @@ def run_app(app: typer.Typer) -> None:
     sys.exit(code or 0)
 
 
+def _show_tool_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, ToolWarning):
+        warn(str(message))
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def _run(app: typer.Typer) -> int:
+    warnings.showwarning = _show_tool_warning  # the library's ToolWarnings: one line each
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:

@@ -1,4 +1,4 @@
-"""The exceptions a user can cause: the message is the one line the CLI prints."""
+"""The exceptions and warnings a user can cause: the message is the one line the CLI prints."""
 
 
 class UserError(Exception):
@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class BalanceError(UserError):
     """A user error of the balancer."""
+
+
+class ToolWarning(UserWarning):
+    """Something the user should know that does not stop the command (`warning: ...` on stderr)."""

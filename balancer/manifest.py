@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -9,56 +10,83 @@ from typing import Iterable
 
 from .errors import BalanceError
 from .imageio import write_atomic
+from .ownership import read_json_record, write_json
 
 MANIFEST = "manifest.csv"
 RECORD = "balance.json"
-COLUMNS = ["file_name", "label", "source", "origin", "transform", "params", "seed"]
+COLUMNS = ["file_name", "label", "source", "origin", "transform", "params", "seed", "sha256"]
+# RFC 4180's line end. The csv module quotes a field only for the characters of its line
+# terminator, so with "\n" alone a name holding a lone "\r" would be written bare and read
+# back as two rows; with "\r\n" any CR or LF in a field is quoted.
+CSV_LINE_END = "\r\n"
 
 
-def manifest_rows(items: Iterable, params: dict[str, dict]) -> list[dict]:
-    """Rows for plan items, with the parameters each augmented copy drew."""
+def manifest_rows(items: Iterable, written: dict[str, tuple[dict | None, str]]) -> list[dict]:
+    """Rows for plan items, with each file's drawn parameters and sha256 as written."""
     rows = []
     for it in items:
-        drawn = params.get(it.file_name)
+        drawn, sha256 = written.get(it.file_name, (None, ""))
         rows.append({
             "file_name": it.file_name, "label": it.label, "source": it.source,
             "origin": it.origin, "transform": it.transform,
             "params": "" if drawn is None else json.dumps(drawn, sort_keys=True),
-            "seed": "" if it.seed is None else it.seed,
+            "seed": "" if it.seed is None else it.seed, "sha256": sha256,
         })
     rows.sort(key=lambda r: r["file_name"])
     return rows
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+def csv_bytes(rows: list[dict], columns: list[str]) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=CSV_LINE_END)
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(Path(path), buf.getvalue().encode("utf-8"))
+    return buf.getvalue().encode("utf-8")
 
 
-def write_manifest(out: Path, rows: list[dict]) -> None:
-    write_csv(Path(out) / MANIFEST, rows, COLUMNS)
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> str:
+    """Write rows atomically; return the file's sha256."""
+    data = csv_bytes(rows, columns)
+    write_atomic(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_manifest(out: Path, rows: list[dict]) -> str:
+    """Write manifest.csv; return its sha256 (balance.json records it)."""
+    return write_csv(Path(out) / MANIFEST, rows, COLUMNS)
+
+
+def read_csv(path: Path):
+    """A CSV written by the tools as a DataFrame of strings; BalanceError when unreadable."""
+    import pandas as pd  # only here: the CLI must start fast
+
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BalanceError(f"{path} is not a readable CSV file ({first})") from None
 
 
 def read_manifest(folder: str | Path):
     """A balanced folder's manifest as a pandas DataFrame (strings; seed may be empty)."""
-    import pandas as pd  # only here: the CLI must start fast
-
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return read_csv(path)
 
 
 def write_record(out: Path, record: dict) -> None:
-    data = json.dumps(record, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    write_atomic(Path(out) / RECORD, data.encode("utf-8"))
+    write_json(Path(out) / RECORD, record)
 
 
 def read_record(folder: str | Path) -> dict | None:
+    """balance.json as a dict, None when absent; BalanceError (one line) when unreadable."""
     path = Path(folder) / RECORD
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return read_json_record(path)
+    except BalanceError:
+        raise
+    except Exception as exc:  # UserError from read_json_record: same words, balancer's type
+        raise BalanceError(str(exc)) from None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from .errors import BalanceError
+from .errors import BalanceError, ToolWarning
 
 
 def default_workers() -> int:
@@ -22,13 +23,35 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def resolve_workers(workers: int | None) -> int:
+    """Worker processes on this machine: all cores by default, never more than the cores
+    (each worker costs memory and more than one per core only adds switching)."""
+    cores = default_workers()
+    if workers is None:
+        return cores
+    if workers < 1:
+        raise BalanceError(f"--workers must be at least 1 (got {workers})")
+    if workers > cores:
+        warnings.warn(f"--workers {workers} is more than the {cores} cores here; using {cores}",
+                      ToolWarning, stacklevel=2)
+        return cores
+    return workers
+
+
 def chunked(items: Sequence, workers: int, largest: int = 64) -> list[Sequence]:
     """Chunks big enough to amortise the pool's overhead, small enough to balance load."""
     size = max(1, min(largest, math.ceil(len(items) / (max(1, workers) * 8))))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _indexed(fn, index, chunk):
+_REMOTE = False  # True while a Dask pool is open: workers are not this process's children
+
+
+def _indexed(fn, index, chunk, guard=None):
+    if guard is not None:
+        from .imageio import stop_writes_when_parent_dies
+
+        stop_writes_when_parent_dies(guard)
     return index, fn(chunk)
 
 
@@ -37,16 +60,18 @@ def run_chunks(fn: Callable[[Sequence], list], chunks: Sequence[Sequence], worke
     """Yield (chunk index, fn(chunk)) as chunks finish, in any order.
 
     `fn` must be picklable (a module-level function or a functools.partial of one).
-    The bar is hidden with progress=False and whenever stderr is not a terminal.
+    The bar is hidden with progress=False and whenever stderr is not a terminal. Local
+    workers stop writing (and exit) as soon as this process is gone, even by SIGKILL.
     """
     total = sum(len(c) for c in chunks)
+    guard = None if _REMOTE else os.getpid()
     with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True,
               leave=False) as bar:
         if workers <= 1 or len(chunks) <= 1:
             results = (_indexed(fn, i, c) for i, c in enumerate(chunks))
         else:
             results = Parallel(n_jobs=workers, return_as="generator_unordered", batch_size=1)(
-                delayed(_indexed)(fn, i, c) for i, c in enumerate(chunks))
+                delayed(_indexed)(fn, i, c, guard) for i, c in enumerate(chunks))
         for index, result in results:
             bar.update(len(chunks[index]))
             yield index, result
@@ -83,7 +108,7 @@ def pool(backend: str = "loky", scheduler: str | None = None,
     if backend == "loky":
         if scheduler:
             raise BalanceError("--scheduler goes with --backend dask")
-        yield Pool(workers or default_workers())
+        yield Pool(resolve_workers(workers))
         return
     if backend != "dask":
         raise BalanceError(f"unknown --backend '{backend}'; choose loky or dask")
@@ -98,10 +123,15 @@ def pool(backend: str = "loky", scheduler: str | None = None,
                 client = stack.enter_context(Client(scheduler, timeout="10s"))
             else:
                 cluster = stack.enter_context(LocalCluster(
-                    n_workers=workers or default_workers(), threads_per_worker=1,
+                    n_workers=resolve_workers(workers), threads_per_worker=1,
                     processes=True, dashboard_address=None))
                 client = stack.enter_context(Client(cluster))
         except OSError as exc:
             raise BalanceError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         stack.enter_context(parallel_config(backend="dask"))
-        yield Pool(sum(client.nthreads().values()), client)
+        global _REMOTE
+        _REMOTE = True
+        try:
+            yield Pool(sum(client.nthreads().values()), client)
+        finally:
+            _REMOTE = False

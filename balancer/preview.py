@@ -81,7 +81,7 @@ def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarr
     listing = list_source(src)
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = defaultdict(list)
-    for rel, label, _ in listing.candidates:
+    for rel, label, *_ in listing.candidates:
         by_class[label].append(rel)
     pools = {label: list(rng.permutation(files)) for label, files in sorted(by_class.items())}
     chosen = []

@@ -1,20 +1,38 @@
 """Stratified train/val/test split of a source folder, so only the training part is balanced."""
 from __future__ import annotations
 
+import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .build import check_output, run_items
+from . import __version__
+from .build import _is_written, check_output, prepare_folders, run_items, sweep
 from .errors import BalanceError
 from .manifest import write_csv
-from .plan import Item, plan_class
-from .parallel import default_workers
+from .ownership import TOOL, OutputKind, files_only, locked, write_json
+from .plan import check_seed, plan_class
+from .parallel import resolve_workers
 from .scan import scan
 
 SPLIT_MANIFEST = "split.csv"
+SPLIT_RECORD = "split.json"
+PARTS = ("train", "val", "test")
+
+
+def _split_holds(record: dict, entry: Path) -> bool:
+    if entry.name in (SPLIT_MANIFEST, SPLIT_RECORD):
+        return entry.is_file() and not entry.is_symlink()
+    classes = record.get("counts")
+    if entry.name not in PARTS or entry.is_symlink() or not entry.is_dir():
+        return False
+    return isinstance(classes, dict) and all(
+        c.name in classes and files_only(c, _is_written) for c in entry.iterdir())
+
+
+SPLIT_OUTPUT = OutputKind("balance split output", SPLIT_RECORD, "split", _split_holds)
 
 
 def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
@@ -38,21 +56,38 @@ class SplitResult:
 
 def split(src: str | Path, out: str | Path, test: float = 0.2, val: float = 0.0, seed: int = 0,
           link: bool = False, workers: int | None = None, overwrite: bool = False,
-          progress: bool = True) -> SplitResult:
+          progress: bool = True, resume: bool = False) -> SplitResult:
     """Copy SRC into OUT/train, OUT/val (when val > 0) and OUT/test, stratified per class.
 
     Each class is shuffled with its own generator (seed, class name); a class too small for
     every part keeps at least one training image and is named in the warnings. OUT/split.csv
-    records every file's part. JPEG/PNG are copied byte for byte, other formats become PNG.
+    records every file's part, OUT/split.json the run. JPEG/PNG are copied byte for byte,
+    other formats (and photos with an EXIF rotation) are re-encoded. A killed split is
+    finished with resume=True or replaced with overwrite=True.
     """
-    if not 0 <= test < 1 or not 0 <= val < 1 or test + val >= 1:
+    if not (math.isfinite(test) and math.isfinite(val)) or \
+            not 0 <= test < 1 or not 0 <= val < 1 or test + val >= 1:
         raise BalanceError(f"--test and --val must be fractions with test + val < 1 "
                            f"(got test={test}, val={val})")
     if test == 0 and val == 0:
         raise BalanceError("nothing to split: give --test and/or --val")
-    workers = workers or default_workers()
+    check_seed(seed)
+    workers = resolve_workers(workers)
     found = scan(src, workers, progress)
-    out = check_output(found.root, out, overwrite=overwrite, marker=SPLIT_MANIFEST)
+    out, _ = check_output(found.root, out, resume=resume, overwrite=overwrite, kind=SPLIT_OUTPUT)
+    with locked(out):
+        _, previous = check_output(found.root, out, resume=resume, overwrite=overwrite,
+                                   kind=SPLIT_OUTPUT)
+        return _split(found, out, previous, test=test, val=val, seed=seed, link=link,
+                      workers=workers, overwrite=overwrite, progress=progress)
+
+
+def _split(found, out: Path, previous: dict | None, *, test, val, seed, link, workers,
+           overwrite, progress) -> SplitResult:
+    settings = {"source_digest": found.digest(), "test": test, "val": val, "seed": seed}
+    if previous is not None and not overwrite and previous.get("settings") != settings:
+        raise BalanceError(f"--resume: {out} holds a split of other settings or of a changed "
+                           "source; use --overwrite to start again")
     result = SplitResult(out, {}, skipped=found.skipped)
     items, rows = [], []
     for label, images in found.images.items():
@@ -67,10 +102,16 @@ def split(src: str | Path, out: str | Path, test: float = 0.2, val: float = 0.0,
         for part in ("train", "val", "test"):
             chosen = [images[i] for i, p in zip(order, parts) if p == part]
             for it in plan_class(label, chosen, len(chosen), {}, seed):
-                items.append(Item(f"{part}/{it.file_name}", it.label, it.source, it.origin, it.action))
+                items.append(replace(it, file_name=f"{part}/{it.file_name}"))
                 rows.append({"file_name": f"{part}/{it.file_name}", "label": label,
                              "source": it.source, "split": part})
-    run_items(found.root, out, items, workers, link=link, progress=progress, replace=overwrite)
+    record = {"tool": TOOL, "kind": "split", "version": __version__, "status": "running",
+              "source": str(found.root), "settings": settings, "counts": result.counts}
+    prepare_folders(out, items, SPLIT_OUTPUT, record, previous, overwrite)
+    run_items(found.root, out, items, workers, link=link, progress=progress)
+    sweep(out, items)
     rows.sort(key=lambda r: r["file_name"])
     write_csv(out / SPLIT_MANIFEST, rows, ["file_name", "label", "source", "split"])
+    record["status"] = "complete"
+    write_json(out / SPLIT_RECORD, record)
     return result

@@ -25,7 +25,7 @@ def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None
     augmented copies per class.
     """
     root = check_source(folder)
-    if (root / MANIFEST).exists():
+    if (root / MANIFEST).is_file():
         m = read_manifest(root)
         table = m.groupby(["label", "origin"]).size().unstack(fill_value=0)
         classes = {label: {"originals": int(row.get("original", 0)),
