@@ -133,12 +133,13 @@ def predict(run: Path = typer.Argument(..., help="A run folder made by `train fi
             top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities.")) -> None:
     """Predicted class and probability for each image."""
     from balancer.imageio import write_atomic
+    from balancer.manifest import CSV_LINE_END
 
     from .evaluation import predict as predict_run
 
     table = predict_run(run, path, top_k=top_k)
     report_skipped(table.attrs["skipped"])
-    text = table.to_csv(index=False, float_format="%.6f")
+    text = table.to_csv(index=False, float_format="%.6f", lineterminator=CSV_LINE_END)
     if csv:
         write_atomic(Path(csv), text.encode("utf-8"))
     else:

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from balancer.manifest import CSV_LINE_END
 from .config import TrainConfig, TrainError
 from .data import grouped_folds, list_folder
-from .outputs import check_out, staged, write_json
+from .outputs import CV, output_folder, stamp, staged, write_json
 from .training import train_run
 
 
@@ -27,7 +28,11 @@ def cross_validate(data: str | Path, out: str | Path, config: TrainConfig | None
     config = config or TrainConfig()
     if folds < 2:
         raise TrainError(f"--folds must be at least 2 (got {folds})")
-    out = check_out(Path(out), overwrite, (Path(data),))
+    with output_folder(Path(out), CV, overwrite, {"data folder": Path(data)}) as out:
+        return _cross_validate(data, out, config, folds, progress)
+
+
+def _cross_validate(data, out: Path, config: TrainConfig, folds: int, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     rows = []
     with staged(out) as tmp:
@@ -40,10 +45,10 @@ def cross_validate(data: str | Path, out: str | Path, config: TrainConfig | None
                          "weighted_f1": m["weighted_f1"], "train_files": len(train),
                          "validation_files": len(val), "epochs_run": m["epochs_run"]})
         table = pd.DataFrame(rows)
-        table.to_csv(tmp / "cv.csv", index=False)
+        table.to_csv(tmp / "cv.csv", index=False, lineterminator=CSV_LINE_END)
         result = {"folds": rows, "accuracy": mean_std(table.accuracy),
                   "macro_f1": mean_std(table.macro_f1), "config": config.to_dict(),
                   "grouped_by_source": folder.has_manifest, "class_names": folder.class_names}
-        write_json(tmp / "cv.json", result)
+        write_json(tmp / "cv.json", stamp(CV, result))
     result["out"] = str(out)
     return result

@@ -59,7 +59,7 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
                          "source": im.path, "origin": "original"})
     skipped += [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
     table = pd.DataFrame(rows, columns=["path", "file", "label", "source", "origin"])
-    has_manifest = (root / MANIFEST).exists()
+    has_manifest = (root / MANIFEST).is_file()
     if has_manifest:
         m = read_manifest(root).set_index("file_name")
         known = table.file.isin(m.index)

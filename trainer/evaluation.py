@@ -11,7 +11,7 @@ from . import backend
 from .config import TrainConfig, TrainError
 from .data import (NOT_FOR_TF, images_only, label_indices, list_folder, make_dataset, originals_only,
                    tf_decodes)
-from .outputs import check_out, plot_confusion, staged, write_json
+from .outputs import EVALUATION, output_folder, plot_confusion, stamp, staged, write_json
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -78,6 +78,15 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path | None = None,
     Writes metrics.json and confusion_matrix.png to `out` (default RUN/eval-<folder name>).
     """
     r = Run(run)
+    target = Path(out or r.folder / f"eval-{Path(data).resolve().name}").resolve()
+    inputs = {"data folder": Path(data)}
+    if not (target.parent == r.folder.resolve() and target.name.startswith("eval-")):
+        inputs["run folder"] = r.folder  # RUN/eval-<name> is where a run keeps its evaluations
+    with output_folder(target, EVALUATION, overwrite, inputs) as target:
+        return _evaluate(r, data, target, progress)
+
+
+def _evaluate(r: Run, data, target: Path, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     table = originals_only(folder.table)
     y_true = label_indices(table, r.class_names)
@@ -85,10 +94,8 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path | None = None,
     metrics = scores(y_true, y_pred, r.class_names)
     metrics["data"] = {"folder": str(Path(data).resolve()), "files": len(table),
                        "skipped": [vars(s) for s in folder.skipped]}
-    target = check_out(Path(out) if out else r.folder / f"eval-{Path(data).resolve().name}",
-                       overwrite, (Path(data),))
     with staged(target) as tmp:
-        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
         plot_confusion(metrics["confusion_matrix"], r.class_names, tmp / "confusion_matrix.png",
                        title=f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
                              f"macro F1 {metrics['macro_f1']:.3f}")

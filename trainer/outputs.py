@@ -9,21 +9,67 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from balancer.errors import UserError  # noqa: F401 (the base of every refusal)
+from balancer.ownership import TOOL, OutputKind, check_inputs, locked, owned_record
+
 from .config import TrainError
 
+RUN_FILES = {"model.keras", "history.csv", "files.csv", "metrics.json", "confusion_matrix.png",
+             "curves.png"}
+EVALUATION_FILES = {"metrics.json", "confusion_matrix.png"}
 
-def check_out(out: Path, overwrite: bool, data_dirs: tuple[Path, ...] = ()) -> Path:
+
+def _plain_file(entry: Path) -> bool:
+    return entry.is_file() and not entry.is_symlink()
+
+
+def _owned(entry: Path, kind: OutputKind) -> bool:
+    try:
+        owned_record(entry, kind)
+        return True
+    except UserError:
+        return False
+
+
+EVALUATION = OutputKind("train evaluation folder", "metrics.json", "evaluation",
+                        lambda record, e: e.name in EVALUATION_FILES and _plain_file(e))
+RUN = OutputKind("train run folder", "metrics.json", "run", lambda record, e: (
+    _plain_file(e) if e.name in RUN_FILES
+    else e.name.startswith("eval-") and not e.is_symlink() and _owned(e, EVALUATION)))
+CV = OutputKind("train cv folder", "cv.json", "cv", lambda record, e: (
+    _plain_file(e) if e.name in ("cv.json", "cv.csv")
+    else e.name.startswith("fold-") and not e.is_symlink() and _owned(e, RUN)))
+STUDY = OutputKind("train study folder", "study.json", "study", lambda record, e: (
+    _plain_file(e) if e.name in ("study.json", "results.csv", "results.md", "results.png")
+    else e.name in ("runs", "data") and e.is_dir() and not e.is_symlink()))
+
+
+def stamp(kind: OutputKind, record: dict) -> dict:
+    """The record with the fields that prove, by content, which output it belongs to."""
+    return {"tool": TOOL, "kind": kind.kind, **record}
+
+
+@contextmanager
+def output_folder(out: Path, kind: OutputKind, overwrite: bool,
+                  inputs: dict[str, Path | None]) -> Iterator[Path]:
+    """OUT resolved and locked for the block, once it is safe to replace: not an input, not
+    inside or around one, and missing, empty or a proven earlier output of this kind."""
     out = Path(out).resolve()
-    for data in data_dirs:
-        data = Path(data).resolve()
-        if out == data or data in out.parents:
-            raise TrainError(f"run folder {out} must not be inside the data folder {data} "
-                             "(the trainer never writes into data folders)")
-    if out.exists() and not overwrite:
-        raise TrainError(f"run folder exists: {out} (use --overwrite to replace it)")
+    check_inputs(out, inputs)
     if out.exists() and not out.is_dir():
-        raise TrainError(f"run folder path exists and is not a folder: {out}")
-    return out
+        raise TrainError(f"output path exists and is not a folder: {out}")
+    with locked(out):
+        if any(out.iterdir()):
+            if not overwrite:
+                raise TrainError(f"{kind.name} exists: {out} (use --overwrite to replace it)")
+            owned_record(out, kind)
+        yield out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -31,9 +77,11 @@ def staged(out: Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `out`; rename it to `out` when the block succeeds.
 
     On any failure (including Ctrl-C) the temporary folder is removed and `out` is untouched.
+    The folder gets the permissions the umask gives (mkdtemp's are 0700).
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if out.exists():

@@ -7,7 +7,6 @@ of one never trains. Each finished run is a run folder; a study resumes by skipp
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,15 +17,17 @@ from tqdm.auto import tqdm
 
 from balancer import PAPER_SET
 from balancer.build import run_items
-from balancer.parallel import default_workers
+from balancer.parallel import resolve_workers
 from balancer.plan import class_targets, make_plan
+from balancer.ownership import check_inputs, clear, locked, owned_record
 from balancer.scan import Scan
 from balancer.transforms import TRANSFORMS, parse_transforms
 
+from balancer.manifest import CSV_LINE_END
 from .config import TrainConfig, TrainError
 from .data import class_counts, grouped_folds, list_folder, originals_only
 from .models import build_model
-from .outputs import check_out, staged, write_json
+from .outputs import STUDY, stamp, staged, write_json
 from .training import train_run
 
 
@@ -88,70 +89,68 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     for loss in losses:
         TrainConfig(**{**asdict(config), "loss": loss})
     out = Path(out).resolve()
-    settings = {"kind": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
+    settings = {"study": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
                 "losses": losses, "nmin": nmin, "arms": [asdict(a) for a in arms],
                 "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")}}
-    workers = workers or default_workers()
+    workers = resolve_workers(workers)
     folder = list_folder(src, workers=workers, progress=progress)
     splits = list(grouped_folds(originals_only(folder.table), folds, config.seed))
     for model in models:  # fail now, not after hours, when the weights cannot be had
         build_model(TrainConfig(**{**asdict(config), "model": model}), len(folder.class_names))
-    _open_study(out, src, settings, overwrite)  # only now: a bad source leaves nothing behind
-    runs = [(k, model, loss, arm) for k in range(folds) for model in models for loss in losses
-            for arm in arms]
-    rows = []
-    bar = tqdm(total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True)
-    for i, (k, model, loss, arm) in enumerate(runs, start=1):
-        train, val = splits[k]
-        run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
-        metrics_file = run_dir / "metrics.json"
-        if not metrics_file.exists():
-            cache = out / "data" / f"fold-{k}" / _slug(arm.name)
-            train_all = training_table(arm, train, folder.scan, cache, folder.class_names, nmin,
-                                       config.seed + k, workers)
-            run_config = TrainConfig(**{**asdict(config), "model": model, "loss": loss})
-            with staged(run_dir) as tmp:
-                train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
-                          extra={"study": kind, "arm": arm.name, "fold": k})
-        m = json.loads(metrics_file.read_text(encoding="utf-8"))
-        rows.append({"arm": arm.name, "fold": k, "model": model, "loss": loss,
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "weighted_f1": m["weighted_f1"], "epochs_run": m["epochs_run"],
-                     "train_files": m["data"]["train"]["files"],
-                     "validation_files": m["data"]["validation"]["files"],
-                     **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
-                     "config": json.dumps(m["config"], sort_keys=True)})
-        bar.update()
-        if progress:
-            bar.write(f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
-                      f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}", file=sys.stderr)
-    bar.close()
-    results = pd.DataFrame(rows)
-    results.to_csv(out / "results.csv", index=False)
-    summary = summarize(results, folder.class_names)
-    (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
-    plot_study(summary, out / "results.png", kind)
-    return summary
+    check_inputs(out, {"source folder": Path(src)})
+    with locked(out):
+        _open_study(out, settings, overwrite)  # only now: a bad source leaves nothing behind
+        runs = [(k, model, loss, arm) for k in range(folds) for model in models for loss in losses
+                for arm in arms]
+        rows = []
+        bar = tqdm(total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True)
+        for i, (k, model, loss, arm) in enumerate(runs, start=1):
+            train, val = splits[k]
+            run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
+            metrics_file = run_dir / "metrics.json"
+            if not metrics_file.exists():
+                cache = out / "data" / f"fold-{k}" / _slug(arm.name)
+                train_all = training_table(arm, train, folder.scan, cache, folder.class_names, nmin,
+                                           config.seed + k, workers)
+                run_config = TrainConfig(**{**asdict(config), "model": model, "loss": loss})
+                with staged(run_dir) as tmp:
+                    train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
+                              extra={"study": kind, "arm": arm.name, "fold": k})
+            m = json.loads(metrics_file.read_text(encoding="utf-8"))
+            rows.append({"arm": arm.name, "fold": k, "model": model, "loss": loss,
+                         "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                         "weighted_f1": m["weighted_f1"], "epochs_run": m["epochs_run"],
+                         "train_files": m["data"]["train"]["files"],
+                         "validation_files": m["data"]["validation"]["files"],
+                         **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
+                         "config": json.dumps(m["config"], sort_keys=True)})
+            bar.update()
+            if progress:
+                bar.write(f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
+                          f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}", file=sys.stderr)
+        bar.close()
+        results = pd.DataFrame(rows)
+        results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
+        summary = summarize(results, folder.class_names)
+        (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
+        plot_study(summary, out / "results.png", kind)
+        return summary
 
 
-def _open_study(out: Path, src, settings: dict, overwrite: bool) -> None:
-    record = out / "study.json"
-    if out.exists() and overwrite:
-        if not record.exists() and any(out.iterdir()):
-            raise TrainError(f"{out} holds no study.json: not a study folder, so it is not deleted")
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if not record.exists():
-            raise TrainError(f"{out} exists and is not a study folder (use another --out)")
-        old = json.loads(record.read_text(encoding="utf-8"))
-        if old != settings:
-            keys = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+def _open_study(out: Path, settings: dict, overwrite: bool) -> None:
+    """Start a study in the locked folder `out`, resume the same study, or replace one."""
+    record = stamp(STUDY, settings)
+    if any(out.iterdir()):
+        old = owned_record(out, STUDY)
+        if overwrite:
+            clear(out, STUDY, old)
+        elif old != record:
+            keys = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
             raise TrainError(f"{out} holds a different study ({', '.join(keys)} differ): "
                              "use --overwrite or another --out")
-        return
-    check_out(out, True, (Path(src),))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(record, settings)
+        else:
+            return
+    write_json(out / STUDY.record, record)
 
 
 def _slug(name: str) -> str:

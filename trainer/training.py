@@ -5,18 +5,23 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from balancer.manifest import CSV_LINE_END
 from . import backend
-from .config import MONITORS, TrainConfig
+from balancer.errors import ToolWarning
+from balancer.ownership import check_inputs
+
+from .config import MONITORS, TrainConfig, TrainError
 from .data import (class_counts, describe, holdout, images_only, label_indices, list_folder,
                    make_dataset, originals_only)
 from .evaluation import scores
 from .models import build_model, make_loss, preprocess_fn
-from .outputs import check_out, plot_confusion, plot_curves, staged, write_json
+from .outputs import RUN, output_folder, plot_confusion, plot_curves, stamp, staged, write_json
 
 
 @dataclass
@@ -106,7 +111,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
                   shuffle=False)
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
-    files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False)
+    files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False,
+                                                             lineterminator=CSV_LINE_END)
 
     y_pred = model.predict(val_ds.map(images_only), verbose=0).argmax(axis=1)
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
@@ -120,12 +126,25 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
         "data": {"train": describe(train, class_names), "validation": describe(val, class_names)},
         **(extra or {}),
     })
-    write_json(folder / "metrics.json", metrics)
+    write_json(folder / "metrics.json", stamp(RUN, metrics))
     plot_confusion(metrics["confusion_matrix"], class_names, folder / "confusion_matrix.png",
                    title=f"validation: accuracy {metrics['accuracy']:.3f}, "
                          f"macro F1 {metrics['macro_f1']:.3f}")
     plot_curves(history_table, folder / "curves.png")
     return metrics
+
+
+def absent_classes(validation: pd.DataFrame, class_names: list[str], train: pd.DataFrame) -> list[str]:
+    """A warning (also returned, for metrics.json) per class with no validation image."""
+    present = set(validation.label)
+    found = []
+    for name in class_names:
+        if name not in present:
+            n = int((originals_only(train).label == name).sum())
+            found.append(f"class '{name}' has no validation image ({n} original(s) in all, "
+                         "all in training): its scores are not measured")
+            warnings.warn(found[-1], ToolWarning, stacklevel=2)
+    return found
 
 
 def is_chief() -> bool:
@@ -147,7 +166,20 @@ def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     training (TF_CONFIG) only the chief writes it; the other workers' copies are discarded.
     """
     config = config or TrainConfig()
-    out = check_out(Path(out), overwrite, tuple(Path(d) for d in (data, val) if d))
+    inputs = {"data folder": Path(data), "validation folder": Path(val) if val else None}
+    if val is not None:
+        a, b = Path(data).resolve(), Path(val).resolve()
+        if a == b or a in b.parents or b in a.parents:
+            raise TrainError(f"the validation folder {b} overlaps the data folder {a}: "
+                             "validation would not be held out")
+    if not is_chief():
+        check_inputs(Path(out).resolve(), inputs)
+        return _fit(data, None, config, val, progress)
+    with output_folder(Path(out), RUN, overwrite, inputs) as out:
+        return _fit(data, out, config, val, progress)
+
+
+def _fit(data, out: Path | None, config: TrainConfig, val, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     if val is not None:
         val_folder = list_folder(val, progress=progress)
@@ -157,8 +189,9 @@ def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     else:
         train, validation = holdout(folder.table, config.val_split, config.seed)
         skipped = folder.skipped
-    extra = {"skipped": [vars(s) for s in skipped]}
-    if not is_chief():
+    extra = {"skipped": [vars(s) for s in skipped], "warnings": absent_classes(
+        validation, folder.class_names, train)}
+    if out is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:
             return train_run(train, validation, folder.class_names, config, Path(tmp), progress, extra)
     with staged(out) as tmp:
