@@ -88,7 +88,7 @@ def test_killed_build_resumes_to_identical_result(tmp_path):
 def test_output_exists_overwrite_and_dry_run(small_src, tmp_path):
     out = tmp_path / "out"
     dry = build(small_src, out, nmin=4, dry_run=True, progress=False)
-    assert not out.exists() and len(dry.items) == 14
+    assert not out.exists() and dry.record["files"] == 14 and not dry.written
     build(small_src, out, nmin=4, workers=1, progress=False)
     with pytest.raises(BalanceError, match="not empty"):
         build(small_src, out, nmin=5, progress=False)
@@ -97,7 +97,7 @@ def test_output_exists_overwrite_and_dry_run(small_src, tmp_path):
     stranger = tmp_path / "mine"
     (stranger / "keep.txt").parent.mkdir()
     (stranger / "keep.txt").write_text("precious")
-    with pytest.raises(BalanceError, match="neither resumed nor deleted"):
+    with pytest.raises(BalanceError, match="neither resumed nor replaced"):
         build(small_src, stranger, nmin=5, overwrite=True, progress=False)
     assert (stranger / "keep.txt").read_text() == "precious"
 
@@ -125,8 +125,8 @@ def test_cli_errors_are_one_line(small_src, tmp_path):
     cases = [
         (["build", tmp_path / "nope", "--out", out, "--nmin", "3"], ["source folder not found"]),
         (["build", small_src / "cat" / "cat_000.jpg", "--out", out, "--nmin", "3"], ["not a folder"]),
-        (["build", small_src, "--out", small_src / "inner", "--nmin", "3"], ["must not be the source"]),
-        (["build", small_src, "--out", small_src, "--nmin", "3"], ["must not be the source"]),
+        (["build", small_src, "--out", small_src / "inner", "--nmin", "3"], ["inside the source folder"]),
+        (["build", small_src, "--out", small_src, "--nmin", "3"], ["is the source folder"]),
         (["build", small_src, "--out", out, "--nmin", "3", "--transforms", "warp"], ["unknown transform 'warp'", "rotate"]),
         (["build", small_src, "--out", out], ["--nmin N"]),
         (["build", small_src, "--out", out, "--nmin", "x"], ["--nmin"]),

@@ -65,7 +65,7 @@ def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
     assert not m.source.duplicated().any()
     for row in m.itertuples():
         assert (tmp_path / "s1" / row.file_name).read_bytes() == (src / row.source).read_bytes()
-    assert sorted(os.listdir(tmp_path / "s1")) == ["split.csv", "test", "train", "val"]
+    assert sorted(os.listdir(tmp_path / "s1")) == ["split.csv", "split.json", "test", "train", "val"]
     split(src, tmp_path / "s2", test=0.2, val=0.1, seed=3, workers=1, progress=False)
     assert tree_digest(tmp_path / "s1") == tree_digest(tmp_path / "s2")
     split(src, tmp_path / "s3", test=0.2, val=0.1, seed=4, workers=1, progress=False)
@@ -88,7 +88,7 @@ def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     rel = f"c/{victim.name}"
     assert f"problem: manifest row without its file: {rel}" in proc.stderr
     assert "problem: stray entry at the root: notes.txt" in proc.stderr
-    assert f"problem: image does not decode: a/{corrupt.name} (truncated JPEG" in proc.stderr
+    assert f"problem: file differs from the one written (sha256 mismatch): a/{corrupt.name}" in proc.stderr
     assert "class 'c': manifest has 6 images, balance.json says 6" not in proc.stderr
     write_image(out / "c" / "extra.jpg", textured(8, 8))
     problems = verify(out, progress=False)["problems"]
@@ -114,7 +114,7 @@ def test_companion_errors_are_one_line(src, tmp_path):
         (["preview", src, "-o", tmp_path / "p.png", "--transforms", "twirl"], ["unknown transform"]),
         (["preview", src, "-o", tmp_path / "p.png", "--from-manifest"], ["manifest.csv"]),
         (["split", src, tmp_path / "s", "--test", "0.7", "--val", "0.5"], ["test + val < 1"]),
-        (["split", src, src / "a"], ["must not be the source"]),
+        (["split", src, src / "a"], ["inside the source folder"]),
         (["verify", tmp_path / "nope"], ["not a folder"]),
     ]
     for args, fragments in cases:

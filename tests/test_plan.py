@@ -26,7 +26,7 @@ def test_targets_majority_and_per_class_override():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({}, "--nmin N"), ({"nmin": 0}, "at least 1"), ({"target": "minority"}, "majority"),
+    ({}, "--nmin N"), ({"nmin": 0}, "between 1 and"), ({"target": "minority"}, "majority"),
     ({"nmin": 5, "target": "majority"}, "not both"), ({"per_class": {"zebra": 4}}, "zebra"),
 ])
 def test_targets_errors_name_the_problem(kwargs, fragment):

@@ -69,6 +69,8 @@ def test_killed_worker_is_rescheduled_and_output_identical(src, reference, clust
 
 
 def test_workers_must_see_src_and_out(cluster, tmp_path):
+    with distributed.Client(cluster) as client:  # a worker killed by an earlier test restarts
+        client.wait_for_workers(2, timeout=60)
     with pool("dask", cluster.scheduler_address) as p:
         assert p.workers == 2
         p.check_shared(tmp_path)

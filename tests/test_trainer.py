@@ -143,7 +143,7 @@ def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):
         (["fit", tmp_path / "missing"], ["data folder not found"]),
         (["fit", one, "--out", tmp_path / "r"], ["need at least 2"]),
         (["fit", balanced, "--out", run], ["run folder exists", "--overwrite"]),
-        (["fit", balanced, "--out", balanced / "runs"], ["never writes into data folders"]),
+        (["fit", balanced, "--out", balanced / "runs"], ["lies inside the data folder"]),
         (["fit", balanced, "--model", "efficientnet-b9"], ["unknown model", "efficientnet-b7"]),
         (["fit", balanced, "--alpha", "lots"], ["--alpha"]),
         (["evaluate", tmp_path, balanced], ["not a run folder"]),

@@ -1,0 +1,426 @@
+"""Nothing lost, nothing mixed, nothing hangs: hostile inputs, options and interruptions.
+
+Each test asserts bytes, counts and exit codes. Every subprocess has a timeout, so a hang
+is a failure, not a stuck suite.
+"""
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageOps
+
+from balancer import build, split, verify
+from balancer.errors import BalanceError
+from balancer.imageio import load
+from balancer.ownership import locked
+from balancer.scan import scan
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
+
+T = 120  # seconds: any CLI run here that takes longer is hung
+
+
+def cli(tool, *args, **kw):
+    return run_cli(tool, *args, timeout=T, **kw)
+
+
+@pytest.fixture
+def built(small_src, tmp_path):
+    out = tmp_path / "out"
+    build(small_src, out, nmin=5, transforms="rotate,contrast,flip", workers=1, progress=False)
+    return out
+
+
+# -- 1. --overwrite deletes only what the tool wrote, proven by content -------------------
+
+def test_overwrite_refuses_a_folder_that_only_has_a_record_name(small_src, tmp_path):
+    for name, content in (("balance.json", '{"anything": 1}'), ("balance.json", "not json\x00"),
+                          ("balance.json", "[1, 2]"), ("split.csv", "file_name\n")):
+        out = tmp_path / f"o-{len(content)}-{name}"
+        out.mkdir()
+        (out / name).write_text(content)
+        (out / "photo.jpg").write_bytes(b"precious")
+        before = tree_digest(out)
+        command = ["build", small_src, "--out", out, "--nmin", "4"] if name == "balance.json" \
+            else ["split", small_src, out]
+        assert_one_line_error(cli("balancer", *command, "--overwrite"))
+        assert tree_digest(out) == before
+
+
+def test_overwrite_refuses_an_output_holding_a_users_file_and_deletes_nothing(built, small_src):
+    for extra in (built / "notes.txt", built / "runs" / "model.txt", built / "cat" / "notes.txt"):
+        extra.parent.mkdir(exist_ok=True)
+        extra.write_text("mine")
+        before = tree_digest(built)
+        proc = cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite")
+        assert_one_line_error(proc, repr(extra.relative_to(built).parts[0]))
+        assert tree_digest(built) == before
+        extra.unlink()
+        if extra.parent != built and not any(extra.parent.iterdir()):
+            extra.parent.rmdir()
+    cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite", check=True)
+    assert len(pd.read_csv(built / "manifest.csv")) == 6 + 4 + 4
+
+
+def test_no_output_is_an_input_or_around_one(small_src, tmp_path):
+    data = tmp_path / "data"
+    small_src.rename(data)
+    for out in (tmp_path, data, data / "cat"):
+        before = tree_digest(data)
+        assert_one_line_error(cli("balancer", "build", data, "--out", out, "--nmin", "4",
+                                  "--overwrite"), "source folder")
+        assert_one_line_error(cli("trainer", "fit", data, "--out", out, "--overwrite",
+                                  "--weights", "none"), "data folder")
+        assert tree_digest(data) == before
+
+
+def fake_run(folder: Path, classes=("cat", "dog", "owl")) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"model")
+    (folder / "metrics.json").write_text(json.dumps({
+        "tool": "balanced-aug", "kind": "run", "class_names": list(classes),
+        "config": {"weights": "none", "image_size": 32}}))
+    return folder
+
+
+def test_evaluate_never_replaces_the_run_it_evaluates(small_src, tmp_path):
+    run = fake_run(tmp_path / "runs" / "b0")
+    before = tree_digest(run)
+    assert_one_line_error(cli("trainer", "evaluate", run, small_src, "--out", run, "--overwrite"),
+                          "is the run folder")
+    assert_one_line_error(cli("trainer", "evaluate", run, small_src, "--out", run.parent,
+                              "--overwrite"), "contains the run folder")
+    assert tree_digest(run) == before
+
+
+def test_fit_overwrite_needs_a_proven_run_folder(small_src, tmp_path):
+    for record in ({"class_names": []}, {"tool": "balanced-aug", "kind": "cv"}):
+        out = tmp_path / f"run{len(record)}"
+        out.mkdir()
+        (out / "metrics.json").write_text(json.dumps(record))
+        assert_one_line_error(cli("trainer", "fit", small_src, "--out", out, "--overwrite",
+                                  "--weights", "none"), "metrics.json")
+        assert (out / "metrics.json").exists()
+    run = fake_run(tmp_path / "real")
+    (run / "notes.md").write_text("mine")
+    assert_one_line_error(cli("trainer", "fit", small_src, "--out", run, "--overwrite",
+                              "--weights", "none"), "'notes.md'")
+    assert (run / "notes.md").read_text() == "mine" and (run / "model.keras").exists()
+
+
+# -- 2. one writer per output; no writes once the command is gone -------------------------
+
+def test_a_second_command_on_a_locked_output_names_the_holder(small_src, tmp_path):
+    out = tmp_path / "out"
+    with locked(out):
+        proc = cli("balancer", "build", small_src, "--out", out, "--nmin", "4")
+        assert_one_line_error(proc, f"in use by process {os.getpid()}")
+        proc = cli("balancer", "split", small_src, out)
+        assert_one_line_error(proc, f"in use by process {os.getpid()}")
+    assert not any(out.iterdir())
+
+
+def test_workers_stop_when_the_command_is_killed(tmp_path):
+    # Large PNG copies (tens of ms each) in chunks of 64: a worker that finished its chunk
+    # after the kill would keep writing for seconds.
+    src = make_folder(tmp_path / "src", {"big": 4, "small": 2}, size=480, ext=".png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "from balancer.cli import main; main()", "build",
+                             str(src), "--out", str(out), "--nmin", "600", "--transforms",
+                             "rotate,zoom", "--workers", "2", "--quiet"], cwd=REPO)
+    deadline = time.time() + 90
+    while len(list(out.glob("*/*__aug*"))) < 10 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.kill()  # the command alone, not its process group: the workers outlive it
+    proc.wait()
+    time.sleep(0.5)
+    settled = sorted(p.name for p in out.rglob("*"))
+    time.sleep(3.0)
+    assert sorted(p.name for p in out.rglob("*")) == settled, "workers kept writing"
+    assert len([n for n in settled if "__aug" in n]) < 200
+    assert not [n for n in settled if n.endswith(".part")]
+
+
+def test_resume_removes_files_the_plan_does_not_name(built, small_src):
+    reference = tree_digest(built)
+    record = json.loads((built / "balance.json").read_text())
+    record["status"] = "running"
+    (built / "balance.json").write_text(json.dumps(record))
+    write_image(built / "owl" / "owl_000__aug0009_rotate.jpg", textured(32, 40, seed=9))
+    (built / "cat" / "cat_000.jpg.part").write_bytes(b"half")
+    build(small_src, built, nmin=5, transforms="rotate,contrast,flip", workers=1, resume=True,
+          progress=False)
+    assert tree_digest(built) == reference
+
+
+# -- 3. decompression bombs by header; a limit on decoded bytes ----------------------------
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header claims another size."""
+    data = bytearray(cv2.imencode(".jpg", textured(16, 16))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
+    (src / "a" / "claims.jpg").write_bytes(jpeg_claiming(65000, 65000))
+    write_image(src / "b" / "deep.png", textured(600, 600, channels=4, dtype=np.uint16))
+    found = scan(src, workers=1, progress=False, max_bytes=1 << 20)
+    reasons = {s.path: s.reason for s in found.skipped}
+    assert reasons["a/claims.jpg"].startswith("too large to decode: 65000x65000 px")
+    assert reasons["b/deep.png"].startswith("too large to decode: 600x600 px would take 3 MiB")
+    assert found.counts() == {"a": 3, "b": 2}
+    roomy = scan(src, workers=1, progress=False, max_bytes=4 << 20)
+    assert roomy.counts() == {"a": 3, "b": 3}
+    proc = cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--max-image-mb", "1")
+    assert proc.returncode == 0 and "a/claims.jpg: too large to decode" in proc.stderr
+
+
+# -- 4. EXIF orientation ---------------------------------------------------------------------
+
+def test_rotated_photos_agree_in_every_loader(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
+    pixels = cv2.cvtColor(textured(24, 40, seed=7), cv2.COLOR_BGR2RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(src / "b" / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(src / "b" / "phone.jpg")))
+    assert upright.shape[:2] == (40, 24)
+    out = tmp_path / "out"
+    build(src, out, nmin=4, transforms="contrast", workers=1, progress=False)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False).set_index("file_name")
+    assert json.loads(m.loc["b/phone.jpg", "params"]) == {"exif_orientation": 6}
+    for name in m.index[m.source == "b/phone.jpg"]:
+        raw = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        aware = np.asarray(ImageOps.exif_transpose(Image.open(out / name)))
+        assert raw.shape[:2] == aware.shape[:2] == (40, 24), name
+    original = cv2.cvtColor(cv2.imread(str(out / "b/phone.jpg")), cv2.COLOR_BGR2RGB)
+    assert np.abs(original.astype(int) - upright.astype(int)).mean() < 3
+    assert load(src / "b" / "phone.jpg").image.shape[:2] == (40, 24)
+    assert verify(out, workers=1, progress=False)["ok"]
+
+
+# -- 5. every legal name and file type; one bad entry never stops a build -----------------
+
+def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
+    root = os.fsencode(src)
+    with open(os.path.join(root, b"a", b"caf\xe9.jpg"), "wb") as f:
+        f.write((src / "a" / "a_000.jpg").read_bytes())
+    os.mkdir(os.path.join(root, b"cl\xe4ss"))
+    write_image(src / "manifest.csv" / "x.jpg", textured(16, 16))
+    write_image(src / "x.part" / "x.jpg", textured(16, 16))
+    os.mkfifo(src / "a" / "pipe.jpg")
+    deep = src / "b" / Path(*[f"level{i:02d}" for i in range(12)])
+    write_image(deep / ("n" * 236 + ".jpg"), textured(20, 20, seed=3))
+    os.symlink(src / "a", src / "b" / "linked")
+    out = tmp_path / "out"
+    proc = cli("balancer", "build", src, "--out", out, "--nmin", "5", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    reasons = {s["path"]: s["reason"] for s in json.loads(proc.stdout)["skipped"]}
+    assert reasons["a/caf\\xe9.jpg"].startswith("name is not valid UTF-8")
+    assert reasons["cl\\xe4ss"].startswith("folder name is not valid UTF-8")
+    assert reasons["manifest.csv"].startswith("class folder name is reserved")
+    assert reasons["x.part"].startswith("class folder name is reserved")
+    assert reasons["a/pipe.jpg"].startswith("not a regular file")
+    assert reasons["b/linked"] == "symbolic link (not followed)"
+    names = [p.name for p in out.rglob("*")]
+    assert max(len(os.fsencode(n)) for n in names) <= 255
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert (m.source.str.startswith("b/level00")).sum() >= 2  # the deep file and its copies
+    again = tmp_path / "again"
+    cli("balancer", "build", src, "--out", again, "--nmin", "5", "--quiet", check=True)
+    assert sorted(pd.read_csv(again / "manifest.csv").file_name) == sorted(m.file_name)
+    for command in (["stats", src], ["split", src, tmp_path / "s"], ["verify", out]):
+        assert cli("balancer", *command, "--quiet").returncode == 0
+
+
+def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 5})
+    ref = tmp_path / "ref"
+    split(src, ref, test=0.25, seed=1, workers=1, progress=False)
+    out = tmp_path / "out"
+    split(src, out, test=0.25, seed=1, workers=1, progress=False)
+    record = json.loads((out / "split.json").read_text())
+    record["status"] = "running"  # as a kill -9 mid-copy leaves it: no split.csv yet
+    (out / "split.json").write_text(json.dumps(record))
+    (out / "split.csv").unlink()
+    next(out.glob("train/a/*")).unlink()
+    (out / "test" / "a" / "x.jpg.part").write_bytes(b"half")
+    assert_one_line_error(cli("balancer", "split", src, out, "--test", "0.25", "--seed", "1"),
+                          "--resume")
+    cli("balancer", "split", src, out, "--test", "0.25", "--seed", "1", "--resume", check=True)
+    assert tree_digest(out) == tree_digest(ref)
+    cli("balancer", "split", src, out, "--test", "0.5", "--overwrite", check=True)
+    assert pd.read_csv(out / "split.csv").split.value_counts().to_dict() == {"train": 7, "test": 6}
+
+
+# -- 6. records round-trip any name ----------------------------------------------------------
+
+def test_csv_round_trips_any_file_name(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 2, "b": 1})
+    odd = ["cr\rname.jpg", "lf\nname.jpg", 'quote"d, comma.jpg', "=1+2.jpg", "crlf\r\n.jpg"]
+    for i, name in enumerate(odd):
+        write_image(src / "b" / name, textured(24, 24, seed=50 + i))
+    out = tmp_path / "out"
+    build(src, out, nmin=8, transforms="flip", workers=1, progress=False)
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
+    frame = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(frame.file_name) == sorted(r["file_name"] for r in rows) == on_disk
+    assert {f"b/{n}" for n in odd} <= set(frame.source)
+    assert verify(out, workers=1, progress=False)["ok"]
+
+
+# -- 7. bad options are refused before anything is written ---------------------------------
+
+@pytest.mark.parametrize("option, fragment", [
+    (["--transforms", "rotate=nan"], "not a finite number"),
+    (["--transforms", "zoom=-nan"], "not a finite number"),
+    (["--transforms", "crop=inf"], "not a finite number"),
+    (["--seed", "-1"], "--seed must be between 0"),
+    (["--nmin", "12345678901234567890"], "--nmin must be between 1"),
+    (["--nmin", "100000000", "--dry-run"], "GiB free"),
+    (["--max-image-mb", "0"], "--max-image-mb"),
+])
+def test_bad_options_are_one_line_and_write_nothing(small_src, tmp_path, option, fragment):
+    out = tmp_path / "out"
+    args = ["build", small_src, "--out", out, *option]
+    if "--nmin" not in option:
+        args += ["--nmin", "4"]
+    assert_one_line_error(cli("balancer", *args), fragment)
+    assert not out.exists()
+
+
+def test_too_many_workers_are_capped_with_a_warning(small_src, tmp_path):
+    proc = cli("balancer", "build", small_src, "--out", tmp_path / "o", "--nmin", "3",
+               "--workers", "512", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: --workers 512 is more than the" in proc.stderr
+
+
+# -- 8. verify finds what it exists to find, and never crashes or hangs -------------------
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda o: (o / "manifest.csv").write_bytes(b""), "manifest.csv is not a readable CSV"),
+    (lambda o: (o / "manifest.csv").write_bytes(bytes(range(256)) * 4), "manifest.csv"),
+    (lambda o: (o / "manifest.csv").write_text('file_name,label\n"a/x.jpg,a\n'), "manifest.csv"),
+    (lambda o: (o / "balance.json").write_text("{nope"), "balance.json is not a readable record"),
+    (lambda o: (o / "balance.json").write_text("[]"), "not a JSON object"),
+    (lambda o: (o / "balance.json").write_text('{"counts": [1]}'), "counts"),
+])
+def test_verify_reports_unparseable_records_as_problems(built, damage, fragment):
+    damage(built)
+    proc = cli("balancer", "verify", built, "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert any(line.startswith("problem:") and fragment in line for line in proc.stderr.splitlines())
+
+
+def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
+    assert verify(built, workers=1, progress=False)["ok"]
+    copies = sorted(built.glob("owl/*__aug*"))
+    a, b = copies[0], copies[1]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b), b.write_bytes(data_a)  # swapped: both still decode
+    problems = verify(built, workers=1, progress=False)["problems"]
+    assert sum("sha256 mismatch" in p for p in problems) == 2
+    a.write_bytes(data_a), b.write_bytes(data_b)
+    flipped = bytearray(data_a)
+    flipped[len(flipped) // 2] ^= 0x01
+    a.write_bytes(bytes(flipped))
+    assert any("sha256 mismatch" in p and a.name in p for p in verify(built, progress=False)["problems"])
+    a.unlink()
+    os.mkfifo(a)
+    proc = cli("balancer", "verify", built, "--quiet")
+    assert proc.returncode == 1 and f"not a regular file (FIFO, socket or device) in a class folder: owl/{a.name}" in proc.stderr
+    a.unlink()
+    a.write_bytes(data_a)
+
+    m = pd.read_csv(built / "manifest.csv", dtype=str, keep_default_na=False)
+    row = m.index[m.origin == "augmented"][0]
+    params = json.loads(m.params[row])
+    key = next(iter(params))
+    params[key] = 1.5 if isinstance(params[key], float) else \
+        ("both" if params[key] != "both" else "horizontal")
+    m.loc[row, "params"] = json.dumps(params)
+    m.to_csv(built / "manifest.csv", index=False, lineterminator="\r\n")
+    assert any("manifest.csv was edited" in p for p in verify(built, progress=False)["problems"])
+    record = json.loads((built / "balance.json").read_text())
+    del record["manifest_sha256"]  # a forger who also fixed the record: only replay can tell
+    (built / "balance.json").write_text(json.dumps(record))
+    assert verify(built, progress=False)["ok"]
+    problems = verify(built, progress=False, replay=True)["problems"]
+    assert problems == [f"params in the manifest are not the ones its seed draws: {m.file_name[row]}"]
+
+
+def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 2}, size=40)
+    out = tmp_path / "out"
+    build(src, out, nmin=12, transforms="all", workers=1, progress=False)
+    assert verify(out, workers=1, progress=False, replay=True)["ok"]
+    victim = sorted(out.glob("b/*__aug*"))[3]
+    image = cv2.imread(str(victim))
+    image[0, 0] = 255 - image[0, 0]
+    write_image(victim, image)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    import hashlib
+    m.loc[m.file_name == f"b/{victim.name}", "sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
+    m.to_csv(out / "manifest.csv", index=False, lineterminator="\r\n")
+    record = json.loads((out / "balance.json").read_text())
+    record.pop("manifest_sha256")
+    (out / "balance.json").write_text(json.dumps(record))
+    problems = verify(out, progress=False, replay=True)["problems"]
+    assert problems == [f"copy differs from its replay (original + params): b/{victim.name}"]
+
+
+# -- 9. --resume notices a source edited in place -------------------------------------------
+
+def test_resume_refuses_a_source_edited_in_place(built, small_src):
+    record = json.loads((built / "balance.json").read_text())
+    record["status"] = "running"
+    (built / "balance.json").write_text(json.dumps(record))
+    victim = small_src / "dog" / "dog_001.jpg"
+    st = victim.stat()
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, newer
+    before = tree_digest(built)
+    proc = cli("balancer", "build", small_src, "--out", built, "--nmin", "5", "--transforms",
+               "rotate,contrast,flip", "--resume")
+    assert_one_line_error(proc, "source changed", "dog/dog_001.jpg")
+    assert tree_digest(built) == before
+
+
+# -- 10. the trainer's outputs on shared storage ----------------------------------------------
+
+def test_run_folders_honour_the_umask(tmp_path):
+    from trainer.outputs import staged
+
+    old = os.umask(0o022)
+    try:
+        with staged(tmp_path / "run") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_class_missing_from_validation_is_named(recwarn):
+    from trainer.training import absent_classes
+
+    train = pd.DataFrame({"label": ["a", "a", "b", "c"], "origin": "original"})
+    val = pd.DataFrame({"label": ["a", "b"], "origin": "original"})
+    assert absent_classes(val, ["a", "b", "c"], train) == [
+        "class 'c' has no validation image (1 original(s) in all, all in training): "
+        "its scores are not measured"]
+    assert any("class 'c'" in str(w.message) for w in recwarn)
