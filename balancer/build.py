@@ -58,27 +58,36 @@ def _make(item: Item, src: str, out: str, quality: int, link: bool, cache: list)
     """Write one item's file unless present; return (params or None, sha256 of the file)."""
     dst, source = Path(out, item.file_name), Path(src, item.source)
     if item.action == "copy":
-        if not dst.exists():
-            imageio.copy_atomic(source, dst, link)
-        return None, _sha256(dst)
+        if dst.exists():
+            return None, _sha256(imageio.read_bytes(dst))
+        data = imageio.read_bytes(source)
+        if link:
+            imageio.copy_atomic(source, dst, link=True)
+        else:
+            imageio.write_atomic(dst, data)
+        return None, _sha256(data)
     if cache[0] != item.source:  # tasks come sorted by source: each original decoded once
         cache[:] = [item.source, imageio.load(source).image]
     image = cache[1]
-    fmt = "jpeg" if dst.suffix == ".jpg" else "png"
     if item.action == "encode":
         params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
-        if not dst.exists():
-            imageio.write_atomic(dst, imageio.encode(image, fmt, quality))
-        return params, _sha256(dst)
+        return params, _put(dst, lambda: image, quality)
     transform = TRANSFORMS[item.transform]
     params = transform.draw(image.shape, np.random.default_rng(item.seed), item.magnitude)
-    if not dst.exists():
-        imageio.write_atomic(dst, imageio.encode(transform.apply(image, params), fmt, quality))
-    return params, _sha256(dst)
+    return params, _put(dst, lambda: transform.apply(image, params), quality)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(imageio.read_bytes(path)).hexdigest()
+def _put(dst: Path, render, quality: int) -> str:
+    """Encode render() into dst (format by extension) unless dst exists; its sha256."""
+    if dst.exists():
+        return _sha256(imageio.read_bytes(dst))
+    data = imageio.encode(render(), "jpeg" if dst.suffix == ".jpg" else "png", quality)
+    imageio.write_atomic(dst, data)
+    return _sha256(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item]) -> list:

@@ -140,13 +140,14 @@ def locked(out: Path) -> Iterator[Path]:
     """Hold an exclusive lock on the folder `out` (created if missing) inside the block.
 
     A second command on the same folder gets BalanceError naming the holder's pid. A folder
-    this call created is removed again when the block fails and leaves it empty.
+    this call created (and its parents it created) is removed again when the block fails
+    and leaves it empty.
     """
     import fcntl
 
-    created = not out.exists()
     if out.exists() and not out.is_dir():
         raise OutputError(f"output exists and is not a folder: {out}")
+    created = [d for d in (out, *out.parents) if not d.exists()]  # innermost first
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -162,11 +163,11 @@ def locked(out: Path) -> Iterator[Path]:
         try:
             yield out
         except BaseException:
-            if created:
+            for folder in created:  # what this call made, while still empty
                 try:
-                    out.rmdir()  # only when still empty
+                    folder.rmdir()
                 except OSError:
-                    pass
+                    break
             raise
     finally:
         os.close(fd)

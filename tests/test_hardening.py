@@ -4,10 +4,8 @@ Each test asserts bytes, counts and exit codes. Every subprocess has a timeout, 
 is a failure, not a stuck suite.
 """
 import csv
-import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from balancer import build, split, verify
-from balancer.errors import BalanceError
+from balancer.errors import BalanceError, UserError
+from balancer.scan import list_source
 from balancer.imageio import load
 from balancer.ownership import locked
 from balancer.scan import scan
@@ -246,6 +245,23 @@ def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path
         assert cli("balancer", *command, "--quiet").returncode == 0
 
 
+def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "src", {"a": 2, "b": 2})
+    write_image(src / "b" / "locked" / "x.jpg", textured(16, 16))
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # as root, chmod 000 would not stop us
+    listing = list_source(src)
+    assert [(s.path, s.reason) for s in listing.skipped] == [
+        ("b/locked", "unreadable folder (Permission denied)")]
+    assert len(listing.candidates) == 4
+
+
 def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 8, "b": 5})
     ref = tmp_path / "ref"
@@ -399,6 +415,26 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
                "rotate,contrast,flip", "--resume")
     assert_one_line_error(proc, "source changed", "dog/dog_001.jpg")
     assert tree_digest(built) == before
+
+
+def test_study_overwrite_clears_only_a_proven_study(tmp_path):
+    from trainer.study import _open_study
+
+    out = tmp_path / "study"
+    (out / "runs" / "b0").mkdir(parents=True)
+    (out / "results.csv").write_text("arm\n")
+    (out / "study.json").write_text(json.dumps({"tool": "balanced-aug", "kind": "study", "folds": 2}))
+    (out / "notes.txt").write_text("mine")
+    before = tree_digest(out)
+    with pytest.raises(BalanceError, match="'notes.txt'"):
+        _open_study(out, {"folds": 3}, overwrite=True)
+    assert tree_digest(out) == before
+    with pytest.raises(UserError, match="different study"):
+        (out / "notes.txt").unlink()
+        _open_study(out, {"folds": 3}, overwrite=False)
+    _open_study(out, {"folds": 3}, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["study.json"]
+    assert json.loads((out / "study.json").read_text())["folds"] == 3
 
 
 # -- 10. the trainer's outputs on shared storage ----------------------------------------------
