@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,14 +19,14 @@ from typing import Mapping
 import numpy as np
 
 from . import __version__, imageio
-from .errors import BalanceError
+from .errors import BalanceError, ToolWarning
 from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest, write_record
 from .ownership import (TOOL, OutputKind, check_inputs, clear, files_only, locked, owned_record,
                         write_json)
 from .parallel import chunked, pool, run_chunks
 from .plan import Item, check_seed, class_targets, make_plan
-from .scan import Scan, check_source, scan
-from .transforms import PAPER_SET, TRANSFORMS, parse_transforms
+from .scan import Scan, check_source, scan, sizes_by_class
+from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited
 
 WRITTEN_SUFFIXES = (".jpg", ".png", imageio.TEMP_SUFFIX)  # what the tools write in a class folder
 
@@ -285,6 +286,9 @@ def _plan(root, out, workers, *, nmin, target, per_class, chosen, seed, quality,
         "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
         "ignored": found.ignored,
     }
+    record["warnings"] = unsuited(chosen, sizes_by_class(found))
+    for message in record["warnings"]:
+        warnings.warn(message, ToolWarning, stacklevel=3)
     result = BuildResult(out, found, targets, [], record)
     if space_check:
         present = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.exists() else 0

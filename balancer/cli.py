@@ -95,6 +95,7 @@ def stats_cmd(
     nmin: Optional[int] = typer.Option(None, help="Show the plan for bringing every class up to N."),
     target: Optional[str] = typer.Option(None, help="'majority': show the plan for bringing every class up to the largest."),
     per_class: List[str] = typer.Option([], "--per-class", help="NAME=COUNT for one class (repeatable)."),
+    transforms: str = typer.Option(PAPER_SET, help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes."),
     plot: Optional[Path] = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
     workers: Optional[int] = typer.Option(None, help="Worker processes for checking images."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -104,13 +105,16 @@ def stats_cmd(
     (copies per class, total to write, estimated disk space)."""
     from .stats import folder_stats, plot_counts
 
-    stats = folder_stats(src, nmin, target, parse_per_class(per_class), workers, progress=not quiet)
+    stats = folder_stats(src, nmin, target, parse_per_class(per_class), workers, progress=not quiet,
+                         transforms=transforms)
     if plot:
         plot_counts(stats, plot)
     if as_json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return
     report_skipped(stats.get("skipped", []), stats.get("empty_classes", []))
+    for message in stats.get("warnings", []):
+        warn(message)
     print(stats_table(stats))
     if plot:
         print(f"bar chart: {plot}")

@@ -78,6 +78,7 @@ class Loaded:
     image: np.ndarray  # HxW or HxWxC (C = 3 or 4, BGR[A]), uint8 or uint16; upright
     fmt: str  # 'jpeg' | 'png' | 'other'
     orientation: int = 1  # the file's EXIF orientation (1: stored upright), already applied
+    size: tuple[int, int] = (0, 0)  # (width, height) of the upright image, full scale
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYT
     orientation = header.orientation if header else 1
     if not check_only:
         image = orient(image, orientation)
-    return Loaded(image, fmt, orientation)
+    width, height = (header.width, header.height) if header else image.shape[1::-1]
+    size = (height, width) if header and orientation in (5, 6, 7, 8) else (width, height)
+    return Loaded(image, fmt, orientation, size)
 
 
 def read_bytes(path: Path) -> bytes:

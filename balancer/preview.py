@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -12,8 +13,8 @@ from . import imageio
 from .imageio import BadImage, cv2, load
 from .manifest import read_manifest
 from .scan import list_source
-from .errors import BalanceError
-from .transforms import TRANSFORMS
+from .errors import BalanceError, ToolWarning
+from .transforms import TRANSFORMS, unsuited
 
 TILE = 168  # px per tile side
 TEXT_H = 30  # px of label under each tile
@@ -105,7 +106,10 @@ def preview_transforms(src: str | Path, transforms: Mapping[str, float | None], 
                        n: int = 4, seed: int = 0) -> tuple[int, int]:
     """Rows of: a source image, then each transform applied once. Returns (rows, columns)."""
     rows = []
-    for i, (rel, image) in enumerate(pick_sources(src, n, seed)):
+    sources = pick_sources(src, n, seed)
+    for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
+        warnings.warn(message, ToolWarning, stacklevel=2)
+    for i, (rel, image) in enumerate(sources):
         row = [tile(image, [rel, f"original {image.shape[1]}x{image.shape[0]}"])]
         for j, (name, magnitude) in enumerate(transforms.items()):
             result, params = TRANSFORMS[name](image, np.random.default_rng([seed, i, j]), magnitude)

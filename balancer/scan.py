@@ -29,6 +29,8 @@ class SourceImage:
     size: int  # bytes
     mtime_ns: int = 0
     orientation: int = 1  # EXIF orientation; not 1: the pixels are turned upright when read
+    width: int = 0  # of the upright image
+    height: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class Scan:
         return h.hexdigest()[:16]
 
 
+def sizes_by_class(found: Scan) -> dict[str, list[tuple[int, int]]]:
+    """(width, height) of every usable image, per class."""
+    return {label: [(im.width, im.height) for im in ims] for label, ims in found.images.items()}
+
+
 def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_NAMES
 
@@ -79,12 +86,13 @@ def is_utf8(name: str) -> bool:
 
 
 def check_chunk(root: str, paths: list[str], max_bytes: int = imageio.MAX_IMAGE_BYTES) -> list[tuple]:
-    """For each path, ('ok', fmt, orientation) or ('bad', reason): every byte is decoded."""
+    """For each path, ('ok', fmt, orientation, (width, height)) or ('bad', reason): every byte
+    is decoded."""
     out = []
     for rel in paths:
         try:
             loaded = imageio.load(Path(root, rel), check_only=True, max_bytes=max_bytes)
-            out.append(("ok", loaded.fmt, loaded.orientation))
+            out.append(("ok", loaded.fmt, loaded.orientation, loaded.size))
         except imageio.BadImage as exc:
             out.append(("bad", str(exc)))
     return out
@@ -196,7 +204,8 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True,
     for rel, label, size, mtime_ns in candidates:
         verdict = verdicts[rel]
         if verdict[0] == "ok":
-            images[label].append(SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2]))
+            images[label].append(SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2],
+                                             *verdict[3]))
         else:
             skipped.append(Skipped(rel, verdict[1]))
     empty = [label for label, ims in images.items() if not ims]

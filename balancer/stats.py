@@ -8,7 +8,8 @@ from typing import Mapping
 from .errors import BalanceError
 from .manifest import MANIFEST, read_manifest
 from .plan import class_targets
-from .scan import check_source, scan
+from .scan import check_source, scan, sizes_by_class
+from .transforms import parse_transforms, unsuited
 
 
 def imbalance_ratio(counts: Mapping[str, int]) -> float:
@@ -18,7 +19,7 @@ def imbalance_ratio(counts: Mapping[str, int]) -> float:
 
 def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None = None,
                  per_class: Mapping[str, int] | None = None, workers: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, transforms: str | None = None) -> dict:
     """Counts per class and the imbalance ratio; with a target, the plan and its disk cost.
 
     A balanced folder (one with manifest.csv) is read through its manifest: originals and
@@ -43,7 +44,9 @@ def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None
               "classes": {label: {"count": n} for label, n in counts.items()},
               "images": sum(counts.values()), "imbalance_ratio": imbalance_ratio(counts),
               "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
-              "empty_classes": found.empty}
+              "empty_classes": found.empty,
+              "warnings": unsuited(parse_transforms(transforms), sizes_by_class(found))
+              if transforms else []}
     if nmin is not None or target is not None or per_class:
         targets = class_targets(counts, nmin, target, per_class)
         total_bytes = 0.0

@@ -116,9 +116,26 @@ def apply_zoom(image, p):
 
 
 # -- draw: parameters from (shape, generator, magnitude) -----------------------------------
+# No draw is a no-op: a value too close to "no change" is drawn again (from the same
+# generator, so deterministically), a crop as large as the image is clamped, a cutout has
+# at least one pixel.
 
-def _uniform(rng, m):
-    return float(rng.uniform(-m, m))
+NEAR_ZERO = 0.05  # of the magnitude: closer to "no change" than this is drawn again
+CLAMPED_CROP = 0.9  # a crop that would keep the whole image keeps this fraction of each side
+
+
+def pixels(m: float, shape: Shape) -> int:
+    """A crop/cutout magnitude in pixels: a fraction (< 1) of the shorter side, or pixels."""
+    return max(1, int(round(m * min(shape[:2])))) if m < 1 else int(m)
+
+
+def _uniform(rng, m, count: int = 1):
+    """`count` values in [-m, m], drawn again while all are within NEAR_ZERO * m of 0."""
+    for _ in range(1000):
+        values = [float(rng.uniform(-m, m)) for _ in range(count)]
+        if max(abs(v) for v in values) >= NEAR_ZERO * m:
+            return values if count > 1 else values[0]
+    raise AssertionError("unreachable: 1000 draws near zero")
 
 
 def draw_blur(shape, rng, m):
@@ -127,7 +144,10 @@ def draw_blur(shape, rng, m):
 
 def draw_crop(shape, rng, m):
     h, w = shape[:2]
-    ch, cw = min(int(m), h), min(int(m), w)
+    side = pixels(m, shape)
+    ch, cw = min(side, h), min(side, w)
+    if ch == h and cw == w and h * w > 1:  # the whole image: clamp to a real crop
+        ch, cw = max(1, min(h - 1, int(h * CLAMPED_CROP))), max(1, min(w - 1, int(w * CLAMPED_CROP)))
     return {"x": int(rng.integers(0, w - cw + 1)), "y": int(rng.integers(0, h - ch + 1)),
             "width": cw, "height": ch}
 
@@ -141,12 +161,13 @@ def draw_rotate(shape, rng, m):
 
 
 def draw_translate(shape, rng, m):
-    return {"x": _uniform(rng, m), "y": _uniform(rng, m)}
+    x, y = _uniform(rng, m, count=2)
+    return {"x": x, "y": y}
 
 
 def draw_cutout(shape, rng, m):
     h, w = shape[:2]
-    return {"size": int(rng.integers(0, int(m) + 1)),
+    return {"size": int(rng.integers(1, pixels(m, shape) + 1)),
             "x": int(rng.integers(0, w)), "y": int(rng.integers(0, h))}
 
 
@@ -172,6 +193,7 @@ class Transform:
     high: float = float("inf")  # ... and <= high
     integer: bool = False
     odd: bool = False
+    fraction: bool = False  # also takes a fraction in (0, 1) of the image's shorter side
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator,
                  magnitude: float | None = None) -> tuple[np.ndarray, Params]:
@@ -188,6 +210,8 @@ class Transform:
         if not math.isfinite(magnitude):
             raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} is not a finite "
                                f"number ({self.magnitude})")
+        if self.fraction and 0 < magnitude < 1:
+            return float(magnitude)
         bad = (magnitude < self.low if self.integer else magnitude <= self.low) or magnitude > self.high
         if self.integer and magnitude != int(magnitude):
             bad = True
@@ -203,7 +227,8 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
     Transform("blur", "Gaussian blur", 7, "largest odd kernel size; kernel drawn from 3..m",
               draw_blur, apply_blur, low=3, high=99, integer=True, odd=True),
     Transform("crop", "random crop to a square target size (a smaller side is kept whole)",
-              200, "target side in px", draw_crop, apply_crop, low=1, high=100_000, integer=True),
+              200, "target side: px, or a fraction (< 1) of the shorter side", draw_crop,
+              apply_crop, low=1, high=100_000, integer=True, fraction=True),
     Transform("flip", "flip horizontally, vertically or both", None, "none",
               draw_flip, apply_flip),
     Transform("rotate", "rotate by a fraction of a full turn, reflect fill", 0.125,
@@ -212,8 +237,8 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
               "largest shift fraction per axis, in (0, 1)", draw_translate, apply_translate,
               high=0.99),
     Transform("cutout", "one mid-gray square patch (DeVries & Taylor 2017)", 70,
-              "largest patch side in px", draw_cutout, apply_cutout, low=1, high=100_000,
-              integer=True),
+              "largest patch side: px, or a fraction (< 1) of the shorter side", draw_cutout,
+              apply_cutout, low=1, high=100_000, integer=True, fraction=True),
     Transform("contrast", "(x - mean) * factor + mean, per channel", 0.3,
               "largest change of the factor around 1, in (0, 1)", draw_factor,
               apply_contrast, high=0.99),
@@ -267,3 +292,29 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
 def replay(image: np.ndarray, name: str, params: Params) -> np.ndarray:
     """Re-apply a recorded transform (a manifest row's `transform` and `params`)."""
     return TRANSFORMS[name].apply(image, params)
+
+
+def unsuited(transforms: dict[str, float | None],
+             sizes: dict[str, list[tuple[int, int]]]) -> list[str]:
+    """Warnings, with counts per class, for magnitudes that do not suit these image sizes
+    ((width, height) per class): a crop as large as the image (it is clamped to a 90 % crop)
+    and a cutout that can cover more than half of it. A class named "" is not named."""
+    checks = {
+        "crop": ("is as large as the image", "copies get a 90 % crop instead; try crop=0.8",
+                 lambda side, w, h: side >= min(w, h)),
+        "cutout": ("can cover more than half of the image", "try cutout=0.25",
+                   lambda side, w, h: side * side > 0.5 * w * h),
+    }
+    found = []
+    for name, (what, hint, bad) in checks.items():
+        if name not in transforms:
+            continue
+        m = TRANSFORMS[name].default if transforms[name] is None else transforms[name]
+        per_class = {label: sum(bad(pixels(m, (h, w)), w, h) for w, h in dims)
+                     for label, dims in sizes.items()}
+        total, images = sum(per_class.values()), sum(len(d) for d in sizes.values())
+        if total:
+            counts = ", ".join(f"{label} {n}" for label, n in per_class.items() if n and label)
+            counts = f" ({counts})" if counts else ""
+            found.append(f"{name}={m:g} {what} for {total} of {images} images{counts}: {hint}")
+    return found

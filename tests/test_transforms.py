@@ -7,7 +7,7 @@ from balancer.errors import BalanceError
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay
 from conftest import textured
 
-# Magnitudes that make every transform change a 48x56 image for any draw but cutout's 0.
+# Magnitudes that suit a 48x56 image.
 SMALL = {"crop": 24, "cutout": 20, "blur": 7}
 KINDS = {
     "gray8": textured(48, 56, channels=1),
@@ -18,14 +18,47 @@ KINDS = {
 }
 
 
-def first_changing_draw(name, image):
-    """(output, params, rng seed) for the first seed whose draw is not a no-op (cutout 0)."""
+def first_changing_draw(name, image, seed=0):
+    """(output, params, rng seed) of one draw: every draw changes the image."""
     t = TRANSFORMS[name]
-    for seed in range(20):
-        out, params = t(image, np.random.default_rng(seed), t.check(SMALL.get(name)))
-        if params.get("size", 1) != 0:
-            return out, params, seed
-    raise AssertionError("no changing draw")
+    out, params = t(image, np.random.default_rng(seed), t.check(SMALL.get(name)))
+    return out, params, seed
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_no_draw_is_a_no_op_even_at_the_papers_magnitudes_on_small_images(name):
+    image = textured(32, 40, seed=5)
+    t = TRANSFORMS[name]
+    for seed in range(150):
+        out, params = t(image, np.random.default_rng(seed), t.default)
+        assert out.shape != image.shape or not np.array_equal(out, image), (seed, params)
+    if name == "crop":  # 200 px on 32x40: clamped to 90 % of each side
+        assert (params["height"], params["width"]) == (28, 36)
+
+
+def test_crop_and_cutout_take_a_fraction_of_the_shorter_side():
+    image = textured(40, 60)
+    crop, cutout = TRANSFORMS["crop"], TRANSFORMS["cutout"]
+    assert crop.check(0.5) == 0.5 and crop.check(24) == 24
+    for bad in (0, 1.5, -0.2):
+        with pytest.raises(BalanceError):
+            crop.check(bad)
+    _, p = crop(image, np.random.default_rng(0), 0.5)
+    assert (p["height"], p["width"]) == (20, 20)
+    sizes = {cutout(image, np.random.default_rng(s), 0.25)[1]["size"] for s in range(200)}
+    assert sizes == set(range(1, 11))
+
+
+def test_magnitudes_that_do_not_suit_the_images_are_named_with_counts():
+    from balancer.transforms import unsuited
+
+    sizes = {"cat": [(32, 32)] * 3, "dog": [(400, 300), (32, 32)]}
+    found = unsuited({"crop": None, "cutout": 24, "rotate": None}, sizes)
+    assert found == ["crop=200 is as large as the image for 4 of 5 images (cat 3, dog 1): "
+                     "copies get a 90 % crop instead; try crop=0.8",
+                     "cutout=24 can cover more than half of the image for 4 of 5 images "
+                     "(cat 3, dog 1): try cutout=0.25"]
+    assert unsuited({"crop": 0.8, "cutout": 0.25}, sizes) == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
