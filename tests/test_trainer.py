@@ -168,14 +168,27 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     test = balanced.parent / "test"
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
     (data / "b" / "truncated.jpg").write_bytes((data / "b" / "b_000.jpg").read_bytes()[:300])
-    config = TrainConfig(**{**FAST, "epochs": 1, "eager": True, "freeze_base": True,
-                            "fine_tune_epochs": 1, "cache": True})
+    # A learning rate so high that the best epoch is the first, before fine-tuning starts.
+    config = TrainConfig(**{**FAST, "epochs": 2, "eager": True, "freeze_base": True,
+                            "fine_tune_epochs": 2, "cache": True, "lr": 3.0, "patience": 5})
     m = fit(data, tmp_path / "run", config, val=test, progress=False)
     assert m["data"]["validation"]["files"] == 9 and m["data"]["train"]["files"] == 18
     assert m["skipped"] == [{"path": "b/truncated.jpg", "reason": "truncated JPEG (no end-of-image marker)"}]
-    assert m["epochs_run"] == 2  # one with the base frozen, one fine-tuning it
+    assert m["epochs_run"] == 4  # two with the base frozen, two fine-tuning it
     files = pd.read_csv(tmp_path / "run" / "files.csv")
     assert set(files[files.split == "validation"].file) == {f"{c}/{c}_{i:03d}.jpg" for c in "abc" for i in range(3)}
+    # The saved model is the best epoch over both phases, the one metrics.json names.
+    import keras
+
+    from trainer.evaluation import Run
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert m["best_epoch"] == int(history.epoch[history.val_f1.idxmax()]) + 1 <= 2
+    val = files[files.split == "validation"]
+    probs = Run(tmp_path / "run").probabilities([str(test / f) for f in val.file])
+    names = sorted(set(val.label))
+    f1 = keras.metrics.F1Score(average="macro")
+    f1.update_state(np.eye(len(names))[[names.index(c) for c in val.label]], probs)
+    assert abs(float(f1.result()) - history.val_f1.max()) < 1e-4
 
 
 def test_weights_from_a_local_file(tmp_path):

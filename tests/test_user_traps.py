@@ -25,3 +25,17 @@ def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp
     quiet = run_cli("balancer", "build", src, "--out", tmp_path / "out2", "--nmin", "4",
                     "--transforms", "crop=0.8,cutout=0.25,rotate", "--quiet")
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_macro_f1_averages_over_the_classes_with_images_and_names_the_rest():
+    import numpy as np
+
+    from trainer.evaluation import scores, summary
+
+    y_true = np.array([0, 0, 1, 1])
+    y_pred = np.array([0, 0, 1, 0])
+    s = scores(y_true, y_pred, ["a", "b", "c"])
+    assert s["absent_classes"] == ["c"]
+    assert abs(s["macro_f1"] - (0.8 + 2 / 3) / 2) < 1e-9  # a: F1 0.8, b: 2/3; c not counted
+    assert "over 2 classes; not scored, no image: c" in summary(s)
+    assert "  c " not in summary(s)

@@ -15,17 +15,23 @@ from .outputs import EVALUATION, output_folder, plot_confusion, stamp, staged, w
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro and weighted F1, per-class precision/recall/F1/support, confusion matrix."""
+    """Accuracy, macro and weighted F1, per-class precision/recall/F1/support, confusion matrix.
+
+    Macro F1 averages over the classes present in y_true (a class with no image to score
+    would count as 0 and drag the mean down); those absent are listed in `absent_classes`.
+    """
     from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
                                  precision_recall_fscore_support)
 
     labels = list(range(len(class_names)))
+    present = sorted(set(np.asarray(y_true).tolist()))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
                                       zero_division=0)),
+        "absent_classes": [name for i, name in enumerate(class_names) if i not in present],
         "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                              "support": int(s[i])} for i, name in enumerate(class_names)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -35,8 +41,12 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
 
 def summary(metrics: dict, worst: int = 3) -> str:
     """A short table: accuracy, macro F1 and the classes with the lowest F1."""
-    per = sorted(metrics["per_class"].items(), key=lambda kv: kv[1]["f1"])[:worst]
-    lines = [f"accuracy   {metrics['accuracy']:.4f}", f"macro F1   {metrics['macro_f1']:.4f}",
+    absent = metrics.get("absent_classes", [])
+    per = sorted(((k, v) for k, v in metrics["per_class"].items() if k not in absent),
+                 key=lambda kv: kv[1]["f1"])[:worst]
+    scored = f" (over {len(metrics['per_class']) - len(absent)} classes; not scored, no image: " \
+             f"{', '.join(absent)})" if absent else ""
+    lines = [f"accuracy   {metrics['accuracy']:.4f}", f"macro F1   {metrics['macro_f1']:.4f}{scored}",
              "worst classes (F1, recall, support):"]
     lines += [f"  {name:<16} {m['f1']:.3f}  {m['recall']:.3f}  {m['support']}" for name, m in per]
     return "\n".join(lines)

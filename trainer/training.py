@@ -95,9 +95,15 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     with strategy.scope():
         model = build_model(config, n)
         compile_model(model, config.lr)
+    # One checkpoint across both phases (frozen base, then fine-tuning): the model saved is
+    # the best epoch of the whole run, the one metrics.json names. EarlyStopping only stops.
+    best_weights = folder / "best.weights.h5"
     callbacks = [keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
-                                               patience=config.patience, restore_best_weights=True),
-                 keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True)]
+                                               patience=config.patience),
+                 keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
+                 keras.callbacks.ModelCheckpoint(str(best_weights), monitor=config.monitor,
+                                                 mode=MONITORS[config.monitor], save_best_only=True,
+                                                 save_weights_only=True)]
     verbose = _verbosity(progress)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
@@ -109,6 +115,9 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
         model.fit(train_ds, validation_data=val_ds, initial_epoch=done,
                   epochs=done + config.fine_tune_epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)
+    if best_weights.exists():
+        model.load_weights(best_weights)
+        best_weights.unlink()
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
     files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False,
