@@ -45,6 +45,12 @@ def check_seed(seed: int) -> int:
     return seed
 
 
+def class_rng(seed: int, label: str) -> np.random.Generator:
+    """A class's own generator: its draws depend on the run seed and its name only, so adding
+    or removing another class never changes them."""
+    return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+
+
 def class_targets(counts: Mapping[str, int], nmin: int | None = None,
                   target: str | None = None,
                   per_class: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -119,7 +125,7 @@ def _claim(stem: str, ext: str, taken: set[str]) -> str:
 def plan_class(label: str, images: list[SourceImage], target: int,
                transforms: Mapping[str, float | None], seed: int) -> list[Item]:
     """Items for one class: every original, then target - n augmented copies."""
-    rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+    rng = class_rng(seed, label)
     taken: set[str] = set()
     items, stems = [], []
     for image in images:

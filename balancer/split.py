@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from .build import _is_written, check_output, prepare_folders, run_items, sweep
 from .errors import BalanceError
 from .manifest import write_csv
 from .ownership import TOOL, OutputKind, files_only, locked, write_json
-from .plan import check_seed, plan_class
+from .plan import check_seed, class_rng, plan_class
 from .parallel import resolve_workers
 from .scan import scan
 
@@ -91,7 +90,7 @@ def _split(found, out: Path, previous: dict | None, *, test, val, seed, link, wo
     result = SplitResult(out, {}, skipped=found.skipped)
     items, rows = [], []
     for label, images in found.images.items():
-        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+        rng = class_rng(seed, label)
         order = rng.permutation(len(images))
         n_train, n_val, n_test = split_counts(len(images), test, val)
         result.counts[label] = {"train": n_train, "val": n_val, "test": n_test}

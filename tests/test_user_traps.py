@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 
-from conftest import make_folder, run_cli
+from conftest import assert_one_line_error, make_folder, run_cli, textured, write_image
 
 
 def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp_path):
@@ -39,3 +39,53 @@ def test_macro_f1_averages_over_the_classes_with_images_and_names_the_rest():
     assert abs(s["macro_f1"] - (0.8 + 2 / 3) / 2) < 1e-9  # a: F1 0.8, b: 2/3; c not counted
     assert "over 2 classes; not scored, no image: c" in summary(s)
     assert "  c " not in summary(s)
+
+
+def test_val_split_holds_out_the_asked_fraction_of_each_class():
+    from trainer.data import holdout
+
+    table = pd.DataFrame({"file": [f"a/{i}" for i in range(10)] + [f"b/{i}" for i in range(5)],
+                          "label": ["a"] * 10 + ["b"] * 5, "origin": "original"})
+    table["source"], table["path"] = table.file, table.file
+    for fraction, expected in ((0.4, {"a": 4, "b": 2}), (0.2, {"a": 2, "b": 1}),
+                               (0.9, {"a": 9, "b": 4})):
+        train, val = holdout(table, fraction, seed=0)
+        assert val.label.value_counts().to_dict() == expected
+        assert not set(train.source) & set(val.source) and len(train) + len(val) == 15
+
+
+def test_a_balanced_folder_without_its_manifest_is_grouped_by_name(tmp_path):
+    import warnings
+
+    from balancer import build
+    from trainer.data import holdout, list_folder
+
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 3})
+    out = tmp_path / "out"
+    build(src, out, nmin=8, transforms="flip", workers=1, progress=False)
+    (out / "manifest.csv").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = list_folder(out)
+    assert any("looks balanced but has no manifest.csv" in str(w.message) for w in caught)
+    assert (folder.table.origin == "augmented").sum() == 5
+    train, val = holdout(folder.table, 0.4, seed=1)
+    assert set(val.origin) == {"original"}
+    assert not set(train.source) & set(val.source)
+    copies_of_val = [f for f in train.file if any(f.startswith(v.rsplit(".", 1)[0] + "__aug")
+                                                  for v in val.file)]
+    assert copies_of_val == []
+
+
+def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
+    data = make_folder(tmp_path / "data", {"a": 4, "b": 4})
+    val = tmp_path / "val"
+    for i, label in enumerate("aabb"):
+        write_image(val / label / f"v{i}.jpg", textured(32, 40, seed=500 + i))
+    (val / "b" / "v3.jpg").write_bytes((data / "a" / "a_001.jpg").read_bytes())
+    for args, fragment in (([data, "--val", data], "overlaps the data folder"),
+                           ([data, "--val", data / "a"], "overlaps the data folder"),
+                           ([data, "--val", val], "1 validation image(s) are also in the training data")):
+        proc = run_cli("trainer", "fit", *args, "--out", tmp_path / "run", "--weights", "none")
+        assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()

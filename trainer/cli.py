@@ -87,7 +87,7 @@ def fit(data: Path = typer.Argument(..., help="Class folder to train on (a balan
 
 
 @app.command()
-@with_train_options
+@with_train_options(exclude=("val_split",))
 def cv(data: Path = typer.Argument(..., help="Class folder; with a manifest.csv folds are grouped by source."),
        folds: int = typer.Option(5, help="Number of folds."),
        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the folds' runs (default runs/<data>-<model>-cv)."),
@@ -149,7 +149,7 @@ def predict(run: Path = typer.Argument(..., help="A run folder made by `train fi
 study_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                         help="The paper's experiments on your data: transform ranking, ablation.")
 app.add_typer(study_app, name="study")
-STUDY_ONLY = ("model", "loss")  # a study takes lists: --models, --losses
+STUDY_ONLY = ("model", "loss", "val_split")  # lists: --models, --losses; folds, not a split
 
 
 @study_app.command("transforms")

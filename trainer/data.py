@@ -15,7 +15,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from balancer.errors import ToolWarning
 from balancer.manifest import MANIFEST, RECORD, read_manifest
+from balancer.plan import class_rng
 from balancer.scan import Scan, Skipped, scan
 
 from . import backend
@@ -65,10 +67,27 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
         known = table.file.isin(m.index)
         table.loc[known, "source"] = m.loc[table.file[known], "source"].to_numpy()
         table.loc[known, "origin"] = m.loc[table.file[known], "origin"].to_numpy()
+    elif (root / RECORD).is_file() or table.file.str.contains(COPY_NAME).any():
+        table = group_copies_by_name(table)
+        warnings.warn(f"{root} looks balanced but has no {MANIFEST}: copies are grouped with "
+                      "their originals by name (<stem>__aug<n>_<transform>)", ToolWarning,
+                      stacklevel=2)
     class_names = sorted(table.label.unique())
     if len(class_names) < 2:
         raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
     return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
+
+
+COPY_NAME = r"__aug\d+_[a-z]+\.[A-Za-z]+$"  # what `balance build` calls a generated copy
+
+
+def group_copies_by_name(table: pd.DataFrame) -> pd.DataFrame:
+    """Without a manifest: a copy named <stem>__aug<n>_<transform>.<ext> belongs to the
+    original <stem> of its class folder (the same group, so never on the other side of a split)."""
+    stems = table.file.str.replace(r"\.[^./]+$", "", regex=True)
+    is_copy = table.file.str.contains(COPY_NAME)
+    group = stems.where(~is_copy, table.file.str.replace(COPY_NAME, "", regex=True))
+    return table.assign(source=group, origin=np.where(is_copy, "augmented", "original"))
 
 
 def grouped_folds(table: pd.DataFrame, folds: int, seed: int
@@ -96,8 +115,31 @@ def grouped_folds(table: pd.DataFrame, folds: int, seed: int
 
 
 def holdout(table: pd.DataFrame, val_split: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One grouped, stratified (train, validation) split with about val_split in validation."""
-    return next(grouped_folds(table, max(2, round(1 / val_split)), seed))
+    """One (train, validation) split holding out `val_split` of each class's source images
+    (to the nearest image), grouped by source; validation takes originals only.
+
+    A class keeps at least one source image on each side when it has two; a class of one
+    image trains (and the caller names it as absent from validation).
+    """
+    originals = table[table.origin == "original"]
+    held: set[str] = set()
+    for label in sorted(originals.label.unique()):
+        groups = np.array(sorted(originals.source[originals.label == label].unique()))
+        n = min(max(int(round(len(groups) * val_split)), 1), len(groups) - 1)
+        held.update(groups[class_rng(seed, label).permutation(len(groups))[:n]])
+    val = originals[originals.source.isin(held)]
+    return table[~table.source.isin(held)].reset_index(drop=True), val.reset_index(drop=True)
+
+
+def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
+    """(file in a, file in b) pairs with the same bytes: an image that is in both tables."""
+    import hashlib
+
+    def digests(table):
+        return {hashlib.sha1(Path(p).read_bytes()).hexdigest(): f for p, f in zip(table.path, table.file)}
+
+    left, right = digests(a), digests(b)
+    return sorted((left[d], right[d]) for d in set(left) & set(right))
 
 
 def originals_only(table: pd.DataFrame) -> pd.DataFrame:

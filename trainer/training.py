@@ -18,7 +18,7 @@ from balancer.ownership import check_inputs
 
 from .config import MONITORS, TrainConfig, TrainError
 from .data import (class_counts, describe, holdout, images_only, label_indices, list_folder,
-                   make_dataset, originals_only)
+                   make_dataset, originals_only, shared_files)
 from .evaluation import scores
 from .models import build_model, make_loss, preprocess_fn
 from .outputs import RUN, output_folder, plot_confusion, plot_curves, stamp, staged, write_json
@@ -194,6 +194,11 @@ def _fit(data, out: Path | None, config: TrainConfig, val, progress: bool) -> di
         val_folder = list_folder(val, progress=progress)
         train, validation = folder.table, originals_only(val_folder.table)
         label_indices(validation, folder.class_names)  # every validation class must be known
+        shared = shared_files(train, validation)
+        if shared:
+            raise TrainError(f"{len(shared)} validation image(s) are also in the training data "
+                             f"(same bytes: {shared[0][1]} = {shared[0][0]}): validation would "
+                             "not be held out")
         skipped = folder.skipped + val_folder.skipped
     else:
         train, validation = holdout(folder.table, config.val_split, config.seed)
