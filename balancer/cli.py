@@ -9,14 +9,15 @@ from typing import List, Optional
 import typer
 
 from . import PAPER_SET
-from .cliutil import report_skipped, run_app, warn
+from .cliutil import CONTEXT, report_skipped, run_app, version_option, warn
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings=CONTEXT)
 
 
 @app.callback()
-def _group() -> None:
+def _group(version: bool = typer.Option(False, "--version", callback=version_option("balance"),
+                                         is_eager=True, help="Print the version and exit.")) -> None:
     """Balance an imbalanced image class folder (SRC/<class>/*.jpg) by random over-sampling,
     one random transform per added copy."""
 
@@ -45,16 +46,16 @@ def counts_table(counts: dict[str, dict]) -> str:
 
 @app.command("build")
 def build_cmd(
-    src: Path = typer.Argument(..., help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the balanced data set."),
+    src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder for the balanced data set."),
     nmin: Optional[int] = typer.Option(None, help="Bring every class below N up to N (the paper's N_min)."),
     target: Optional[str] = typer.Option(None, help="'majority': bring every class up to the largest."),
-    per_class: List[str] = typer.Option([], "--per-class", help="NAME=COUNT for one class (repeatable, or comma-separated)."),
+    per_class: List[str] = typer.Option([], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable, or comma-separated)."),
     transforms: str = typer.Option(PAPER_SET, help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'all' is every transform ('all,crop=160' overrides one). See `balance transforms`."),
     seed: int = typer.Option(0, help="Seed for every random choice; the output depends only on SRC, options and seed."),
     quality: int = typer.Option(95, help="JPEG quality of generated copies."),
     link: bool = typer.Option(False, "--link", help="Hard-link originals instead of copying them, where possible."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: all cores)."),
     backend: str = typer.Option("loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."),
     scheduler: Optional[str] = typer.Option(None, help="With --backend dask: the scheduler address (tcp://HOST:8786); without it a local cluster of --workers processes."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted build of OUT with the same options."),
@@ -65,7 +66,15 @@ def build_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record (balance.json) on stdout."),
 ) -> None:
-    """Oversample every class below the target; each added copy gets ONE random transform."""
+    """Balance SRC into OUT: one random transform per added copy.
+
+    Every class below the target gets copies of its images (reused evenly), each with ONE
+    transform drawn at random; OUT holds originals and copies, manifest.csv and balance.json.
+
+    \b
+    Example:
+      balance build data/train --out data/balanced --nmin 1500 --transforms crop,rotate,cutout,width,zoom
+    """
     from .build import build
 
     try:
@@ -91,18 +100,25 @@ def build_cmd(
 
 @app.command("stats")
 def stats_cmd(
-    src: Path = typer.Argument(..., help="A source folder, or a balanced OUT (read through its manifest)."),
+    src: Path = typer.Argument(..., metavar="SRC", help="A source folder, or a balanced OUT (read through its manifest)."),
     nmin: Optional[int] = typer.Option(None, help="Show the plan for bringing every class up to N."),
     target: Optional[str] = typer.Option(None, help="'majority': show the plan for bringing every class up to the largest."),
-    per_class: List[str] = typer.Option([], "--per-class", help="NAME=COUNT for one class (repeatable)."),
+    per_class: List[str] = typer.Option([], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable)."),
     transforms: str = typer.Option(PAPER_SET, help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes."),
     plot: Optional[Path] = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes for checking images."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes for checking images."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
-    """Images per class, imbalance ratio, files that would be skipped; with a target, the plan
-    (copies per class, total to write, estimated disk space)."""
+    """Counts, imbalance ratio and a build's plan, before you build.
+
+    Images per class, the imbalance ratio, files that would be skipped and why; with a
+    target, the plan (copies per class, files to write, estimated disk space).
+
+    \b
+    Example:
+      balance stats photos/ --nmin 1500 --plot counts.png
+    """
     from .stats import folder_stats, plot_counts
 
     stats = folder_stats(src, nmin, target, parse_per_class(per_class), workers, progress=not quiet,
@@ -141,15 +157,24 @@ def stats_table(stats: dict) -> str:
 
 @app.command("preview")
 def preview_cmd(
-    src: Path = typer.Argument(..., help="A source folder (or, with --from-manifest, a balanced OUT)."),
-    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    src: Path = typer.Argument(..., metavar="SRC", help="A source folder (or, with --from-manifest, a balanced OUT)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."),
     transforms: str = typer.Option(PAPER_SET, help="Transforms to show, NAME[=MAGNITUDE],... or 'all'."),
     n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
     seed: int = typer.Option(0, help="Which images and which draws."),
     from_manifest: bool = typer.Option(False, "--from-manifest", help="Show generated copies of a balanced folder next to their original."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
-    """A contact sheet: each row a source image, then the result of every chosen transform
-    labelled with its drawn parameters."""
+    """A contact sheet of the transforms on your images.
+
+    Each row a source image, then the result of every chosen transform labelled with its
+    drawn parameters (or, with --from-manifest, a balanced folder's copies beside their
+    original).
+
+    \b
+    Example:
+      balance preview photos/ --transforms crop=0.8,rotate,cutout=0.25 -o sheet.png
+    """
     from .preview import preview_manifest, preview_transforms
     from .transforms import parse_transforms
 
@@ -159,24 +184,32 @@ def preview_cmd(
         rows, cols = preview_manifest(src, out, n=n, seed=seed)
     else:
         rows, cols = preview_transforms(src, parse_transforms(transforms), out, n=n, seed=seed)
-    print(f"wrote {out} ({rows} rows x {cols} tiles)")
+    if not quiet:
+        print(f"wrote {out} ({rows} rows x {cols} tiles)")
 
 
 @app.command("split")
 def split_cmd(
-    src: Path = typer.Argument(..., help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Argument(..., help="Output folder: OUT/train, OUT/val, OUT/test and OUT/split.csv."),
+    src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json."),
     test: float = typer.Option(0.2, help="Fraction of each class for OUT/test."),
     val: float = typer.Option(0.0, help="Fraction of each class for OUT/val (none by default)."),
     seed: int = typer.Option(0, help="Seed of the shuffle."),
     link: bool = typer.Option(False, "--link", help="Hard-link instead of copying, where possible."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in OUT."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted split of OUT with the same options."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
-    """Stratified split, so you balance only OUT/train and evaluate on untouched originals."""
+    """Split SRC into train/val/test parts, stratified per class.
+
+    So you balance only OUT/train and evaluate on originals that balancing never saw.
+
+    \b
+    Example:
+      balance split photos/ --out data/ --test 0.2 --val 0.1
+    """
     from .split import split
 
     result = split(src, out, test=test, val=val, seed=seed, link=link, workers=workers,
@@ -196,15 +229,21 @@ def split_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    out: Path = typer.Argument(..., help="A balanced folder made by `balance build`."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes for decoding."),
+    out: Path = typer.Argument(..., metavar="OUT", help="A balanced folder made by `balance build`."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes for decoding."),
     replay: bool = typer.Option(False, "--replay", help="Also re-render every copy from its original, seed and params, and compare the bytes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check OUT against the contract: records parse, manifest <-> files, labels, counts,
-    every file's sha256, every image decodes, nothing else at the root. Exits 1 naming each
-    problem."""
+    """Check a balanced folder; exit 1 naming each problem.
+
+    Records parse, manifest <-> files, labels, counts, every file's sha256, every image
+    decodes, nothing at the root that a loader would misread; --replay re-renders every copy.
+
+    \b
+    Example:
+      balance verify data/balanced --replay
+    """
     from .verify import verify
 
     report = verify(out, workers, progress=not quiet, replay=replay)
@@ -220,14 +259,25 @@ def verify_cmd(
 
 
 @app.command("transforms")
-def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """The transforms, what each does, its default magnitude and how to override it."""
+def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+                   quiet: bool = typer.Option(False, "--quiet", "-q", help="Names only.")) -> None:
+    """List the transforms and their magnitudes.
+
+    What each does, its default magnitude and how to override it.
+
+    \b
+    Example:
+      balance transforms --json
+    """
     from .transforms import TRANSFORMS
 
     info = {t.name: {"summary": t.summary, "default": t.default, "magnitude": t.magnitude}
             for t in TRANSFORMS.values()}
     if as_json:
         print(json.dumps(info, indent=2))
+        return
+    if quiet:
+        print("\n".join(info))
         return
     for name, t in info.items():
         default = "-" if t["default"] is None else f"{t['default']:g}"

@@ -6,11 +6,36 @@ import sys
 import warnings
 
 import typer
+import typer.core
 
 from .errors import ToolWarning, UserError
 
 
 MAX_WARNINGS = 20
+CONTEXT = {"help_option_names": ["-h", "--help"]}  # typer/click settings both tools share
+
+
+def _usage_name(self) -> str:
+    """An argument in the usage line as users write it: SRC, [PATH] (typer 0.29 says {SRC})."""
+    name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+    return name + ("..." if self.nargs != 1 else "")
+
+
+if hasattr(getattr(typer, "core", None), "TyperArgument") and \
+        hasattr(typer.core.TyperArgument, "_usage_display_name"):
+    typer.core.TyperArgument._usage_display_name = _usage_name
+
+
+def version_option(tool: str):
+    """A --version callback for a typer app: prints `<tool> <version>` and exits."""
+    def show(value: bool) -> None:
+        if value:
+            from . import __version__
+
+            print(f"{tool} {__version__}")
+            raise typer.Exit()
+
+    return show
 
 
 def warn(message: str) -> None:

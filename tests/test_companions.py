@@ -113,8 +113,8 @@ def test_companion_errors_are_one_line(src, tmp_path):
         (["stats", src, "--nmin", "5", "--target", "majority"], ["not both"]),
         (["preview", src, "-o", tmp_path / "p.png", "--transforms", "twirl"], ["unknown transform"]),
         (["preview", src, "-o", tmp_path / "p.png", "--from-manifest"], ["manifest.csv"]),
-        (["split", src, tmp_path / "s", "--test", "0.7", "--val", "0.5"], ["test + val < 1"]),
-        (["split", src, src / "a"], ["inside the source folder"]),
+        (["split", src, "--out", tmp_path / "s", "--test", "0.7", "--val", "0.5"], ["test + val < 1"]),
+        (["split", src, "--out", src / "a"], ["inside the source folder"]),
         (["verify", tmp_path / "nope"], ["not a folder"]),
     ]
     for args, fragments in cases:

@@ -50,7 +50,7 @@ def test_overwrite_refuses_a_folder_that_only_has_a_record_name(small_src, tmp_p
         (out / "photo.jpg").write_bytes(b"precious")
         before = tree_digest(out)
         command = ["build", small_src, "--out", out, "--nmin", "4"] if name == "balance.json" \
-            else ["split", small_src, out]
+            else ["split", small_src, "--out", out]
         assert_one_line_error(cli("balancer", *command, "--overwrite"))
         assert tree_digest(out) == before
 
@@ -123,7 +123,7 @@ def test_a_second_command_on_a_locked_output_names_the_holder(small_src, tmp_pat
     with locked(out):
         proc = cli("balancer", "build", small_src, "--out", out, "--nmin", "4")
         assert_one_line_error(proc, f"in use by process {os.getpid()}")
-        proc = cli("balancer", "split", small_src, out)
+        proc = cli("balancer", "split", small_src, "--out", out)
         assert_one_line_error(proc, f"in use by process {os.getpid()}")
     assert not any(out.iterdir())
 
@@ -241,7 +241,7 @@ def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path
     again = tmp_path / "again"
     cli("balancer", "build", src, "--out", again, "--nmin", "5", "--quiet", check=True)
     assert sorted(pd.read_csv(again / "manifest.csv").file_name) == sorted(m.file_name)
-    for command in (["stats", src], ["split", src, tmp_path / "s"], ["verify", out]):
+    for command in (["stats", src], ["split", src, "--out", tmp_path / "s"], ["verify", out]):
         assert cli("balancer", *command, "--quiet").returncode == 0
 
 
@@ -274,11 +274,11 @@ def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     (out / "split.csv").unlink()
     next(out.glob("train/a/*")).unlink()
     (out / "test" / "a" / "x.jpg.part").write_bytes(b"half")
-    assert_one_line_error(cli("balancer", "split", src, out, "--test", "0.25", "--seed", "1"),
+    assert_one_line_error(cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1"),
                           "--resume")
-    cli("balancer", "split", src, out, "--test", "0.25", "--seed", "1", "--resume", check=True)
+    cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1", "--resume", check=True)
     assert tree_digest(out) == tree_digest(ref)
-    cli("balancer", "split", src, out, "--test", "0.5", "--overwrite", check=True)
+    cli("balancer", "split", src, "--out", out, "--test", "0.5", "--overwrite", check=True)
     assert pd.read_csv(out / "split.csv").split.value_counts().to_dict() == {"train": 7, "test": 6}
 
 

@@ -103,6 +103,8 @@ def test_evaluate_and_predict_with_the_trained_model(run, balanced):
     proc = run_cli("trainer", "predict", run, test / "b", "--csv", run.parent / "p.csv")
     assert proc.returncode == 0, proc.stderr
     assert list(pd.read_csv(run.parent / "p.csv").file) == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
+    proc = run_cli("trainer", "predict", run, test / "b", "--json")
+    assert [row["file"] for row in json.loads(proc.stdout)] == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
 
 
 def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
@@ -125,16 +127,33 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
                    "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
-                   "--eager", "--quiet")
+                   "--eager", "--json")  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
-    assert "mean" in proc.stdout and "±" in proc.stdout
+    printed = json.loads(proc.stdout)
+    assert "val_f1: " in proc.stderr and "fold 1/2" in proc.stderr and "fold 2/2" in proc.stderr
     result = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert printed["macro_f1"] == result["macro_f1"]
     assert [f["fold"] for f in result["folds"]] == [0, 1] and result["grouped_by_source"]
     assert sum(f["validation_files"] for f in result["folds"]) == 21  # every original once
     for k in (0, 1):
         m = json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text())
         assert m["data"]["validation"]["augmented"] == 0
     assert result["macro_f1"]["mean"] == pytest.approx(np.mean([f["macro_f1"] for f in result["folds"]]))
+
+    # resumable like a study: a finished fold is read back, a missing one trained again
+    import shutil
+    stamp = (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "cv" / "fold-1")
+    (tmp_path / "cv" / ".fold-1.abc.partial").mkdir()  # what a killed fold leaves
+    args = ["cv", balanced, "--folds", "2", "--out", tmp_path / "cv", "--weights", "none",
+            "--image-size", "32", "--epochs", "1", "--batch", "16", "--eager", "--quiet"]
+    proc = run_cli("trainer", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == ["cv.csv", "cv.json", "fold-0", "fold-1"]
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["folds"] == result["folds"]
+    assert_one_line_error(run_cli("trainer", *args[:-2], "--epochs", "2", "--quiet"),
+                          "other settings", "--overwrite")
 
 
 def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):

@@ -89,3 +89,41 @@ def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
         proc = run_cli("trainer", "fit", *args, "--out", tmp_path / "run", "--weights", "none")
         assert_one_line_error(proc, fragment)
     assert not (tmp_path / "run").exists()
+
+
+def test_study_suggests_only_transforms_that_beat_the_baseline_in_rank_order():
+    from trainer.study import ranking, suggested_transforms
+
+    summary = pd.DataFrame({"model": "b0", "loss": "focal",
+                            "arm": ["baseline", "flip", "rotate", "zoom", "crop"],
+                            "macro_f1_mean": [0.50, 0.40, 0.60, 0.60, 0.70],
+                            "accuracy_mean": [0.5, 0.5, 0.6, 0.7, 0.5]})
+    assert list(ranking(summary).arm) == ["crop", "zoom", "rotate", "flip"]
+    assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,zoom,rotate"
+    summary.loc[summary.arm == "baseline", "macro_f1_mean"] = 0.9
+    assert suggested_transforms(summary, 5, {}) == ""
+
+
+def test_json_and_help_conventions(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
+    for tool, prog in (("balancer", "balance"), ("trainer", "train")):
+        import subprocess
+        import sys
+        version = subprocess.run([sys.executable, "-m", tool, "--version"], capture_output=True,
+                                 text=True, cwd=tmp_path)
+        assert version.returncode == 0 and version.stdout.startswith(f"{prog} 0."), version.stderr
+        short = run_cli(tool, "-h")
+        assert short.returncode == 0 and "Usage:" in short.stdout
+    for command in ("build", "stats", "preview", "split", "verify", "transforms"):
+        help_text = run_cli("balancer", command, "-h").stdout
+        assert "Example:" in help_text and "{" not in help_text.splitlines()[0], command
+        assert "--quiet" in help_text, command
+    assert "NAME=COUNT" in run_cli("balancer", "build", "-h").stdout
+    for command in ("fit", "cv", "evaluate", "predict"):
+        help_text = run_cli("trainer", command, "-h").stdout
+        assert "Example:" in help_text and "--quiet" in help_text, command
+    assert "--val-split" not in run_cli("trainer", "cv", "-h").stdout
+    proc = run_cli("balancer", "build", src, "--out", tmp_path / "o", "--nmin", "4", "--json", "-j", "1")
+    assert json.loads(proc.stdout)["counts"]["b"]["after"] == 4
+    for args in (["stats", src], ["verify", tmp_path / "o"], ["transforms"]):
+        assert json.loads(run_cli("balancer", *args, "--json").stdout)

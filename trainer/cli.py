@@ -1,6 +1,7 @@
 """`train`: the command line over the trainer library. TensorFlow loads only inside commands."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import sys
@@ -10,12 +11,17 @@ from typing import Optional
 import typer
 
 from balancer import PAPER_SET
-from balancer.cliutil import report_skipped, run_app
+from balancer.cliutil import CONTEXT, report_skipped, run_app, version_option
 
 from .config import MODELS, MONITORS, TrainConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings=CONTEXT)
+
+
+def logs_to_stderr():
+    """Keras' epoch lines and any other chatter go to stderr: stdout is for results (--json)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 _D = TrainConfig()
 # The options every training command takes (fit, cv, the studies): one declaration each.
@@ -57,50 +63,70 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
 
 
 @app.callback()
-def _group() -> None:
+def _group(version: bool = typer.Option(False, "--version", callback=version_option("train"),
+                                         is_eager=True, help="Print the version and exit.")) -> None:
     """Train and evaluate image classifiers (EfficientNet with focal loss, as in Jeong & Kim
     2021) on any class folder, a `balance build` output included."""
 
 
 @app.command()
 @with_train_options
-def fit(data: Path = typer.Argument(..., help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<data>-<model>)."),
+def fit(data: Path = typer.Argument(..., metavar="DATA", help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Run folder (default runs/<data>-<model>)."),
         val: Optional[Path] = typer.Option(None, help="Validation class folder (default: a grouped split of DATA)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
         as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
         **train) -> None:
-    """Fit a model; write model.keras, history.csv, metrics.json, confusion_matrix.png, curves.png."""
+    """Train a model on DATA and score it on held-out originals.
+
+    Writes model.keras (the best epoch), history.csv, metrics.json, confusion_matrix.png
+    and curves.png into the run folder, which appears only when training finishes.
+
+    \b
+    Example:
+      train fit data/balanced --val data/val --out runs/b0
+    """
     from .evaluation import summary
     from .training import fit as fit_run
 
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
-    metrics = fit_run(data, out, config, val=val, overwrite=overwrite, progress=not quiet)
+    with logs_to_stderr():
+        metrics = fit_run(data, out, config, val=val, overwrite=overwrite, progress=not quiet)
     report_skipped(metrics["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))
-    else:
+    elif not quiet:
         print(summary(metrics))
         print(f"run folder: {metrics.get('out', '(written by the chief worker)')}")
 
 
 @app.command()
 @with_train_options(exclude=("val_split",))
-def cv(data: Path = typer.Argument(..., help="Class folder; with a manifest.csv folds are grouped by source."),
+def cv(data: Path = typer.Argument(..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."),
        folds: int = typer.Option(5, help="Number of folds."),
-       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the folds' runs (default runs/<data>-<model>-cv)."),
+       out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Folder for the folds' runs (default runs/<data>-<model>-cv)."),
        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
        as_json: bool = typer.Option(False, "--json", help="Print cv.json on stdout."),
        **train) -> None:
-    """k-fold cross-validation (StratifiedGroupKFold): validation on untouched originals only."""
+    """k-fold cross-validation, grouped by source image.
+
+    StratifiedGroupKFold over the originals: no copy of a validation image ever trains, and
+    each fold is scored on its untouched originals.
+
+    \b
+    Example:
+      train cv data/balanced --folds 5 --out runs/b0-cv
+    """
     from .crossval import cross_validate
 
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
-    result = cross_validate(data, out, config, folds=folds, overwrite=overwrite, progress=not quiet)
+    with logs_to_stderr():
+        result = cross_validate(data, out, config, folds=folds, overwrite=overwrite,
+                                progress=not quiet)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -113,32 +139,59 @@ def cv(data: Path = typer.Argument(..., help="Class folder; with a manifest.csv 
 
 
 @app.command()
-def evaluate(run: Path = typer.Argument(..., help="A run folder made by `train fit`."),
-             data: Path = typer.Argument(..., help="Labelled class folder (its originals are scored)."),
-             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default RUN/eval-<data>)."),
+def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
+             data: Path = typer.Argument(..., metavar="DATA", help="Labelled class folder (its originals are scored)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Where to write (default RUN/eval-<data>)."),
              overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
              as_json: bool = typer.Option(False, "--json", help="Print the metrics on stdout.")) -> None:
-    """Score a trained model on a held-out folder: metrics.json and confusion_matrix.png."""
+    """Score a trained model on a held-out folder.
+
+    Writes metrics.json and confusion_matrix.png (default: RUN/eval-<data>).
+
+    \b
+    Example:
+      train evaluate runs/b0 data/test
+    """
     from .evaluation import evaluate as evaluate_run, summary
 
-    metrics = evaluate_run(run, data, out, overwrite=overwrite)
+    with logs_to_stderr():
+        metrics = evaluate_run(run, data, out, overwrite=overwrite)
     report_skipped(metrics["data"]["skipped"])
-    print(json.dumps(metrics, indent=2) if as_json else summary(metrics))
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    elif not quiet:
+        print(summary(metrics))
 
 
 @app.command()
-def predict(run: Path = typer.Argument(..., help="A run folder made by `train fit`."),
-            path: Path = typer.Argument(..., help="An image, or a folder of images (any depth)."),
-            csv: Optional[Path] = typer.Option(None, "--csv", help="Write the predictions here (default: stdout)."),
-            top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities.")) -> None:
-    """Predicted class and probability for each image."""
+def predict(run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
+            path: Path = typer.Argument(..., metavar="PATH", help="An image, or a folder of images (any depth)."),
+            csv: Optional[Path] = typer.Option(None, "--csv", help="Write the predictions here as CSV (default: CSV on stdout)."),
+            top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings about skipped files."),
+            as_json: bool = typer.Option(False, "--json", help="Print the predictions as a JSON list on stdout.")) -> None:
+    """Predict the class of images.
+
+    The predicted class and its probability (and the next k-1) for an image or every image
+    under a folder.
+
+    \b
+    Example:
+      train predict runs/b0 new-photos/ --top-k 3 --csv predictions.csv
+    """
     from balancer.imageio import write_atomic
     from balancer.manifest import CSV_LINE_END
 
     from .evaluation import predict as predict_run
 
-    table = predict_run(run, path, top_k=top_k)
-    report_skipped(table.attrs["skipped"])
+    with logs_to_stderr():
+        table = predict_run(run, path, top_k=top_k)
+    if not quiet:
+        report_skipped(table.attrs["skipped"])
+    if as_json:
+        print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
+        return
     text = table.to_csv(index=False, float_format="%.6f", lineterminator=CSV_LINE_END)
     if csv:
         write_atomic(Path(csv), text.encode("utf-8"))
@@ -146,17 +199,19 @@ def predict(run: Path = typer.Argument(..., help="A run folder made by `train fi
         sys.stdout.write(text)
 
 
-study_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
                         help="The paper's experiments on your data: transform ranking, ablation.")
 app.add_typer(study_app, name="study")
 STUDY_ONLY = ("model", "loss", "val_split")  # lists: --models, --losses; folds, not a split
 
 
 @study_app.command("transforms")
-@with_train_options(exclude=STUDY_ONLY)
+@with_train_options(exclude=STUDY_ONLY + ("epochs", "patience"))
 def study_transforms_cmd(
-        src: Path = typer.Argument(..., help="Class folder of originals (a balanced folder: its originals)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Study folder (resumed when it holds the same study)."),
+        src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."),
+        out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Study folder (resumed when it holds the same study)."),
+        epochs: int = typer.Option(30, help="Epochs per run (the paper's Tables 2-3: 30)."),
+        patience: Optional[int] = typer.Option(None, help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3)."),
         folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
         models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
         losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
@@ -166,26 +221,41 @@ def study_transforms_cmd(
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         **train) -> None:
-    """Each transform alone doubles every fold's training set once; rank them by macro F1."""
+    """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
+
+    Each transform alone doubles every fold's training set once; the ranking is by mean
+    macro F1 (ties: accuracy, then name), and only transforms that beat the baseline are
+    suggested for `balance build`.
+
+    \b
+    Example:
+      train study transforms photos/ --out study-t --folds 5 --models efficientnet-b0,vgg16
+    """
     from .study import parse_list, study_transforms
 
-    result = study_transforms(src, out, TrainConfig(**train), transforms, folds,
-                              parse_list(models, "--models"), parse_list(losses, "--losses"),
-                              top, overwrite=overwrite, progress=not quiet)
+    config = TrainConfig(**train, epochs=epochs, patience=patience or epochs)
+    with logs_to_stderr():
+        result = study_transforms(src, out, config, transforms, folds,
+                                  parse_list(models, "--models"), parse_list(losses, "--losses"),
+                                  top, overwrite=overwrite, progress=not quiet)
     if as_json:
         print(json.dumps({"summary": result["summary"].to_dict("records"),
+                          "ranking": list(result["ranking"].arm),
                           "suggested": result["suggested"]}, indent=2))
         return
     print((Path(out) / "results.md").read_text(encoding="utf-8"))
-    print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
+    if result["suggested"]:
+        print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
+    else:
+        print("no transform beat the baseline's macro F1: nothing to suggest")
 
 
 @study_app.command("ablation")
 @with_train_options(exclude=STUDY_ONLY)
 def study_ablation_cmd(
-        src: Path = typer.Argument(..., help="Class folder of originals (imbalanced)."),
+        src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (imbalanced)."),
         nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
-        out: Path = typer.Option(..., "--out", "-o", help="Study folder (resumed when it holds the same study)."),
+        out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Study folder (resumed when it holds the same study)."),
         transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
         every: str = typer.Option("all", help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12')."),
         folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
@@ -195,12 +265,20 @@ def study_ablation_cmd(
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         **train) -> None:
-    """The paper's Table 4: baseline, ROS only, ROS + all transforms, ROS + T, on the same folds."""
+    """Baseline, ROS, ROS + all transforms, ROS + T on the same folds (the paper's Table 4).
+
+    Every fold is split first; copies are made from each fold's training originals only.
+
+    \b
+    Example:
+      train study ablation photos/ --nmin 1500 --out study-a --folds 5
+    """
     from .study import parse_list, study_ablation
 
-    summary = study_ablation(src, out, TrainConfig(**train), nmin, transforms, folds,
-                             parse_list(models, "--models"), parse_list(losses, "--losses"),
-                             every=every, overwrite=overwrite, progress=not quiet)
+    with logs_to_stderr():
+        summary = study_ablation(src, out, TrainConfig(**train), nmin, transforms, folds,
+                                 parse_list(models, "--models"), parse_list(losses, "--losses"),
+                                 every=every, overwrite=overwrite, progress=not quiet)
     if as_json:
         print(json.dumps(summary.to_dict("records"), indent=2))
     else:

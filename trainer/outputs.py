@@ -38,7 +38,13 @@ RUN = OutputKind("train run folder", "metrics.json", "run", lambda record, e: (
     else e.name.startswith("eval-") and not e.is_symlink() and _owned(e, EVALUATION)))
 CV = OutputKind("train cv folder", "cv.json", "cv", lambda record, e: (
     _plain_file(e) if e.name in ("cv.json", "cv.csv")
-    else e.name.startswith("fold-") and not e.is_symlink() and _owned(e, RUN)))
+    else staging(e) or e.name.startswith("fold-") and not e.is_symlink() and _owned(e, RUN)))
+def staging(entry: Path) -> bool:
+    """A run folder being written (`staged`), left behind by a killed command."""
+    return entry.name.startswith(".") and entry.name.endswith(".partial") and entry.is_dir() \
+        and not entry.is_symlink()
+
+
 STUDY = OutputKind("train study folder", "study.json", "study", lambda record, e: (
     _plain_file(e) if e.name in ("study.json", "results.csv", "results.md", "results.png")
     else e.name in ("runs", "data") and e.is_dir() and not e.is_symlink()))

@@ -28,7 +28,7 @@ from .config import TrainConfig, TrainError
 from .data import class_counts, grouped_folds, list_folder, originals_only
 from .models import build_model
 from .outputs import STUDY, stamp, staged, write_json
-from .training import train_run
+from .training import epoch_progress, train_run
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,10 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
                                            config.seed + k, workers)
                 run_config = TrainConfig(**{**asdict(config), "model": model, "loss": loss})
                 with staged(run_dir) as tmp:
+                    bar.set_description(f"study {kind}: fold {k + 1}/{folds} {arm.name}")
                     train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
-                              extra={"study": kind, "arm": arm.name, "fold": k})
+                              extra={"study": kind, "arm": arm.name, "fold": k},
+                              callbacks=(epoch_progress(bar, run_config),))
             m = json.loads(metrics_file.read_text(encoding="utf-8"))
             rows.append({"arm": arm.name, "fold": k, "model": model, "loss": loss,
                          "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
@@ -168,13 +170,23 @@ def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
 
 
 def ranking(summary: pd.DataFrame) -> pd.DataFrame:
-    """Transform arms of the first model and loss, best macro F1 first (the paper ranks on B0, focal)."""
+    """Transform arms of the first model and loss (the paper ranks on B0, focal): best mean
+    macro F1 first, ties broken by mean accuracy, then by name."""
     first = summary[(summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])]
-    return first[first.arm != "baseline"].sort_values("macro_f1_mean", ascending=False)
+    arms = first[first.arm != "baseline"]
+    return arms.sort_values(["macro_f1_mean", "accuracy_mean", "arm"],
+                            ascending=[False, False, True], kind="stable")
 
 
 def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> str:
-    names = list(ranking(summary).arm[:top])
+    """The best `top` transforms that beat the baseline's mean macro F1, as a --transforms
+    value ("" when none does)."""
+    ranked = ranking(summary)
+    first = summary[(summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])]
+    baseline = first.macro_f1_mean[first.arm == "baseline"]
+    if len(baseline):
+        ranked = ranked[ranked.macro_f1_mean > float(baseline.iloc[0])]
+    names = list(ranked.arm[:top])
     return ",".join(n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
                     for n in names)
 

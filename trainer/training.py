@@ -60,12 +60,26 @@ def setup_runtime(config: TrainConfig) -> Runtime:
 def _verbosity(progress: bool) -> int:
     if not progress:
         return 0
-    return 1 if sys.stdout.isatty() else 2  # a bar on a terminal, a line per epoch in logs
+    return 1 if sys.stderr.isatty() else 2  # a bar on a terminal, a line per epoch in logs
+
+
+def epoch_progress(bar, config: TrainConfig):
+    """A Keras callback showing `epoch n/N, val F1 x` on a tqdm bar (a study's runs)."""
+    keras = backend.keras()
+    total = config.epochs + (config.fine_tune_epochs if config.freeze_base else 0)
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            f1 = (logs or {}).get("val_f1")
+            bar.set_postfix_str(f"epoch {epoch + 1}/{total}"
+                                + ("" if f1 is None else f", val F1 {float(f1):.3f}"))
+
+    return EpochProgress()
 
 
 def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
               config: TrainConfig, folder: Path, progress: bool = True,
-              extra: dict | None = None) -> dict:
+              extra: dict | None = None, callbacks: tuple = ()) -> dict:
     """Train on `train`, early-stop on `val`, write model and reports into `folder`.
 
     Returns the validation scores (with the best weights) plus the config, data counts
@@ -74,6 +88,8 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     keras = backend.keras()
 
     keras.utils.set_random_seed(config.seed)
+    if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI sends them to stderr)
+        keras.config.enable_interactive_logging()
     runtime = setup_runtime(config)
     strategy = runtime.strategy
     n = len(class_names)
@@ -103,7 +119,7 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
                  keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
                  keras.callbacks.ModelCheckpoint(str(best_weights), monitor=config.monitor,
                                                  mode=MONITORS[config.monitor], save_best_only=True,
-                                                 save_weights_only=True)]
+                                                 save_weights_only=True), *callbacks]
     verbose = _verbosity(progress)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles

@@ -1,0 +1,4 @@
+"""`python -m trainer` is the `train` command."""
+from .cli import main
+
+main()
