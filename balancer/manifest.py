@@ -14,7 +14,9 @@ from .ownership import read_json_record, write_json
 
 MANIFEST = "manifest.csv"
 RECORD = "balance.json"
-COLUMNS = ["file_name", "label", "source", "origin", "transform", "params", "seed", "sha256"]
+# "augmentation" is the transform a copy got ("" for originals); not "transform", which would
+# hide DataFrame.transform.
+COLUMNS = ["file_name", "label", "source", "origin", "augmentation", "params", "seed", "sha256"]
 # RFC 4180's line end. The csv module quotes a field only for the characters of its line
 # terminator, so with "\n" alone a name holding a lone "\r" would be written bare and read
 # back as two rows; with "\r\n" any CR or LF in a field is quoted.
@@ -28,7 +30,7 @@ def manifest_rows(items: Iterable, written: dict[str, tuple[dict | None, str]]) 
         drawn, sha256 = written.get(it.file_name, (None, ""))
         rows.append({
             "file_name": it.file_name, "label": it.label, "source": it.source,
-            "origin": it.origin, "transform": it.transform,
+            "origin": it.origin, "augmentation": it.transform,
             "params": "" if drawn is None else json.dumps(drawn, sort_keys=True),
             "seed": "" if it.seed is None else it.seed, "sha256": sha256,
         })
@@ -68,11 +70,23 @@ def read_csv(path: Path):
 
 
 def read_manifest(folder: str | Path):
-    """A balanced folder's manifest as a pandas DataFrame (strings; seed may be empty)."""
+    """A balanced folder's manifest as a pandas DataFrame with typed columns: `params` a dict
+    (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
+    originals), the others strings."""
+    import pandas as pd
+
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
-    return read_csv(path)
+    m = read_csv(path)
+    try:
+        if "params" in m:
+            m["params"] = [json.loads(p) if p else None for p in m["params"]]
+        if "seed" in m:
+            m["seed"] = pd.array([int(x) if x else None for x in m["seed"]], dtype="Int64")
+    except ValueError as exc:
+        raise BalanceError(f"{path}: a params or seed cell does not parse ({exc})") from None
+    return m
 
 
 def write_record(out: Path, record: dict) -> None:

@@ -1,7 +1,6 @@
 """Contact sheets: source images beside each chosen transform, or copies beside their original."""
 from __future__ import annotations
 
-import json
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -139,7 +138,7 @@ def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: i
         row = [tile(load(folder / original).image, [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
             row.append(tile(load(folder / r.file_name).image,
-                            [r.transform, describe_params(json.loads(r.params))]))
+                            [r.augmentation, describe_params(r.params)]))
         rows.append(row)
     _save(sheet(rows), out)
     return len(rows), max(len(r) for r in rows)

@@ -289,8 +289,17 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     return chosen
 
 
-def replay(image: np.ndarray, name: str, params: Params) -> np.ndarray:
-    """Re-apply a recorded transform (a manifest row's `transform` and `params`)."""
+def replay(image: np.ndarray, name: str, params: Params | str) -> np.ndarray:
+    """Re-apply a recorded transform: a manifest row's `augmentation` and `params` (a dict, as
+    read_manifest gives it, or the JSON text of the CSV cell)."""
+    import json
+
+    if name not in TRANSFORMS:
+        raise BalanceError(f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
+    if isinstance(params, (str, bytes)):
+        params = json.loads(params)
+    if not isinstance(params, dict):
+        raise BalanceError(f"params must be a dict or its JSON text (got {type(params).__name__})")
     return TRANSFORMS[name].apply(image, params)
 
 

@@ -183,7 +183,7 @@ def _check_replay(root: Path, record: dict, m, workers: int, progress: bool,
     settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
     originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"]))
     copies = m[m.origin == "augmented"].sort_values(["source", "file_name"])
-    tasks = [(r.file_name, r.source, originals.get(r.source, ""), r.transform, r.params, r.seed)
+    tasks = [(r.file_name, r.source, originals.get(r.source, ""), r.augmentation, r.params, r.seed)
              for r in copies.itertuples()]
     job = partial(_replay_chunk, str(root), str(record.get("source", "")),
                   settings.get("transforms") or {}, int(settings.get("quality") or 95))

@@ -37,9 +37,9 @@ def test_build_counts_manifest_and_pixels(small_src, tmp_path):
         assert (out / row.file_name).read_bytes() == (small_src / row.source).read_bytes()
     for row in augmented.itertuples():  # each copy is its recorded transform, replayed
         source = load(small_src / row.source).image
-        expected = encode(replay(source, row.transform, json.loads(row.params)), "jpeg", 95)
+        expected = encode(replay(source, row.augmentation, row.params), "jpeg", 95)
         assert (out / row.file_name).read_bytes() == expected
-        assert row.file_name.endswith(f"_{row.transform}.jpg") and row.seed != ""
+        assert row.file_name.endswith(f"_{row.augmentation}.jpg") and row.seed >= 0
     # dog's 3 copies come from its 2 originals as evenly as possible
     assert sorted(augmented[augmented.label == "dog"].source.value_counts()) == [1, 2]
     record = json.loads((out / "balance.json").read_text())

@@ -127,3 +127,24 @@ def test_json_and_help_conventions(tmp_path):
     assert json.loads(proc.stdout)["counts"]["b"]["after"] == 4
     for args in (["stats", src], ["verify", tmp_path / "o"], ["transforms"]):
         assert json.loads(run_cli("balancer", *args, "--json").stdout)
+
+
+def test_read_manifest_types_and_replay_takes_what_it_gives(tmp_path):
+    import numpy as np
+
+    from balancer import build, read_manifest, replay
+    from balancer.imageio import encode, load
+
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
+    out = tmp_path / "out"
+    build(src, out, nmin=3, transforms="rotate,flip", workers=1, progress=False)
+    m = read_manifest(out)
+    assert "transform" not in m.columns and callable(m.transform)  # the pandas method
+    assert str(m.seed.dtype) == "Int64" and m.seed[m.origin == "original"].isna().all()
+    row = m[m.origin == "augmented"].iloc[0]
+    assert isinstance(row.params, dict) and isinstance(row.seed, (int, np.integer))
+    image = load(src / row.source).image
+    raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    text = raw.params[raw.file_name == row.file_name].item()
+    for params in (row.params, text):  # the dict read_manifest gives, or the CSV's JSON text
+        assert encode(replay(image, row.augmentation, params), "jpeg") == (out / row.file_name).read_bytes()
