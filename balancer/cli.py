@@ -163,6 +163,8 @@ def preview_cmd(
     n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
     seed: int = typer.Option(0, help="Which images and which draws."),
     from_manifest: bool = typer.Option(False, "--from-manifest", help="Show generated copies of a balanced folder next to their original."),
+    resize: Optional[str] = typer.Option(None, help="Show every tile as `train --resize MODE` feeds it to the model: stretch, crop or pad."),
+    size: int = typer.Option(224, help="With --resize: the model's input side (train's --image-size)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
     """A contact sheet of the transforms on your images.
@@ -175,15 +177,17 @@ def preview_cmd(
     Example:
       balance preview photos/ --transforms crop=0.8,rotate,cutout=0.25 -o sheet.png
     """
-    from .preview import preview_manifest, preview_transforms
+    from .preview import as_stored, as_trained, preview_manifest, preview_transforms
     from .transforms import parse_transforms
 
     if n < 1:
         raise typer.BadParameter(f"must be at least 1 (got {n})", param_hint="--n")
+    view = as_trained(resize, size) if resize else as_stored
     if from_manifest:
-        rows, cols = preview_manifest(src, out, n=n, seed=seed)
+        rows, cols = preview_manifest(src, out, n=n, seed=seed, view=view)
     else:
-        rows, cols = preview_transforms(src, parse_transforms(transforms), out, n=n, seed=seed)
+        rows, cols = preview_transforms(src, parse_transforms(transforms), out, n=n, seed=seed,
+                                        view=view)
     if not quiet:
         print(f"wrote {out} ({rows} rows x {cols} tiles)")
 

@@ -73,7 +73,38 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 
 
 def _save(image: np.ndarray, path: str | Path) -> None:
-    imageio.write_atomic(Path(path), imageio.encode(image, "png"))
+    """PNG, or JPEG when the name says so (.jpg, .jpeg)."""
+    fmt = "jpeg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "png"
+    imageio.write_atomic(Path(path), imageio.encode(image, fmt, 92))
+
+
+def as_trained(mode: str, size: int):
+    """What `train --resize MODE --image-size SIZE` makes of an image (OpenCV, no TensorFlow):
+    stretched to a square, the centred square cropped, or padded with black."""
+    if mode not in ("stretch", "crop", "pad"):
+        raise BalanceError(f"--resize must be stretch, crop or pad (got '{mode}')")
+    if size < 8:
+        raise BalanceError(f"--size must be at least 8 (got {size})")
+
+    def view(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if mode == "crop":
+            side = min(h, w)
+            image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        if mode != "pad":
+            return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        out = np.zeros((size, size) + image.shape[2:], image.dtype)
+        y, x = (size - nh) // 2, (size - nw) // 2
+        out[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return out
+
+    return view
+
+
+def as_stored(image: np.ndarray) -> np.ndarray:
+    return image
 
 
 def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -102,24 +133,26 @@ def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarr
 
 
 def preview_transforms(src: str | Path, transforms: Mapping[str, float | None], out: str | Path,
-                       n: int = 4, seed: int = 0) -> tuple[int, int]:
-    """Rows of: a source image, then each transform applied once. Returns (rows, columns)."""
+                       n: int = 4, seed: int = 0, view=as_stored) -> tuple[int, int]:
+    """Rows of: a source image, then each transform applied once. Returns (rows, columns).
+
+    `view` (as_trained(...)) shows every tile as the trainer will see it."""
     rows = []
     sources = pick_sources(src, n, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
         warnings.warn(message, ToolWarning, stacklevel=2)
     for i, (rel, image) in enumerate(sources):
-        row = [tile(image, [rel, f"original {image.shape[1]}x{image.shape[0]}"])]
+        row = [tile(view(image), [rel, f"original {image.shape[1]}x{image.shape[0]}"])]
         for j, (name, magnitude) in enumerate(transforms.items()):
             result, params = TRANSFORMS[name](image, np.random.default_rng([seed, i, j]), magnitude)
-            row.append(tile(result, [name, describe_params(params)]))
+            row.append(tile(view(result), [name, describe_params(params)]))
         rows.append(row)
     _save(sheet(rows), out)
     return len(rows), 1 + len(transforms)
 
 
 def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: int = 5,
-                     seed: int = 0) -> tuple[int, int]:
+                     seed: int = 0, view=as_stored) -> tuple[int, int]:
     """Rows of: an original of a balanced folder, then its generated copies (up to per_row)."""
     folder = Path(folder)
     m = read_manifest(folder)
@@ -135,9 +168,9 @@ def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: i
     originals = m[m.origin == "original"].set_index("source").file_name
     for source in sources[:n]:
         original = originals[source]
-        row = [tile(load(folder / original).image, [original, "original"])]
+        row = [tile(view(load(folder / original).image), [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
-            row.append(tile(load(folder / r.file_name).image,
+            row.append(tile(view(load(folder / r.file_name).image),
                             [r.augmentation, describe_params(r.params)]))
         rows.append(row)
     _save(sheet(rows), out)

@@ -43,6 +43,7 @@ TRAIN_OPTIONS = {
     "val_split": (float, typer.Option(_D.val_split, help="Validation fraction when no --val folder is given (grouped by source).")),
     "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
     "cache": (bool, typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch.")),
+    "resize": (str, typer.Option(_D.resize, help="How an image becomes the square input: stretch (Keras' default; undoes most of a width/height copy's change), crop (the centred square) or pad (black bars).")),
     "precision": (str, typer.Option(_D.precision, help="auto (mixed_float16 on GPU, float32 on CPU), mixed or float32.")),
     "eager": (bool, typer.Option(False, "--eager", help="Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.")),
 }

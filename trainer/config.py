@@ -18,6 +18,7 @@ MODELS = {
     "vgg16": ("VGG16", 224, "vgg16"),
     "resnet50": ("ResNet50", 224, "resnet50"),
 }
+RESIZE_MODES = ("stretch", "crop", "pad")  # Keras: default, crop_to_aspect_ratio, pad_to_aspect_ratio
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
 
 
@@ -43,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     cache: bool = False
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
+    resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
     eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class TrainConfig:
                 raise TrainError(f"--alpha must be a number or 'balanced' (got '{self.alpha}')") from None
         if self.monitor not in MONITORS:
             raise TrainError(f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}")
+        if self.resize not in RESIZE_MODES:
+            raise TrainError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.resize}')")
         if self.precision not in ("auto", "mixed", "float32"):
             raise TrainError(f"--precision must be auto, mixed or float32 (got '{self.precision}')")
         if not 0 < self.val_split < 1:

@@ -156,9 +156,12 @@ def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
 
 
 def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: int,
-                 shuffle: bool = False, seed: int = 0, cache: bool = False):
+                 shuffle: bool = False, seed: int = 0, cache: bool = False,
+                 resize: str = "stretch"):
     """tf.data: parallel decode (3 channels, 8 bit) and resize, one-hot labels, prefetch.
 
+    resize: 'stretch' to size x size (Keras' default), 'crop' the centred square first
+    (Keras' crop_to_aspect_ratio) or 'pad' to a square with black (pad_to_aspect_ratio).
     With cache, decoded images are kept after the first epoch and shuffled after the cache.
     """
     tf = backend.tf()
@@ -166,8 +169,7 @@ def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: in
     def load(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
                                    expand_animations=False)
-        image = tf.image.resize(image, (size, size))
-        return preprocess(image), tf.one_hot(label, n_classes)
+        return preprocess(to_square(tf, image, size, resize)), tf.one_hot(label, n_classes)
 
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
     shuffled = lambda d: d.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
@@ -179,6 +181,17 @@ def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: in
         if shuffle:
             ds = shuffled(ds)
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def to_square(tf, image, size: int, mode: str):
+    """An HxWx3 image tensor as a size x size float32 tensor, by `mode` (see make_dataset)."""
+    if mode == "pad":
+        return tf.image.resize_with_pad(image, size, size)
+    if mode == "crop":
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        side = tf.minimum(h, w)
+        image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+    return tf.image.resize(image, (size, size))
 
 
 def images_only(images, labels):

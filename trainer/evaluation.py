@@ -77,7 +77,8 @@ class Run:
         from .models import preprocess_fn
 
         ds = make_dataset(paths, np.zeros(len(paths), np.int32), len(self.class_names),
-                          self.config.size, preprocess_fn(self.config.model), self.config.batch)
+                          self.config.size, preprocess_fn(self.config.model), self.config.batch,
+                          resize=self.config.resize)
         return self.model.predict(ds.map(images_only), verbose=0)
 
 

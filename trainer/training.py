@@ -98,9 +98,9 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     # The batch option is the global batch: split across replicas by tf.distribute.
     train_ds = make_dataset(train.path, label_indices(train, class_names), n, config.size,
                             preprocess, config.batch, shuffle=True, seed=config.seed,
-                            cache=config.cache)
+                            cache=config.cache, resize=config.resize)
     val_ds = make_dataset(val.path, label_indices(val, class_names), n, config.size,
-                          preprocess, config.batch, cache=config.cache)
+                          preprocess, config.batch, cache=config.cache, resize=config.resize)
 
     def compile_model(model, lr):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
