@@ -93,7 +93,8 @@ def plot_counts(stats: dict, path: str | Path) -> None:
     elif stats["balanced_folder"]:
         ratio = f"{stats['originals_imbalance_ratio']:.1f} (originals) -> {ratio}"
     ax.set(ylabel="images", title=f"{Path(stats['folder']).name}: imbalance ratio {ratio}")
-    ax.legend()
+    ax.margins(y=0.12)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside, not on, the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -175,3 +175,15 @@ def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     assert backend.tf() is not None
     with __import__("pytest").raises(Exception, match="--resize must be one of"):
         TrainConfig(resize="squash")
+
+
+def test_preview_writes_the_format_its_name_says_and_study_titles_name_nmin_and_t(tmp_path):
+    from trainer.study import study_title
+
+    src = make_folder(tmp_path / "src", {"a": 2, "b": 2})
+    for name, magic in (("sheet.jpg", b"\xff\xd8\xff"), ("sheet.png", b"\x89PNG")):
+        proc = run_cli("balancer", "preview", src, "-o", tmp_path / name, "--quiet",
+                       "--transforms", "rotate")
+        assert proc.returncode == 0 and (tmp_path / name).read_bytes()[:len(magic)] == magic
+    settings = {"folds": 3, "nmin": 100, "arms": [{"name": "ROS + T", "transforms": {"crop": 24, "rotate": None}}]}
+    assert study_title("ablation", settings) == "study: ablation, 3 folds, N_min 100, T = crop,rotate"

@@ -127,7 +127,8 @@ def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") 
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, label="fraction of the true class")
     ax.set(xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names,
-           xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+           xlabel="predicted", ylabel="true")
+    fig.suptitle(title or "confusion matrix", fontsize=10)  # over the whole figure, clear of the bar
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     for i in range(n):
         for j in range(n):
@@ -141,6 +142,7 @@ def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") 
 def plot_curves(history, path: Path) -> None:
     """Loss, accuracy and macro F1 per epoch, training against validation."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, ("loss", "accuracy", "f1")):
         for prefix, style in (("", "-"), ("val_", "--")):
@@ -148,6 +150,7 @@ def plot_curves(history, path: Path) -> None:
                 ax.plot(history["epoch"] + 1, history[prefix + key], style,
                         label=("validation " if prefix else "training ") + key)
         ax.set(xlabel="epoch", title="macro F1" if key == "f1" else key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -135,7 +135,7 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
         results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
         summary = summarize(results, folder.class_names)
         (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
-        plot_study(summary, out / "results.png", kind)
+        plot_study(summary, out / "results.png", kind, settings)
         return summary
 
 
@@ -208,24 +208,38 @@ def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_study(summary: pd.DataFrame, path: Path, kind: str) -> None:
+def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | None = None) -> None:
+    """Bars of mean macro F1 and accuracy per arm (± std over folds), each bar labelled with
+    its value; the title names N_min and T where the study has them."""
     from .outputs import _pyplot
 
     plt = _pyplot()
     labels = [f"{r.arm}" + ("" if summary[["model", "loss"]].drop_duplicates().shape[0] == 1
                             else f"\n{r.model} {r.loss}") for r in summary.itertuples()]
     x = np.arange(len(summary))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(x) + 3), 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(x) + 3), 4.4))
     for ax, key, title in zip(axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy")):
-        ax.bar(x, summary[f"{key}_mean"], yerr=summary[f"{key}_std"], capsize=4,
-               color=["#999999" if a == "baseline" else "#3b75af" for a in summary.arm])
+        bars = ax.bar(x, summary[f"{key}_mean"], yerr=summary[f"{key}_std"], capsize=4,
+                      color=["#999999" if a == "baseline" else "#3b75af" for a in summary.arm])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
         ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
         ax.set(title=f"{title} (mean ± std over folds)")
+        ax.margins(y=0.15)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"study: {kind}")
+    fig.suptitle(study_title(kind, settings or {}), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def study_title(kind: str, settings: dict) -> str:
+    parts = [f"study: {kind}", f"{settings['folds']} folds" if settings.get("folds") else ""]
+    if settings.get("nmin"):
+        parts.append(f"N_min {settings['nmin']}")
+    chosen = [a for a in settings.get("arms", []) if a.get("name") == "ROS + T"]
+    if chosen and chosen[0].get("transforms"):
+        parts.append("T = " + ",".join(chosen[0]["transforms"]))
+    return ", ".join(p for p in parts if p)
 
 
 def parse_list(value: str, option: str) -> list[str]:
