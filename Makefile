@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/train evaluate runs/digits-b0 $(DEMO)/test --overwrite
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two processes; a module stays in one
 
 clean:
 	rm -rf $(VENV) data runs

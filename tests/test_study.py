@@ -1,5 +1,4 @@
 """The paper's study as commands, on tiny data (eager Keras: no graph tracing per run)."""
-import json
 import os
 
 import pandas as pd
@@ -7,14 +6,18 @@ import pytest
 
 from conftest import assert_one_line_error, make_folder, run_cli
 from trainer import TrainConfig
-from trainer.study import study_ablation, study_transforms
+from trainer.study import study_transforms
 
 TINY = TrainConfig(weights="none", image_size=32, epochs=1, batch=16, eager=True, patience=1)
 
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("study") / "src", {"a": 10, "b": 5, "c": 3})
+    return study_source(tmp_path_factory.mktemp("study"))
+
+
+def study_source(folder):
+    return make_folder(folder / "src", {"a": 10, "b": 5, "c": 3})
 
 
 def run_files(study, arm_slug):
@@ -63,31 +66,6 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
     assert_one_line_error(run_cli("trainer", "study", "transforms", src, "--out", out,
                                   "--transforms", "rotate", "--folds", "2", "--weights", "none"),
                           "different study", "--overwrite")
-
-
-def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path):
-    out = tmp_path / "ab"
-    summary = study_ablation(src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2,
-                             progress=False)
-    assert list(summary.arm) == ["baseline", "ROS", "ROS + all transforms", "ROS + T"]
-    for slug in ("baseline", "ros", "ros+all-transforms", "ros+t"):
-        for fold, files in run_files(out, slug):
-            train, val = files[files.split == "train"], files[files.split == "validation"]
-            assert (val.origin == "original").all()
-            assert not set(train.source) & set(val.source), (slug, fold)
-            assert not set(train.file) & set(val.file)
-            counts = train.label.value_counts().to_dict()
-            if slug == "baseline":
-                assert (train.origin == "original").all()
-            else:  # every class of the fold's training part brought up to N_min (never down)
-                originals = train[train.origin == "original"].label.value_counts().to_dict()
-                assert counts == {c: max(8, n) for c, n in originals.items()}
-            if slug == "ros":  # plain over-sampling: copies are the original files again
-                assert set(train.file[train.origin == "augmented"]) <= set(train.file[train.origin == "original"])
-    md = (out / "results.md").read_text()
-    assert "ROS + T" in md and "macro F1 (mean ± std)" in md
-    record = json.loads((out / "study.json").read_text())
-    assert record["nmin"] == 8 and record["folds"] == 2
 
 
 def test_study_user_errors_leave_nothing(src, tmp_path):

@@ -185,7 +185,7 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
 
 def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     test = balanced.parent / "test"
-    data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6}, size=36)  # not test's images
     (data / "b" / "truncated.jpg").write_bytes((data / "b" / "b_000.jpg").read_bytes()[:300])
     # A learning rate so high that the best epoch is the first, before fine-tuning starts.
     config = TrainConfig(**{**FAST, "epochs": 2, "eager": True, "freeze_base": True,
