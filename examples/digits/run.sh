@@ -15,7 +15,7 @@ STUDY="--epochs 40 --patience 40"
 $BIN/python examples/digits/make_digits.py $D
 $BIN/balance stats $D/train --nmin 100
 $BIN/balance build $D/train --out $D/balanced --nmin 100 --transforms $T --overwrite --quiet
-$BIN/train fit $D/balanced --out runs/digits-b0 --overwrite --quiet $TRAIN --epochs 30
+$BIN/train fit $D/balanced --out runs/digits-b0 --overwrite --quiet $TRAIN --epochs 30 --patience 30 --monitor val_loss
 $BIN/train evaluate runs/digits-b0 $D/test --overwrite
 $BIN/train study ablation $D/train --nmin 100 --transforms $T --every all,crop=24,cutout=12 \
     --folds 3 --out runs/digits-ablation --overwrite $TRAIN $STUDY
