@@ -31,7 +31,7 @@ from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited
 WRITTEN_SUFFIXES = (".jpg", ".png", imageio.TEMP_SUFFIX)  # what the tools write in a class folder
 
 
-def _is_written(name: str) -> bool:
+def is_written(name: str) -> bool:
     return name.endswith(WRITTEN_SUFFIXES) and not name.startswith(".")
 
 
@@ -39,7 +39,7 @@ def _build_holds(record: dict, entry: Path) -> bool:
     if entry.name in (MANIFEST, RECORD):
         return entry.is_file() and not entry.is_symlink()
     counts = record.get("counts")
-    return isinstance(counts, dict) and entry.name in counts and files_only(entry, _is_written)
+    return isinstance(counts, dict) and entry.name in counts and files_only(entry, is_written)
 
 
 BUILD_OUTPUT = OutputKind("balance build output", RECORD, "build", _build_holds)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .build import _is_written, check_output, prepare_folders, run_items, sweep
+from .build import is_written, check_output, prepare_folders, run_items, sweep
 from .errors import BalanceError
 from .manifest import write_csv
 from .ownership import TOOL, OutputKind, files_only, locked, write_json
@@ -28,7 +28,7 @@ def _split_holds(record: dict, entry: Path) -> bool:
     if entry.name not in PARTS or entry.is_symlink() or not entry.is_dir():
         return False
     return isinstance(classes, dict) and all(
-        c.name in classes and files_only(c, _is_written) for c in entry.iterdir())
+        c.name in classes and files_only(c, is_written) for c in entry.iterdir())
 
 
 SPLIT_OUTPUT = OutputKind("balance split output", SPLIT_RECORD, "split", _split_holds)
