@@ -12,6 +12,7 @@ from . import imageio
 from .imageio import BadImage, cv2, load
 from .manifest import read_manifest
 from .scan import list_source
+from .square import RESIZE_MODES, to_square
 from .errors import BalanceError, ToolWarning
 from .transforms import TRANSFORMS, unsuited
 
@@ -79,28 +80,13 @@ def _save(image: np.ndarray, path: str | Path) -> None:
 
 
 def as_trained(mode: str, size: int):
-    """What `train --resize MODE --image-size SIZE` makes of an image (OpenCV, no TensorFlow):
-    stretched to a square, the centred square cropped, or padded with black."""
-    if mode not in ("stretch", "crop", "pad"):
-        raise BalanceError(f"--resize must be stretch, crop or pad (got '{mode}')")
+    """What `train --resize MODE --image-size SIZE` makes of an image: the trainer's own
+    `to_square` (stretched to a square, the centred square cropped, or padded with black)."""
+    if mode not in RESIZE_MODES:
+        raise BalanceError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{mode}')")
     if size < 8:
         raise BalanceError(f"--size must be at least 8 (got {size})")
-
-    def view(image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        if mode == "crop":
-            side = min(h, w)
-            image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-        if mode != "pad":
-            return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-        scale = size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        out = np.zeros((size, size) + image.shape[2:], image.dtype)
-        y, x = (size - nh) // 2, (size - nw) // 2
-        out[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return out
-
-    return view
+    return lambda image: to_square(image, size, mode)
 
 
 def as_stored(image: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
     >>> from trainer import TrainConfig, fit, evaluate, predict, cross_validate
     >>> metrics = fit("balanced/", "runs/b0", TrainConfig(model="efficientnet-b0"))
 
-TensorFlow loads on first use of a name below, not on `import trainer`.
+Keras and its backend (TensorFlow unless KERAS_BACKEND says jax or torch) load on first
+use of a name below, not on `import trainer`.
 """
 __version__ = "0.1.0"
 
@@ -12,7 +13,8 @@ _EXPORTS = {
     "fit": "training", "train_run": "training",
     "evaluate": "evaluation", "predict": "evaluation", "scores": "evaluation", "Run": "evaluation",
     "cross_validate": "crossval",
-    "list_folder": "data", "grouped_folds": "data", "holdout": "data", "make_dataset": "data",
+    "list_folder": "data", "grouped_folds": "data", "holdout": "data",
+    "ImageBatches": "pipeline",
     "build_model": "models", "make_loss": "models",
 }
 __all__ = ["__version__", *_EXPORTS]

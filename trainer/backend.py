@@ -1,23 +1,55 @@
-"""The one place that loads TensorFlow and Keras, quietly.
+"""Which Keras backend runs the trainer (TensorFlow, JAX or PyTorch), and loading it quietly.
 
-TensorFlow 2.20+ prints oneDNN and "no CUDA driver" notes from C++ before its log level
-applies, so the first import runs with the process's stderr pointed at /dev/null, unless
-the user set TF_CPP_MIN_LOG_LEVEL themselves. Python errors still propagate.
+The backend is fixed when Keras is first imported, so `select` (the `--backend` option) must
+run before that; KERAS_BACKEND set by the user works the same way. TensorFlow 2.20+ prints
+oneDNN and "no CUDA driver" notes from C++ before its log level applies, so the first import
+runs with the process's stderr pointed at /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL
+themselves. Python errors still propagate.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
+from .config import TrainError
+
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # name -> module it needs
+EXTRAS = {"tensorflow": "train", "jax": "jax", "torch": "torch"}
 _USER_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def select(name: str | None) -> str:
+    """Use backend `name` (None: KERAS_BACKEND, else TensorFlow) from now on; returns it."""
+    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        raise TrainError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        loaded = sys.modules["keras"].backend.backend()
+        if loaded != name:
+            raise TrainError(f"Keras is already loaded with the {loaded} backend in this process; "
+                             f"set KERAS_BACKEND={name} before importing keras")
+        return name
+    if importlib.util.find_spec(BACKENDS[name]) is None:
+        raise TrainError(f"the {name} backend needs {BACKENDS[name]}, which is not installed: "
+                         f"pip install 'balanced-aug[{EXTRAS[name]}]'")
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def name() -> str:
+    """The backend Keras runs on (importing Keras if it is not loaded yet)."""
+    return keras().backend.backend()
+
+
 def _import_quietly():
-    if "tensorflow" in sys.modules or _USER_LEVEL:
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    select(None)  # a clear error if the chosen backend is not installed
+    if _USER_LEVEL or os.environ["KERAS_BACKEND"] != "tensorflow":
         import keras
-        import tensorflow
-        return tensorflow, keras
+        return keras
     import logging
 
     # Python-side chatter too (retracing notes when a study builds model after model).
@@ -33,12 +65,16 @@ def _import_quietly():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    return tensorflow, keras
-
-
-def tf():
-    return _import_quietly()[0]
+    return keras
 
 
 def keras():
-    return _import_quietly()[1]
+    return _import_quietly()
+
+
+def tf():
+    """TensorFlow itself, for what only the TensorFlow backend has (tf.distribute, its GPUs)."""
+    _import_quietly()
+    import tensorflow
+
+    return tensorflow

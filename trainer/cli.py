@@ -44,7 +44,8 @@ TRAIN_OPTIONS = {
     "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
     "cache": (bool, typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch.")),
     "resize": (str, typer.Option(_D.resize, help="How an image becomes the square input: stretch (Keras' default; undoes most of a width/height copy's change), crop (the centred square) or pad (black bars).")),
-    "precision": (str, typer.Option(_D.precision, help="auto (mixed_float16 on GPU, float32 on CPU), mixed or float32.")),
+    "precision": (str, typer.Option(_D.precision, help="auto (mixed on GPU: bfloat16 where the GPU has it, else float16 with loss scaling; float32 on CPU), mixed or float32.")),
+    "jit": (str, typer.Option(_D.jit, help="Compile the training step: auto (XLA on GPU with TensorFlow; always with JAX), on (also torch.compile with PyTorch), off.")),
     "eager": (bool, typer.Option(False, "--eager", help="Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.")),
 }
 
@@ -65,9 +66,18 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
 
 @app.callback()
 def _group(version: bool = typer.Option(False, "--version", callback=version_option("train"),
-                                         is_eager=True, help="Print the version and exit.")) -> None:
+                                         is_eager=True, help="Print the version and exit."),
+           keras_backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME", help="Keras backend: tensorflow (default), jax or torch (default: $KERAS_BACKEND).")) -> None:
     """Train and evaluate image classifiers (EfficientNet with focal loss, as in Jeong & Kim
-    2021) on any class folder, a `balance build` output included."""
+    2021) on any class folder, a `balance build` output included.
+
+    \b
+    Example:
+      train --backend jax fit data/balanced
+    """
+    from .backend import select
+
+    select(keras_backend)
 
 
 @app.command()

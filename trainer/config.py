@@ -5,20 +5,22 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from balancer.errors import UserError
+from balancer.square import RESIZE_MODES
 
 
 class TrainError(UserError):
     """A user error of the trainer: one clear line, no traceback."""
 
 
-# name -> (keras.applications class, native input side, preprocessing module)
+# name -> (keras.applications class, native input side, what its input expects): 'none' for
+# EfficientNet (it rescales inside), 'caffe' (BGR less the ImageNet mean) for VGG16, ResNet50.
 MODELS = {
-    **{f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "efficientnet")
+    **{f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "none")
        for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])},
-    "vgg16": ("VGG16", 224, "vgg16"),
-    "resnet50": ("ResNet50", 224, "resnet50"),
+    "vgg16": ("VGG16", 224, "caffe"),
+    "resnet50": ("ResNet50", 224, "caffe"),
 }
-RESIZE_MODES = ("stretch", "crop", "pad")  # Keras: default, crop_to_aspect_ratio, pad_to_aspect_ratio
+JIT_MODES = ("auto", "on", "off")
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
 
 
@@ -46,6 +48,7 @@ class TrainConfig:
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
     resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
     eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
+    jit: str = "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on' (torch.compile too), 'off'
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -61,6 +64,8 @@ class TrainConfig:
             raise TrainError(f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}")
         if self.resize not in RESIZE_MODES:
             raise TrainError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.resize}')")
+        if self.jit not in JIT_MODES:
+            raise TrainError(f"--jit must be one of {', '.join(JIT_MODES)} (got '{self.jit}')")
         if self.precision not in ("auto", "mixed", "float32"):
             raise TrainError(f"--precision must be auto, mixed or float32 (got '{self.precision}')")
         if not 0 < self.val_split < 1:

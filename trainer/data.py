@@ -1,4 +1,4 @@
-"""File lists, leak-free grouped splits, and the tf.data input pipeline.
+"""File lists and leak-free grouped splits.
 
 A folder with a balancer `manifest.csv` is read through it: every file has a `source`
 (the original it was made from), splits are grouped by source so an original and all its
@@ -20,18 +20,7 @@ from balancer.manifest import MANIFEST, RECORD, read_manifest
 from balancer.plan import class_rng
 from balancer.scan import Scan, Skipped, scan
 
-from . import backend
 from .config import TrainError
-
-# What tf.io.decode_image reads besides JPEG and PNG; other formats need re-encoding.
-TF_OTHER_EXTENSIONS = (".bmp", ".gif")
-NOT_FOR_TF = "a format TensorFlow cannot decode (re-encode it: `balance build` does)"
-
-
-def tf_decodes(fmt: str, path: str) -> bool:
-    """Whether tf.io.decode_image reads a file of this sniffed format and name."""
-    return fmt != "other" or path.lower().endswith(TF_OTHER_EXTENSIONS)
-
 
 @dataclass
 class Folder:
@@ -54,9 +43,6 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
     rows, skipped = [], []
     for label, images in found.images.items():
         for im in images:
-            if not tf_decodes(im.fmt, im.path):
-                skipped.append(Skipped(im.path, NOT_FOR_TF))
-                continue
             rows.append({"path": str(root / im.path), "file": im.path, "label": label,
                          "source": im.path, "origin": "original"})
     skipped += [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
@@ -153,50 +139,6 @@ def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
         raise TrainError(f"classes {', '.join(unknown)} are not among the model's classes "
                          f"({', '.join(class_names)})")
     return table.label.map(index).to_numpy(dtype=np.int32)
-
-
-def make_dataset(paths, labels, n_classes: int, size: int, preprocess, batch: int,
-                 shuffle: bool = False, seed: int = 0, cache: bool = False,
-                 resize: str = "stretch"):
-    """tf.data: parallel decode (3 channels, 8 bit) and resize, one-hot labels, prefetch.
-
-    resize: 'stretch' to size x size (Keras' default), 'crop' the centred square first
-    (Keras' crop_to_aspect_ratio) or 'pad' to a square with black (pad_to_aspect_ratio).
-    With cache, decoded images are kept after the first epoch and shuffled after the cache.
-    """
-    tf = backend.tf()
-
-    def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
-        return preprocess(to_square(tf, image, size, resize)), tf.one_hot(label, n_classes)
-
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
-    shuffled = lambda d: d.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
-    if shuffle and not cache:
-        ds = shuffled(ds)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        ds = ds.cache()
-        if shuffle:
-            ds = shuffled(ds)
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
-
-
-def to_square(tf, image, size: int, mode: str):
-    """An HxWx3 image tensor as a size x size float32 tensor, by `mode` (see make_dataset)."""
-    if mode == "pad":
-        return tf.image.resize_with_pad(image, size, size)
-    if mode == "crop":
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        side = tf.minimum(h, w)
-        image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-    return tf.image.resize(image, (size, size))
-
-
-def images_only(images, labels):
-    """For Dataset.map: drop the labels (a named function, which AutoGraph can read)."""
-    return images
 
 
 def class_counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:

@@ -9,8 +9,7 @@ import pandas as pd
 
 from . import backend
 from .config import TrainConfig, TrainError
-from .data import (NOT_FOR_TF, images_only, label_indices, list_folder, make_dataset, originals_only,
-                   tf_decodes)
+from .data import label_indices, list_folder, originals_only
 from .outputs import EVALUATION, output_folder, plot_confusion, stamp, staged, write_json
 
 
@@ -69,17 +68,19 @@ class Run:
     def model(self):
         if self._model is None:
             keras = backend.keras()
+            from . import models  # noqa: F401  (registers the model's ImageInput layer)
 
             self._model = keras.models.load_model(self.folder / "model.keras", compile=False)
         return self._model
 
     def probabilities(self, paths) -> np.ndarray:
-        from .models import preprocess_fn
+        from .pipeline import ImageBatches, predict
+        from .runtime import pad_to
 
-        ds = make_dataset(paths, np.zeros(len(paths), np.int32), len(self.class_names),
-                          self.config.size, preprocess_fn(self.config.model), self.config.batch,
-                          resize=self.config.resize)
-        return self.model.predict(ds.map(images_only), verbose=0)
+        c = self.config
+        return predict(self.model, ImageBatches(paths, None, n_classes=len(self.class_names),
+                                                size=c.size, batch=c.batch, resize=c.resize,
+                                                pad_to=pad_to()))
 
 
 def evaluate(run: str | Path, data: str | Path, out: str | Path | None = None,
@@ -157,16 +158,14 @@ def _images_under(folder: Path) -> list[Path]:
 
 
 def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
-    """Split files into those TensorFlow can read whole, and the rest with a reason."""
+    """Split files into those that read whole, and the rest with a reason."""
     from balancer.imageio import BadImage, load
 
     good, bad = [], []
     for f in files:
         try:
-            if tf_decodes(load(f).fmt, f.name):
-                good.append(f)
-            else:
-                bad.append({"path": f.relative_to(root).as_posix(), "reason": NOT_FOR_TF})
+            load(f, check_only=True)
+            good.append(f)
         except BadImage as exc:
             bad.append({"path": f.relative_to(root).as_posix(), "reason": str(exc)})
     return good, bad

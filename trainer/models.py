@@ -1,21 +1,38 @@
-"""keras.applications models with an ImageNet base, global pooling, dropout and softmax head."""
+"""keras.applications models with an ImageNet base, global pooling, dropout and softmax head.
+
+A model takes uint8 RGB images and converts them itself (`ImageInput`), on every backend.
+"""
 from __future__ import annotations
 
 from . import backend
 from .config import MODELS, TrainConfig, TrainError
 
+keras = backend.keras()
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications' 'caffe' preprocessing
 
-def preprocess_fn(model: str):
-    """The model family's own keras.applications preprocess_input (EfficientNet: identity)."""
-    keras = backend.keras()
 
-    return getattr(keras.applications, MODELS[model][2]).preprocess_input
+@keras.saving.register_keras_serializable(package="balanced_aug")
+class ImageInput(keras.layers.Layer):
+    """uint8 RGB in, what the base expects out: float 0-255 ('none'; EfficientNet rescales
+    inside) or 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50), as each family's
+    keras.applications preprocess_input does on the host."""
+
+    def __init__(self, mode: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, images):
+        x = keras.ops.cast(images, self.compute_dtype)
+        if self.mode == "caffe":
+            x = keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, x.dtype)
+        return x
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
 
 
 def build_model(config: TrainConfig, n_classes: int):
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
-    keras = backend.keras()
-
     size = config.size
     base_cls = getattr(keras.applications, MODELS[config.model][0])
     weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
@@ -32,9 +49,10 @@ def build_model(config: TrainConfig, n_classes: int):
                              f"{str(exc).splitlines()[0]}") from None
         raise
     base.trainable = not config.freeze_base
-    inputs = keras.Input((size, size, 3))
+    inputs = keras.Input((size, size, 3), dtype="uint8")
+    x = ImageInput(MODELS[config.model][2], dtype="float32", name="image_input")(inputs)
     # A frozen base runs its BatchNorm in inference mode, also once unfrozen for fine-tuning.
-    x = base(inputs, training=False) if config.freeze_base else base(inputs)
+    x = base(x, training=False) if config.freeze_base else base(x)
     x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.model.replace("-", "_"))
@@ -46,8 +64,6 @@ def make_loss(config: TrainConfig, train_counts: list[int]):
     'balanced' is scikit-learn's class-weight formula n / (C * n_c), times the paper's 0.25,
     so a balanced data set gets 0.25 for every class and rarer classes get more.
     """
-    keras = backend.keras()
-
     if config.loss == "ce":
         return keras.losses.CategoricalCrossentropy()
     return keras.losses.CategoricalFocalCrossentropy(alpha=focal_alpha(config, train_counts),

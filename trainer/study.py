@@ -26,7 +26,6 @@ from balancer.transforms import TRANSFORMS, parse_transforms
 from balancer.manifest import CSV_LINE_END
 from .config import TrainConfig, TrainError
 from .data import class_counts, grouped_folds, list_folder, originals_only
-from .models import build_model
 from .outputs import STUDY, stamp, staged, write_json
 from .training import epoch_progress, train_run
 
@@ -95,6 +94,8 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     workers = resolve_workers(workers)
     folder = list_folder(src, workers=workers, progress=progress)
     splits = list(grouped_folds(originals_only(folder.table), folds, config.seed))
+    from .models import build_model  # Keras loads here, once the cheap checks have passed
+
     for model in models:  # fail now, not after hours, when the weights cannot be had
         build_model(TrainConfig(**{**asdict(config), "model": model}), len(folder.class_names))
     check_inputs(out, {"source folder": Path(src)})

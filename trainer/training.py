@@ -6,55 +6,21 @@ import os
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from balancer.manifest import CSV_LINE_END
-from . import backend
 from balancer.errors import ToolWarning
+from balancer.manifest import CSV_LINE_END
 from balancer.ownership import check_inputs
 
+from . import backend
 from .config import MONITORS, TrainConfig, TrainError
-from .data import (class_counts, describe, holdout, images_only, label_indices, list_folder,
-                   make_dataset, originals_only, shared_files)
+from .data import (class_counts, describe, holdout, label_indices, list_folder, originals_only,
+                   shared_files)
 from .evaluation import scores
-from .models import build_model, make_loss, preprocess_fn
+from .runtime import pad_to, setup as runtime_setup
 from .outputs import RUN, output_folder, plot_confusion, plot_curves, stamp, staged, write_json
-
-
-@dataclass
-class Runtime:
-    strategy: object
-    name: str  # which tf.distribute strategy, as its users know it
-    precision: str
-    gpus: int
-
-
-def setup_runtime(config: TrainConfig) -> Runtime:
-    """GPUs when present, mixed precision there by default, and the distribution strategy.
-
-    Several GPUs on one machine: MirroredStrategy; TF_CONFIG naming several machines:
-    MultiWorkerMirroredStrategy; otherwise the default (one device) strategy.
-    """
-    keras, tf = backend.keras(), backend.tf()
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised by an earlier run in this process
-            pass
-    mixed = config.precision == "mixed" or (config.precision == "auto" and bool(gpus))
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    if "TF_CONFIG" in os.environ:
-        name, strategy = "MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy()
-    elif len(gpus) > 1:
-        name, strategy = "MirroredStrategy", tf.distribute.MirroredStrategy()
-    else:
-        name, strategy = "default (one device)", tf.distribute.get_strategy()
-    return Runtime(strategy, name, "mixed_float16" if mixed else "float32", len(gpus))
 
 
 def _verbosity(progress: bool) -> int:
@@ -86,29 +52,28 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     and `extra`, as written to metrics.json.
     """
     keras = backend.keras()
+    from .models import build_model, make_loss
+    from .pipeline import ImageBatches, predict
 
     keras.utils.set_random_seed(config.seed)
     if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI sends them to stderr)
         keras.config.enable_interactive_logging()
-    runtime = setup_runtime(config)
-    strategy = runtime.strategy
+    runtime = runtime_setup(config)
     n = len(class_names)
     train_counts = list(class_counts(train, class_names).values())
-    preprocess = preprocess_fn(config.model)
-    # The batch option is the global batch: split across replicas by tf.distribute.
-    train_ds = make_dataset(train.path, label_indices(train, class_names), n, config.size,
-                            preprocess, config.batch, shuffle=True, seed=config.seed,
-                            cache=config.cache, resize=config.resize)
-    val_ds = make_dataset(val.path, label_indices(val, class_names), n, config.size,
-                          preprocess, config.batch, cache=config.cache, resize=config.resize)
+    # The batch option is the global batch: split across the replicas.
+    batches = dict(n_classes=n, size=config.size, batch=config.batch, resize=config.resize,
+                   cache=config.cache, pad_to=pad_to())
+    train_ds = ImageBatches(train.path, label_indices(train, class_names), shuffle=True,
+                            full=True, seed=config.seed, **batches)
+    val_ds = ImageBatches(val.path, label_indices(val, class_names), **batches)
 
     def compile_model(model, lr):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-                      jit_compile="auto" if runtime.gpus and not config.eager else False,  # XLA: slow on CPU
-                      run_eagerly=config.eager)
+                      jit_compile=runtime.jit, run_eagerly=config.eager)
 
-    with strategy.scope():
+    with runtime.scope():
         model = build_model(config, n)
         compile_model(model, config.lr)
     # One checkpoint across both phases (frozen base, then fine-tuning): the model saved is
@@ -122,9 +87,9 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
                                                  save_weights_only=True), *callbacks]
     verbose = _verbosity(progress)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # ImageBatches shuffles
     if config.freeze_base and config.fine_tune_epochs > 0:
-        with strategy.scope():
+        with runtime.scope():
             model.trainable = True
             compile_model(model, config.lr / 10)
         done = len(history.epoch)
@@ -139,15 +104,15 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False,
                                                              lineterminator=CSV_LINE_END)
 
-    y_pred = model.predict(val_ds.map(images_only), verbose=0).argmax(axis=1)
+    val_images = ImageBatches(val.path, None, **batches)
+    y_pred = predict(model, val_images).argmax(axis=1)
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
     history_table = pd.read_csv(folder / "history.csv")
     best = history_table[config.monitor].idxmax() if MONITORS[config.monitor] == "max" \
         else history_table[config.monitor].idxmin()
     metrics.update({
         "epochs_run": len(history_table), "best_epoch": int(history_table.epoch[best]) + 1,
-        "config": config.to_dict(), "precision": runtime.precision,
-        "strategy": runtime.name, "replicas": strategy.num_replicas_in_sync,
+        "config": config.to_dict(), **runtime.describe(),
         "data": {"train": describe(train, class_names), "validation": describe(val, class_names)},
         **(extra or {}),
     })

@@ -1,0 +1,100 @@
+"""The input pipeline on every Keras backend: a `keras.utils.PyDataset` of uint8 batches.
+
+Files are read with the balancer's own reader (every format and depth it accepts, EXIF
+orientation applied) and made square with the same function `balance preview --resize`
+shows. Threads, not processes: OpenCV releases the GIL while it decodes and resizes, so
+batches are made on every core without pickling them between processes. Batches stay
+uint8 (a quarter of float32's bytes to the device); the model converts them itself.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from balancer.imageio import load
+from balancer.square import rgb8, to_square
+
+from . import backend
+
+keras = backend.keras()
+
+
+def read_image(path: str, size: int, resize: str) -> np.ndarray:
+    """One file as the model sees it: size x size x 3 uint8 RGB (made square first: the
+    colour conversion then touches size x size pixels, and gives the same bytes)."""
+    return rgb8(to_square(load(path).image, size, resize))
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """(images, one-hot labels) batches of `paths`, or images only when labels is None.
+
+    shuffle: a new order every epoch, drawn from (seed, epoch), so a run is a function of
+    its seed whatever the number of threads. full: every batch has `batch` images, the last
+    one completed from the start of the epoch's order (for training: one batch shape, so
+    XLA compiles the step once, and a batch that splits evenly across devices). cache: keep
+    every image after its first read (size x size x 3 bytes each). pad_to: a last batch
+    that does not split evenly over that many devices (JAX's DataParallel needs it to) is
+    padded with repeats of its first image, which carry sample weight 0 (every batch then
+    has weights); images only: predictions for the padding are cut off by `predict`.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int] | None, *, n_classes: int,
+                 size: int, batch: int, resize: str = "stretch", shuffle: bool = False,
+                 seed: int = 0, full: bool = False, cache: bool = False, pad_to: int = 1,
+                 threads: int | None = None):
+        threads = threads or default_threads()
+        super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
+        self.paths = [str(p) for p in paths]
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
+        self.n_classes, self.size, self.batch, self.resize = n_classes, size, batch, resize
+        self.shuffle, self.seed, self.full, self.pad_to, self.epoch = shuffle, seed, full, pad_to, 0
+        self._order = self._draw_order()
+        self._cache = np.zeros((len(self.paths), size, size, 3), np.uint8) if cache else None
+        self._cached = np.zeros(len(self.paths), bool)
+
+    def _draw_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.paths))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
+
+    def __len__(self) -> int:
+        return -(-len(self.paths) // self.batch)
+
+    def __getitem__(self, index: int):
+        rows = self._order[index * self.batch:(index + 1) * self.batch]
+        if self.full and len(rows) < min(self.batch, len(self.paths)):
+            rows = np.concatenate([rows, self._order[:self.batch - len(rows)]])
+        real = len(rows)
+        rows = np.concatenate([rows, np.repeat(rows[:1], -real % self.pad_to)])
+        images = np.empty((len(rows), self.size, self.size, 3), np.uint8)
+        for k, i in enumerate(rows):
+            images[k] = self._image(i)
+        if self.labels is None:
+            return (images,)
+        labels = np.eye(self.n_classes, dtype=np.float32)[self.labels[rows]]
+        if self.pad_to == 1:
+            return images, labels
+        return images, labels, (np.arange(len(rows)) < real).astype(np.float32)
+
+    def _image(self, i: int) -> np.ndarray:
+        if self._cache is None:
+            return read_image(self.paths[i], self.size, self.resize)
+        if not self._cached[i]:  # two threads reading one image at once write the same bytes
+            self._cache[i] = read_image(self.paths[i], self.size, self.resize)
+            self._cached[i] = True
+        return self._cache[i]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order = self._draw_order()
+
+
+def predict(model, batches: ImageBatches) -> np.ndarray:
+    """model.predict over `batches`, less the rows of any padding."""
+    return model.predict(batches, verbose=0)[:len(batches.paths)]
