@@ -104,8 +104,8 @@ def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
     proc = run_cli("trainer", "fit", data, "--out", tmp_path / "run", "--weights", "none",
-                   "--image-size", "32", "--epochs", "1", "--batch", "8", "--quiet", "--json",
-                   env=env, timeout=600)
+                   "--model", "vgg16", "--image-size", "32", "--epochs", "1", "--batch", "8",
+                   "--quiet", "--json", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     m = json.loads(proc.stdout)
     assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1

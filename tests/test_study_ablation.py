@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_study import TINY, run_files, study_source
+from test_study import MODELS, TINY, run_files, study_source
 from trainer.study import study_ablation
 
 
@@ -16,7 +16,7 @@ def src(tmp_path_factory):
 def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path):
     out = tmp_path / "ab"
     summary = study_ablation(src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2,
-                             progress=False)
+                             models=MODELS, progress=False)
     assert list(summary.arm) == ["baseline", "ROS", "ROS + all transforms", "ROS + T"]
     for slug in ("baseline", "ros", "ros+all-transforms", "ros+t"):
         for fold, files in run_files(out, slug):

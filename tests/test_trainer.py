@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, make_folder, run_cli
 from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
 
-FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2)
+FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2, eager=True)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
 
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
-                   "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
+                   "--model", "vgg16", "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
                    "--eager", "--json")  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
@@ -145,7 +145,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     stamp = (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(tmp_path / "cv" / "fold-1")
     (tmp_path / "cv" / ".fold-1.abc.partial").mkdir()  # what a killed fold leaves
-    args = ["cv", balanced, "--folds", "2", "--out", tmp_path / "cv", "--weights", "none",
+    args = ["cv", balanced, "--folds", "2", "--out", tmp_path / "cv", "--model", "vgg16", "--weights", "none",
             "--image-size", "32", "--epochs", "1", "--batch", "16", "--eager", "--quiet"]
     proc = run_cli("trainer", *args)
     assert proc.returncode == 0, proc.stderr
