@@ -230,7 +230,7 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
           progress: bool = True, backend: str = "loky", scheduler: str | None = None,
           max_image_mb: int = imageio.MAX_IMAGE_BYTES >> 20,
           space_check: bool = True) -> BuildResult:
-    """Balance SRC into OUT (see DESIGN.md); BalanceError for every user error.
+    """Balance SRC into OUT (see ARCHITECTURE.md); BalanceError for every user error.
 
     Nothing is written until the source is scanned and the plan is made, so a bad
     option or a bad source leaves OUT untouched. backend='dask' runs the same chunks on a

@@ -1,4 +1,4 @@
-"""manifest.csv and balance.json: the record of a balanced folder (see DESIGN.md)."""
+"""manifest.csv and balance.json: the record of a balanced folder (see ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""Check a balanced folder against the contract in DESIGN.md, naming every problem.
+"""Check a balanced folder against the contract in ARCHITECTURE.md, naming every problem.
 
 Each check adds `problem` lines and never raises on bad content: a record that does not
 parse, a manifest with the wrong shape, a FIFO in place of an image are all problems. The
