@@ -5,7 +5,6 @@ import io
 from pathlib import Path
 from typing import Mapping
 
-from .errors import BalanceError
 from .manifest import MANIFEST, read_manifest
 from .plan import class_targets
 from .scan import check_source, scan, sizes_by_class
@@ -64,13 +63,9 @@ def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None
 
 def plot_counts(stats: dict, path: str | Path) -> None:
     """Bar chart of images per class: before/after a plan, or originals/augmented copies."""
-    try:
-        import matplotlib
+    from .plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise BalanceError("--plot needs matplotlib (pip install matplotlib)") from None
+    plt = pyplot()
     from .imageio import write_atomic
 
     classes = stats["classes"]

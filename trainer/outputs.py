@@ -11,6 +11,7 @@ from typing import Iterator
 
 from balancer.errors import UserError  # noqa: F401 (the base of every refusal)
 from balancer.ownership import TOOL, OutputKind, check_inputs, locked, owned_record
+from balancer.plotting import pyplot
 
 from .config import TrainError
 
@@ -106,20 +107,11 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix (recall on the diagonal), counts in the cells."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
@@ -141,7 +133,7 @@ def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") 
 
 def plot_curves(history, path: Path) -> None:
     """Loss, accuracy and macro F1 per epoch, training against validation."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, ("loss", "accuracy", "f1")):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +84,9 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     if folds < 2:
         raise TrainError(f"--folds must be at least 2 (got {folds})")
     for model in models:
-        TrainConfig(**{**asdict(config), "model": model})  # validates the name
+        replace(config, model=model)  # validates the name
     for loss in losses:
-        TrainConfig(**{**asdict(config), "loss": loss})
+        replace(config, loss=loss)
     out = Path(out).resolve()
     settings = {"study": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
                 "losses": losses, "nmin": nmin, "arms": [asdict(a) for a in arms],
@@ -97,7 +97,7 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     from .models import build_model  # Keras loads here, once the cheap checks have passed
 
     for model in models:  # fail now, not after hours, when the weights cannot be had
-        build_model(TrainConfig(**{**asdict(config), "model": model}), len(folder.class_names))
+        build_model(replace(config, model=model), len(folder.class_names))
     check_inputs(out, {"source folder": Path(src)})
     with locked(out):
         _open_study(out, settings, overwrite)  # only now: a bad source leaves nothing behind
@@ -113,7 +113,7 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
                 cache = out / "data" / f"fold-{k}" / _slug(arm.name)
                 train_all = training_table(arm, train, folder.scan, cache, folder.class_names, nmin,
                                            config.seed + k, workers)
-                run_config = TrainConfig(**{**asdict(config), "model": model, "loss": loss})
+                run_config = replace(config, model=model, loss=loss)
                 with staged(run_dir) as tmp:
                     bar.set_description(f"study {kind}: fold {k + 1}/{folds} {arm.name}")
                     train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
@@ -212,9 +212,9 @@ def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
 def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | None = None) -> None:
     """Bars of mean macro F1 and accuracy per arm (± std over folds), each bar labelled with
     its value; the title names N_min and T where the study has them."""
-    from .outputs import _pyplot
+    from balancer.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = [f"{r.arm}" + ("" if summary[["model", "loss"]].drop_duplicates().shape[0] == 1
                             else f"\n{r.model} {r.loss}") for r in summary.itertuples()]
     x = np.arange(len(summary))
