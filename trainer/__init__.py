@@ -6,7 +6,7 @@
 Keras and its backend (TensorFlow unless KERAS_BACKEND says jax or torch) load on first
 use of a name below, not on `import trainer`.
 """
-__version__ = "0.1.0"
+from balancer import __version__  # one version for both tools
 
 _EXPORTS = {
     "TrainConfig": "config", "TrainError": "config", "MODELS": "config",
