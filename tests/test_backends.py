@@ -122,6 +122,7 @@ def folders(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp_path):
     import keras
     from sklearn.metrics import accuracy_score, f1_score
@@ -148,6 +149,7 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
     assert keras.backend.backend() == "tensorflow"
 
 
+@pytest.mark.slow
 def test_jax_cv_and_a_tiny_study(folders, tmp_path):
     cv = run_cli("trainer", "--backend", "jax", "cv", folders / "data", "--folds", "2", "--out",
                  tmp_path / "cv", "--model", "vgg16", "--json", *SMALL, check=True, **JAX)
@@ -161,6 +163,7 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
     assert [row["arm"] for row in json.loads(study.stdout)["summary"]] == ["baseline", "flip"]
 
 
+@pytest.mark.slow
 def test_jax_data_parallel_on_two_devices_and_imagenet_style_weights_file(folders, tmp_path):
     import keras
 

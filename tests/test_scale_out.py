@@ -93,6 +93,7 @@ def test_dask_errors_are_one_line(small_src, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
     """TF_CONFIG naming one worker: the MultiWorkerMirroredStrategy path, on this CPU."""
     import socket

@@ -9,6 +9,8 @@ from conftest import assert_one_line_error, make_folder, run_cli
 from trainer import TrainConfig
 from trainer.study import study_transforms
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 TINY = TrainConfig(weights="none", image_size=32, epochs=1, batch=16, eager=True, patience=1)
 MODELS = ("vgg16",)
 

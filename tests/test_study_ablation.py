@@ -7,6 +7,8 @@ import pytest
 from test_study import MODELS, TINY, run_files, study_source
 from trainer.study import study_ablation
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):

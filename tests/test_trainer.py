@@ -61,6 +61,7 @@ def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
     assert len(train) + len(val) == 30 and not set(train.file) & set(val.file)
 
 
+@pytest.mark.slow
 def test_fit_writes_every_output_with_sensible_values(run, balanced):
     assert sorted(p.name for p in run.iterdir()) == [
         "confusion_matrix.png", "curves.png", "files.csv", "history.csv", "metrics.json",
@@ -87,6 +88,7 @@ def test_fit_writes_every_output_with_sensible_values(run, balanced):
         assert image is not None and image.shape[0] > 200 and image.std() > 5
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_with_the_trained_model(run, balanced):
     test = balanced.parent / "test"
     m = evaluate(run, test)
@@ -124,6 +126,7 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
     assert float(ce(y, p)) == pytest.approx(float(np.mean(-np.log(p[y == 1]))), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
                    "--model", "vgg16", "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
@@ -156,6 +159,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
                           "other settings", "--overwrite")
 
 
+@pytest.mark.slow
 def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):
     one = make_folder(tmp_path / "one", {"only": 3})
     cases = [
@@ -173,6 +177,7 @@ def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):
     assert not (tmp_path / "r").exists() and not (balanced / "runs").exists()
 
 
+@pytest.mark.slow
 def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no cached weights
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
@@ -183,6 +188,7 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
 
 
+@pytest.mark.slow
 def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     test = balanced.parent / "test"
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6}, size=36)  # not test's images
@@ -226,6 +232,7 @@ def test_weights_from_a_local_file(tmp_path):
     assert_one_line_error(proc, "--weights: no such file")
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path):
     import keras
 

@@ -2,6 +2,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from conftest import assert_one_line_error, make_folder, run_cli, textured, write_image
 
@@ -77,6 +78,7 @@ def test_a_balanced_folder_without_its_manifest_is_grouped_by_name(tmp_path):
     assert copies_of_val == []
 
 
+@pytest.mark.slow
 def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4})
     val = tmp_path / "val"
