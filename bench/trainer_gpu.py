@@ -128,7 +128,8 @@ def main() -> None:
     backend.select(args.backend)
     keras = backend.keras()
     from trainer.config import TrainConfig
-    from trainer.pipeline import ImageBatches, default_threads
+    from balancer.parallel import default_workers
+    from trainer.pipeline import ImageBatches
     from trainer.runtime import pad_to, setup
 
     config = TrainConfig(model=args.model, image_size=args.size, weights="none",
@@ -146,7 +147,7 @@ def main() -> None:
                                                         min(steps, len(disk) - 1))
     device = f"{runtime.gpus} GPU(s)" if runtime.gpus else "CPU"
     print(f"{args.model} at {config.size} px, batch {args.batch}, {runtime.backend} on {device}, "
-          f"{runtime.precision}, jit {runtime.jit}, {default_threads()} threads:")
+          f"{runtime.precision}, jit {runtime.jit}, {default_workers()} threads:")
     step = rows.get("step (uint8 from memory)")
     for name, value in rows.items():
         print(f"  {name:<26} {value:9.1f} images/s" + (f"  {value / step:6.2f} x step" if step else ""))

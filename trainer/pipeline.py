@@ -8,12 +8,12 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 
 from balancer.imageio import load
+from balancer.parallel import default_workers
 from balancer.square import rgb8, to_square
 
 from . import backend
@@ -25,10 +25,6 @@ def read_image(path: str, size: int, resize: str) -> np.ndarray:
     """One file as the model sees it: size x size x 3 uint8 RGB (made square first: the
     colour conversion then touches size x size pixels, and gives the same bytes)."""
     return rgb8(to_square(load(path).image, size, resize))
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -48,7 +44,7 @@ class ImageBatches(keras.utils.PyDataset):
                  size: int, batch: int, resize: str = "stretch", shuffle: bool = False,
                  seed: int = 0, full: bool = False, cache: bool = False, pad_to: int = 1,
                  threads: int | None = None):
-        threads = threads or default_threads()
+        threads = threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, np.int64)
