@@ -104,8 +104,7 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False,
                                                              lineterminator=CSV_LINE_END)
 
-    val_images = ImageBatches(val.path, None, **batches)
-    y_pred = predict(model, val_images).argmax(axis=1)
+    y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
     history_table = pd.read_csv(folder / "history.csv")
     best = history_table[config.monitor].idxmax() if MONITORS[config.monitor] == "max" \
