@@ -6,6 +6,7 @@ random transform per copy (Jeong & Kim 2021).
 
 The names below load on first use, so `import balancer` (and `balance --help`) stays fast.
 """
+
 import importlib
 import sys
 import types
@@ -14,14 +15,25 @@ __version__ = "0.1.0"
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
 
 _EXPORTS = {
-    "build": "build", "BuildResult": "build",
-    "scan": "scan", "Scan": "scan", "SourceImage": "scan", "Skipped": "scan",
-    "class_targets": "plan", "make_plan": "plan", "Item": "plan",
-    "TRANSFORMS": "transforms", "parse_transforms": "transforms",
+    "build": "build",
+    "BuildResult": "build",
+    "scan": "scan",
+    "Scan": "scan",
+    "SourceImage": "scan",
+    "Skipped": "scan",
+    "class_targets": "plan",
+    "make_plan": "plan",
+    "Item": "plan",
+    "TRANSFORMS": "transforms",
+    "parse_transforms": "transforms",
     "replay": "transforms",
-    "read_manifest": "manifest", "read_record": "manifest",
-    "split": "split", "verify": "verify", "folder_stats": "stats",
-    "BalanceError": "errors", "UserError": "errors",
+    "read_manifest": "manifest",
+    "read_record": "manifest",
+    "split": "split",
+    "verify": "verify",
+    "folder_stats": "stats",
+    "BalanceError": "errors",
+    "UserError": "errors",
 }
 __all__ = ["__version__", "PAPER_SET", *_EXPORTS]
 

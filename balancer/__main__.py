@@ -1,4 +1,5 @@
 """`python -m balancer` is the `balance` command."""
+
 from .cli import main
 
 main()

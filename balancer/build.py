@@ -6,23 +6,32 @@ appears under its final name only once whole, so after a kill a present file is 
 file, and `resume=True` does only what is missing. The command holds a lock on OUT while it
 runs, and replaces or resumes only a folder proven to be a build output (see ownership.py).
 """
+
 from __future__ import annotations
 
 import hashlib
 import shutil
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from . import __version__, imageio
 from .errors import BalanceError, ToolWarning
 from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest, write_record
-from .ownership import (TOOL, OutputKind, check_inputs, clear, files_only, locked, owned_record,
-                        write_json)
+from .ownership import (
+    TOOL,
+    OutputKind,
+    check_inputs,
+    clear,
+    files_only,
+    locked,
+    owned_record,
+    write_json,
+)
 from .parallel import chunked, pool, run_chunks
 from .plan import Item, check_seed, class_targets, make_plan
 from .scan import Scan, check_source, scan, sizes_by_class
@@ -102,13 +111,20 @@ def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item])
         except imageio.BadImage as exc:
             raise BalanceError(f"{item.source} changed since it was checked: {exc}") from None
         except OSError as exc:
-            raise BalanceError(f"cannot write {Path(out, item.file_name)}: "
-                               f"{exc.strerror or exc}") from None
+            raise BalanceError(
+                f"cannot write {Path(out, item.file_name)}: {exc.strerror or exc}"
+            ) from None
     return results
 
 
-def check_output(root: Path, out: str | Path, *, resume: bool = False,
-                 overwrite: bool = False, kind: OutputKind = BUILD_OUTPUT) -> tuple[Path, dict | None]:
+def check_output(
+    root: Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    kind: OutputKind = BUILD_OUTPUT,
+) -> tuple[Path, dict | None]:
     """(OUT resolved, the record of the earlier output it holds or None) once OUT is safe to
     write: not SRC, inside it or around it; missing or empty; or a proven earlier output of
     this kind that the user asked to resume or replace. Else a one-line BalanceError."""
@@ -121,13 +137,21 @@ def check_output(root: Path, out: str | Path, *, resume: bool = False,
     if not out.exists() or not any(out.iterdir()):
         return out, None
     if not (resume or overwrite):
-        raise BalanceError(f"output folder exists and is not empty: {out} "
-                           "(--resume finishes an interrupted run, --overwrite replaces it)")
+        raise BalanceError(
+            f"output folder exists and is not empty: {out} "
+            "(--resume finishes an interrupted run, --overwrite replaces it)"
+        )
     return out, owned_record(out, kind)
 
 
-def prepare_folders(out: Path, items: list[Item], kind: OutputKind, record: dict,
-                    previous: dict | None, overwrite: bool) -> None:
+def prepare_folders(
+    out: Path,
+    items: list[Item],
+    kind: OutputKind,
+    record: dict,
+    previous: dict | None,
+    overwrite: bool,
+) -> None:
     """Under the lock: remove an earlier output when replacing it, write the run record
     before any image (so a killed run's folder is provably ours), make the folders and
     sweep the temporaries of an interrupted run."""
@@ -158,8 +182,16 @@ def sweep(out: Path, items: list[Item]) -> int:
     return removed
 
 
-def run_items(root: Path, out: Path, items: list[Item], workers: int, *, quality: int = 95,
-              link: bool = False, progress: bool = True) -> dict[str, tuple]:
+def run_items(
+    root: Path,
+    out: Path,
+    items: list[Item],
+    workers: int,
+    *,
+    quality: int = 95,
+    link: bool = False,
+    progress: bool = True,
+) -> dict[str, tuple]:
     """Make every item's file (those present are kept); {file_name: (params, sha256)}."""
     try:
         for folder in sorted({str(Path(it.file_name).parent) for it in items}):
@@ -188,13 +220,17 @@ def _source_changes(previous: dict, found: Scan) -> str:
     """What changed in SRC since an interrupted run started, in words."""
     since = previous.get("newest_source_mtime_ns") or 0
     changed = [im.path for ims in found.images.values() for im in ims if im.mtime_ns > since]
-    before = {label: c.get("before") for label, c in previous.get("counts", {}).items()
-              if isinstance(c, dict)}
+    before = {
+        label: c.get("before")
+        for label, c in previous.get("counts", {}).items()
+        if isinstance(c, dict)
+    }
     parts = []
     if changed:
         more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-        parts.append(f"{len(changed)} file(s) modified since it started: "
-                     f"{', '.join(changed[:5])}{more}")
+        parts.append(
+            f"{len(changed)} file(s) modified since it started: {', '.join(changed[:5])}{more}"
+        )
     for label in sorted(set(before) | set(found.images)):
         now = len(found.images.get(label, []))
         if before.get(label) != now:
@@ -217,19 +253,34 @@ def check_space(out: Path, needed: int, files: int) -> None:
     where = next(d for d in (out, *out.parents) if d.exists())
     free = shutil.disk_usage(where).free
     if needed > free:
-        raise BalanceError(f"the plan writes {files:,} files, about {needed / 2**30:.2f} GiB, but "
-                           f"{where} has {free / 2**30:.2f} GiB free (fewer copies, another disk, "
-                           "or --no-space-check to go on anyway)")
+        raise BalanceError(
+            f"the plan writes {files:,} files, about {needed / 2**30:.2f} GiB, but "
+            f"{where} has {free / 2**30:.2f} GiB free (fewer copies, another disk, "
+            "or --no-space-check to go on anyway)"
+        )
 
 
-def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
-          target: str | None = None, per_class: Mapping[str, int] | None = None,
-          transforms: str | Mapping[str, float | None] = PAPER_SET, seed: int = 0,
-          quality: int = 95, link: bool = False, workers: int | None = None,
-          resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-          progress: bool = True, backend: str = "loky", scheduler: str | None = None,
-          max_image_mb: int = imageio.MAX_IMAGE_BYTES >> 20,
-          space_check: bool = True) -> BuildResult:
+def build(
+    src: str | Path,
+    out: str | Path,
+    *,
+    nmin: int | None = None,
+    target: str | None = None,
+    per_class: Mapping[str, int] | None = None,
+    transforms: str | Mapping[str, float | None] = PAPER_SET,
+    seed: int = 0,
+    quality: int = 95,
+    link: bool = False,
+    workers: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: bool = True,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    max_image_mb: int = imageio.MAX_IMAGE_BYTES >> 20,
+    space_check: bool = True,
+) -> BuildResult:
     """Balance SRC into OUT (see ARCHITECTURE.md); BalanceError for every user error.
 
     Nothing is written until the source is scanned and the plan is made, so a bad
@@ -248,9 +299,18 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
     check_seed(seed)
     root = check_source(src)
     out, _ = check_output(root, out, resume=resume, overwrite=overwrite)
-    options = dict(nmin=nmin, target=target, per_class=per_class, chosen=chosen, seed=seed,
-                   quality=quality, link=link, max_bytes=max_image_mb << 20, progress=progress,
-                   space_check=space_check)
+    options = dict(
+        nmin=nmin,
+        target=target,
+        per_class=per_class,
+        chosen=chosen,
+        seed=seed,
+        quality=quality,
+        link=link,
+        max_bytes=max_image_mb << 20,
+        progress=progress,
+        space_check=space_check,
+    )
     with pool(backend, scheduler, workers) as p:
         p.check_shared(root, next(d for d in (out, *out.parents) if d.exists()))
         if dry_run:
@@ -259,30 +319,64 @@ def build(src: str | Path, out: str | Path, *, nmin: int | None = None,
             _, previous = check_output(root, out, resume=resume, overwrite=overwrite)
             result = _plan(root, out, p.workers, **options)
             _check_resume(previous, result, resume)
-            return _write(root, out, result, p.workers, previous, overwrite, quality, link,
-                          progress)
+            return _write(
+                root, out, result, p.workers, previous, overwrite, quality, link, progress
+            )
 
 
-def _plan(root, out, workers, *, nmin, target, per_class, chosen, seed, quality, link,
-          max_bytes, progress, space_check) -> BuildResult:
+def _plan(
+    root,
+    out,
+    workers,
+    *,
+    nmin,
+    target,
+    per_class,
+    chosen,
+    seed,
+    quality,
+    link,
+    max_bytes,
+    progress,
+    space_check,
+) -> BuildResult:
     found = scan(root, workers, progress, max_bytes=max_bytes)
     counts = found.counts()
     targets = class_targets(counts, nmin, target, per_class)
     files = sum(targets.values())
     needed = estimate_bytes(found, targets, link)
-    settings = {"source_digest": found.digest(), "nmin": nmin, "target": target,
-                "per_class": dict(sorted((per_class or {}).items())),
-                "transforms": chosen, "seed": seed, "quality": quality,
-                "max_image_mb": max_bytes >> 20}
+    settings = {
+        "source_digest": found.digest(),
+        "nmin": nmin,
+        "target": target,
+        "per_class": dict(sorted((per_class or {}).items())),
+        "transforms": chosen,
+        "seed": seed,
+        "quality": quality,
+        "max_image_mb": max_bytes >> 20,
+    }
     record = {
-        "tool": TOOL, "kind": "build", "version": __version__, "status": "running",
-        "source": str(root), "settings": settings,
+        "tool": TOOL,
+        "kind": "build",
+        "version": __version__,
+        "status": "running",
+        "source": str(root),
+        "settings": settings,
         "newest_source_mtime_ns": max(im.mtime_ns for ims in found.images.values() for im in ims),
-        "transforms": {n: {"magnitude": m, "summary": TRANSFORMS[n].summary}
-                       for n, m in chosen.items()},
-        "counts": {label: {"before": counts[label], "copies": targets[label] - counts[label],
-                           "after": targets[label]} for label in sorted(counts)},
-        "files": files, "estimated_bytes": needed, "empty_classes": found.empty,
+        "transforms": {
+            n: {"magnitude": m, "summary": TRANSFORMS[n].summary} for n, m in chosen.items()
+        },
+        "counts": {
+            label: {
+                "before": counts[label],
+                "copies": targets[label] - counts[label],
+                "after": targets[label],
+            }
+            for label in sorted(counts)
+        },
+        "files": files,
+        "estimated_bytes": needed,
+        "empty_classes": found.empty,
         "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
         "ignored": found.ignored,
     }
@@ -291,7 +385,9 @@ def _plan(root, out, workers, *, nmin, target, per_class, chosen, seed, quality,
         warnings.warn(message, ToolWarning, stacklevel=3)
     result = BuildResult(out, found, targets, [], record)
     if space_check:
-        present = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.exists() else 0
+        present = (
+            sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.exists() else 0
+        )
         check_space(out, needed - present, files)
     return result
 
@@ -301,22 +397,33 @@ def _check_resume(previous: dict | None, result: BuildResult, resume: bool) -> N
         return
     old, new = previous.get("settings"), result.record["settings"]
     if not isinstance(old, dict):
-        raise BalanceError(f"{RECORD} in {result.out} has no settings to resume from; "
-                           "use --overwrite to start again")
+        raise BalanceError(
+            f"{RECORD} in {result.out} has no settings to resume from; "
+            "use --overwrite to start again"
+        )
     if old.get("source_digest") != new["source_digest"]:
-        raise BalanceError("--resume: the source changed since the interrupted run ("
-                           + _source_changes(previous, result.scan) + "); resuming would mix "
-                           "old and new pixels: use --overwrite to start again")
+        raise BalanceError(
+            "--resume: the source changed since the interrupted run ("
+            + _source_changes(previous, result.scan)
+            + "); resuming would mix "
+            "old and new pixels: use --overwrite to start again"
+        )
     if old != new:
-        raise BalanceError("--resume with other settings than the interrupted run: "
-                           + _settings_differ(old, new))
+        raise BalanceError(
+            "--resume with other settings than the interrupted run: " + _settings_differ(old, new)
+        )
 
 
-def _write(root, out, result: BuildResult, workers, previous, overwrite, quality, link,
-           progress) -> BuildResult:
+def _write(
+    root, out, result: BuildResult, workers, previous, overwrite, quality, link, progress
+) -> BuildResult:
     record = result.record
-    items = make_plan(result.scan.images, result.targets, record["settings"]["transforms"],
-                      record["settings"]["seed"])
+    items = make_plan(
+        result.scan.images,
+        result.targets,
+        record["settings"]["transforms"],
+        record["settings"]["seed"],
+    )
     result.items = items
     prepare_folders(out, items, BUILD_OUTPUT, record, previous, overwrite)
     written = run_items(root, out, items, workers, quality=quality, link=link, progress=progress)

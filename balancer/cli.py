@@ -1,28 +1,39 @@
 """`balance`: the command line over the balancer library (the only module that parses options)."""
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from . import PAPER_SET
 from .cliutil import CONTEXT, report_skipped, run_app, version_option, warn
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings=CONTEXT)
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+)
 
 
 @app.callback()
-def _group(version: bool = typer.Option(False, "--version", callback=version_option("balance"),
-                                         is_eager=True, help="Print the version and exit.")) -> None:
+def _group(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=version_option("balance"),
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
     """Balance an imbalanced image class folder (SRC/<class>/*.jpg) by random over-sampling,
     one random transform per added copy."""
 
 
-def parse_per_class(values: List[str]) -> dict[str, int]:
+def parse_per_class(values: list[str]) -> dict[str, int]:
     """['anger=800', 'fear=700,joy=900'] -> {'anger': 800, ...}; typer.BadParameter if malformed."""
     out: dict[str, int] = {}
     for value in values:
@@ -40,31 +51,72 @@ def counts_table(counts: dict[str, dict]) -> str:
     for label, c in counts.items():
         lines.append(f"{label:<{width}}  {c['before']:>7}  {c['copies']:>7}  {c['after']:>7}")
     total = {k: sum(c[k] for c in counts.values()) for k in ("before", "copies", "after")}
-    lines.append(f"{'total':<{width}}  {total['before']:>7}  {total['copies']:>7}  {total['after']:>7}")
+    lines.append(
+        f"{'total':<{width}}  {total['before']:>7}  {total['copies']:>7}  {total['after']:>7}"
+    )
     return "\n".join(lines)
 
 
 @app.command("build")
 def build_cmd(
     src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder for the balanced data set."),
-    nmin: Optional[int] = typer.Option(None, help="Bring every class below N up to N (the paper's N_min)."),
-    target: Optional[str] = typer.Option(None, help="'majority': bring every class up to the largest."),
-    per_class: List[str] = typer.Option([], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable, or comma-separated)."),
-    transforms: str = typer.Option(PAPER_SET, help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'all' is every transform ('all,crop=160' overrides one). See `balance transforms`."),
-    seed: int = typer.Option(0, help="Seed for every random choice; the output depends only on SRC, options and seed."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="OUT", help="Output folder for the balanced data set."
+    ),
+    nmin: int | None = typer.Option(
+        None, help="Bring every class below N up to N (the paper's N_min)."
+    ),
+    target: str | None = typer.Option(
+        None, help="'majority': bring every class up to the largest."
+    ),
+    per_class: list[str] = typer.Option(
+        [],
+        "--per-class",
+        metavar="NAME=COUNT",
+        help="A count for one class (repeatable, or comma-separated).",
+    ),
+    transforms: str = typer.Option(
+        PAPER_SET,
+        help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'all' is every transform ('all,crop=160' overrides one). See `balance transforms`.",
+    ),
+    seed: int = typer.Option(
+        0, help="Seed for every random choice; the output depends only on SRC, options and seed."
+    ),
     quality: int = typer.Option(95, help="JPEG quality of generated copies."),
-    link: bool = typer.Option(False, "--link", help="Hard-link originals instead of copying them, where possible."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: all cores)."),
-    backend: str = typer.Option("loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."),
-    scheduler: Optional[str] = typer.Option(None, help="With --backend dask: the scheduler address (tcp://HOST:8786); without it a local cluster of --workers processes."),
-    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted build of OUT with the same options."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier balance output in OUT."),
+    link: bool = typer.Option(
+        False, "--link", help="Hard-link originals instead of copying them, where possible."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Worker processes (default: all cores)."
+    ),
+    backend: str = typer.Option(
+        "loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        help="With --backend dask: the scheduler address (tcp://HOST:8786); without it a local cluster of --workers processes.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Finish an interrupted build of OUT with the same options."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier balance output in OUT."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
-    max_image_mb: int = typer.Option(256, "--max-image-mb", help="Skip images whose decoded pixels would take more than this many MiB (width x height x channels x bytes per sample), read from the header before decoding."),
-    space_check: bool = typer.Option(True, "--space-check/--no-space-check", help="Refuse a plan that does not fit in the free disk space."),
+    max_image_mb: int = typer.Option(
+        256,
+        "--max-image-mb",
+        help="Skip images whose decoded pixels would take more than this many MiB (width x height x channels x bytes per sample), read from the header before decoding.",
+    ),
+    space_check: bool = typer.Option(
+        True,
+        "--space-check/--no-space-check",
+        help="Refuse a plan that does not fit in the free disk space.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run record (balance.json) on stdout."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run record (balance.json) on stdout."
+    ),
 ) -> None:
     """Balance SRC into OUT: one random transform per added copy.
 
@@ -78,11 +130,26 @@ def build_cmd(
     from .build import build
 
     try:
-        result = build(src, out, nmin=nmin, target=target, per_class=parse_per_class(per_class),
-                       transforms=transforms, seed=seed, quality=quality, link=link,
-                       workers=workers, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                       progress=not quiet, backend=backend, scheduler=scheduler,
-                       max_image_mb=max_image_mb, space_check=space_check)
+        result = build(
+            src,
+            out,
+            nmin=nmin,
+            target=target,
+            per_class=parse_per_class(per_class),
+            transforms=transforms,
+            seed=seed,
+            quality=quality,
+            link=link,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            progress=not quiet,
+            backend=backend,
+            scheduler=scheduler,
+            max_image_mb=max_image_mb,
+            space_check=space_check,
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command with --resume to finish", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -100,13 +167,26 @@ def build_cmd(
 
 @app.command("stats")
 def stats_cmd(
-    src: Path = typer.Argument(..., metavar="SRC", help="A source folder, or a balanced OUT (read through its manifest)."),
-    nmin: Optional[int] = typer.Option(None, help="Show the plan for bringing every class up to N."),
-    target: Optional[str] = typer.Option(None, help="'majority': show the plan for bringing every class up to the largest."),
-    per_class: List[str] = typer.Option([], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable)."),
-    transforms: str = typer.Option(PAPER_SET, help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes."),
-    plot: Optional[Path] = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes for checking images."),
+    src: Path = typer.Argument(
+        ..., metavar="SRC", help="A source folder, or a balanced OUT (read through its manifest)."
+    ),
+    nmin: int | None = typer.Option(
+        None, help="Show the plan for bringing every class up to N."
+    ),
+    target: str | None = typer.Option(
+        None, help="'majority': show the plan for bringing every class up to the largest."
+    ),
+    per_class: list[str] = typer.Option(
+        [], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable)."
+    ),
+    transforms: str = typer.Option(
+        PAPER_SET,
+        help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes.",
+    ),
+    plot: Path | None = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Worker processes for checking images."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
@@ -121,8 +201,15 @@ def stats_cmd(
     """
     from .stats import folder_stats, plot_counts
 
-    stats = folder_stats(src, nmin, target, parse_per_class(per_class), workers, progress=not quiet,
-                         transforms=transforms)
+    stats = folder_stats(
+        src,
+        nmin,
+        target,
+        parse_per_class(per_class),
+        workers,
+        progress=not quiet,
+        transforms=transforms,
+    )
     if plot:
         plot_counts(stats, plot)
     if as_json:
@@ -138,33 +225,57 @@ def stats_cmd(
 
 def stats_table(stats: dict) -> str:
     classes = stats["classes"]
-    cols = (["originals", "augmented", "count"] if stats["balanced_folder"]
-            else ["count", "copies", "after"] if "plan" in stats else ["count"])
+    cols = (
+        ["originals", "augmented", "count"]
+        if stats["balanced_folder"]
+        else ["count", "copies", "after"]
+        if "plan" in stats
+        else ["count"]
+    )
     width = max(5, *(len(c) for c in classes))
     lines = [f"{'class':<{width}}  " + "  ".join(f"{c:>9}" for c in cols)]
-    lines += [f"{label:<{width}}  " + "  ".join(f"{row[c]:>9}" for c in cols)
-              for label, row in classes.items()]
+    lines += [
+        f"{label:<{width}}  " + "  ".join(f"{row[c]:>9}" for c in cols)
+        for label, row in classes.items()
+    ]
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if stats["balanced_folder"]:
         ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
     lines.append(f"{stats['images']} images, imbalance ratio {ratio}")
     if "plan" in stats:
         plan = stats["plan"]
-        lines.append(f"plan: {plan['copies']} copies to write ({plan['after']} images after), "
-                     f"about {plan['estimated_bytes'] / 2**20:.1f} MiB")
+        lines.append(
+            f"plan: {plan['copies']} copies to write ({plan['after']} images after), "
+            f"about {plan['estimated_bytes'] / 2**20:.1f} MiB"
+        )
     return "\n".join(lines)
 
 
 @app.command("preview")
 def preview_cmd(
-    src: Path = typer.Argument(..., metavar="SRC", help="A source folder (or, with --from-manifest, a balanced OUT)."),
-    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."),
-    transforms: str = typer.Option(PAPER_SET, help="Transforms to show, NAME[=MAGNITUDE],... or 'all'."),
+    src: Path = typer.Argument(
+        ..., metavar="SRC", help="A source folder (or, with --from-manifest, a balanced OUT)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."
+    ),
+    transforms: str = typer.Option(
+        PAPER_SET, help="Transforms to show, NAME[=MAGNITUDE],... or 'all'."
+    ),
     n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
     seed: int = typer.Option(0, help="Which images and which draws."),
-    from_manifest: bool = typer.Option(False, "--from-manifest", help="Show generated copies of a balanced folder next to their original."),
-    resize: Optional[str] = typer.Option(None, help="Show every tile as `train --resize MODE` feeds it to the model: stretch, crop or pad."),
-    size: int = typer.Option(224, help="With --resize: the model's input side (train's --image-size)."),
+    from_manifest: bool = typer.Option(
+        False,
+        "--from-manifest",
+        help="Show generated copies of a balanced folder next to their original.",
+    ),
+    resize: str | None = typer.Option(
+        None,
+        help="Show every tile as `train --resize MODE` feeds it to the model: stretch, crop or pad.",
+    ),
+    size: int = typer.Option(
+        224, help="With --resize: the model's input side (train's --image-size)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
     """A contact sheet of the transforms on your images.
@@ -186,8 +297,9 @@ def preview_cmd(
     if from_manifest:
         rows, cols = preview_manifest(src, out, n=n, seed=seed, view=view)
     else:
-        rows, cols = preview_transforms(src, parse_transforms(transforms), out, n=n, seed=seed,
-                                        view=view)
+        rows, cols = preview_transforms(
+            src, parse_transforms(transforms), out, n=n, seed=seed, view=view
+        )
     if not quiet:
         print(f"wrote {out} ({rows} rows x {cols} tiles)")
 
@@ -195,14 +307,26 @@ def preview_cmd(
 @app.command("split")
 def split_cmd(
     src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="OUT",
+        help="Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json.",
+    ),
     test: float = typer.Option(0.2, help="Fraction of each class for OUT/test."),
     val: float = typer.Option(0.0, help="Fraction of each class for OUT/val (none by default)."),
     seed: int = typer.Option(0, help="Seed of the shuffle."),
-    link: bool = typer.Option(False, "--link", help="Hard-link instead of copying, where possible."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: all cores)."),
+    link: bool = typer.Option(
+        False, "--link", help="Hard-link instead of copying, where possible."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Worker processes (default: all cores)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in OUT."),
-    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted split of OUT with the same options."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Finish an interrupted split of OUT with the same options."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
@@ -216,13 +340,27 @@ def split_cmd(
     """
     from .split import split
 
-    result = split(src, out, test=test, val=val, seed=seed, link=link, workers=workers,
-                   overwrite=overwrite, progress=not quiet, resume=resume)
+    result = split(
+        src,
+        out,
+        test=test,
+        val=val,
+        seed=seed,
+        link=link,
+        workers=workers,
+        overwrite=overwrite,
+        progress=not quiet,
+        resume=resume,
+    )
     for message in result.warnings:
         warn(message)
     report_skipped([{"path": s.path, "reason": s.reason} for s in result.skipped], [])
     if as_json:
-        print(json.dumps({"out": str(result.out), "counts": result.counts}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"out": str(result.out), "counts": result.counts}, indent=2, ensure_ascii=False
+            )
+        )
     elif not quiet:
         width = max(5, *(len(c) for c in result.counts))
         print(f"{'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}")
@@ -233,9 +371,17 @@ def split_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    out: Path = typer.Argument(..., metavar="OUT", help="A balanced folder made by `balance build`."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes for decoding."),
-    replay: bool = typer.Option(False, "--replay", help="Also re-render every copy from its original, seed and params, and compare the bytes."),
+    out: Path = typer.Argument(
+        ..., metavar="OUT", help="A balanced folder made by `balance build`."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Worker processes for decoding."
+    ),
+    replay: bool = typer.Option(
+        False,
+        "--replay",
+        help="Also re-render every copy from its original, seed and params, and compare the bytes.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -263,8 +409,10 @@ def verify_cmd(
 
 
 @app.command("transforms")
-def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-                   quiet: bool = typer.Option(False, "--quiet", "-q", help="Names only.")) -> None:
+def transforms_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Names only."),
+) -> None:
     """List the transforms and their magnitudes.
 
     What each does, its default magnitude and how to override it.
@@ -275,8 +423,10 @@ def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as 
     """
     from .transforms import TRANSFORMS
 
-    info = {t.name: {"summary": t.summary, "default": t.default, "magnitude": t.magnitude}
-            for t in TRANSFORMS.values()}
+    info = {
+        t.name: {"summary": t.summary, "default": t.default, "magnitude": t.magnitude}
+        for t in TRANSFORMS.values()
+    }
     if as_json:
         print(json.dumps(info, indent=2))
         return
@@ -285,8 +435,10 @@ def transforms_cmd(as_json: bool = typer.Option(False, "--json", help="Print as 
         return
     for name, t in info.items():
         default = "-" if t["default"] is None else f"{t['default']:g}"
-        print(f"{name:<10} {t['summary']}\n{'':<10} magnitude: {t['magnitude']}; default {default}"
-              + ("" if t["default"] is None else f" (override: --transforms {name}=M)"))
+        print(
+            f"{name:<10} {t['summary']}\n{'':<10} magnitude: {t['magnitude']}; default {default}"
+            + ("" if t["default"] is None else f" (override: --transforms {name}=M)")
+        )
     print(f"\nthe paper's set: --transforms {PAPER_SET}")
 
 

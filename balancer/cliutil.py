@@ -1,4 +1,5 @@
 """What both command lines share: run a typer app so every user error is one line."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import typer.core
 
 from .errors import ToolWarning, UserError
 
-
 MAX_WARNINGS = 20
 CONTEXT = {"help_option_names": ["-h", "--help"]}  # typer/click settings both tools share
 
@@ -21,13 +21,15 @@ def _usage_name(self) -> str:
     return name + ("..." if self.nargs != 1 else "")
 
 
-if hasattr(getattr(typer, "core", None), "TyperArgument") and \
-        hasattr(typer.core.TyperArgument, "_usage_display_name"):
+if hasattr(getattr(typer, "core", None), "TyperArgument") and hasattr(
+    typer.core.TyperArgument, "_usage_display_name"
+):
     typer.core.TyperArgument._usage_display_name = _usage_name
 
 
 def version_option(tool: str):
     """A --version callback for a typer app: prints `<tool> <version>` and exits."""
+
     def show(value: bool) -> None:
         if value:
             from . import __version__

@@ -9,6 +9,7 @@ applied), as every EXIF-aware viewer and loader shows them.
 Import this module before anything else imports cv2: OpenCV reads its own pixel limit (a
 backstop for formats Pillow cannot parse) once, when it loads.
 """
+
 from __future__ import annotations
 
 import io
@@ -66,7 +67,7 @@ def jpeg_is_complete(data: bytes) -> bool:
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             i += 2
             continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
         if marker == 0xDA:
             return data.find(b"\xff\xd9", i + 2 + length) != -1
         i += 2 + length
@@ -95,10 +96,26 @@ class Header:
 
 
 # Pillow mode -> (channels, bytes per sample) of what OpenCV makes of it (conservative).
-_MODES = {"1": (1, 1), "L": (1, 1), "P": (4, 1), "LA": (4, 1), "PA": (4, 1), "RGB": (3, 1),
-          "RGBA": (4, 1), "RGBX": (4, 1), "CMYK": (4, 1), "YCbCr": (3, 1), "LAB": (3, 1),
-          "HSV": (3, 1), "I": (1, 4), "F": (1, 4), "I;16": (1, 2), "I;16L": (1, 2),
-          "I;16B": (1, 2), "I;16N": (1, 2)}
+_MODES = {
+    "1": (1, 1),
+    "L": (1, 1),
+    "P": (4, 1),
+    "LA": (4, 1),
+    "PA": (4, 1),
+    "RGB": (3, 1),
+    "RGBA": (4, 1),
+    "RGBX": (4, 1),
+    "CMYK": (4, 1),
+    "YCbCr": (3, 1),
+    "LAB": (3, 1),
+    "HSV": (3, 1),
+    "I": (1, 4),
+    "F": (1, 4),
+    "I;16": (1, 2),
+    "I;16L": (1, 2),
+    "I;16B": (1, 2),
+    "I;16N": (1, 2),
+}
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}  # IHDR colour type -> OpenCV channels
 
 
@@ -128,9 +145,15 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation tag, as PIL.ImageOps.exif_transpose does."""
     if orientation in (5, 6, 7, 8):
         image = image.swapaxes(0, 1)  # transpose: then flip to the four rotations/transposes
-    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1),) * 2,
-             4: (slice(None, None, -1),), 5: (), 6: (slice(None), slice(None, None, -1)),
-             7: (slice(None, None, -1),) * 2, 8: (slice(None, None, -1),)}.get(orientation, ())
+    flips = {
+        2: (slice(None), slice(None, None, -1)),
+        3: (slice(None, None, -1),) * 2,
+        4: (slice(None, None, -1),),
+        5: (),
+        6: (slice(None), slice(None, None, -1)),
+        7: (slice(None, None, -1),) * 2,
+        8: (slice(None, None, -1),),
+    }.get(orientation, ())
     return np.ascontiguousarray(image[flips]) if orientation != 1 else image
 
 
@@ -151,9 +174,11 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYT
         raise BadImage("truncated PNG (no IEND chunk)")
     header = read_header(data)
     if header is not None and header.decoded_bytes > max_bytes:
-        raise BadImage(f"too large to decode: {header.width}x{header.height} px would take "
-                       f"{header.decoded_bytes / 2**20:.0f} MiB, over the "
-                       f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)")
+        raise BadImage(
+            f"too large to decode: {header.width}x{header.height} px would take "
+            f"{header.decoded_bytes / 2**20:.0f} MiB, over the "
+            f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)"
+        )
     flags = cv2.IMREAD_REDUCED_GRAYSCALE_8 if check_only and fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -170,8 +195,10 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYT
     if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise BadImage(f"unsupported channel count {image.shape[2]}")
     if image.nbytes > max_bytes:  # a header Pillow could not read, or one that lied
-        raise BadImage(f"too large: {image.nbytes / 2**20:.0f} MiB decoded, over the "
-                       f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)")
+        raise BadImage(
+            f"too large: {image.nbytes / 2**20:.0f} MiB decoded, over the "
+            f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)"
+        )
     orientation = header.orientation if header else 1
     if not check_only:
         image = orient(image, orientation)

@@ -1,12 +1,13 @@
 """manifest.csv and balance.json: the record of a balanced folder (see ARCHITECTURE.md)."""
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .errors import BalanceError
 from .imageio import write_atomic
@@ -28,12 +29,18 @@ def manifest_rows(items: Iterable, written: dict[str, tuple[dict | None, str]]) 
     rows = []
     for it in items:
         drawn, sha256 = written.get(it.file_name, (None, ""))
-        rows.append({
-            "file_name": it.file_name, "label": it.label, "source": it.source,
-            "origin": it.origin, "augmentation": it.transform,
-            "params": "" if drawn is None else json.dumps(drawn, sort_keys=True),
-            "seed": "" if it.seed is None else it.seed, "sha256": sha256,
-        })
+        rows.append(
+            {
+                "file_name": it.file_name,
+                "label": it.label,
+                "source": it.source,
+                "origin": it.origin,
+                "augmentation": it.transform,
+                "params": "" if drawn is None else json.dumps(drawn, sort_keys=True),
+                "seed": "" if it.seed is None else it.seed,
+                "sha256": sha256,
+            }
+        )
     rows.sort(key=lambda r: r["file_name"])
     return rows
 

@@ -7,16 +7,17 @@ then only those entries are removed. A command holds an exclusive lock on its ou
 for as long as it runs (flock on the folder itself: the kernel drops it when the process
 dies, and no lock file is left behind).
 """
+
 from __future__ import annotations
 
 import errno
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import BalanceError as OutputError  # a UserError: one line, no traceback
 
@@ -46,11 +47,13 @@ def check_inputs(out: Path, inputs: dict[str, Path | None]) -> None:
         if out == path:
             raise OutputError(f"the output folder {out} is the {what}; choose another")
         if path in out.parents:
-            raise OutputError(f"the output folder {out} lies inside the {what} {path}; "
-                            "choose a folder outside it")
+            raise OutputError(
+                f"the output folder {out} lies inside the {what} {path}; choose a folder outside it"
+            )
         if out in path.parents:
-            raise OutputError(f"the output folder {out} contains the {what} {path}; "
-                            "choose a folder outside it")
+            raise OutputError(
+                f"the output folder {out} contains the {what} {path}; choose a folder outside it"
+            )
 
 
 def read_json_record(path: Path) -> dict:
@@ -58,11 +61,15 @@ def read_json_record(path: Path) -> dict:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise OutputError(f"{path} is not a readable record ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
-                        "nothing was changed") from None
+        raise OutputError(
+            f"{path} is not a readable record ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
+            "nothing was changed"
+        ) from None
     if not isinstance(data, dict):
-        raise OutputError(f"{path} is not a record of {TOOL} (not a JSON object); nothing was changed")
+        raise OutputError(
+            f"{path} is not a record of {TOOL} (not a JSON object); nothing was changed"
+        )
     return data
 
 
@@ -82,17 +89,22 @@ def owned_record(out: Path, kind: OutputKind) -> dict:
     """
     path = out / kind.record
     if not path.is_file() or path.is_symlink():
-        raise OutputError(f"{out} holds no {kind.record}: not a {kind.name}, so it is neither "
-                        "resumed nor replaced")
+        raise OutputError(
+            f"{out} holds no {kind.record}: not a {kind.name}, so it is neither "
+            "resumed nor replaced"
+        )
     record = read_json_record(path)
     if record.get("tool") != TOOL or record.get("kind") != kind.kind:
         found = f"{record.get('tool')!r}/{record.get('kind')!r}"
-        raise OutputError(f"{path} is not the record of a {kind.name} (tool/kind {found}); "
-                        "nothing was changed")
+        raise OutputError(
+            f"{path} is not the record of a {kind.name} (tool/kind {found}); nothing was changed"
+        )
     for entry in sorted(out.iterdir()):
         if not kind.holds(record, entry):
-            raise OutputError(f"{out} holds {entry.name!r}, which a {kind.name} never holds: "
-                            "move it away or choose another output folder; nothing was changed")
+            raise OutputError(
+                f"{out} holds {entry.name!r}, which a {kind.name} never holds: "
+                "move it away or choose another output folder; nothing was changed"
+            )
     return record
 
 
@@ -103,7 +115,9 @@ def clear(out: Path, kind: OutputKind, record: dict) -> None:
             continue
         if kind.holds(record, entry):
             remove(entry)
-    (out / kind.record).unlink(missing_ok=True)  # last: until then the folder is still provably ours
+    (out / kind.record).unlink(
+        missing_ok=True
+    )  # last: until then the folder is still provably ours
 
 
 def remove(entry: Path) -> None:
@@ -158,8 +172,9 @@ def locked(out: Path) -> Iterator[Path]:
                 raise
             pid = lock_holder(fd)
             who = f"process {pid}" if pid else "another process"
-            raise OutputError(f"{out} is in use by {who} (another command is writing it); "
-                            "wait for it to finish") from None
+            raise OutputError(
+                f"{out} is in use by {who} (another command is writing it); wait for it to finish"
+            ) from None
         try:
             yield out
         except BaseException:

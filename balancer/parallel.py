@@ -1,13 +1,15 @@
 """Chunked work on joblib's process pool, with a tqdm bar over items (not chunks)."""
+
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
@@ -32,8 +34,11 @@ def resolve_workers(workers: int | None) -> int:
     if workers < 1:
         raise BalanceError(f"--workers must be at least 1 (got {workers})")
     if workers > cores:
-        warnings.warn(f"--workers {workers} is more than the {cores} cores here; using {cores}",
-                      ToolWarning, stacklevel=2)
+        warnings.warn(
+            f"--workers {workers} is more than the {cores} cores here; using {cores}",
+            ToolWarning,
+            stacklevel=2,
+        )
         return cores
     return workers
 
@@ -41,7 +46,7 @@ def resolve_workers(workers: int | None) -> int:
 def chunked(items: Sequence, workers: int, largest: int = 64) -> list[Sequence]:
     """Chunks big enough to amortise the pool's overhead, small enough to balance load."""
     size = max(1, min(largest, math.ceil(len(items) / (max(1, workers) * 8))))
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 _REMOTE = False  # True while a Dask pool is open: workers are not this process's children
@@ -55,8 +60,13 @@ def _indexed(fn, index, chunk, guard=None):
     return index, fn(chunk)
 
 
-def run_chunks(fn: Callable[[Sequence], list], chunks: Sequence[Sequence], workers: int,
-               progress: bool = True, desc: str = "") -> Iterator[tuple[int, list]]:
+def run_chunks(
+    fn: Callable[[Sequence], list],
+    chunks: Sequence[Sequence],
+    workers: int,
+    progress: bool = True,
+    desc: str = "",
+) -> Iterator[tuple[int, list]]:
     """Yield (chunk index, fn(chunk)) as chunks finish, in any order.
 
     `fn` must be picklable (a module-level function or a functools.partial of one).
@@ -65,17 +75,18 @@ def run_chunks(fn: Callable[[Sequence], list], chunks: Sequence[Sequence], worke
     """
     total = sum(len(c) for c in chunks)
     guard = None if _REMOTE else os.getpid()
-    with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True,
-              leave=False) as bar:
+    with tqdm(
+        total=total, desc=desc, unit="img", disable=None if progress else True, leave=False
+    ) as bar:
         if workers <= 1 or len(chunks) <= 1:
             results = (_indexed(fn, i, c) for i, c in enumerate(chunks))
         else:
             results = Parallel(n_jobs=workers, return_as="generator_unordered", batch_size=1)(
-                delayed(_indexed)(fn, i, c, guard) for i, c in enumerate(chunks))
+                delayed(_indexed)(fn, i, c, guard) for i, c in enumerate(chunks)
+            )
         for index, result in results:
             bar.update(len(chunks[index]))
             yield index, result
-
 
 
 @dataclass
@@ -92,8 +103,10 @@ class Pool:
         seen = self.client.run(_missing, [str(p) for p in paths])
         for worker, missing in sorted(seen.items()):
             if missing:
-                raise BalanceError(f"Dask worker {worker} cannot see {missing[0]}: SRC and OUT must "
-                                   "be on storage every worker sees, at the same path")
+                raise BalanceError(
+                    f"Dask worker {worker} cannot see {missing[0]}: SRC and OUT must "
+                    "be on storage every worker sees, at the same path"
+                )
 
 
 def _missing(paths: list[str]) -> list[str]:
@@ -101,8 +114,9 @@ def _missing(paths: list[str]) -> list[str]:
 
 
 @contextmanager
-def pool(backend: str = "loky", scheduler: str | None = None,
-         workers: int | None = None) -> Iterator[Pool]:
+def pool(
+    backend: str = "loky", scheduler: str | None = None, workers: int | None = None
+) -> Iterator[Pool]:
     """Run joblib on `backend` inside the block: 'loky' (this machine's cores) or 'dask'
     (the cluster at `scheduler`, or a LocalCluster of `workers` processes)."""
     if backend == "loky":
@@ -115,16 +129,22 @@ def pool(backend: str = "loky", scheduler: str | None = None,
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise BalanceError("--backend dask needs the dask extra: "
-                           "pip install 'balanced-aug[dask]'") from None
+        raise BalanceError(
+            "--backend dask needs the dask extra: pip install 'balanced-aug[dask]'"
+        ) from None
     with ExitStack() as stack:
         try:
             if scheduler:
                 client = stack.enter_context(Client(scheduler, timeout="10s"))
             else:
-                cluster = stack.enter_context(LocalCluster(
-                    n_workers=resolve_workers(workers), threads_per_worker=1,
-                    processes=True, dashboard_address=None))
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=resolve_workers(workers),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                )
                 client = stack.enter_context(Client(cluster))
         except OSError as exc:
             raise BalanceError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None

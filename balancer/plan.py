@@ -4,13 +4,14 @@ A plan is a pure function of the source listing, the per-class targets, the tran
 the seed. Each class draws from its own generator (seeded by the run seed and the class
 name), so adding a class never changes another class's copies.
 """
+
 from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Mapping
 
 import numpy as np
 
@@ -51,9 +52,12 @@ def class_rng(seed: int, label: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
 
 
-def class_targets(counts: Mapping[str, int], nmin: int | None = None,
-                  target: str | None = None,
-                  per_class: Mapping[str, int] | None = None) -> dict[str, int]:
+def class_targets(
+    counts: Mapping[str, int],
+    nmin: int | None = None,
+    target: str | None = None,
+    per_class: Mapping[str, int] | None = None,
+) -> dict[str, int]:
     """Images per class after balancing; a class is never brought below what it has.
 
     nmin: every class up to at least N (the paper's N_min). target='majority': every
@@ -64,20 +68,24 @@ def class_targets(counts: Mapping[str, int], nmin: int | None = None,
     if nmin is not None and target is not None:
         raise BalanceError("give either --nmin or --target, not both")
     if nmin is None and target is None and not per_class:
-        raise BalanceError("say how many images per class: --nmin N, --target majority "
-                           "or --per-class NAME=N")
+        raise BalanceError(
+            "say how many images per class: --nmin N, --target majority or --per-class NAME=N"
+        )
     if nmin is not None and not 1 <= nmin <= MAX_PER_CLASS:
         raise BalanceError(f"--nmin must be between 1 and {MAX_PER_CLASS:,} (got {nmin})")
     if target is not None and target != "majority":
         raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
     unknown = sorted(set(per_class) - set(counts))
     if unknown:
-        raise BalanceError(f"--per-class names unknown class(es) {', '.join(unknown)}; "
-                           f"classes are {', '.join(counts)}")
+        raise BalanceError(
+            f"--per-class names unknown class(es) {', '.join(unknown)}; "
+            f"classes are {', '.join(counts)}"
+        )
     for label, n in per_class.items():
         if not 1 <= n <= MAX_PER_CLASS:
-            raise BalanceError(f"--per-class {label}={n}: a count must be between 1 and "
-                               f"{MAX_PER_CLASS:,}")
+            raise BalanceError(
+                f"--per-class {label}={n}: a count must be between 1 and {MAX_PER_CLASS:,}"
+            )
     base = max(counts.values()) if target == "majority" else (nmin or 0)
     return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}
 
@@ -100,7 +108,7 @@ def _stem(image: SourceImage) -> str:
     stem = "_".join(inner.parent.parts + (inner.stem,))
     if len(stem.encode("utf-8")) <= MAX_STEM_BYTES:
         return stem
-    head = stem.encode("utf-8")[:MAX_STEM_BYTES - 10].decode("utf-8", "ignore")
+    head = stem.encode("utf-8")[: MAX_STEM_BYTES - 10].decode("utf-8", "ignore")
     return f"{head}~{hashlib.sha1(image.path.encode('utf-8')).hexdigest()[:8]}"
 
 
@@ -109,8 +117,14 @@ def original_item(label: str, image: SourceImage, name: str) -> Item:
     when its format is not JPEG/PNG, or when it carries an EXIF rotation (written upright,
     so EXIF-aware and raw loaders see the same pixels as in its copies)."""
     copy = image.fmt in ("jpeg", "png") and image.orientation == 1
-    return Item(f"{label}/{name}", label, image.path, "original", "copy" if copy else "encode",
-                orientation=image.orientation)
+    return Item(
+        f"{label}/{name}",
+        label,
+        image.path,
+        "original",
+        "copy" if copy else "encode",
+        orientation=image.orientation,
+    )
 
 
 def _claim(stem: str, ext: str, taken: set[str]) -> str:
@@ -122,8 +136,13 @@ def _claim(stem: str, ext: str, taken: set[str]) -> str:
     return name
 
 
-def plan_class(label: str, images: list[SourceImage], target: int,
-               transforms: Mapping[str, float | None], seed: int) -> list[Item]:
+def plan_class(
+    label: str,
+    images: list[SourceImage],
+    target: int,
+    transforms: Mapping[str, float | None],
+    seed: int,
+) -> list[Item]:
     """Items for one class: every original, then target - n augmented copies."""
     rng = class_rng(seed, label)
     taken: set[str] = set()
@@ -148,15 +167,32 @@ def plan_class(label: str, images: list[SourceImage], target: int,
         image, tname = images[picks[j]], names[chosen[j]]
         stem, ext = stems[picks[j]]
         name = _claim(f"{stem}__aug{j:0{width}d}_{tname}", ext, taken)
-        items.append(Item(f"{label}/{name}", label, image.path, "augmented", "augment",
-                          tname, transforms[tname], int(seeds[j])))
+        items.append(
+            Item(
+                f"{label}/{name}",
+                label,
+                image.path,
+                "augmented",
+                "augment",
+                tname,
+                transforms[tname],
+                int(seeds[j]),
+            )
+        )
     return items
 
 
-def make_plan(images: Mapping[str, list[SourceImage]], targets: Mapping[str, int],
-              transforms: Mapping[str, float | None], seed: int) -> list[Item]:
+def make_plan(
+    images: Mapping[str, list[SourceImage]],
+    targets: Mapping[str, int],
+    transforms: Mapping[str, float | None],
+    seed: int,
+) -> list[Item]:
     """Every item of the balanced folder, classes in sorted order."""
     if not transforms:
         raise BalanceError("no transforms chosen")
-    return [item for label in sorted(images)
-            for item in plan_class(label, images[label], targets[label], transforms, seed)]
+    return [
+        item
+        for label in sorted(images)
+        for item in plan_class(label, images[label], targets[label], transforms, seed)
+    ]

@@ -1,4 +1,5 @@
 """matplotlib, headless: the one place both tools get pyplot from (no display needed)."""
+
 from __future__ import annotations
 
 

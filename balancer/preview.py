@@ -1,19 +1,20 @@
 """Contact sheets: source images beside each chosen transform, or copies beside their original."""
+
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from . import imageio
+from .errors import BalanceError, ToolWarning
 from .imageio import BadImage, cv2, load
 from .manifest import read_manifest
 from .scan import list_source
 from .square import RESIZE_MODES, to_square
-from .errors import BalanceError, ToolWarning
 from .transforms import TRANSFORMS, unsuited
 
 TILE = 168  # px per tile side
@@ -41,12 +42,16 @@ def tile(image: np.ndarray, caption: Sequence[str]) -> np.ndarray:
     h, w = image.shape[:2]
     scale = TILE / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    resized = cv2.resize(
+        image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    )
     out = np.full((TILE + TEXT_H, TILE, 3), 255, np.uint8)
     y0, x0 = (TILE - size[1]) // 2, (TILE - size[0]) // 2
-    out[y0:y0 + size[1], x0:x0 + size[0]] = resized
+    out[y0 : y0 + size[1], x0 : x0 + size[0]] = resized
     for i, line in enumerate(caption[:2]):
-        cv2.putText(out, _fit(line), (3, TILE + 12 + 13 * i), FONT, 0.36, (20, 20, 20), 1, cv2.LINE_AA)
+        cv2.putText(
+            out, _fit(line), (3, TILE + 12 + 13 * i), FONT, 0.36, (20, 20, 20), 1, cv2.LINE_AA
+        )
     return out
 
 
@@ -58,7 +63,9 @@ def _fit(text: str, width: int = TILE - 6) -> str:
 
 def describe_params(params: Mapping) -> str:
     """'degrees=-23.4 x=0.12' style: short enough to read under a tile."""
-    return " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
@@ -69,7 +76,7 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
     for i, row in enumerate(rows):
         for j, t in enumerate(row):
             y, x = gap + i * (th + gap), gap + j * (tw + gap)
-            out[y:y + th, x:x + tw] = t
+            out[y : y + th, x : x + tw] = t
     return out
 
 
@@ -118,8 +125,14 @@ def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarr
     return chosen
 
 
-def preview_transforms(src: str | Path, transforms: Mapping[str, float | None], out: str | Path,
-                       n: int = 4, seed: int = 0, view=as_stored) -> tuple[int, int]:
+def preview_transforms(
+    src: str | Path,
+    transforms: Mapping[str, float | None],
+    out: str | Path,
+    n: int = 4,
+    seed: int = 0,
+    view=as_stored,
+) -> tuple[int, int]:
     """Rows of: a source image, then each transform applied once. Returns (rows, columns).
 
     `view` (as_trained(...)) shows every tile as the trainer will see it."""
@@ -137,8 +150,9 @@ def preview_transforms(src: str | Path, transforms: Mapping[str, float | None], 
     return len(rows), 1 + len(transforms)
 
 
-def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: int = 5,
-                     seed: int = 0, view=as_stored) -> tuple[int, int]:
+def preview_manifest(
+    folder: str | Path, out: str | Path, n: int = 4, per_row: int = 5, seed: int = 0, view=as_stored
+) -> tuple[int, int]:
     """Rows of: an original of a balanced folder, then its generated copies (up to per_row)."""
     folder = Path(folder)
     m = read_manifest(folder)
@@ -156,8 +170,12 @@ def preview_manifest(folder: str | Path, out: str | Path, n: int = 4, per_row: i
         original = originals[source]
         row = [tile(view(load(folder / original).image), [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
-            row.append(tile(view(load(folder / r.file_name).image),
-                            [r.augmentation, describe_params(r.params)]))
+            row.append(
+                tile(
+                    view(load(folder / r.file_name).image),
+                    [r.augmentation, describe_params(r.params)],
+                )
+            )
         rows.append(row)
     _save(sheet(rows), out)
     return len(rows), max(len(r) for r in rows)

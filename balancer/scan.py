@@ -1,4 +1,5 @@
 """Find the classes and images of a class-folder data set; decide what is skipped and why."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,8 @@ from .parallel import chunked, resolve_workers, run_chunks
 # What OpenCV can decode; anything else in a class folder is reported, not read.
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .png .bmp .dib .gif .webp .tif .tiff .jp2 .pbm .pgm .ppm .pnm "
-    ".pxm .sr .ras .avif".split())
+    ".pxm .sr .ras .avif".split()
+)
 # Operating-system litter, ignored without a word (so are dot-files and dot-folders).
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 # Names of the tools' own records: a class folder of that name would collide with them.
@@ -58,8 +60,11 @@ class Scan:
         h = hashlib.sha256()
         for images in self.images.values():
             for im in images:
-                h.update(f"{im.path}\0{im.fmt}\0{im.size}\0{im.mtime_ns}\0{im.orientation}\n"
-                         .encode("utf-8", "surrogateescape"))
+                h.update(
+                    f"{im.path}\0{im.fmt}\0{im.size}\0{im.mtime_ns}\0{im.orientation}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                )
         return h.hexdigest()[:16]
 
 
@@ -85,7 +90,9 @@ def is_utf8(name: str) -> bool:
         return False
 
 
-def check_chunk(root: str, paths: list[str], max_bytes: int = imageio.MAX_IMAGE_BYTES) -> list[tuple]:
+def check_chunk(
+    root: str, paths: list[str], max_bytes: int = imageio.MAX_IMAGE_BYTES
+) -> list[tuple]:
     """For each path, ('ok', fmt, orientation, (width, height)) or ('bad', reason): every byte
     is decoded."""
     out = []
@@ -137,12 +144,16 @@ def _walk_class(listing: Listing, folder: Path, label: str) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        listing.skipped.append(Skipped(printable(rel_dir), f"unreadable folder ({exc.strerror or exc})"))
+        listing.skipped.append(
+            Skipped(printable(rel_dir), f"unreadable folder ({exc.strerror or exc})")
+        )
         return
     for entry in entries:
         rel = printable(f"{rel_dir}/{entry.name}")
         if is_hidden(entry.name):
-            listing.ignored += not entry.is_dir(follow_symlinks=False)  # hidden folders: not counted
+            listing.ignored += not entry.is_dir(
+                follow_symlinks=False
+            )  # hidden folders: not counted
         elif not is_utf8(entry.name):
             listing.skipped.append(Skipped(rel, "name is not valid UTF-8 (rename it)"))
         elif entry.is_symlink():
@@ -153,7 +164,8 @@ def _walk_class(listing: Listing, folder: Path, label: str) -> None:
             listing.skipped.append(Skipped(rel, "not a regular file (a FIFO, socket or device)"))
         elif Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
             listing.skipped.append(
-                Skipped(rel, f"not an image file extension ('{Path(entry.name).suffix}')"))
+                Skipped(rel, f"not an image file extension ('{Path(entry.name).suffix}')")
+            )
         else:
             st = entry.stat(follow_symlinks=False)
             listing.candidates.append((rel, label, st.st_size, st.st_mtime_ns))
@@ -185,8 +197,12 @@ def list_source(src: str | Path) -> Listing:
     return listing
 
 
-def scan(src: str | Path, workers: int | None = None, progress: bool = True,
-         max_bytes: int = imageio.MAX_IMAGE_BYTES) -> Scan:
+def scan(
+    src: str | Path,
+    workers: int | None = None,
+    progress: bool = True,
+    max_bytes: int = imageio.MAX_IMAGE_BYTES,
+) -> Scan:
     """Walk SRC/<class>/..., decode every candidate image, and sort out the bad ones.
 
     Raises BalanceError when SRC is missing or has fewer than two usable classes.
@@ -196,22 +212,30 @@ def scan(src: str | Path, workers: int | None = None, progress: bool = True,
     workers = resolve_workers(workers)
     verdicts: dict[str, tuple] = {}
     chunks = chunked([c[0] for c in candidates], workers)
-    for index, results in run_chunks(partial(check_chunk, str(root), max_bytes=max_bytes),
-                                     chunks, workers, progress, desc="checking"):
-        verdicts.update(zip(chunks[index], results))
+    for index, results in run_chunks(
+        partial(check_chunk, str(root), max_bytes=max_bytes),
+        chunks,
+        workers,
+        progress,
+        desc="checking",
+    ):
+        verdicts.update(zip(chunks[index], results, strict=False))
 
     images: dict[str, list[SourceImage]] = {label: [] for label in listing.class_dirs}
     for rel, label, size, mtime_ns in candidates:
         verdict = verdicts[rel]
         if verdict[0] == "ok":
-            images[label].append(SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2],
-                                             *verdict[3]))
+            images[label].append(
+                SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2], *verdict[3])
+            )
         else:
             skipped.append(Skipped(rel, verdict[1]))
     empty = [label for label, ims in images.items() if not ims]
     images = {label: ims for label, ims in images.items() if ims}
     if len(images) < 2:
-        raise BalanceError(f"{root} has {len(images)} class folder(s) with usable images; "
-                           "need at least 2 (expected SRC/<class>/<image files>)")
+        raise BalanceError(
+            f"{root} has {len(images)} class folder(s) with usable images; "
+            "need at least 2 (expected SRC/<class>/<image files>)"
+        )
     skipped.sort(key=lambda s: s.path)
     return Scan(root, images, skipped, empty, listing.ignored)

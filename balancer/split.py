@@ -1,4 +1,5 @@
 """Stratified train/val/test split of a source folder, so only the training part is balanced."""
+
 from __future__ import annotations
 
 import math
@@ -8,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .build import is_written, check_output, prepare_folders, run_items, sweep
+from .build import check_output, is_written, prepare_folders, run_items, sweep
 from .errors import BalanceError
 from .manifest import write_csv
 from .ownership import TOOL, OutputKind, files_only, locked, write_json
-from .plan import check_seed, class_rng, plan_class
 from .parallel import resolve_workers
+from .plan import check_seed, class_rng, plan_class
 from .scan import scan
 
 SPLIT_MANIFEST = "split.csv"
@@ -28,7 +29,8 @@ def _split_holds(record: dict, entry: Path) -> bool:
     if entry.name not in PARTS or entry.is_symlink() or not entry.is_dir():
         return False
     return isinstance(classes, dict) and all(
-        c.name in classes and files_only(c, is_written) for c in entry.iterdir())
+        c.name in classes and files_only(c, is_written) for c in entry.iterdir()
+    )
 
 
 SPLIT_OUTPUT = OutputKind("balance split output", SPLIT_RECORD, "split", _split_holds)
@@ -37,6 +39,7 @@ SPLIT_OUTPUT = OutputKind("balance split output", SPLIT_RECORD, "split", _split_
 def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
     """(train, val, test) sizes for a class of n: rounded shares, at least one in each asked-for
     part while there are images left; training keeps at least one, then test, then val."""
+
     def share(fraction: float, left: int) -> int:
         return 0 if fraction == 0 else min(left - 1, max(1, round(n * fraction)))
 
@@ -53,9 +56,18 @@ class SplitResult:
     skipped: list = field(default_factory=list)
 
 
-def split(src: str | Path, out: str | Path, test: float = 0.2, val: float = 0.0, seed: int = 0,
-          link: bool = False, workers: int | None = None, overwrite: bool = False,
-          progress: bool = True, resume: bool = False) -> SplitResult:
+def split(
+    src: str | Path,
+    out: str | Path,
+    test: float = 0.2,
+    val: float = 0.0,
+    seed: int = 0,
+    link: bool = False,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+) -> SplitResult:
     """Copy SRC into OUT/train, OUT/val (when val > 0) and OUT/test, stratified per class.
 
     Each class is shuffled with its own generator (seed, class name); a class too small for
@@ -64,10 +76,15 @@ def split(src: str | Path, out: str | Path, test: float = 0.2, val: float = 0.0,
     other formats (and photos with an EXIF rotation) are re-encoded. A killed split is
     finished with resume=True or replaced with overwrite=True.
     """
-    if not (math.isfinite(test) and math.isfinite(val)) or \
-            not 0 <= test < 1 or not 0 <= val < 1 or test + val >= 1:
-        raise BalanceError(f"--test and --val must be fractions with test + val < 1 "
-                           f"(got test={test}, val={val})")
+    if (
+        not (math.isfinite(test) and math.isfinite(val))
+        or not 0 <= test < 1
+        or not 0 <= val < 1
+        or test + val >= 1
+    ):
+        raise BalanceError(
+            f"--test and --val must be fractions with test + val < 1 (got test={test}, val={val})"
+        )
     if test == 0 and val == 0:
         raise BalanceError("nothing to split: give --test and/or --val")
     check_seed(seed)
@@ -75,18 +92,32 @@ def split(src: str | Path, out: str | Path, test: float = 0.2, val: float = 0.0,
     found = scan(src, workers, progress)
     out, _ = check_output(found.root, out, resume=resume, overwrite=overwrite, kind=SPLIT_OUTPUT)
     with locked(out):
-        _, previous = check_output(found.root, out, resume=resume, overwrite=overwrite,
-                                   kind=SPLIT_OUTPUT)
-        return _split(found, out, previous, test=test, val=val, seed=seed, link=link,
-                      workers=workers, overwrite=overwrite, progress=progress)
+        _, previous = check_output(
+            found.root, out, resume=resume, overwrite=overwrite, kind=SPLIT_OUTPUT
+        )
+        return _split(
+            found,
+            out,
+            previous,
+            test=test,
+            val=val,
+            seed=seed,
+            link=link,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
 
 
-def _split(found, out: Path, previous: dict | None, *, test, val, seed, link, workers,
-           overwrite, progress) -> SplitResult:
+def _split(
+    found, out: Path, previous: dict | None, *, test, val, seed, link, workers, overwrite, progress
+) -> SplitResult:
     settings = {"source_digest": found.digest(), "test": test, "val": val, "seed": seed}
     if previous is not None and not overwrite and previous.get("settings") != settings:
-        raise BalanceError(f"--resume: {out} holds a split of other settings or of a changed "
-                           "source; use --overwrite to start again")
+        raise BalanceError(
+            f"--resume: {out} holds a split of other settings or of a changed "
+            "source; use --overwrite to start again"
+        )
     result = SplitResult(out, {}, skipped=found.skipped)
     items, rows = [], []
     for label, images in found.images.items():
@@ -95,17 +126,32 @@ def _split(found, out: Path, previous: dict | None, *, test, val, seed, link, wo
         n_train, n_val, n_test = split_counts(len(images), test, val)
         result.counts[label] = {"train": n_train, "val": n_val, "test": n_test}
         if (test > 0 and n_test == 0) or (val > 0 and n_val == 0):
-            result.warnings.append(f"class '{label}' has {len(images)} image(s): too few to split "
-                                   f"(train {n_train}, val {n_val}, test {n_test})")
+            result.warnings.append(
+                f"class '{label}' has {len(images)} image(s): too few to split "
+                f"(train {n_train}, val {n_val}, test {n_test})"
+            )
         parts = np.repeat(["train", "val", "test"], [n_train, n_val, n_test])
         for part in ("train", "val", "test"):
-            chosen = [images[i] for i, p in zip(order, parts) if p == part]
+            chosen = [images[i] for i, p in zip(order, parts, strict=False) if p == part]
             for it in plan_class(label, chosen, len(chosen), {}, seed):
                 items.append(replace(it, file_name=f"{part}/{it.file_name}"))
-                rows.append({"file_name": f"{part}/{it.file_name}", "label": label,
-                             "source": it.source, "split": part})
-    record = {"tool": TOOL, "kind": "split", "version": __version__, "status": "running",
-              "source": str(found.root), "settings": settings, "counts": result.counts}
+                rows.append(
+                    {
+                        "file_name": f"{part}/{it.file_name}",
+                        "label": label,
+                        "source": it.source,
+                        "split": part,
+                    }
+                )
+    record = {
+        "tool": TOOL,
+        "kind": "split",
+        "version": __version__,
+        "status": "running",
+        "source": str(found.root),
+        "settings": settings,
+        "counts": result.counts,
+    }
     prepare_folders(out, items, SPLIT_OUTPUT, record, previous, overwrite)
     run_items(found.root, out, items, workers, link=link, progress=progress)
     sweep(out, items)

@@ -3,13 +3,18 @@
 The trainer's input pipeline and `balance preview --resize` share these functions, so a
 preview shows exactly the pixels a model trains on. OpenCV only (no TensorFlow).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .imageio import cv2
 
-RESIZE_MODES = ("stretch", "crop", "pad")  # Keras: default, crop_to_aspect_ratio, pad_to_aspect_ratio
+RESIZE_MODES = (
+    "stretch",
+    "crop",
+    "pad",
+)  # Keras: default, crop_to_aspect_ratio, pad_to_aspect_ratio
 
 
 def rgb8(image: np.ndarray) -> np.ndarray:
@@ -31,12 +36,12 @@ def to_square(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray
     if mode == "crop":
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
-        image = image[y:y + side, x:x + side]
+        image = image[y : y + side, x : x + side]
     if mode != "pad":
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     out = np.zeros((size, size) + image.shape[2:], image.dtype)
     y, x = (size - nh) // 2, (size - nw) // 2
-    out[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return out

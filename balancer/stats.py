@@ -1,9 +1,10 @@
 """Per-class counts, imbalance ratio and the plan's cost, for a source or a balanced folder."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .manifest import MANIFEST, read_manifest
 from .plan import class_targets
@@ -16,9 +17,15 @@ def imbalance_ratio(counts: Mapping[str, int]) -> float:
     return max(counts.values()) / max(1, min(counts.values()))
 
 
-def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None = None,
-                 per_class: Mapping[str, int] | None = None, workers: int | None = None,
-                 progress: bool = True, transforms: str | None = None) -> dict:
+def folder_stats(
+    folder: str | Path,
+    nmin: int | None = None,
+    target: str | None = None,
+    per_class: Mapping[str, int] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    transforms: str | None = None,
+) -> dict:
     """Counts per class and the imbalance ratio; with a target, the plan and its disk cost.
 
     A balanced folder (one with manifest.csv) is read through its manifest: originals and
@@ -28,24 +35,38 @@ def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None
     if (root / MANIFEST).is_file():
         m = read_manifest(root)
         table = m.groupby(["label", "origin"]).size().unstack(fill_value=0)
-        classes = {label: {"originals": int(row.get("original", 0)),
-                           "augmented": int(row.get("augmented", 0)),
-                           "count": int(row.get("original", 0) + row.get("augmented", 0))}
-                   for label, row in table.iterrows()}
-        return {"folder": str(root), "balanced_folder": True, "classes": classes,
-                "images": int(len(m)),
-                "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),
-                "originals_imbalance_ratio": imbalance_ratio(
-                    {k: v["originals"] for k, v in classes.items()})}
+        classes = {
+            label: {
+                "originals": int(row.get("original", 0)),
+                "augmented": int(row.get("augmented", 0)),
+                "count": int(row.get("original", 0) + row.get("augmented", 0)),
+            }
+            for label, row in table.iterrows()
+        }
+        return {
+            "folder": str(root),
+            "balanced_folder": True,
+            "classes": classes,
+            "images": int(len(m)),
+            "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),
+            "originals_imbalance_ratio": imbalance_ratio(
+                {k: v["originals"] for k, v in classes.items()}
+            ),
+        }
     found = scan(root, workers=workers, progress=progress)
     counts = found.counts()
-    result = {"folder": str(root), "balanced_folder": False,
-              "classes": {label: {"count": n} for label, n in counts.items()},
-              "images": sum(counts.values()), "imbalance_ratio": imbalance_ratio(counts),
-              "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
-              "empty_classes": found.empty,
-              "warnings": unsuited(parse_transforms(transforms), sizes_by_class(found))
-              if transforms else []}
+    result = {
+        "folder": str(root),
+        "balanced_folder": False,
+        "classes": {label: {"count": n} for label, n in counts.items()},
+        "images": sum(counts.values()),
+        "imbalance_ratio": imbalance_ratio(counts),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
+        "empty_classes": found.empty,
+        "warnings": unsuited(parse_transforms(transforms), sizes_by_class(found))
+        if transforms
+        else [],
+    }
     if nmin is not None or target is not None or per_class:
         targets = class_targets(counts, nmin, target, per_class)
         total_bytes = 0.0
@@ -54,10 +75,12 @@ def folder_stats(folder: str | Path, nmin: int | None = None, target: str | None
             copies = targets[label] - counts[label]
             result["classes"][label].update(copies=copies, after=targets[label])
             total_bytes += mean_size * copies
-        result["plan"] = {"copies": sum(targets.values()) - sum(counts.values()),
-                          "after": sum(targets.values()),
-                          "estimated_bytes": int(total_bytes),
-                          "imbalance_ratio_after": imbalance_ratio(targets)}
+        result["plan"] = {
+            "copies": sum(targets.values()) - sum(counts.values()),
+            "after": sum(targets.values()),
+            "estimated_bytes": int(total_bytes),
+            "imbalance_ratio_after": imbalance_ratio(targets),
+        }
     return result
 
 
@@ -81,7 +104,12 @@ def plot_counts(stats: dict, path: str | Path) -> None:
         ax.bar([i + 0.2 for i in x], [classes[c]["after"] for c in labels], 0.4, label="after")
     else:
         ax.bar(x, [classes[c]["count"] for c in labels], label="images")
-    ax.set_xticks(list(x), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    ax.set_xticks(
+        list(x),
+        labels,
+        rotation=45 if len(labels) > 8 else 0,
+        ha="right" if len(labels) > 8 else "center",
+    )
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if "plan" in stats:
         ratio += f" -> {stats['plan']['imbalance_ratio_after']:.1f}"
@@ -89,7 +117,9 @@ def plot_counts(stats: dict, path: str | Path) -> None:
         ratio = f"{stats['originals_imbalance_ratio']:.1f} (originals) -> {ratio}"
     ax.set(ylabel="images", title=f"{Path(stats['folder']).name}: imbalance ratio {ratio}")
     ax.margins(y=0.12)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside, not on, the bars
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0
+    )  # beside, not on, the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()

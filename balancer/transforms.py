@@ -7,17 +7,20 @@ its file exactly. Images are HxW or HxWxC (BGR or BGRA), uint8 or uint16; alpha 
 painted or blended away. Geometric transforms fill uncovered pixels by reflection, like
 Keras' preprocessing layers (``fill_mode="reflect"``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
-from . import imageio  # noqa: F401  (sets OpenCV's limits before cv2 loads)
 import cv2
 import numpy as np
 
-from . import PAPER_SET  # noqa: F401  (re-exported: the paper's chosen T)
+from . import (
+    PAPER_SET,  # noqa: F401  (re-exported: the paper's chosen T)
+    imageio,  # noqa: F401  (sets OpenCV's limits before cv2 loads)
+)
 from .errors import BalanceError
 
 Params = dict
@@ -31,8 +34,9 @@ def _color(image: np.ndarray) -> np.ndarray:
 
 def _warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
-    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def _center(shape: Shape) -> tuple[float, float]:
@@ -41,13 +45,14 @@ def _center(shape: Shape) -> tuple[float, float]:
 
 # -- apply: pure functions of (image, params) ---------------------------------------------
 
+
 def apply_blur(image, p):
     k = p["ksize"]
     return cv2.GaussianBlur(image, (k, k), 0)
 
 
 def apply_crop(image, p):
-    return image[p["y"]:p["y"] + p["height"], p["x"]:p["x"] + p["width"]].copy()
+    return image[p["y"] : p["y"] + p["height"], p["x"] : p["x"] + p["width"]].copy()
 
 
 _FLIP_CODES = {"horizontal": 1, "vertical": 0, "both": -1}
@@ -71,7 +76,7 @@ def apply_cutout(image, p):
     half = p["size"] // 2
     y0, x0 = max(0, p["y"] - half), max(0, p["x"] - half)
     y1, x1 = p["y"] - half + p["size"], p["x"] - half + p["size"]
-    _color(out)[y0:max(y0, y1), x0:max(x0, x1)] = (np.iinfo(image.dtype).max + 1) // 2
+    _color(out)[y0 : max(y0, y1), x0 : max(x0, x1)] = (np.iinfo(image.dtype).max + 1) // 2
     return out
 
 
@@ -147,9 +152,16 @@ def draw_crop(shape, rng, m):
     side = pixels(m, shape)
     ch, cw = min(side, h), min(side, w)
     if ch == h and cw == w and h * w > 1:  # the whole image: clamp to a real crop
-        ch, cw = max(1, min(h - 1, int(h * CLAMPED_CROP))), max(1, min(w - 1, int(w * CLAMPED_CROP)))
-    return {"x": int(rng.integers(0, w - cw + 1)), "y": int(rng.integers(0, h - ch + 1)),
-            "width": cw, "height": ch}
+        ch, cw = (
+            max(1, min(h - 1, int(h * CLAMPED_CROP))),
+            max(1, min(w - 1, int(w * CLAMPED_CROP))),
+        )
+    return {
+        "x": int(rng.integers(0, w - cw + 1)),
+        "y": int(rng.integers(0, h - ch + 1)),
+        "width": cw,
+        "height": ch,
+    }
 
 
 def draw_flip(shape, rng, m):
@@ -167,8 +179,11 @@ def draw_translate(shape, rng, m):
 
 def draw_cutout(shape, rng, m):
     h, w = shape[:2]
-    return {"size": int(rng.integers(1, pixels(m, shape) + 1)),
-            "x": int(rng.integers(0, w)), "y": int(rng.integers(0, h))}
+    return {
+        "size": int(rng.integers(1, pixels(m, shape) + 1)),
+        "x": int(rng.integers(0, w)),
+        "y": int(rng.integers(0, h)),
+    }
 
 
 def draw_factor(shape, rng, m):
@@ -180,6 +195,7 @@ def draw_zoom(shape, rng, m):
 
 
 # -- the registry ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Transform:
@@ -195,8 +211,9 @@ class Transform:
     odd: bool = False
     fraction: bool = False  # also takes a fraction in (0, 1) of the image's shorter side
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator,
-                 magnitude: float | None = None) -> tuple[np.ndarray, Params]:
+    def __call__(
+        self, image: np.ndarray, rng: np.random.Generator, magnitude: float | None = None
+    ) -> tuple[np.ndarray, Params]:
         m = self.default if magnitude is None else magnitude
         params = self.draw(image.shape, rng, m)
         return self.apply(image, params), params
@@ -208,51 +225,122 @@ class Transform:
         if self.default is None:
             raise BalanceError(f"transform '{self.name}' takes no magnitude (got {magnitude:g})")
         if not math.isfinite(magnitude):
-            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} is not a finite "
-                               f"number ({self.magnitude})")
+            raise BalanceError(
+                f"bad magnitude for '{self.name}': {magnitude:g} is not a finite "
+                f"number ({self.magnitude})"
+            )
         if self.fraction and 0 < magnitude < 1:
             return float(magnitude)
-        bad = (magnitude < self.low if self.integer else magnitude <= self.low) or magnitude > self.high
+        bad = (
+            magnitude < self.low if self.integer else magnitude <= self.low
+        ) or magnitude > self.high
         if self.integer and magnitude != int(magnitude):
             bad = True
         if self.odd and int(magnitude) % 2 == 0:
             bad = True
         if bad:
-            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} "
-                               f"({self.magnitude})")
+            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} ({self.magnitude})")
         return int(magnitude) if self.integer else float(magnitude)
 
 
-TRANSFORMS: dict[str, Transform] = {t.name: t for t in [
-    Transform("blur", "Gaussian blur", 7, "largest odd kernel size; kernel drawn from 3..m",
-              draw_blur, apply_blur, low=3, high=99, integer=True, odd=True),
-    Transform("crop", "random crop to a square target size (a smaller side is kept whole)",
-              200, "target side: px, or a fraction (< 1) of the shorter side", draw_crop,
-              apply_crop, low=1, high=100_000, integer=True, fraction=True),
-    Transform("flip", "flip horizontally, vertically or both", None, "none",
-              draw_flip, apply_flip),
-    Transform("rotate", "rotate by a fraction of a full turn, reflect fill", 0.125,
-              "largest fraction of 2*pi, in (0, 0.5]", draw_rotate, apply_rotate, high=0.5),
-    Transform("translate", "shift by a fraction of width and height, reflect fill", 0.3,
-              "largest shift fraction per axis, in (0, 1)", draw_translate, apply_translate,
-              high=0.99),
-    Transform("cutout", "one mid-gray square patch (DeVries & Taylor 2017)", 70,
-              "largest patch side: px, or a fraction (< 1) of the shorter side", draw_cutout,
-              apply_cutout, low=1, high=100_000, integer=True, fraction=True),
-    Transform("contrast", "(x - mean) * factor + mean, per channel", 0.3,
-              "largest change of the factor around 1, in (0, 1)", draw_factor,
-              apply_contrast, high=0.99),
-    Transform("height", "resize the height by a factor", 0.3,
-              "largest change of the factor around 1, in (0, 1)", draw_factor, apply_height,
-              high=0.99),
-    Transform("width", "resize the width by a factor", 0.3,
-              "largest change of the factor around 1, in (0, 1)", draw_factor, apply_width,
-              high=0.99),
-    Transform("zoom", "zoom in or out around the centre, same size, reflect fill", 0.3,
-              "largest zoom fraction, in (0, 1); positive zooms out", draw_zoom, apply_zoom,
-              high=0.99),
-]}
-
+TRANSFORMS: dict[str, Transform] = {
+    t.name: t
+    for t in [
+        Transform(
+            "blur",
+            "Gaussian blur",
+            7,
+            "largest odd kernel size; kernel drawn from 3..m",
+            draw_blur,
+            apply_blur,
+            low=3,
+            high=99,
+            integer=True,
+            odd=True,
+        ),
+        Transform(
+            "crop",
+            "random crop to a square target size (a smaller side is kept whole)",
+            200,
+            "target side: px, or a fraction (< 1) of the shorter side",
+            draw_crop,
+            apply_crop,
+            low=1,
+            high=100_000,
+            integer=True,
+            fraction=True,
+        ),
+        Transform(
+            "flip", "flip horizontally, vertically or both", None, "none", draw_flip, apply_flip
+        ),
+        Transform(
+            "rotate",
+            "rotate by a fraction of a full turn, reflect fill",
+            0.125,
+            "largest fraction of 2*pi, in (0, 0.5]",
+            draw_rotate,
+            apply_rotate,
+            high=0.5,
+        ),
+        Transform(
+            "translate",
+            "shift by a fraction of width and height, reflect fill",
+            0.3,
+            "largest shift fraction per axis, in (0, 1)",
+            draw_translate,
+            apply_translate,
+            high=0.99,
+        ),
+        Transform(
+            "cutout",
+            "one mid-gray square patch (DeVries & Taylor 2017)",
+            70,
+            "largest patch side: px, or a fraction (< 1) of the shorter side",
+            draw_cutout,
+            apply_cutout,
+            low=1,
+            high=100_000,
+            integer=True,
+            fraction=True,
+        ),
+        Transform(
+            "contrast",
+            "(x - mean) * factor + mean, per channel",
+            0.3,
+            "largest change of the factor around 1, in (0, 1)",
+            draw_factor,
+            apply_contrast,
+            high=0.99,
+        ),
+        Transform(
+            "height",
+            "resize the height by a factor",
+            0.3,
+            "largest change of the factor around 1, in (0, 1)",
+            draw_factor,
+            apply_height,
+            high=0.99,
+        ),
+        Transform(
+            "width",
+            "resize the width by a factor",
+            0.3,
+            "largest change of the factor around 1, in (0, 1)",
+            draw_factor,
+            apply_width,
+            high=0.99,
+        ),
+        Transform(
+            "zoom",
+            "zoom in or out around the centre, same size, reflect fill",
+            0.3,
+            "largest zoom fraction, in (0, 1); positive zooms out",
+            draw_zoom,
+            apply_zoom,
+            high=0.99,
+        ),
+    ]
+}
 
 
 def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
@@ -269,7 +357,9 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     if not items:
         raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
     everything = "all" in items
-    chosen: dict[str, float | None] = {n: t.default for n, t in TRANSFORMS.items()} if everything else {}
+    chosen: dict[str, float | None] = (
+        {n: t.default for n, t in TRANSFORMS.items()} if everything else {}
+    )
     given: set[str] = set()
     for item in items:
         if item == "all":
@@ -303,24 +393,33 @@ def replay(image: np.ndarray, name: str, params: Params | str) -> np.ndarray:
     return TRANSFORMS[name].apply(image, params)
 
 
-def unsuited(transforms: dict[str, float | None],
-             sizes: dict[str, list[tuple[int, int]]]) -> list[str]:
+def unsuited(
+    transforms: dict[str, float | None], sizes: dict[str, list[tuple[int, int]]]
+) -> list[str]:
     """Warnings, with counts per class, for magnitudes that do not suit these image sizes
     ((width, height) per class): a crop as large as the image (it is clamped to a 90 % crop)
     and a cutout that can cover more than half of it. A class named "" is not named."""
     checks = {
-        "crop": ("is as large as the image", "copies get a 90 % crop instead; try crop=0.8",
-                 lambda side, w, h: side >= min(w, h)),
-        "cutout": ("can cover more than half of the image", "try cutout=0.25",
-                   lambda side, w, h: side * side > 0.5 * w * h),
+        "crop": (
+            "is as large as the image",
+            "copies get a 90 % crop instead; try crop=0.8",
+            lambda side, w, h: side >= min(w, h),
+        ),
+        "cutout": (
+            "can cover more than half of the image",
+            "try cutout=0.25",
+            lambda side, w, h: side * side > 0.5 * w * h,
+        ),
     }
     found = []
     for name, (what, hint, bad) in checks.items():
         if name not in transforms:
             continue
         m = TRANSFORMS[name].default if transforms[name] is None else transforms[name]
-        per_class = {label: sum(bad(pixels(m, (h, w)), w, h) for w, h in dims)
-                     for label, dims in sizes.items()}
+        per_class = {
+            label: sum(bad(pixels(m, (h, w)), w, h) for w, h in dims)
+            for label, dims in sizes.items()
+        }
         total, images = sum(per_class.values()), sum(len(d) for d in sizes.values())
         if total:
             counts = ", ".join(f"{label} {n}" for label, n in per_class.items() if n and label)

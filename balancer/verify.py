@@ -6,6 +6,7 @@ manifest records every file's sha256 and balance.json the manifest's, so a flipp
 two swapped copies or an edited row are found; `replay=True` also re-renders every copy
 from its original, its seed and its parameters and compares the bytes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,9 @@ from .scan import IMAGE_EXTENSIONS, printable
 from .transforms import TRANSFORMS
 
 
-def verify(folder: str | Path, workers: int | None = None, progress: bool = True,
-           replay: bool = False) -> dict:
+def verify(
+    folder: str | Path, workers: int | None = None, progress: bool = True, replay: bool = False
+) -> dict:
     """{'ok', 'problems', 'files', 'classes'}: records, manifest <-> files, labels, counts,
     checksums, decoding, nothing a loader would misread; with replay, every copy's bytes."""
     root = Path(folder)
@@ -64,7 +66,8 @@ def _read_record(root: Path, problems: list[str]) -> dict | None:
         problems.append(str(exc).replace("; nothing was changed", ""))
         return None
     if not isinstance(record.get("counts"), dict) or not all(
-            isinstance(c, dict) and isinstance(c.get("after"), int) for c in record["counts"].values()):
+        isinstance(c, dict) and isinstance(c.get("after"), int) for c in record["counts"].values()
+    ):
         problems.append(f"{RECORD} has no per-class counts (its 'counts' is malformed)")
         return None
     return record
@@ -141,24 +144,30 @@ def _match(m, files: list[str], problems: list[str]) -> None:
 
 def _against_record(root: Path, record: dict, counts: dict, problems: list[str]) -> None:
     if record.get("status") != "complete":
-        problems.append(f"{RECORD} says the build is '{record.get('status')}', not complete "
-                        "(run the build again with --resume)")
+        problems.append(
+            f"{RECORD} says the build is '{record.get('status')}', not complete "
+            "(run the build again with --resume)"
+        )
     expected = {label: c["after"] for label, c in record["counts"].items()}
     for label in sorted(set(counts) | set(expected)):
         if counts.get(label, 0) != expected.get(label, 0):
-            problems.append(f"class '{label}': manifest has {counts.get(label, 0)} images, "
-                            f"{RECORD} says {expected.get(label, 0)}")
+            problems.append(
+                f"class '{label}': manifest has {counts.get(label, 0)} images, "
+                f"{RECORD} says {expected.get(label, 0)}"
+            )
     digest = record.get("manifest_sha256")
     if digest and hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest() != digest:
-        problems.append(f"{MANIFEST} was edited after the build (its sha256 is not the one "
-                        f"{RECORD} records)")
+        problems.append(
+            f"{MANIFEST} was edited after the build (its sha256 is not the one {RECORD} records)"
+        )
 
 
 def _check_contents(root: Path, rows, workers: int, progress: bool, problems: list[str]) -> None:
-    tasks = sorted(zip(rows.file_name, rows.sha256))
+    tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
     chunks = chunked(tasks, workers)
-    for _, found in run_chunks(partial(_content_chunk, str(root)), chunks, workers, progress,
-                               desc="checking"):
+    for _, found in run_chunks(
+        partial(_content_chunk, str(root)), chunks, workers, progress, desc="checking"
+    ):
         problems += found
 
 
@@ -177,16 +186,24 @@ def _content_chunk(root: str, tasks: list[tuple[str, str]]) -> list[str]:
     return found
 
 
-def _check_replay(root: Path, record: dict, m, workers: int, progress: bool,
-                  problems: list[str]) -> None:
+def _check_replay(
+    root: Path, record: dict, m, workers: int, progress: bool, problems: list[str]
+) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
     settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-    originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"]))
+    originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=False))
     copies = m[m.origin == "augmented"].sort_values(["source", "file_name"])
-    tasks = [(r.file_name, r.source, originals.get(r.source, ""), r.augmentation, r.params, r.seed)
-             for r in copies.itertuples()]
-    job = partial(_replay_chunk, str(root), str(record.get("source", "")),
-                  settings.get("transforms") or {}, int(settings.get("quality") or 95))
+    tasks = [
+        (r.file_name, r.source, originals.get(r.source, ""), r.augmentation, r.params, r.seed)
+        for r in copies.itertuples()
+    ]
+    job = partial(
+        _replay_chunk,
+        str(root),
+        str(record.get("source", "")),
+        settings.get("transforms") or {},
+        int(settings.get("quality") or 95),
+    )
     for _, found in run_chunks(job, chunked(tasks, workers), workers, progress, desc="replaying"):
         problems += found
 
@@ -198,8 +215,10 @@ def _replay_chunk(root: str, src: str, magnitudes: dict, quality: int, tasks: li
             cache = (source, _original_pixels(Path(src, source), Path(root, original)))
         image = cache[1]
         if image is None:
-            found.append(f"cannot replay {rel}: its original {source} is neither in the source "
-                         f"folder nor in {MANIFEST}")
+            found.append(
+                f"cannot replay {rel}: its original {source} is neither in the source "
+                f"folder nor in {MANIFEST}"
+            )
             continue
         problem = _replay_one(Path(root, rel), image, name, params, seed, magnitudes, quality)
         if problem:
@@ -217,8 +236,9 @@ def _original_pixels(in_src: Path, in_out: Path):
     return None
 
 
-def _replay_one(path: Path, image, name: str, params: str, seed: str, magnitudes: dict,
-                quality: int) -> str | None:
+def _replay_one(
+    path: Path, image, name: str, params: str, seed: str, magnitudes: dict, quality: int
+) -> str | None:
     transform = TRANSFORMS.get(name)
     if transform is None:
         return f"unknown transform '{name}' in {MANIFEST}"

@@ -12,6 +12,7 @@ Every figure is copies written per second, measured here and now; the ratios are
   of copies. It saves with PIL's default JPEG quality (75), so `balance build --quality 75`
   is timed too for a like-for-like row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,10 +65,12 @@ def timed(cmd: list[str], out: Path | None = None, repeat: int = 1) -> float:
 
 
 def augmentor_seconds(root: Path, out: Path, n: int) -> float:
-    code = ("import sys, Augmentor\n"
-            "p = Augmentor.Pipeline(sys.argv[1], output_directory=sys.argv[2])\n"
-            "p.rotate_without_crop(probability=1.0, max_left_rotation=45, max_right_rotation=45)\n"
-            "p.sample(int(sys.argv[3]), multi_threaded=True)\n")
+    code = (
+        "import sys, Augmentor\n"
+        "p = Augmentor.Pipeline(sys.argv[1], output_directory=sys.argv[2])\n"
+        "p.rotate_without_crop(probability=1.0, max_left_rotation=45, max_right_rotation=45)\n"
+        "p.sample(int(sys.argv[3]), multi_threaded=True)\n"
+    )
     return timed([sys.executable, "-c", code, str(root), str(out), str(n)])
 
 
@@ -82,19 +85,33 @@ def main() -> None:
     root = make_corpus(args.corpus)
     n = copies_needed(root, NMIN)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    balance = [str(Path(sys.executable).with_name("balance")), "build", str(root), "--nmin",
-               str(NMIN), "--transforms", "rotate", "--quiet"]
+    balance = [
+        str(Path(sys.executable).with_name("balance")),
+        "build",
+        str(root),
+        "--nmin",
+        str(NMIN),
+        "--transforms",
+        "rotate",
+        "--quiet",
+    ]
     rows = {}
     try:
-        rows["floor, 1 process"] = max(floor_rate(root, work / "floor", args.floor_sample, 95)
-                                       for _ in range(args.repeat))
+        rows["floor, 1 process"] = max(
+            floor_rate(root, work / "floor", args.floor_sample, 95) for _ in range(args.repeat)
+        )
         rows[f"floor x {cores} cores"] = rows["floor, 1 process"] * cores
         out = work / "out"
-        rows[f"balance build, {cores} workers"] = n / timed(balance + ["--out", str(out)], out, args.repeat)
+        rows[f"balance build, {cores} workers"] = n / timed(
+            balance + ["--out", str(out)], out, args.repeat
+        )
         if not args.skip_augmentor:
             rows["balance build --quality 75"] = n / timed(
-                balance + ["--quality", "75", "--out", str(out)], out, args.repeat)
-            rows["Augmentor (JPEG q75, threads)"] = n / augmentor_seconds(root.resolve(), work / "aug", n)
+                balance + ["--quality", "75", "--out", str(out)], out, args.repeat
+            )
+            rows["Augmentor (JPEG q75, threads)"] = n / augmentor_seconds(
+                root.resolve(), work / "aug", n
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -6,6 +6,7 @@ compare classes and counts with its manifest (Keras is checked in tests/test_loa
 
 Not part of the test suite: torchvision alone is several GB.
 """
+
 import collections
 import csv
 import sys
@@ -19,13 +20,17 @@ def main(out: str) -> None:
         want = collections.Counter(row["label"] for row in csv.DictReader(f))
     tv = ImageFolder(out)
     got = collections.Counter(tv.classes[t] for t in tv.targets)
-    print(f"torchvision ImageFolder: classes match {tv.classes == sorted(want)}, "
-          f"counts match {got == want} ({len(tv)} images)")
+    print(
+        f"torchvision ImageFolder: classes match {tv.classes == sorted(want)}, "
+        f"counts match {got == want} ({len(tv)} images)"
+    )
     hf = datasets.load_dataset("imagefolder", data_dir=out, split="train")
     names = hf.features["label"].names
     got = collections.Counter(names[i] for i in hf["label"])
-    print(f"Hugging Face imagefolder: classes match {names == sorted(want)}, "
-          f"counts match {got == want} ({len(hf)} images), columns {hf.column_names}")
+    print(
+        f"Hugging Face imagefolder: classes match {names == sorted(want)}, "
+        f"counts match {got == want} ({len(hf)} images), columns {hf.column_names}"
+    )
 
 
 if __name__ == "__main__":

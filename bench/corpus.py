@@ -3,6 +3,7 @@
 Photo-like: smooth multi-scale noise with colour gradients and a few sharp-edged shapes, so
 JPEG decode/encode costs what it costs on real photos (flat synthetic images are far cheaper).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,9 @@ SIZES = [600, 350, 200, 120, 70, 40, 25, 15]  # 1,420 images, imbalance ratio 40
 def photo(rng: np.random.Generator, h: int = 375, w: int = 500) -> np.ndarray:
     img = np.zeros((h, w, 3), np.float32)
     for octave, weight in ((4, 0.5), (16, 0.25), (64, 0.15), (250, 0.1)):
-        small = rng.random((max(2, h * octave // 500), max(2, w * octave // 500), 3), dtype=np.float32)
+        small = rng.random(
+            (max(2, h * octave // 500), max(2, w * octave // 500), 3), dtype=np.float32
+        )
         img += weight * cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     for _ in range(rng.integers(3, 8)):
         color = rng.random(3).tolist()

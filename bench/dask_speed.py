@@ -7,6 +7,7 @@ Same corpus, options and worker count (one process per core); the LocalCluster i
 before timing, as a long-lived cluster would be. Prints copies/s and the ratio; the two
 outputs are compared byte for byte.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from balancer import build  # noqa: E402
-from bench.corpus import make_corpus  # noqa: E402
 from bench.balance_speed import NMIN, copies_needed  # noqa: E402
+from bench.corpus import make_corpus  # noqa: E402
 
 
 def best_seconds(run, out: Path, repeat: int = 2) -> float:
@@ -42,13 +43,20 @@ def main() -> None:
     options = dict(nmin=NMIN, transforms="rotate", progress=False)
     try:
         loky = best_seconds(lambda out: build(root, out, workers=cores, **options), work / "loky")
-        with LocalCluster(n_workers=cores, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
-            dask = best_seconds(lambda out: build(root, out, backend="dask",
-                                                  scheduler=cluster.scheduler_address, **options),
-                                work / "dask")
-        same = all((work / "dask" / p.relative_to(work / "loky")).read_bytes() == p.read_bytes()
-                   for p in (work / "loky").rglob("*") if p.is_file())
+        with LocalCluster(
+            n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            dask = best_seconds(
+                lambda out: build(
+                    root, out, backend="dask", scheduler=cluster.scheduler_address, **options
+                ),
+                work / "dask",
+            )
+        same = all(
+            (work / "dask" / p.relative_to(work / "loky")).read_bytes() == p.read_bytes()
+            for p in (work / "loky").rglob("*")
+            if p.is_file()
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{n} copies (rotate), {cores} worker processes each")

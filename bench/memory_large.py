@@ -5,6 +5,7 @@ balancer accepts), applies the transform and encodes the result, as a build's wo
 Printed: the process's peak RSS as a multiple of the image's decoded size, so that
 `--max-image-mb` bounds a worker's memory. Run: .venv/bin/python bench/memory_large.py [MiB]
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -41,11 +42,17 @@ def main(mib: int = 128) -> None:
         print(f"{side}x{side} 16-bit RGBA PNG: {image.nbytes / 2**20:.0f} MiB decoded")
         print(f"{'transform':<10}  {'peak RSS':>9}  {'over idle':>9}  {'/ image':>7}")
         for name in TRANSFORMS:
-            out = subprocess.run([sys.executable, "-c", WORKER, name, str(path)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", WORKER, name, str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             idle, peak, nbytes = map(int, out.split())
             grown = (peak - idle) * 1024
-            print(f"{name:<10}  {peak / 1024:>7.0f}MB  {grown / 2**20:>7.0f}MB  {grown / nbytes:>6.2f}x")
+            print(
+                f"{name:<10}  {peak / 1024:>7.0f}MB  {grown / 2**20:>7.0f}MB  {grown / nbytes:>6.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ builds of about 2,300 and 20,000 outputs from the same corpus: flat means the da
 streamed, never held. Start-up: `balance --help` against `python -c pass` (median of 15),
 and proof that building never imports TensorFlow.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -59,8 +60,9 @@ def main() -> None:
         print(f"{'outputs':>8} {'peak MB (tree)':>15} {'seconds':>8}")
         for nmin, outputs in ((230, 2330), (2500, 20000)):
             out = work / str(nmin)
-            mb, secs = peak_tree_rss([BALANCE, "build", str(root), "--out", str(out), "--nmin",
-                                      str(nmin), "--quiet"])
+            mb, secs = peak_tree_rss(
+                [BALANCE, "build", str(root), "--out", str(out), "--nmin", str(nmin), "--quiet"]
+            )
             print(f"{outputs:>8} {mb:>15.0f} {secs:>8.1f}")
             shutil.rmtree(out)
     finally:
@@ -69,11 +71,15 @@ def main() -> None:
     bare = median_seconds([sys.executable, "-c", "pass"])
     helps = median_seconds([BALANCE, "--help"])
     typer_only = median_seconds([sys.executable, "-c", "import typer"])
-    print(f"python -c pass {bare * 1000:.0f} ms, import typer {typer_only * 1000:.0f} ms, "
-          f"balance --help {helps * 1000:.0f} ms: {helps / bare:.1f}x (goal <= 3x)")
-    probe = ("import sys; from balancer import build, scan, split, verify; "
-             "import balancer.cli, balancer.stats, balancer.preview; "
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    print(
+        f"python -c pass {bare * 1000:.0f} ms, import typer {typer_only * 1000:.0f} ms, "
+        f"balance --help {helps * 1000:.0f} ms: {helps / bare:.1f}x (goal <= 3x)"
+    )
+    probe = (
+        "import sys; from balancer import build, scan, split, verify; "
+        "import balancer.cli, balancer.stats, balancer.preview; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
     print(f"TensorFlow/Keras modules loaded by the balancer: {loaded.strip()}")
 

@@ -12,6 +12,7 @@ One run, one model (from scratch, the trainer's precision: mixed on GPU), images
 Goals: from disk >= 0.9 x step on a GPU; on CPU, pipeline >= step and >= tf.data.
 Images: `--images` photo-like 500x375 JPEGs, written once under bench/corpus-gpu/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,8 @@ def parse() -> argparse.Namespace:
 
 def corpus(root: Path, n: int) -> list[str]:
     """n photo-like JPEGs in 8 classes, reused when already written."""
-    from bench.corpus import photo
     from balancer.imageio import cv2
+    from bench.corpus import photo
 
     files = [root / f"class_{i % 8}" / f"{i:06d}.jpg" for i in range(n)]
     if not all(f.exists() for f in files):
@@ -74,7 +75,9 @@ def seconds(fn) -> float:
 
 def fit_rate(model, data, steps: int, batch: int) -> float:
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # compile, warm up
-    return steps * batch / seconds(lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0))
+    return (
+        steps * batch / seconds(lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0))
+    )
 
 
 def pipeline_rate(dataset, batches: int, batch: int) -> float:
@@ -96,8 +99,9 @@ def tfdata_rate(files, size: int, batch: int, batches: int) -> float:
     tf = backend.tf()
 
     def load(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False
+        )
         return tf.image.resize(image, (size, size))
 
     ds = tf.data.Dataset.from_tensor_slices(files).repeat()
@@ -114,11 +118,16 @@ def train_rates(keras, config, runtime, disk, steps: int) -> dict:
     memory = in_memory(keras, [disk[i] for i in range(min(4, len(disk)))])
     with runtime.scope():
         model = build_model(config, 8)
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=make_loss(config, [1] * 8),
-                      metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-                      jit_compile=runtime.jit)
-    return {"step (uint8 from memory)": fit_rate(model, memory, steps, config.batch),
-            "fit from disk": fit_rate(model, disk, steps, config.batch)}
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-4),
+            loss=make_loss(config, [1] * 8),
+            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+            jit_compile=runtime.jit,
+        )
+    return {
+        "step (uint8 from memory)": fit_rate(model, memory, steps, config.batch),
+        "fit from disk": fit_rate(model, disk, steps, config.batch),
+    }
 
 
 def main() -> None:
@@ -127,32 +136,49 @@ def main() -> None:
 
     backend.select(args.backend)
     keras = backend.keras()
-    from trainer.config import TrainConfig
     from balancer.parallel import default_workers
+    from trainer.config import TrainConfig
     from trainer.pipeline import ImageBatches
     from trainer.runtime import pad_to, setup
 
-    config = TrainConfig(model=args.model, image_size=args.size, weights="none",
-                         batch=args.batch, jit=args.jit)
+    config = TrainConfig(
+        model=args.model, image_size=args.size, weights="none", batch=args.batch, jit=args.jit
+    )
     runtime = setup(config)
     files = corpus(args.corpus, args.images)
     labels = [i % 8 for i in range(len(files))]
-    disk = ImageBatches(files, labels, n_classes=8, size=config.size, batch=args.batch,
-                        shuffle=True, full=True, pad_to=pad_to())
+    disk = ImageBatches(
+        files,
+        labels,
+        n_classes=8,
+        size=config.size,
+        batch=args.batch,
+        shuffle=True,
+        full=True,
+        pad_to=pad_to(),
+    )
     steps = min(args.steps, len(disk) - 2)
     rows = {} if args.pipeline_only else train_rates(keras, config, runtime, disk, steps)
     rows["pipeline alone"] = pipeline_rate(disk, min(steps, len(disk) - 1), args.batch)
     if runtime.backend == "tensorflow":
-        rows["tf.data pipeline (before)"] = tfdata_rate(files, config.size, args.batch,
-                                                        min(steps, len(disk) - 1))
+        rows["tf.data pipeline (before)"] = tfdata_rate(
+            files, config.size, args.batch, min(steps, len(disk) - 1)
+        )
     device = f"{runtime.gpus} GPU(s)" if runtime.gpus else "CPU"
-    print(f"{args.model} at {config.size} px, batch {args.batch}, {runtime.backend} on {device}, "
-          f"{runtime.precision}, jit {runtime.jit}, {default_workers()} threads:")
+    print(
+        f"{args.model} at {config.size} px, batch {args.batch}, {runtime.backend} on {device}, "
+        f"{runtime.precision}, jit {runtime.jit}, {default_workers()} threads:"
+    )
     step = rows.get("step (uint8 from memory)")
     for name, value in rows.items():
-        print(f"  {name:<26} {value:9.1f} images/s" + (f"  {value / step:6.2f} x step" if step else ""))
+        print(
+            f"  {name:<26} {value:9.1f} images/s"
+            + (f"  {value / step:6.2f} x step" if step else "")
+        )
     if "tf.data pipeline (before)" in rows:
-        print(f"  pipeline / tf.data          {rows['pipeline alone'] / rows['tf.data pipeline (before)']:6.2f} x")
+        print(
+            f"  pipeline / tf.data          {rows['pipeline alone'] / rows['tf.data pipeline (before)']:6.2f} x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Helpers that make small, real image folders for the tests."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,23 +50,33 @@ def make_folder(root: Path, counts: dict[str, int], size: int = 32, ext: str = "
     """root/<class>/<class>_<i><ext> with distinct textured images."""
     for k, (label, n) in enumerate(sorted(counts.items())):
         for i in range(n):
-            write_image(root / label / f"{label}_{i:03d}{ext}",
-                        textured(size, size + 8, seed=1000 * k + i))
+            write_image(
+                root / label / f"{label}_{i:03d}{ext}", textured(size, size + 8, seed=1000 * k + i)
+            )
     return root
 
 
 def tree_digest(root: Path) -> dict[str, str]:
     """{relative posix path: sha256} of every file under root."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_cli(tool: str, *args, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """Run `balance`/`train` as a user would, in a subprocess of this interpreter."""
     code = f"from {tool}.cli import main; main()"
     env = {**kwargs.pop("env", os.environ), "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=kwargs.pop("cwd", REPO),
+        **kwargs,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -4,6 +4,7 @@
 The JAX runs use VGG16 at 32 px (its step compiles in seconds on CPU, EfficientNet's in
 half a minute) and one EfficientNet-B0 run; PyTorch is covered by bench/gpu_check.sh.
 """
+
 import json
 import os
 import subprocess
@@ -13,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
 from PIL import Image
 
 from balancer.imageio import cv2, load
 from balancer.square import to_square
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
 
 pytest.importorskip("jax")
 JAX = dict(env={**os.environ, "KERAS_BACKEND": "jax"})
@@ -26,18 +27,28 @@ JAX = dict(env={**os.environ, "KERAS_BACKEND": "jax"})
 def train_without_tensorflow(*args, env=None, **kwargs):
     """`train ...` in a process where TensorFlow cannot be imported (as on a machine that has
     only JAX or PyTorch): Keras and the trainer must not need it."""
-    code = ("import sys\n"
-            "class NoTensorFlow:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.partition('.')[0] == 'tensorflow':\n"
-            "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
-            "sys.meta_path.insert(0, NoTensorFlow())\n"
-            "from trainer.cli import main; main()")
+    code = (
+        "import sys\n"
+        "class NoTensorFlow:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'tensorflow':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n"
+        "from trainer.cli import main; main()"
+    )
     env = {**(env or JAX["env"]), "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=REPO, **kwargs)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        **kwargs,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
 SMALL = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "8", "--quiet"]
 
 
@@ -49,17 +60,24 @@ def test_pipeline_reads_every_format_and_depth_upright(tmp_path):
     from trainer.pipeline import ImageBatches
 
     rgb = textured(24, 40, seed=1)  # BGR, 24 high and 40 wide
-    files = {"a.png": rgb, "b.webp": rgb, "c.tiff": rgb, "d.bmp": rgb,
-             "e16.png": rgb.astype(np.uint16) * 257, "f.png": cv2.cvtColor(rgb, cv2.COLOR_BGR2BGRA),
-             "g.png": cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)}
+    files = {
+        "a.png": rgb,
+        "b.webp": rgb,
+        "c.tiff": rgb,
+        "d.bmp": rgb,
+        "e16.png": rgb.astype(np.uint16) * 257,
+        "f.png": cv2.cvtColor(rgb, cv2.COLOR_BGR2BGRA),
+        "g.png": cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY),
+    }
     paths = [str(write_image(tmp_path / name, image)) for name, image in files.items()]
-    Image.fromarray(rgb[:, :, ::-1]).save(tmp_path / "h.jpg", quality=95,
-                                          exif=_orientation(6))  # stored 24x40, shown 40x24
+    Image.fromarray(rgb[:, :, ::-1]).save(
+        tmp_path / "h.jpg", quality=95, exif=_orientation(6)
+    )  # stored 24x40, shown 40x24
     paths.append(str(tmp_path / "h.jpg"))
     got = images_of(ImageBatches(paths, None, n_classes=2, size=16, batch=3))
     assert got.dtype == np.uint8 and got.shape == (8, 16, 16, 3)
     want = to_square(cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB), 16)
-    for name, image in zip(files, got):  # lossless formats: the pixels, as RGB
+    for name, image in zip(files, got, strict=False):  # lossless formats: the pixels, as RGB
         if name != "g.png":  # 16-bit: resized before it is scaled to 8 bits, so +-1
             assert np.abs(image.astype(int) - want).max() <= (name == "e16.png"), name
     assert np.array_equal(got[6][..., 0], got[6][..., 2])  # gray: three equal channels
@@ -77,8 +95,9 @@ def _orientation(value: int):
 def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
     from trainer.pipeline import ImageBatches
 
-    paths = [str(write_image(tmp_path / f"{i}.png", np.full((4, 4, 3), i, np.uint8)))
-             for i in range(10)]
+    paths = [
+        str(write_image(tmp_path / f"{i}.png", np.full((4, 4, 3), i, np.uint8))) for i in range(10)
+    ]
     labels = np.arange(10) % 3
 
     def epochs(n, **kw):
@@ -128,8 +147,9 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
     from sklearn.metrics import accuracy_score, f1_score
 
     run = tmp_path / "run"
-    train_without_tensorflow("--backend", "jax", "fit", folders / "data", "--out", run,
-                             "--model", "vgg16", *SMALL)
+    train_without_tensorflow(
+        "--backend", "jax", "fit", folders / "data", "--out", run, "--model", "vgg16", *SMALL
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
     assert metrics["data"]["train"]["files"] == 18  # WebP trains (23 less 5 held out)
@@ -151,15 +171,47 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
 
 @pytest.mark.slow
 def test_jax_cv_and_a_tiny_study(folders, tmp_path):
-    cv = run_cli("trainer", "--backend", "jax", "cv", folders / "data", "--folds", "2", "--out",
-                 tmp_path / "cv", "--model", "vgg16", "--json", *SMALL, check=True, **JAX)
+    cv = run_cli(
+        "trainer",
+        "--backend",
+        "jax",
+        "cv",
+        folders / "data",
+        "--folds",
+        "2",
+        "--out",
+        tmp_path / "cv",
+        "--model",
+        "vgg16",
+        "--json",
+        *SMALL,
+        check=True,
+        **JAX,
+    )
     result = json.loads(cv.stdout)
     assert len(result["folds"]) == 2
     fold = json.loads((tmp_path / "cv" / "fold-1" / "metrics.json").read_text())
     assert fold["backend"] == "jax"
-    study = run_cli("trainer", "--backend", "jax", "study", "transforms", folders / "data",
-                    "--out", tmp_path / "study", "--transforms", "flip", "--folds", "2",
-                    "--models", "vgg16", "--json", *SMALL, check=True, **JAX)
+    study = run_cli(
+        "trainer",
+        "--backend",
+        "jax",
+        "study",
+        "transforms",
+        folders / "data",
+        "--out",
+        tmp_path / "study",
+        "--transforms",
+        "flip",
+        "--folds",
+        "2",
+        "--models",
+        "vgg16",
+        "--json",
+        *SMALL,
+        check=True,
+        **JAX,
+    )
     assert [row["arm"] for row in json.loads(study.stdout)["summary"]] == ["baseline", "flip"]
 
 
@@ -167,15 +219,25 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
 def test_jax_data_parallel_on_two_devices_and_imagenet_style_weights_file(folders, tmp_path):
     import keras
 
-    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                             input_shape=(32, 32, 3), pooling="avg")
+    base = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
     base.set_weights([w + 0.01 for w in base.get_weights()])
     weights = tmp_path / "b0_notop.weights.h5"
     base.save_weights(weights)
     env = {**JAX["env"], "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     run = tmp_path / "run"
-    train_without_tensorflow("fit", folders / "data", "--out", run, "--freeze-base", *SMALL,
-                             "--weights", str(weights), env=env)
+    train_without_tensorflow(
+        "fit",
+        folders / "data",
+        "--out",
+        run,
+        "--freeze-base",
+        *SMALL,
+        "--weights",
+        str(weights),
+        env=env,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["strategy"], metrics["replicas"]) == ("DataParallel", 2)
     assert sum(metrics["per_class"][c]["support"] for c in "abc") == 5  # an odd count: padded
@@ -183,9 +245,18 @@ def test_jax_data_parallel_on_two_devices_and_imagenet_style_weights_file(folder
 
     saved = keras.models.load_model(run / "model.keras", compile=False)
     loaded = saved.get_layer("efficientnetb0").get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights()))
-    odd = run_cli("trainer", "fit", folders / "data", "--out", tmp_path / "odd", *SMALL[:-3],
-                  "--batch", "7", env=env)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
+    odd = run_cli(
+        "trainer",
+        "fit",
+        folders / "data",
+        "--out",
+        tmp_path / "odd",
+        *SMALL[:-3],
+        "--batch",
+        "7",
+        env=env,
+    )
     assert_one_line_error(odd, "--batch 7 does not split evenly over the 2 devices")
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_cli, textured, write_image
 
 from balancer import build, read_manifest, scan
 from balancer.errors import BalanceError
-from conftest import assert_one_line_error, run_cli, textured, write_image
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -17,14 +17,22 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def palette_png(w: int = 16, h: int = 16) -> bytes:
     rows = b"".join(b"\0" + bytes((x + y) % 4 for x in range(w)) for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + png_chunk(b"PLTE", bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]))
-            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+        + png_chunk(b"PLTE", bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]))
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def bomb_png(side: int = 100_000) -> bytes:
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
-            + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -61,12 +69,13 @@ def test_scan_keeps_every_good_image_and_says_why_it_skips(messy):
     found = scan(messy, workers=2, progress=False)
     assert {k: sorted(Path(i.path).name for i in v) for k, v in found.images.items()} == {
         "cat": ["UPPER.JPG", "good.jpg", "gray.jpg", "ça va 😀.jpg"],
-        "dog": ["alpha.png", "deep.png", "nested.webp", "palette.png", "tiny.png"]}
+        "dog": ["alpha.png", "deep.png", "nested.webp", "palette.png", "tiny.png"],
+    }
     reasons = {s.path: s.reason for s in found.skipped}
     assert reasons == {
         "README.txt": "not inside a class folder",
         "cat/bomb.png": "too large to decode: 100000x100000 px would take 28610 MiB, over the "
-                        "256 MiB limit (--max-image-mb raises it)",
+        "256 MiB limit (--max-image-mb raises it)",
         "cat/noise.png": "not a readable image",
         "cat/notes.txt": "not an image file extension ('.txt')",
         "cat/text.jpg": "not a readable image",
@@ -75,13 +84,26 @@ def test_scan_keeps_every_good_image_and_says_why_it_skips(messy):
         "dog/link.jpg": "symbolic link (not followed)",
     }
     assert found.empty == ["empty"]
-    assert found.ignored == 6  # .git, .DS_Store at the root; 4 junk files in dog (.cache is a hidden folder, not counted)
+    assert (
+        found.ignored == 6
+    )  # .git, .DS_Store at the root; 4 junk files in dog (.cache is a hidden folder, not counted)
 
 
 def test_build_on_messy_folder_keeps_good_images_whole(messy, tmp_path):
     out = tmp_path / "out"
-    proc = run_cli("balancer", "build", messy, "--out", out, "--nmin", "6", "--workers", "2",
-                   "--transforms", "crop=16,rotate,cutout=8,width,zoom,contrast,flip,blur")
+    proc = run_cli(
+        "balancer",
+        "build",
+        messy,
+        "--out",
+        out,
+        "--nmin",
+        "6",
+        "--workers",
+        "2",
+        "--transforms",
+        "crop=16,rotate,cutout=8,width,zoom,contrast,flip,blur",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: skipped cat/truncated.jpg: truncated JPEG" in proc.stderr
     assert "class folder 'empty' has no usable image" in proc.stderr
@@ -106,6 +128,8 @@ def test_too_few_classes_is_a_user_error(tmp_path):
     (src / "broken" / "b.jpg").write_bytes(b"nope")
     with pytest.raises(BalanceError, match="need at least 2"):
         build(src, tmp_path / "out", nmin=2, progress=False)
-    assert_one_line_error(run_cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "2"),
-                          "need at least 2")
+    assert_one_line_error(
+        run_cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "2"),
+        "need at least 2",
+    )
     assert not (tmp_path / "out").exists()

@@ -8,24 +8,37 @@ import time
 import cv2
 import numpy as np
 import pytest
+from conftest import (
+    REPO,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    textured,
+    tree_digest,
+    write_image,
+)
 
 from balancer import build, read_manifest, replay
 from balancer.errors import BalanceError
 from balancer.imageio import encode, load
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
 
 TRANSFORMS = "crop=24,rotate,cutout=20,width,zoom"
 
 
 def test_build_counts_manifest_and_pixels(small_src, tmp_path):
     out = tmp_path / "out"
-    result = build(small_src, out, nmin=5, transforms=TRANSFORMS, seed=1, workers=1,
-                   progress=False)
+    result = build(small_src, out, nmin=5, transforms=TRANSFORMS, seed=1, workers=1, progress=False)
     assert result.record["counts"] == {
         "cat": {"before": 6, "copies": 0, "after": 6},
         "dog": {"before": 2, "copies": 3, "after": 5},
-        "owl": {"before": 1, "copies": 4, "after": 5}}
-    assert sorted(p.name for p in out.iterdir()) == ["balance.json", "cat", "dog", "manifest.csv"] + ["owl"]
+        "owl": {"before": 1, "copies": 4, "after": 5},
+    }
+    assert sorted(p.name for p in out.iterdir()) == [
+        "balance.json",
+        "cat",
+        "dog",
+        "manifest.csv",
+    ] + ["owl"]
     m = read_manifest(out)
     files = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
     assert sorted(m.file_name) == files
@@ -58,14 +71,29 @@ def test_same_bytes_with_one_or_two_workers(tmp_path):
 
 def test_killed_build_resumes_to_identical_result(tmp_path):
     src = make_folder(tmp_path / "src", {"big": 20, "small": 2}, size=160, ext=".png")
-    args = ["build", src, "--nmin", "600", "--transforms", "rotate,zoom,contrast,blur",
-            "--workers", "2", "--quiet"]
+    args = [
+        "build",
+        src,
+        "--nmin",
+        "600",
+        "--transforms",
+        "rotate,zoom,contrast,blur",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     run_cli("balancer", *args, "--out", tmp_path / "ref", check=True)
     reference = tree_digest(tmp_path / "ref")
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", "from balancer.cli import main; main()",
-           *map(str, args), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from balancer.cli import main; main()",
+        *map(str, args),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
     deadline = time.time() + 60
     while len(list(out.glob("small/*__aug*.png"))) < 100 and time.time() < deadline:
@@ -79,8 +107,11 @@ def test_killed_build_resumes_to_identical_result(tmp_path):
 
     assert_one_line_error(run_cli("balancer", *args, "--out", out), "not empty", "--resume")
     changed = [a if a != "600" else "700" for a in args]
-    assert_one_line_error(run_cli("balancer", *changed, "--out", out, "--resume"),
-                          "other settings", "nmin was 600, now 700")
+    assert_one_line_error(
+        run_cli("balancer", *changed, "--out", out, "--resume"),
+        "other settings",
+        "nmin was 600, now 700",
+    )
     run_cli("balancer", *args, "--out", out, "--resume", check=True)
     assert tree_digest(out) == reference
 
@@ -111,9 +142,13 @@ def test_link_and_other_formats(tmp_path):
     out = tmp_path / "out"
     build(src, out, nmin=5, transforms="rotate", link=True, workers=1, progress=False)
     assert os.path.samefile(out / "a" / "y.png", src / "a" / "y.PNG")
-    assert np.array_equal(cv2.imread(str(out / "a" / "x.png")), cv2.imread(str(src / "a" / "x.bmp")))
+    assert np.array_equal(
+        cv2.imread(str(out / "a" / "x.png")), cv2.imread(str(src / "a" / "x.bmp"))
+    )
     z = cv2.imread(str(out / "b" / "z.png"), cv2.IMREAD_UNCHANGED)
-    assert z.dtype == np.uint16 and np.array_equal(z, cv2.imread(str(src / "b" / "z.tif"), cv2.IMREAD_UNCHANGED))
+    assert z.dtype == np.uint16 and np.array_equal(
+        z, cv2.imread(str(src / "b" / "z.tif"), cv2.IMREAD_UNCHANGED)
+    )
     m = read_manifest(out)
     aug = m[m.origin == "augmented"].set_index("source").file_name.to_dict()
     assert aug["a/y.PNG"].endswith(".png")
@@ -124,10 +159,19 @@ def test_cli_errors_are_one_line(small_src, tmp_path):
     out = tmp_path / "out"
     cases = [
         (["build", tmp_path / "nope", "--out", out, "--nmin", "3"], ["source folder not found"]),
-        (["build", small_src / "cat" / "cat_000.jpg", "--out", out, "--nmin", "3"], ["not a folder"]),
-        (["build", small_src, "--out", small_src / "inner", "--nmin", "3"], ["inside the source folder"]),
+        (
+            ["build", small_src / "cat" / "cat_000.jpg", "--out", out, "--nmin", "3"],
+            ["not a folder"],
+        ),
+        (
+            ["build", small_src, "--out", small_src / "inner", "--nmin", "3"],
+            ["inside the source folder"],
+        ),
         (["build", small_src, "--out", small_src, "--nmin", "3"], ["is the source folder"]),
-        (["build", small_src, "--out", out, "--nmin", "3", "--transforms", "warp"], ["unknown transform 'warp'", "rotate"]),
+        (
+            ["build", small_src, "--out", out, "--nmin", "3", "--transforms", "warp"],
+            ["unknown transform 'warp'", "rotate"],
+        ),
         (["build", small_src, "--out", out], ["--nmin N"]),
         (["build", small_src, "--out", out, "--nmin", "x"], ["--nmin"]),
         (["build", small_src, "--out", out, "--per-class", "cat"], ["NAME=COUNT"]),
@@ -140,21 +184,46 @@ def test_cli_errors_are_one_line(small_src, tmp_path):
 
 
 def test_cli_prints_table_and_json(small_src, tmp_path):
-    proc = run_cli("balancer", "build", small_src, "--out", tmp_path / "o", "--nmin", "4",
-                   "--dry-run", check=True)
+    proc = run_cli(
+        "balancer",
+        "build",
+        small_src,
+        "--out",
+        tmp_path / "o",
+        "--nmin",
+        "4",
+        "--dry-run",
+        check=True,
+    )
     assert "owl" in proc.stdout and "dry run: would write 14 files" in proc.stdout
-    proc = run_cli("balancer", "build", small_src, "--out", tmp_path / "o", "--nmin", "4",
-                   "--json", "--quiet", check=True)
+    proc = run_cli(
+        "balancer",
+        "build",
+        small_src,
+        "--out",
+        tmp_path / "o",
+        "--nmin",
+        "4",
+        "--json",
+        "--quiet",
+        check=True,
+    )
     assert json.loads(proc.stdout)["counts"]["owl"] == {"before": 1, "copies": 3, "after": 4}
 
 
 def test_balancer_never_imports_tensorflow(small_src, tmp_path):
-    code = ("import sys; from balancer.cli import main; sys.argv[1:] = ['build', {src!r}, "
-            "'--out', {out!r}, '--nmin', '3', '--workers', '1', '--quiet']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'trainer')))")
-    proc = subprocess.run([sys.executable, "-c", code.format(src=str(small_src), out=str(tmp_path / "o"))],
-                          capture_output=True, text=True, cwd=REPO)
+    code = (
+        "import sys; from balancer.cli import main; sys.argv[1:] = ['build', {src!r}, "
+        "'--out', {out!r}, '--nmin', '3', '--workers', '1', '--quiet']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'trainer')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code.format(src=str(small_src), out=str(tmp_path / "o"))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "o" / "manifest.csv").exists()

@@ -1,17 +1,18 @@
 """balance stats / preview / split / verify / transforms."""
+
 import json
 import os
 
 import cv2
 import pandas as pd
 import pytest
+from conftest import make_folder, run_cli, textured, tree_digest, write_image
 
 from balancer import build
 from balancer.preview import TEXT_H, TILE
 from balancer.split import split, split_counts
 from balancer.stats import folder_stats
 from balancer.verify import verify
-from conftest import make_folder, run_cli, tree_digest, write_image, textured
 
 
 @pytest.fixture
@@ -34,21 +35,42 @@ def test_stats_counts_plan_and_balanced_folder(src, tmp_path):
     build(src, tmp_path / "out", nmin=6, workers=1, progress=False)
     proc = run_cli("balancer", "stats", tmp_path / "out", "--json", "--plot", tmp_path / "c.png")
     b = json.loads(proc.stdout)
-    assert b["balanced_folder"] and b["classes"]["c"] == {"originals": 1, "augmented": 5, "count": 6}
+    assert b["balanced_folder"] and b["classes"]["c"] == {
+        "originals": 1,
+        "augmented": 5,
+        "count": 6,
+    }
     assert b["originals_imbalance_ratio"] == 10.0 and b["imbalance_ratio"] == 10 / 6
     assert cv2.imread(str(tmp_path / "c.png")) is not None
 
 
 def test_preview_sheet_grid(src, tmp_path):
-    proc = run_cli("balancer", "preview", src, "-o", tmp_path / "s.png", "--transforms",
-                   "rotate,zoom,cutout=10", "--n", "3")
+    proc = run_cli(
+        "balancer",
+        "preview",
+        src,
+        "-o",
+        tmp_path / "s.png",
+        "--transforms",
+        "rotate,zoom,cutout=10",
+        "--n",
+        "3",
+    )
     assert proc.returncode == 0, proc.stderr
     sheet = cv2.imread(str(tmp_path / "s.png"))
     gap = 4
     assert sheet.shape[:2] == (3 * (TILE + TEXT_H + gap) + gap, 4 * (TILE + gap) + gap)
     build(src, tmp_path / "out", nmin=6, workers=1, progress=False)
-    proc = run_cli("balancer", "preview", tmp_path / "out", "-o", tmp_path / "m.png",
-                   "--from-manifest", "--n", "2")
+    proc = run_cli(
+        "balancer",
+        "preview",
+        tmp_path / "out",
+        "-o",
+        tmp_path / "m.png",
+        "--from-manifest",
+        "--n",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 rows" in proc.stdout and cv2.imread(str(tmp_path / "m.png")) is not None
 
@@ -56,16 +78,24 @@ def test_preview_sheet_grid(src, tmp_path):
 def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 20, "b": 10, "c": 2})
     r1 = split(src, tmp_path / "s1", test=0.2, val=0.1, seed=3, workers=2, progress=False)
-    assert r1.counts == {"a": {"train": 14, "val": 2, "test": 4},
-                         "b": {"train": 7, "val": 1, "test": 2},
-                         "c": {"train": 1, "val": 0, "test": 1}}
+    assert r1.counts == {
+        "a": {"train": 14, "val": 2, "test": 4},
+        "b": {"train": 7, "val": 1, "test": 2},
+        "c": {"train": 1, "val": 0, "test": 1},
+    }
     assert any("'c'" in w for w in r1.warnings)
     m = pd.read_csv(tmp_path / "s1" / "split.csv")
     assert sorted(m.source) == sorted(p.relative_to(src).as_posix() for p in src.glob("*/*"))
     assert not m.source.duplicated().any()
     for row in m.itertuples():
         assert (tmp_path / "s1" / row.file_name).read_bytes() == (src / row.source).read_bytes()
-    assert sorted(os.listdir(tmp_path / "s1")) == ["split.csv", "split.json", "test", "train", "val"]
+    assert sorted(os.listdir(tmp_path / "s1")) == [
+        "split.csv",
+        "split.json",
+        "test",
+        "train",
+        "val",
+    ]
     split(src, tmp_path / "s2", test=0.2, val=0.1, seed=3, workers=1, progress=False)
     assert tree_digest(tmp_path / "s1") == tree_digest(tmp_path / "s2")
     split(src, tmp_path / "s3", test=0.2, val=0.1, seed=4, workers=1, progress=False)
@@ -76,8 +106,12 @@ def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
 def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     out = tmp_path / "out"
     build(src, out, nmin=6, workers=1, progress=False)
-    assert verify(out, progress=False) == {"ok": True, "problems": [], "files": 22,
-                                           "classes": {"a": 10, "b": 6, "c": 6}}
+    assert verify(out, progress=False) == {
+        "ok": True,
+        "problems": [],
+        "files": 22,
+        "classes": {"a": 10, "b": 6, "c": 6},
+    }
     victim = sorted((out / "c").iterdir())[1]
     victim.unlink()
     (out / "notes.txt").write_text("stray")
@@ -88,7 +122,10 @@ def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     rel = f"c/{victim.name}"
     assert f"problem: manifest row without its file: {rel}" in proc.stderr
     assert "problem: stray entry at the root: notes.txt" in proc.stderr
-    assert f"problem: file differs from the one written (sha256 mismatch): a/{corrupt.name}" in proc.stderr
+    assert (
+        f"problem: file differs from the one written (sha256 mismatch): a/{corrupt.name}"
+        in proc.stderr
+    )
     assert "class 'c': manifest has 6 images, balance.json says 6" not in proc.stderr
     write_image(out / "c" / "extra.jpg", textured(8, 8))
     problems = verify(out, progress=False)["problems"]
@@ -98,8 +135,18 @@ def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
 def test_transforms_listing():
     proc = run_cli("balancer", "transforms", "--json")
     info = json.loads(proc.stdout)
-    assert list(info) == ["blur", "crop", "flip", "rotate", "translate", "cutout", "contrast",
-                          "height", "width", "zoom"]
+    assert list(info) == [
+        "blur",
+        "crop",
+        "flip",
+        "rotate",
+        "translate",
+        "cutout",
+        "contrast",
+        "height",
+        "width",
+        "zoom",
+    ]
     assert info["crop"]["default"] == 200 and info["rotate"]["default"] == 0.125
     text = run_cli("balancer", "transforms").stdout
     assert "--transforms crop=M" in text and "crop,rotate,cutout,width,zoom" in text
@@ -111,9 +158,15 @@ def test_companion_errors_are_one_line(src, tmp_path):
     cases = [
         (["stats", tmp_path / "nope"], ["source folder not found"]),
         (["stats", src, "--nmin", "5", "--target", "majority"], ["not both"]),
-        (["preview", src, "-o", tmp_path / "p.png", "--transforms", "twirl"], ["unknown transform"]),
+        (
+            ["preview", src, "-o", tmp_path / "p.png", "--transforms", "twirl"],
+            ["unknown transform"],
+        ),
         (["preview", src, "-o", tmp_path / "p.png", "--from-manifest"], ["manifest.csv"]),
-        (["split", src, "--out", tmp_path / "s", "--test", "0.7", "--val", "0.5"], ["test + val < 1"]),
+        (
+            ["split", src, "--out", tmp_path / "s", "--test", "0.7", "--val", "0.5"],
+            ["test + val < 1"],
+        ),
         (["split", src, "--out", src / "a"], ["inside the source folder"]),
         (["verify", tmp_path / "nope"], ["not a folder"]),
     ]

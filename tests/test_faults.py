@@ -1,4 +1,5 @@
 """Fault tests: kills at many moments, Ctrl-C, write failures, hostile inputs."""
+
 import json
 import os
 import resource
@@ -10,15 +11,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
+from conftest import (
+    REPO,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    textured,
+    tree_digest,
+    write_image,
+)
 
 CLI = [sys.executable, "-c", "from balancer.cli import main; main()"]
 
 
 def start(args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(CLI + [str(a) for a in args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        CLI + [str(a) for a in args],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def wait_for(condition, proc, timeout=60.0) -> bool:
@@ -35,8 +50,9 @@ def wait_for(condition, proc, timeout=60.0) -> bool:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("faults") / "src", {"big": 20, "small": 2},
-                       size=160, ext=".png")
+    return make_folder(
+        tmp_path_factory.mktemp("faults") / "src", {"big": 20, "small": 2}, size=160, ext=".png"
+    )
 
 
 BUILD = ["--nmin", "700", "--transforms", "rotate,zoom,contrast,blur", "--workers", "2", "--quiet"]
@@ -100,14 +116,29 @@ def test_write_failure_is_one_clear_error_and_resumable(tmp_path):
         write_image(src / "a_small" / f"{i}.png", textured(48, 48, seed=i))
     for i in range(4):
         write_image(src / "b_big" / f"{i}.png", rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
-    args = ["build", src, "--nmin", "120", "--transforms", "flip,rotate", "--workers", "2", "--quiet"]
+    args = [
+        "build",
+        src,
+        "--nmin",
+        "120",
+        "--transforms",
+        "flip,rotate",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     limit = 64 * 1024  # noisy 256 px PNGs are ~190 KiB: their writes fail, small ones pass
 
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run(CLI + [str(a) for a in args + ["--out", tmp_path / "out"]], cwd=REPO,
-                          capture_output=True, text=True, preexec_fn=small_files)
+    proc = subprocess.run(
+        CLI + [str(a) for a in args + ["--out", tmp_path / "out"]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
     assert_one_line_error(proc, "cannot write", "File too large")
     out = tmp_path / "out"
     assert list(out.glob("a_small/*__aug*")), "the run failed mid-way, after some copies"
@@ -129,16 +160,39 @@ def test_ten_thousand_tiny_files_and_hostile_inputs(tmp_path):
     outside = write_image(tmp_path / "outside.jpg", textured(16, 16))
     (src / "b" / "escape.jpg").symlink_to(outside)
     # A fresh parent reports the largest RSS among the build's processes (CLI and workers).
-    measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    proc = subprocess.run([sys.executable, "-c", measure, *CLI, "build", str(src), "--out",
-                           str(tmp_path / "out"), "--nmin", "5002", "--transforms", "flip",
-                           "--workers", "2", "--quiet", "--json"],
-                          cwd=REPO, capture_output=True, text=True)
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            measure,
+            *CLI,
+            "build",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--nmin",
+            "5002",
+            "--transforms",
+            "flip",
+            "--workers",
+            "2",
+            "--quiet",
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     *report, peak_kb = proc.stdout.strip().splitlines()
     record = json.loads("\n".join(report))
     assert record["files"] == 10004
     assert {s["path"]: s["reason"] for s in record["skipped"]} == {
-        "a/random.jpg": "not a readable image", "b/escape.jpg": "symbolic link (not followed)"}
+        "a/random.jpg": "not a readable image",
+        "b/escape.jpg": "symbolic link (not followed)",
+    }
     assert int(peak_kb) < 400 * 1024, f"peak RSS of one process: {int(peak_kb) // 1024} MB"

@@ -3,6 +3,7 @@
 Each test asserts bytes, counts and exit codes. Every subprocess has a timeout, so a hang
 is a failure, not a stuck suite.
 """
+
 import csv
 import json
 import os
@@ -15,15 +16,22 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    REPO,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    textured,
+    tree_digest,
+    write_image,
+)
 from PIL import Image, ImageOps
 
 from balancer import build, split, verify
 from balancer.errors import BalanceError, UserError
-from balancer.scan import list_source
 from balancer.imageio import load
 from balancer.ownership import locked
-from balancer.scan import scan
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, tree_digest, write_image
+from balancer.scan import list_source, scan
 
 T = 120  # seconds: any CLI run here that takes longer is hung
 
@@ -41,16 +49,24 @@ def built(small_src, tmp_path):
 
 # -- 1. --overwrite deletes only what the tool wrote, proven by content -------------------
 
+
 def test_overwrite_refuses_a_folder_that_only_has_a_record_name(small_src, tmp_path):
-    for name, content in (("balance.json", '{"anything": 1}'), ("balance.json", "not json\x00"),
-                          ("balance.json", "[1, 2]"), ("split.csv", "file_name\n")):
+    for name, content in (
+        ("balance.json", '{"anything": 1}'),
+        ("balance.json", "not json\x00"),
+        ("balance.json", "[1, 2]"),
+        ("split.csv", "file_name\n"),
+    ):
         out = tmp_path / f"o-{len(content)}-{name}"
         out.mkdir()
         (out / name).write_text(content)
         (out / "photo.jpg").write_bytes(b"precious")
         before = tree_digest(out)
-        command = ["build", small_src, "--out", out, "--nmin", "4"] if name == "balance.json" \
+        command = (
+            ["build", small_src, "--out", out, "--nmin", "4"]
+            if name == "balance.json"
             else ["split", small_src, "--out", out]
+        )
         assert_one_line_error(cli("balancer", *command, "--overwrite"))
         assert tree_digest(out) == before
 
@@ -75,29 +91,43 @@ def test_no_output_is_an_input_or_around_one(small_src, tmp_path):
     small_src.rename(data)
     for out in (tmp_path, data, data / "cat"):
         before = tree_digest(data)
-        assert_one_line_error(cli("balancer", "build", data, "--out", out, "--nmin", "4",
-                                  "--overwrite"), "source folder")
-        assert_one_line_error(cli("trainer", "fit", data, "--out", out, "--overwrite",
-                                  "--weights", "none"), "data folder")
+        assert_one_line_error(
+            cli("balancer", "build", data, "--out", out, "--nmin", "4", "--overwrite"),
+            "source folder",
+        )
+        assert_one_line_error(
+            cli("trainer", "fit", data, "--out", out, "--overwrite", "--weights", "none"),
+            "data folder",
+        )
         assert tree_digest(data) == before
 
 
 def fake_run(folder: Path, classes=("cat", "dog", "owl")) -> Path:
     folder.mkdir(parents=True)
     (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(json.dumps({
-        "tool": "balanced-aug", "kind": "run", "class_names": list(classes),
-        "config": {"weights": "none", "image_size": 32}}))
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "tool": "balanced-aug",
+                "kind": "run",
+                "class_names": list(classes),
+                "config": {"weights": "none", "image_size": 32},
+            }
+        )
+    )
     return folder
 
 
 def test_evaluate_never_replaces_the_run_it_evaluates(small_src, tmp_path):
     run = fake_run(tmp_path / "runs" / "b0")
     before = tree_digest(run)
-    assert_one_line_error(cli("trainer", "evaluate", run, small_src, "--out", run, "--overwrite"),
-                          "is the run folder")
-    assert_one_line_error(cli("trainer", "evaluate", run, small_src, "--out", run.parent,
-                              "--overwrite"), "contains the run folder")
+    assert_one_line_error(
+        cli("trainer", "evaluate", run, small_src, "--out", run, "--overwrite"), "is the run folder"
+    )
+    assert_one_line_error(
+        cli("trainer", "evaluate", run, small_src, "--out", run.parent, "--overwrite"),
+        "contains the run folder",
+    )
     assert tree_digest(run) == before
 
 
@@ -106,17 +136,22 @@ def test_fit_overwrite_needs_a_proven_run_folder(small_src, tmp_path):
         out = tmp_path / f"run{len(record)}"
         out.mkdir()
         (out / "metrics.json").write_text(json.dumps(record))
-        assert_one_line_error(cli("trainer", "fit", small_src, "--out", out, "--overwrite",
-                                  "--weights", "none"), "metrics.json")
+        assert_one_line_error(
+            cli("trainer", "fit", small_src, "--out", out, "--overwrite", "--weights", "none"),
+            "metrics.json",
+        )
         assert (out / "metrics.json").exists()
     run = fake_run(tmp_path / "real")
     (run / "notes.md").write_text("mine")
-    assert_one_line_error(cli("trainer", "fit", small_src, "--out", run, "--overwrite",
-                              "--weights", "none"), "'notes.md'")
+    assert_one_line_error(
+        cli("trainer", "fit", small_src, "--out", run, "--overwrite", "--weights", "none"),
+        "'notes.md'",
+    )
     assert (run / "notes.md").read_text() == "mine" and (run / "model.keras").exists()
 
 
 # -- 2. one writer per output; no writes once the command is gone -------------------------
+
 
 def test_a_second_command_on_a_locked_output_names_the_holder(small_src, tmp_path):
     out = tmp_path / "out"
@@ -133,9 +168,25 @@ def test_workers_stop_when_the_command_is_killed(tmp_path):
     # after the kill would keep writing for seconds.
     src = make_folder(tmp_path / "src", {"big": 4, "small": 2}, size=480, ext=".png")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", "from balancer.cli import main; main()", "build",
-                             str(src), "--out", str(out), "--nmin", "600", "--transforms",
-                             "rotate,zoom", "--workers", "2", "--quiet"], cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from balancer.cli import main; main()",
+            "build",
+            str(src),
+            "--out",
+            str(out),
+            "--nmin",
+            "600",
+            "--transforms",
+            "rotate,zoom",
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        cwd=REPO,
+    )
     deadline = time.time() + 90
     while len(list(out.glob("*/*__aug*"))) < 10 and time.time() < deadline:
         time.sleep(0.01)
@@ -156,18 +207,26 @@ def test_resume_removes_files_the_plan_does_not_name(built, small_src):
     (built / "balance.json").write_text(json.dumps(record))
     write_image(built / "owl" / "owl_000__aug0009_rotate.jpg", textured(32, 40, seed=9))
     (built / "cat" / "cat_000.jpg.part").write_bytes(b"half")
-    build(small_src, built, nmin=5, transforms="rotate,contrast,flip", workers=1, resume=True,
-          progress=False)
+    build(
+        small_src,
+        built,
+        nmin=5,
+        transforms="rotate,contrast,flip",
+        workers=1,
+        resume=True,
+        progress=False,
+    )
     assert tree_digest(built) == reference
 
 
 # -- 3. decompression bombs by header; a limit on decoded bytes ----------------------------
 
+
 def jpeg_claiming(width: int, height: int) -> bytes:
     """A small real JPEG whose frame header claims another size."""
     data = bytearray(cv2.imencode(".jpg", textured(16, 16))[1].tobytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)
 
 
@@ -182,11 +241,14 @@ def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
     assert found.counts() == {"a": 3, "b": 2}
     roomy = scan(src, workers=1, progress=False, max_bytes=4 << 20)
     assert roomy.counts() == {"a": 3, "b": 3}
-    proc = cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--max-image-mb", "1")
+    proc = cli(
+        "balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--max-image-mb", "1"
+    )
     assert proc.returncode == 0 and "a/claims.jpg: too large to decode" in proc.stderr
 
 
 # -- 4. EXIF orientation ---------------------------------------------------------------------
+
 
 def test_rotated_photos_agree_in_every_loader(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
@@ -211,6 +273,7 @@ def test_rotated_photos_agree_in_every_loader(tmp_path):
 
 
 # -- 5. every legal name and file type; one bad entry never stops a build -----------------
+
 
 def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
@@ -258,7 +321,8 @@ def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", scandir)  # as root, chmod 000 would not stop us
     listing = list_source(src)
     assert [(s.path, s.reason) for s in listing.skipped] == [
-        ("b/locked", "unreadable folder (Permission denied)")]
+        ("b/locked", "unreadable folder (Permission denied)")
+    ]
     assert len(listing.candidates) == 4
 
 
@@ -274,15 +338,29 @@ def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     (out / "split.csv").unlink()
     next(out.glob("train/a/*")).unlink()
     (out / "test" / "a" / "x.jpg.part").write_bytes(b"half")
-    assert_one_line_error(cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1"),
-                          "--resume")
-    cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1", "--resume", check=True)
+    assert_one_line_error(
+        cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1"), "--resume"
+    )
+    cli(
+        "balancer",
+        "split",
+        src,
+        "--out",
+        out,
+        "--test",
+        "0.25",
+        "--seed",
+        "1",
+        "--resume",
+        check=True,
+    )
     assert tree_digest(out) == tree_digest(ref)
     cli("balancer", "split", src, "--out", out, "--test", "0.5", "--overwrite", check=True)
     assert pd.read_csv(out / "split.csv").split.value_counts().to_dict() == {"train": 7, "test": 6}
 
 
 # -- 6. records round-trip any name ----------------------------------------------------------
+
 
 def test_csv_round_trips_any_file_name(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 2, "b": 1})
@@ -302,15 +380,19 @@ def test_csv_round_trips_any_file_name(tmp_path):
 
 # -- 7. bad options are refused before anything is written ---------------------------------
 
-@pytest.mark.parametrize("option, fragment", [
-    (["--transforms", "rotate=nan"], "not a finite number"),
-    (["--transforms", "zoom=-nan"], "not a finite number"),
-    (["--transforms", "crop=inf"], "not a finite number"),
-    (["--seed", "-1"], "--seed must be between 0"),
-    (["--nmin", "12345678901234567890"], "--nmin must be between 1"),
-    (["--nmin", "100000000", "--dry-run"], "GiB free"),
-    (["--max-image-mb", "0"], "--max-image-mb"),
-])
+
+@pytest.mark.parametrize(
+    "option, fragment",
+    [
+        (["--transforms", "rotate=nan"], "not a finite number"),
+        (["--transforms", "zoom=-nan"], "not a finite number"),
+        (["--transforms", "crop=inf"], "not a finite number"),
+        (["--seed", "-1"], "--seed must be between 0"),
+        (["--nmin", "12345678901234567890"], "--nmin must be between 1"),
+        (["--nmin", "100000000", "--dry-run"], "GiB free"),
+        (["--max-image-mb", "0"], "--max-image-mb"),
+    ],
+)
 def test_bad_options_are_one_line_and_write_nothing(small_src, tmp_path, option, fragment):
     out = tmp_path / "out"
     args = ["build", small_src, "--out", out, *option]
@@ -321,27 +403,49 @@ def test_bad_options_are_one_line_and_write_nothing(small_src, tmp_path, option,
 
 
 def test_too_many_workers_are_capped_with_a_warning(small_src, tmp_path):
-    proc = cli("balancer", "build", small_src, "--out", tmp_path / "o", "--nmin", "3",
-               "--workers", "512", "--quiet")
+    proc = cli(
+        "balancer",
+        "build",
+        small_src,
+        "--out",
+        tmp_path / "o",
+        "--nmin",
+        "3",
+        "--workers",
+        "512",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: --workers 512 is more than the" in proc.stderr
 
 
 # -- 8. verify finds what it exists to find, and never crashes or hangs -------------------
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda o: (o / "manifest.csv").write_bytes(b""), "manifest.csv is not a readable CSV"),
-    (lambda o: (o / "manifest.csv").write_bytes(bytes(range(256)) * 4), "manifest.csv"),
-    (lambda o: (o / "manifest.csv").write_text('file_name,label\n"a/x.jpg,a\n'), "manifest.csv"),
-    (lambda o: (o / "balance.json").write_text("{nope"), "balance.json is not a readable record"),
-    (lambda o: (o / "balance.json").write_text("[]"), "not a JSON object"),
-    (lambda o: (o / "balance.json").write_text('{"counts": [1]}'), "counts"),
-])
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda o: (o / "manifest.csv").write_bytes(b""), "manifest.csv is not a readable CSV"),
+        (lambda o: (o / "manifest.csv").write_bytes(bytes(range(256)) * 4), "manifest.csv"),
+        (
+            lambda o: (o / "manifest.csv").write_text('file_name,label\n"a/x.jpg,a\n'),
+            "manifest.csv",
+        ),
+        (
+            lambda o: (o / "balance.json").write_text("{nope"),
+            "balance.json is not a readable record",
+        ),
+        (lambda o: (o / "balance.json").write_text("[]"), "not a JSON object"),
+        (lambda o: (o / "balance.json").write_text('{"counts": [1]}'), "counts"),
+    ],
+)
 def test_verify_reports_unparseable_records_as_problems(built, damage, fragment):
     damage(built)
     proc = cli("balancer", "verify", built, "--quiet")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert any(line.startswith("problem:") and fragment in line for line in proc.stderr.splitlines())
+    assert any(
+        line.startswith("problem:") and fragment in line for line in proc.stderr.splitlines()
+    )
 
 
 def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
@@ -356,11 +460,17 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     flipped = bytearray(data_a)
     flipped[len(flipped) // 2] ^= 0x01
     a.write_bytes(bytes(flipped))
-    assert any("sha256 mismatch" in p and a.name in p for p in verify(built, progress=False)["problems"])
+    assert any(
+        "sha256 mismatch" in p and a.name in p for p in verify(built, progress=False)["problems"]
+    )
     a.unlink()
     os.mkfifo(a)
     proc = cli("balancer", "verify", built, "--quiet")
-    assert proc.returncode == 1 and f"not a regular file (FIFO, socket or device) in a class folder: owl/{a.name}" in proc.stderr
+    assert (
+        proc.returncode == 1
+        and f"not a regular file (FIFO, socket or device) in a class folder: owl/{a.name}"
+        in proc.stderr
+    )
     a.unlink()
     a.write_bytes(data_a)
 
@@ -368,8 +478,11 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     row = m.index[m.origin == "augmented"][0]
     params = json.loads(m.params[row])
     key = next(iter(params))
-    params[key] = 1.5 if isinstance(params[key], float) else \
-        ("both" if params[key] != "both" else "horizontal")
+    params[key] = (
+        1.5
+        if isinstance(params[key], float)
+        else ("both" if params[key] != "both" else "horizontal")
+    )
     m.loc[row, "params"] = json.dumps(params)
     m.to_csv(built / "manifest.csv", index=False, lineterminator="\r\n")
     assert any("manifest.csv was edited" in p for p in verify(built, progress=False)["problems"])
@@ -378,7 +491,9 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     (built / "balance.json").write_text(json.dumps(record))
     assert verify(built, progress=False)["ok"]
     problems = verify(built, progress=False, replay=True)["problems"]
-    assert problems == [f"params in the manifest are not the ones its seed draws: {m.file_name[row]}"]
+    assert problems == [
+        f"params in the manifest are not the ones its seed draws: {m.file_name[row]}"
+    ]
 
 
 def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
@@ -392,7 +507,10 @@ def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
     write_image(victim, image)
     m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     import hashlib
-    m.loc[m.file_name == f"b/{victim.name}", "sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
+
+    m.loc[m.file_name == f"b/{victim.name}", "sha256"] = hashlib.sha256(
+        victim.read_bytes()
+    ).hexdigest()
     m.to_csv(out / "manifest.csv", index=False, lineterminator="\r\n")
     record = json.loads((out / "balance.json").read_text())
     record.pop("manifest_sha256")
@@ -403,6 +521,7 @@ def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
 
 # -- 9. --resume notices a source edited in place -------------------------------------------
 
+
 def test_resume_refuses_a_source_edited_in_place(built, small_src):
     record = json.loads((built / "balance.json").read_text())
     record["status"] = "running"
@@ -411,8 +530,18 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
     st = victim.stat()
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, newer
     before = tree_digest(built)
-    proc = cli("balancer", "build", small_src, "--out", built, "--nmin", "5", "--transforms",
-               "rotate,contrast,flip", "--resume")
+    proc = cli(
+        "balancer",
+        "build",
+        small_src,
+        "--out",
+        built,
+        "--nmin",
+        "5",
+        "--transforms",
+        "rotate,contrast,flip",
+        "--resume",
+    )
     assert_one_line_error(proc, "source changed", "dog/dog_001.jpg")
     assert tree_digest(built) == before
 
@@ -423,7 +552,9 @@ def test_study_overwrite_clears_only_a_proven_study(tmp_path):
     out = tmp_path / "study"
     (out / "runs" / "b0").mkdir(parents=True)
     (out / "results.csv").write_text("arm\n")
-    (out / "study.json").write_text(json.dumps({"tool": "balanced-aug", "kind": "study", "folds": 2}))
+    (out / "study.json").write_text(
+        json.dumps({"tool": "balanced-aug", "kind": "study", "folds": 2})
+    )
     (out / "notes.txt").write_text("mine")
     before = tree_digest(out)
     with pytest.raises(BalanceError, match="'notes.txt'"):
@@ -438,6 +569,7 @@ def test_study_overwrite_clears_only_a_proven_study(tmp_path):
 
 
 # -- 10. the trainer's outputs on shared storage ----------------------------------------------
+
 
 def test_run_folders_honour_the_umask(tmp_path):
     from trainer.outputs import staged
@@ -458,5 +590,6 @@ def test_a_class_missing_from_validation_is_named(recwarn):
     val = pd.DataFrame({"label": ["a", "b"], "origin": "original"})
     assert absent_classes(val, ["a", "b", "c"], train) == [
         "class 'c' has no validation image (1 original(s) in all, all in training): "
-        "its scores are not measured"]
+        "its scores are not measured"
+    ]
     assert any("class 'c'" in str(w.message) for w in recwarn)

@@ -25,10 +25,16 @@ def test_targets_majority_and_per_class_override():
     assert class_targets(counts, per_class={"b": 9}) == {"a": 10, "b": 9, "c": 50}
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({}, "--nmin N"), ({"nmin": 0}, "between 1 and"), ({"target": "minority"}, "majority"),
-    ({"nmin": 5, "target": "majority"}, "not both"), ({"per_class": {"zebra": 4}}, "zebra"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({}, "--nmin N"),
+        ({"nmin": 0}, "between 1 and"),
+        ({"target": "minority"}, "majority"),
+        ({"nmin": 5, "target": "majority"}, "not both"),
+        ({"per_class": {"zebra": 4}}, "zebra"),
+    ],
+)
 def test_targets_errors_name_the_problem(kwargs, fragment):
     with pytest.raises(BalanceError, match=fragment):
         class_targets({"a": 1, "b": 2}, **kwargs)
@@ -63,9 +69,14 @@ def test_plan_counts_names_and_determinism():
 
 
 def test_plan_keeps_same_stem_files_apart_and_reencodes_other_formats():
-    src = {"a": [SourceImage("a/x.bmp", "a", "other", 1), SourceImage("a/x.png", "a", "png", 1),
-                 SourceImage("a/sub/x.jpg", "a", "jpeg", 1)],
-           "b": images("b", 3)}
+    src = {
+        "a": [
+            SourceImage("a/x.bmp", "a", "other", 1),
+            SourceImage("a/x.png", "a", "png", 1),
+            SourceImage("a/sub/x.jpg", "a", "jpeg", 1),
+        ],
+        "b": images("b", 3),
+    }
     plan = make_plan(src, {"a": 3, "b": 3}, T, seed=0)
     by_source = {it.source: it for it in plan}
     assert by_source["a/x.bmp"].file_name == "a/x.png" and by_source["a/x.bmp"].action == "encode"

@@ -1,4 +1,5 @@
 """Scale-out: the balancer on a Dask cluster, the trainer's distribution strategies."""
+
 import json
 import os
 import signal
@@ -7,26 +8,28 @@ import threading
 import time
 
 import pytest
+from conftest import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
 
 from balancer import build
 from balancer.errors import BalanceError
 from balancer.parallel import pool
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, part of `test`
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as c:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("dask") / "src", {"big": 12, "small": 2},
-                       size=120, ext=".png")
+    return make_folder(
+        tmp_path_factory.mktemp("dask") / "src", {"big": 12, "small": 2}, size=120, ext=".png"
+    )
 
 
 OPTIONS = dict(nmin=400, transforms="rotate,zoom,contrast,cutout=30", seed=5, progress=False)
@@ -79,17 +82,59 @@ def test_workers_must_see_src_and_out(cluster, tmp_path):
 
 
 def test_dask_errors_are_one_line(small_src, tmp_path):
-    hide_dask = ("import sys; sys.modules['dask'] = sys.modules['dask.distributed'] = None; "
-                 "from balancer.cli import main; main()")
+    hide_dask = (
+        "import sys; sys.modules['dask'] = sys.modules['dask.distributed'] = None; "
+        "from balancer.cli import main; main()"
+    )
     import subprocess
-    proc = subprocess.run([sys.executable, "-c", hide_dask, "build", str(small_src), "--out",
-                           str(tmp_path / "o"), "--nmin", "3", "--backend", "dask"],
-                          capture_output=True, text=True, cwd=REPO)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            hide_dask,
+            "build",
+            str(small_src),
+            "--out",
+            str(tmp_path / "o"),
+            "--nmin",
+            "3",
+            "--backend",
+            "dask",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert_one_line_error(proc, "pip install 'balanced-aug[dask]'")
-    assert_one_line_error(run_cli("balancer", "build", small_src, "--out", tmp_path / "o",
-                                  "--nmin", "3", "--backend", "spark"), "loky or dask")
-    assert_one_line_error(run_cli("balancer", "build", small_src, "--out", tmp_path / "o",
-                                  "--nmin", "3", "--scheduler", "tcp://x:1"), "--backend dask")
+    assert_one_line_error(
+        run_cli(
+            "balancer",
+            "build",
+            small_src,
+            "--out",
+            tmp_path / "o",
+            "--nmin",
+            "3",
+            "--backend",
+            "spark",
+        ),
+        "loky or dask",
+    )
+    assert_one_line_error(
+        run_cli(
+            "balancer",
+            "build",
+            small_src,
+            "--out",
+            tmp_path / "o",
+            "--nmin",
+            "3",
+            "--scheduler",
+            "tcp://x:1",
+        ),
+        "--backend dask",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -101,25 +146,61 @@ def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    tf_config = {
+        "cluster": {"worker": [f"127.0.0.1:{port}"]},
+        "task": {"type": "worker", "index": 0},
+    }
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-    proc = run_cli("trainer", "fit", data, "--out", tmp_path / "run", "--weights", "none",
-                   "--model", "vgg16", "--image-size", "32", "--epochs", "1", "--batch", "8",
-                   "--quiet", "--json", env=env, timeout=600)
+    proc = run_cli(
+        "trainer",
+        "fit",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--weights",
+        "none",
+        "--model",
+        "vgg16",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--quiet",
+        "--json",
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads(proc.stdout)
     assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1
     assert 0 <= m["accuracy"] <= 1
 
 
-@pytest.mark.parametrize("tf_config, chief", [
-    (None, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
-])
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        (None, True),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+        (
+            {
+                "cluster": {"chief": ["c:1"], "worker": ["a:1"]},
+                "task": {"type": "worker", "index": 0},
+            },
+            False,
+        ),
+        (
+            {
+                "cluster": {"chief": ["c:1"], "worker": ["a:1"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            True,
+        ),
+    ],
+)
 def test_only_the_chief_writes_the_run_folder(tf_config, chief, monkeypatch):
     from trainer.training import is_chief
 

@@ -1,11 +1,12 @@
 """The paper's study as commands, on tiny data (VGG16 in eager Keras: no graph tracing per run;
 the study's logic does not depend on the model, and EfficientNet trains in test_trainer)."""
+
 import os
 
 import pandas as pd
 import pytest
-
 from conftest import assert_one_line_error, make_folder, run_cli
+
 from trainer import TrainConfig
 from trainer.study import study_transforms
 
@@ -32,8 +33,9 @@ def run_files(study, arm_slug):
 
 def test_transform_study_outputs_and_resume(src, tmp_path):
     out = tmp_path / "st"
-    result = study_transforms(src, out, TINY, transforms="rotate,flip", folds=2, top=1,
-                              models=MODELS, progress=False)
+    result = study_transforms(
+        src, out, TINY, transforms="rotate,flip", folds=2, top=1, models=MODELS, progress=False
+    )
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 6  # (baseline, rotate, flip) x 2 folds
     assert sorted(results.arm.unique()) == ["baseline", "flip", "rotate"]
@@ -41,51 +43,117 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
     for fold in (0, 1):  # each transform arm doubles exactly the fold's training originals
         base = results[(results.arm == "baseline") & (results.fold == fold)].train_files.item()
         for arm in ("rotate", "flip"):
-            assert results[(results.arm == arm) & (results.fold == fold)].train_files.item() == 2 * base
+            assert (
+                results[(results.arm == arm) & (results.fold == fold)].train_files.item()
+                == 2 * base
+            )
     for fold, files in run_files(out, "rotate"):
         train = files[files.split == "train"]
         copies = train[train.origin == "augmented"]
         assert sorted(copies.source) == sorted(train[train.origin == "original"].file)
-        assert all(os.path.exists(out / "data" / fold / "rotate" / f.split("/", 1)[1]) for f in copies.file)
+        assert all(
+            os.path.exists(out / "data" / fold / "rotate" / f.split("/", 1)[1]) for f in copies.file
+        )
     table = (out / "results.md").read_text()
     assert table.count("| vgg16 | focal |") == 3 and "±" in table
     assert (out / "results.png").stat().st_size > 10_000
     # Ranked by mean macro F1, then accuracy, then name; only arms above the baseline suggested.
     summary = result["summary"].set_index("arm")
-    ranked = sorted(["rotate", "flip"], key=lambda a: (-summary.macro_f1_mean[a],
-                                                       -summary.accuracy_mean[a], a))
+    ranked = sorted(
+        ["rotate", "flip"], key=lambda a: (-summary.macro_f1_mean[a], -summary.accuracy_mean[a], a)
+    )
     assert list(result["ranking"].arm) == ranked
     winners = [a for a in ranked if summary.macro_f1_mean[a] > summary.macro_f1_mean["baseline"]]
     assert result["suggested"] == ",".join(winners[:1])
 
     # resume: finished runs are read back, not redone
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/model.keras")}
-    proc = run_cli("trainer", "study", "transforms", src, "--out", out, "--transforms",
-                   "rotate,flip", "--folds", "2", "--top", "1", "--weights", "none", "--models", "vgg16",
-                   "--image-size", "32", "--epochs", "1", "--batch", "16", "--eager", "--quiet")
+    proc = run_cli(
+        "trainer",
+        "study",
+        "transforms",
+        src,
+        "--out",
+        out,
+        "--transforms",
+        "rotate,flip",
+        "--folds",
+        "2",
+        "--top",
+        "1",
+        "--weights",
+        "none",
+        "--models",
+        "vgg16",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--eager",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert ("suggested: balance build SRC --out OUT --nmin N --transforms " + result["suggested"]
-            if winners else "no transform beat the baseline's macro F1") in proc.stdout
+    assert (
+        "suggested: balance build SRC --out OUT --nmin N --transforms " + result["suggested"]
+        if winners
+        else "no transform beat the baseline's macro F1"
+    ) in proc.stdout
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/model.keras")} == stamps
-    assert_one_line_error(run_cli("trainer", "study", "transforms", src, "--out", out,
-                                  "--transforms", "rotate", "--folds", "2", "--weights", "none",
-                                  "--models", "vgg16"),
-                          "different study", "--overwrite")
+    assert_one_line_error(
+        run_cli(
+            "trainer",
+            "study",
+            "transforms",
+            src,
+            "--out",
+            out,
+            "--transforms",
+            "rotate",
+            "--folds",
+            "2",
+            "--weights",
+            "none",
+            "--models",
+            "vgg16",
+        ),
+        "different study",
+        "--overwrite",
+    )
 
 
 def test_study_user_errors_leave_nothing(src, tmp_path):
     one = make_folder(tmp_path / "one", {"only": 4})
     cases = [
-        (["study", "ablation", tmp_path / "missing", "--nmin", "5", "--out", tmp_path / "s"], ["not found"]),
+        (
+            ["study", "ablation", tmp_path / "missing", "--nmin", "5", "--out", tmp_path / "s"],
+            ["not found"],
+        ),
         (["study", "ablation", one, "--nmin", "5", "--out", tmp_path / "s"], ["need at least 2"]),
         (["study", "ablation", src, "--out", tmp_path / "s"], ["--nmin"]),
-        (["study", "transforms", src, "--out", tmp_path / "s", "--models", "alexnet"], ["unknown model"]),
-        (["study", "transforms", src, "--out", tmp_path / "s", "--transforms", "warp"], ["unknown transform"]),
-        (["study", "transforms", src, "--out", tmp_path / "s", "--folds", "30"], ["cannot make 30 folds"]),
-        (["study", "transforms", src, "--out", tmp_path / "s", "--folds", "2"], ["ImageNet weights"]),
+        (
+            ["study", "transforms", src, "--out", tmp_path / "s", "--models", "alexnet"],
+            ["unknown model"],
+        ),
+        (
+            ["study", "transforms", src, "--out", tmp_path / "s", "--transforms", "warp"],
+            ["unknown transform"],
+        ),
+        (
+            ["study", "transforms", src, "--out", tmp_path / "s", "--folds", "30"],
+            ["cannot make 30 folds"],
+        ),
+        (
+            ["study", "transforms", src, "--out", tmp_path / "s", "--folds", "2"],
+            ["ImageNet weights"],
+        ),
     ]
-    offline = {**os.environ, "KERAS_HOME": str(tmp_path / "keras-home"),  # no cached weights,
-               **{v: "http://127.0.0.1:9" for v in ("HTTPS_PROXY", "https_proxy")}}  # no download
+    offline = {
+        **os.environ,
+        "KERAS_HOME": str(tmp_path / "keras-home"),  # no cached weights,
+        **{v: "http://127.0.0.1:9" for v in ("HTTPS_PROXY", "https_proxy")},
+    }  # no download
     for args, fragments in cases:
         assert_one_line_error(run_cli("trainer", *args, env=offline), *fragments)
     assert not (tmp_path / "s").exists()

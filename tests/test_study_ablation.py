@@ -1,10 +1,11 @@
 """The paper's ablation (Table 4) as a command, on tiny data: no validation image or copy of one
 ever trains. Its own module, so that the test runner can run it beside the other study tests."""
+
 import json
 
 import pytest
-
 from test_study import MODELS, TINY, run_files, study_source
+
 from trainer.study import study_ablation
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -17,8 +18,9 @@ def src(tmp_path_factory):
 
 def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path):
     out = tmp_path / "ab"
-    summary = study_ablation(src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2,
-                             models=MODELS, progress=False)
+    summary = study_ablation(
+        src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS, progress=False
+    )
     assert list(summary.arm) == ["baseline", "ROS", "ROS + all transforms", "ROS + T"]
     for slug in ("baseline", "ros", "ros+all-transforms", "ros+t"):
         for fold, files in run_files(out, slug):
@@ -33,7 +35,9 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
                 originals = train[train.origin == "original"].label.value_counts().to_dict()
                 assert counts == {c: max(8, n) for c, n in originals.items()}
             if slug == "ros":  # plain over-sampling: copies are the original files again
-                assert set(train.file[train.origin == "augmented"]) <= set(train.file[train.origin == "original"])
+                assert set(train.file[train.origin == "augmented"]) <= set(
+                    train.file[train.origin == "original"]
+                )
     md = (out / "results.md").read_text()
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md
     record = json.loads((out / "study.json").read_text())

@@ -1,4 +1,5 @@
 """The trainer on tiny data: 32 px, no ImageNet weights, 1-2 epochs."""
+
 import json
 from pathlib import Path
 
@@ -6,9 +7,9 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_one_line_error, make_folder, run_cli
 
 from balancer import build
-from conftest import assert_one_line_error, make_folder, run_cli
 from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
 
@@ -64,8 +65,13 @@ def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
 @pytest.mark.slow
 def test_fit_writes_every_output_with_sensible_values(run, balanced):
     assert sorted(p.name for p in run.iterdir()) == [
-        "confusion_matrix.png", "curves.png", "files.csv", "history.csv", "metrics.json",
-        "model.keras"]
+        "confusion_matrix.png",
+        "curves.png",
+        "files.csv",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+    ]
     files = pd.read_csv(run / "files.csv")  # the actual lists trained and validated on
     assert_no_leak(files[files.split == "train"], files[files.split == "validation"])
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left
@@ -94,7 +100,9 @@ def test_evaluate_and_predict_with_the_trained_model(run, balanced):
     m = evaluate(run, test)
     assert Path(m["out"]) == run / "eval-test"
     assert sum(v["support"] for v in m["per_class"].values()) == 9
-    assert (run / "eval-test" / "metrics.json").exists() and (run / "eval-test" / "confusion_matrix.png").exists()
+    assert (run / "eval-test" / "metrics.json").exists() and (
+        run / "eval-test" / "confusion_matrix.png"
+    ).exists()
     (test / "a" / "broken.jpg").write_bytes(b"junk")
     table = predict(run, test, top_k=2)
     assert len(table) == 9 and set(table.predicted) <= {"a", "b", "c"}
@@ -106,18 +114,24 @@ def test_evaluate_and_predict_with_the_trained_model(run, balanced):
     assert proc.returncode == 0, proc.stderr
     assert list(pd.read_csv(run.parent / "p.csv").file) == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
     proc = run_cli("trainer", "predict", run, test / "b", "--json")
-    assert [row["file"] for row in json.loads(proc.stdout)] == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
+    assert [row["file"] for row in json.loads(proc.stdout)] == [
+        "b_000.jpg",
+        "b_001.jpg",
+        "b_002.jpg",
+    ]
 
 
 def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
     import keras
 
     y = np.eye(3, dtype="float32")[[0, 1, 2, 2]]
-    p = np.array([[.7, .2, .1], [.3, .4, .3], [.1, .1, .8], [.5, .3, .2]], "float32")
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.1, 0.8], [0.5, 0.3, 0.2]], "float32")
     ours = float(make_loss(TrainConfig(), [10, 10, 10])(y, p))
     expected = float(np.mean(np.sum(-0.25 * y * (1 - p) ** 2 * np.log(p), axis=1)))
     assert ours == pytest.approx(expected, rel=1e-5)
-    assert ours == pytest.approx(float(keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0)(y, p)))
+    assert ours == pytest.approx(
+        float(keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0)(y, p))
+    )
     balanced = make_loss(TrainConfig(alpha="balanced"), [80, 15, 5])
     rare, common = np.eye(3, dtype="float32")[[2]], np.eye(3, dtype="float32")[[0]]
     same_p = np.full((1, 3), 1 / 3, "float32")
@@ -128,9 +142,27 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
 
 @pytest.mark.slow
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
-    proc = run_cli("trainer", "cv", balanced, "--folds", "2", "--out", tmp_path / "cv",
-                   "--model", "vgg16", "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16",
-                   "--eager", "--json")  # progress on: Keras' epoch lines must not reach stdout
+    proc = run_cli(
+        "trainer",
+        "cv",
+        balanced,
+        "--folds",
+        "2",
+        "--out",
+        tmp_path / "cv",
+        "--model",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--eager",
+        "--json",
+    )  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert "val_f1: " in proc.stderr and "fold 1/2" in proc.stderr and "fold 2/2" in proc.stderr
@@ -141,22 +173,49 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     for k in (0, 1):
         m = json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text())
         assert m["data"]["validation"]["augmented"] == 0
-    assert result["macro_f1"]["mean"] == pytest.approx(np.mean([f["macro_f1"] for f in result["folds"]]))
+    assert result["macro_f1"]["mean"] == pytest.approx(
+        np.mean([f["macro_f1"] for f in result["folds"]])
+    )
 
     # resumable like a study: a finished fold is read back, a missing one trained again
     import shutil
+
     stamp = (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(tmp_path / "cv" / "fold-1")
     (tmp_path / "cv" / ".fold-1.abc.partial").mkdir()  # what a killed fold leaves
-    args = ["cv", balanced, "--folds", "2", "--out", tmp_path / "cv", "--model", "vgg16", "--weights", "none",
-            "--image-size", "32", "--epochs", "1", "--batch", "16", "--eager", "--quiet"]
+    args = [
+        "cv",
+        balanced,
+        "--folds",
+        "2",
+        "--out",
+        tmp_path / "cv",
+        "--model",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--eager",
+        "--quiet",
+    ]
     proc = run_cli("trainer", *args)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == ["cv.csv", "cv.json", "fold-0", "fold-1"]
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
+        "cv.csv",
+        "cv.json",
+        "fold-0",
+        "fold-1",
+    ]
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["folds"] == result["folds"]
-    assert_one_line_error(run_cli("trainer", *args[:-2], "--epochs", "2", "--quiet"),
-                          "other settings", "--overwrite")
+    assert_one_line_error(
+        run_cli("trainer", *args[:-2], "--epochs", "2", "--quiet"), "other settings", "--overwrite"
+    )
 
 
 @pytest.mark.slow
@@ -182,8 +241,18 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no cached weights
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: the download fails
-    proc = run_cli("trainer", "fit", balanced, "--out", tmp_path / "r", "--image-size", "32",
-                   "--epochs", "1", timeout=300)
+    proc = run_cli(
+        "trainer",
+        "fit",
+        balanced,
+        "--out",
+        tmp_path / "r",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        timeout=300,
+    )
     assert_one_line_error(proc, "ImageNet weights", "--weights none", "--weights PATH")
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
 
@@ -194,18 +263,33 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6, "c": 6}, size=36)  # not test's images
     (data / "b" / "truncated.jpg").write_bytes((data / "b" / "b_000.jpg").read_bytes()[:300])
     # A learning rate so high that the best epoch is the first, before fine-tuning starts.
-    config = TrainConfig(**{**FAST, "epochs": 2, "eager": True, "freeze_base": True,
-                            "fine_tune_epochs": 2, "cache": True, "lr": 3.0, "patience": 5})
+    config = TrainConfig(
+        **{
+            **FAST,
+            "epochs": 2,
+            "eager": True,
+            "freeze_base": True,
+            "fine_tune_epochs": 2,
+            "cache": True,
+            "lr": 3.0,
+            "patience": 5,
+        }
+    )
     m = fit(data, tmp_path / "run", config, val=test, progress=False)
     assert m["data"]["validation"]["files"] == 9 and m["data"]["train"]["files"] == 18
-    assert m["skipped"] == [{"path": "b/truncated.jpg", "reason": "truncated JPEG (no end-of-image marker)"}]
+    assert m["skipped"] == [
+        {"path": "b/truncated.jpg", "reason": "truncated JPEG (no end-of-image marker)"}
+    ]
     assert m["epochs_run"] == 4  # two with the base frozen, two fine-tuning it
     files = pd.read_csv(tmp_path / "run" / "files.csv")
-    assert set(files[files.split == "validation"].file) == {f"{c}/{c}_{i:03d}.jpg" for c in "abc" for i in range(3)}
+    assert set(files[files.split == "validation"].file) == {
+        f"{c}/{c}_{i:03d}.jpg" for c in "abc" for i in range(3)
+    }
     # The saved model is the best epoch over both phases, the one metrics.json names.
     import keras
 
     from trainer.evaluation import Run
+
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert m["best_epoch"] == int(history.epoch[history.val_f1.idxmax()]) + 1 <= 2
     val = files[files.split == "validation"]
@@ -221,13 +305,14 @@ def test_weights_from_a_local_file(tmp_path):
 
     from trainer.models import build_model
 
-    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                             input_shape=(32, 32, 3), pooling="avg")
+    base = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
     path = tmp_path / "b0_notop.weights.h5"
     base.save_weights(path)
     model = build_model(TrainConfig(weights=str(path), image_size=32), 3)
     loaded = model.get_layer("efficientnetb0").get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
     proc = run_cli("trainer", "fit", tmp_path, "--weights", str(tmp_path / "missing.h5"))
     assert_one_line_error(proc, "--weights: no such file")
 
@@ -243,4 +328,4 @@ def test_same_seed_same_run(tmp_path):
         fit(data, run, config, progress=False)
     assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
     w1, w2 = (keras.models.load_model(r / "model.keras", compile=False).get_weights() for r in runs)
-    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2, strict=False))

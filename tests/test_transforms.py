@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import textured
 
 from balancer.errors import BalanceError
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay
-from conftest import textured
 
 # Magnitudes that suit a 48x56 image.
 SMALL = {"crop": 24, "cutout": 20, "blur": 7}
@@ -54,10 +54,12 @@ def test_magnitudes_that_do_not_suit_the_images_are_named_with_counts():
 
     sizes = {"cat": [(32, 32)] * 3, "dog": [(400, 300), (32, 32)]}
     found = unsuited({"crop": None, "cutout": 24, "rotate": None}, sizes)
-    assert found == ["crop=200 is as large as the image for 4 of 5 images (cat 3, dog 1): "
-                     "copies get a 90 % crop instead; try crop=0.8",
-                     "cutout=24 can cover more than half of the image for 4 of 5 images "
-                     "(cat 3, dog 1): try cutout=0.25"]
+    assert found == [
+        "crop=200 is as large as the image for 4 of 5 images (cat 3, dog 1): "
+        "copies get a 90 % crop instead; try crop=0.8",
+        "cutout=24 can cover more than half of the image for 4 of 5 images "
+        "(cat 3, dog 1): try cutout=0.25",
+    ]
     assert unsuited({"crop": 0.8, "cutout": 0.25}, sizes) == []
 
 
@@ -77,7 +79,9 @@ def test_transform_changes_pixels_keeps_type_and_replays(name, kind):
     # params are JSON and replay exactly; the same seed draws the same params
     params2 = json.loads(json.dumps(params))
     assert np.array_equal(replay(image, name, params2), out)
-    again, params3 = TRANSFORMS[name](image, np.random.default_rng(seed), TRANSFORMS[name].check(SMALL.get(name)))
+    again, params3 = TRANSFORMS[name](
+        image, np.random.default_rng(seed), TRANSFORMS[name].check(SMALL.get(name))
+    )
     assert params3 == params and np.array_equal(again, out)
 
 
@@ -93,7 +97,7 @@ def test_crop_keeps_a_side_smaller_than_the_target_whole():
     image = textured(8, 300)
     out, params = TRANSFORMS["crop"](image, np.random.default_rng(0))
     assert out.shape[:2] == (8, 200) and params["height"] == 8 and params["y"] == 0
-    assert np.array_equal(out, image[:, params["x"]:params["x"] + 200])
+    assert np.array_equal(out, image[:, params["x"] : params["x"] + 200])
 
 
 def test_cutout_paints_mid_gray_square():
@@ -132,17 +136,31 @@ def test_tiny_image_survives_every_transform():
 
 
 def test_parse_transforms_defaults_overrides_and_errors():
-    assert parse_transforms(PAPER_SET) == {"crop": 200, "rotate": 0.125, "cutout": 70,
-                                           "width": 0.3, "zoom": 0.3}
-    assert parse_transforms("rotate=0.1, zoom=0.2,crop=160") == {"rotate": 0.1, "zoom": 0.2,
-                                                               "crop": 160}
+    assert parse_transforms(PAPER_SET) == {
+        "crop": 200,
+        "rotate": 0.125,
+        "cutout": 70,
+        "width": 0.3,
+        "zoom": 0.3,
+    }
+    assert parse_transforms("rotate=0.1, zoom=0.2,crop=160") == {
+        "rotate": 0.1,
+        "zoom": 0.2,
+        "crop": 160,
+    }
     assert list(parse_transforms("all")) == list(TRANSFORMS)
     every = parse_transforms("all,crop=24,cutout=12")
     assert list(every) == list(TRANSFORMS) and every["crop"] == 24 and every["rotate"] == 0.125
     with pytest.raises(BalanceError, match="unknown transform 'sheer'; choose from blur, crop"):
         parse_transforms("rotate,sheer")
-    for bad, fragment in [("rotate=2", "rotate"), ("blur=4", "blur"), ("crop=0", "crop"),
-                          ("flip=1", "takes no magnitude"), ("zoom=abc", "not a number"),
-                          ("crop,crop", "twice"), ("", "no transforms")]:
+    for bad, fragment in [
+        ("rotate=2", "rotate"),
+        ("blur=4", "blur"),
+        ("crop=0", "crop"),
+        ("flip=1", "takes no magnitude"),
+        ("zoom=abc", "not a number"),
+        ("crop,crop", "twice"),
+        ("", "no transforms"),
+    ]:
         with pytest.raises(BalanceError, match=fragment):
             parse_transforms(bad)

@@ -1,30 +1,46 @@
 """What careful users trip on: scale-aware transforms, leak-proof defaults, honest numbers."""
+
 import json
 
 import pandas as pd
 import pytest
-
 from conftest import assert_one_line_error, make_folder, run_cli, textured, write_image
 
 
 def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
-    expected = ("warning: crop=200 is as large as the image for 5 of 5 images (a 3, b 2)",
-                "warning: cutout=70 can cover more than half of the image for 5 of 5 images")
+    expected = (
+        "warning: crop=200 is as large as the image for 5 of 5 images (a 3, b 2)",
+        "warning: cutout=70 can cover more than half of the image for 5 of 5 images",
+    )
     build = run_cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--quiet")
     stats = run_cli("balancer", "stats", src)
     preview = run_cli("balancer", "preview", src, "-o", tmp_path / "p.png")
     for proc in (build, stats, preview):
         assert proc.returncode == 0, proc.stderr
         for line in expected:
-            assert line in proc.stderr if proc is not preview else line.split(" for ")[0] in proc.stderr
+            assert (
+                line in proc.stderr
+                if proc is not preview
+                else line.split(" for ")[0] in proc.stderr
+            )
     record = json.loads((tmp_path / "out" / "balance.json").read_text())
     assert len(record["warnings"]) == 2
     m = pd.read_csv(tmp_path / "out" / "manifest.csv", dtype=str, keep_default_na=False)
     crops = [json.loads(p) for p in m.params[m.origin == "augmented"] if '"height"' in p]
     assert crops and all((c["height"], c["width"]) == (28, 36) for c in crops)
-    quiet = run_cli("balancer", "build", src, "--out", tmp_path / "out2", "--nmin", "4",
-                    "--transforms", "crop=0.8,cutout=0.25,rotate", "--quiet")
+    quiet = run_cli(
+        "balancer",
+        "build",
+        src,
+        "--out",
+        tmp_path / "out2",
+        "--nmin",
+        "4",
+        "--transforms",
+        "crop=0.8,cutout=0.25,rotate",
+        "--quiet",
+    )
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
 
 
@@ -45,11 +61,19 @@ def test_macro_f1_averages_over_the_classes_with_images_and_names_the_rest():
 def test_val_split_holds_out_the_asked_fraction_of_each_class():
     from trainer.data import holdout
 
-    table = pd.DataFrame({"file": [f"a/{i}" for i in range(10)] + [f"b/{i}" for i in range(5)],
-                          "label": ["a"] * 10 + ["b"] * 5, "origin": "original"})
+    table = pd.DataFrame(
+        {
+            "file": [f"a/{i}" for i in range(10)] + [f"b/{i}" for i in range(5)],
+            "label": ["a"] * 10 + ["b"] * 5,
+            "origin": "original",
+        }
+    )
     table["source"], table["path"] = table.file, table.file
-    for fraction, expected in ((0.4, {"a": 4, "b": 2}), (0.2, {"a": 2, "b": 1}),
-                               (0.9, {"a": 9, "b": 4})):
+    for fraction, expected in (
+        (0.4, {"a": 4, "b": 2}),
+        (0.2, {"a": 2, "b": 1}),
+        (0.9, {"a": 9, "b": 4}),
+    ):
         train, val = holdout(table, fraction, seed=0)
         assert val.label.value_counts().to_dict() == expected
         assert not set(train.source) & set(val.source) and len(train) + len(val) == 15
@@ -73,8 +97,9 @@ def test_a_balanced_folder_without_its_manifest_is_grouped_by_name(tmp_path):
     train, val = holdout(folder.table, 0.4, seed=1)
     assert set(val.origin) == {"original"}
     assert not set(train.source) & set(val.source)
-    copies_of_val = [f for f in train.file if any(f.startswith(v.rsplit(".", 1)[0] + "__aug")
-                                                  for v in val.file)]
+    copies_of_val = [
+        f for f in train.file if any(f.startswith(v.rsplit(".", 1)[0] + "__aug") for v in val.file)
+    ]
     assert copies_of_val == []
 
 
@@ -85,9 +110,11 @@ def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
     for i, label in enumerate("aabb"):
         write_image(val / label / f"v{i}.jpg", textured(32, 40, seed=500 + i))
     (val / "b" / "v3.jpg").write_bytes((data / "a" / "a_001.jpg").read_bytes())
-    for args, fragment in (([data, "--val", data], "overlaps the data folder"),
-                           ([data, "--val", data / "a"], "overlaps the data folder"),
-                           ([data, "--val", val], "1 validation image(s) are also in the training data")):
+    for args, fragment in (
+        ([data, "--val", data], "overlaps the data folder"),
+        ([data, "--val", data / "a"], "overlaps the data folder"),
+        ([data, "--val", val], "1 validation image(s) are also in the training data"),
+    ):
         proc = run_cli("trainer", "fit", *args, "--out", tmp_path / "run", "--weights", "none")
         assert_one_line_error(proc, fragment)
     assert not (tmp_path / "run").exists()
@@ -96,10 +123,15 @@ def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
 def test_study_suggests_only_transforms_that_beat_the_baseline_in_rank_order():
     from trainer.study import ranking, suggested_transforms
 
-    summary = pd.DataFrame({"model": "b0", "loss": "focal",
-                            "arm": ["baseline", "flip", "rotate", "zoom", "crop"],
-                            "macro_f1_mean": [0.50, 0.40, 0.60, 0.60, 0.70],
-                            "accuracy_mean": [0.5, 0.5, 0.6, 0.7, 0.5]})
+    summary = pd.DataFrame(
+        {
+            "model": "b0",
+            "loss": "focal",
+            "arm": ["baseline", "flip", "rotate", "zoom", "crop"],
+            "macro_f1_mean": [0.50, 0.40, 0.60, 0.60, 0.70],
+            "accuracy_mean": [0.5, 0.5, 0.6, 0.7, 0.5],
+        }
+    )
     assert list(ranking(summary).arm) == ["crop", "zoom", "rotate", "flip"]
     assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,zoom,rotate"
     summary.loc[summary.arm == "baseline", "macro_f1_mean"] = 0.9
@@ -111,8 +143,10 @@ def test_json_and_help_conventions(tmp_path):
     for tool, prog in (("balancer", "balance"), ("trainer", "train")):
         import subprocess
         import sys
-        version = subprocess.run([sys.executable, "-m", tool, "--version"], capture_output=True,
-                                 text=True, cwd=tmp_path)
+
+        version = subprocess.run(
+            [sys.executable, "-m", tool, "--version"], capture_output=True, text=True, cwd=tmp_path
+        )
         assert version.returncode == 0 and version.stdout.startswith(f"{prog} 0."), version.stderr
         short = run_cli(tool, "-h")
         assert short.returncode == 0 and "Usage:" in short.stdout
@@ -125,7 +159,9 @@ def test_json_and_help_conventions(tmp_path):
         help_text = run_cli("trainer", command, "-h").stdout
         assert "Example:" in help_text and "--quiet" in help_text, command
     assert "--val-split" not in run_cli("trainer", "cv", "-h").stdout
-    proc = run_cli("balancer", "build", src, "--out", tmp_path / "o", "--nmin", "4", "--json", "-j", "1")
+    proc = run_cli(
+        "balancer", "build", src, "--out", tmp_path / "o", "--nmin", "4", "--json", "-j", "1"
+    )
     assert json.loads(proc.stdout)["counts"]["b"]["after"] == 4
     for args in (["stats", src], ["verify", tmp_path / "o"], ["transforms"]):
         assert json.loads(run_cli("balancer", *args, "--json").stdout)
@@ -149,15 +185,18 @@ def test_read_manifest_types_and_replay_takes_what_it_gives(tmp_path):
     raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     text = raw.params[raw.file_name == row.file_name].item()
     for params in (row.params, text):  # the dict read_manifest gives, or the CSV's JSON text
-        assert encode(replay(image, row.augmentation, params), "jpeg") == (out / row.file_name).read_bytes()
+        assert (
+            encode(replay(image, row.augmentation, params), "jpeg")
+            == (out / row.file_name).read_bytes()
+        )
 
 
 def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     import numpy as np
+    from conftest import textured, write_image
 
     from balancer.imageio import cv2
     from balancer.preview import as_trained
-    from conftest import textured, write_image
     from trainer.config import TrainConfig
     from trainer.pipeline import ImageBatches
 
@@ -181,8 +220,15 @@ def test_preview_writes_the_format_its_name_says_and_study_titles_name_nmin_and_
 
     src = make_folder(tmp_path / "src", {"a": 2, "b": 2})
     for name, magic in (("sheet.jpg", b"\xff\xd8\xff"), ("sheet.png", b"\x89PNG")):
-        proc = run_cli("balancer", "preview", src, "-o", tmp_path / name, "--quiet",
-                       "--transforms", "rotate")
-        assert proc.returncode == 0 and (tmp_path / name).read_bytes()[:len(magic)] == magic
-    settings = {"folds": 3, "nmin": 100, "arms": [{"name": "ROS + T", "transforms": {"crop": 24, "rotate": None}}]}
-    assert study_title("ablation", settings) == "study: ablation, 3 folds, N_min 100, T = crop,rotate"
+        proc = run_cli(
+            "balancer", "preview", src, "-o", tmp_path / name, "--quiet", "--transforms", "rotate"
+        )
+        assert proc.returncode == 0 and (tmp_path / name).read_bytes()[: len(magic)] == magic
+    settings = {
+        "folds": 3,
+        "nmin": 100,
+        "arms": [{"name": "ROS + T", "transforms": {"crop": 24, "rotate": None}}],
+    }
+    assert (
+        study_title("ablation", settings) == "study: ablation, 3 folds, N_min 100, T = crop,rotate"
+    )

@@ -6,16 +6,26 @@
 Keras and its backend (TensorFlow unless KERAS_BACKEND says jax or torch) load on first
 use of a name below, not on `import trainer`.
 """
+
 from balancer import __version__  # one version for both tools
 
 _EXPORTS = {
-    "TrainConfig": "config", "TrainError": "config", "MODELS": "config",
-    "fit": "training", "train_run": "training",
-    "evaluate": "evaluation", "predict": "evaluation", "scores": "evaluation", "Run": "evaluation",
+    "TrainConfig": "config",
+    "TrainError": "config",
+    "MODELS": "config",
+    "fit": "training",
+    "train_run": "training",
+    "evaluate": "evaluation",
+    "predict": "evaluation",
+    "scores": "evaluation",
+    "Run": "evaluation",
     "cross_validate": "crossval",
-    "list_folder": "data", "grouped_folds": "data", "holdout": "data",
+    "list_folder": "data",
+    "grouped_folds": "data",
+    "holdout": "data",
     "ImageBatches": "pipeline",
-    "build_model": "models", "make_loss": "models",
+    "build_model": "models",
+    "make_loss": "models",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -1,4 +1,5 @@
 """`python -m trainer` is the `train` command."""
+
 from .cli import main
 
 main()

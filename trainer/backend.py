@@ -6,6 +6,7 @@ oneDNN and "no CUDA driver" notes from C++ before its log level applies, so the 
 runs with the process's stderr pointed at /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL
 themselves. Python errors still propagate.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,12 +29,16 @@ def select(name: str | None) -> str:
     if "keras" in sys.modules:
         loaded = sys.modules["keras"].backend.backend()
         if loaded != name:
-            raise TrainError(f"Keras is already loaded with the {loaded} backend in this process; "
-                             f"set KERAS_BACKEND={name} before importing keras")
+            raise TrainError(
+                f"Keras is already loaded with the {loaded} backend in this process; "
+                f"set KERAS_BACKEND={name} before importing keras"
+            )
         return name
     if importlib.util.find_spec(BACKENDS[name]) is None:
-        raise TrainError(f"the {name} backend needs {BACKENDS[name]}, which is not installed: "
-                         f"pip install 'balanced-aug[{EXTRAS[name]}]'")
+        raise TrainError(
+            f"the {name} backend needs {BACKENDS[name]}, which is not installed: "
+            f"pip install 'balanced-aug[{EXTRAS[name]}]'"
+        )
     os.environ["KERAS_BACKEND"] = name
     return name
 
@@ -49,6 +54,7 @@ def _import_quietly():
     select(None)  # a clear error if the chosen backend is not installed
     if _USER_LEVEL or os.environ["KERAS_BACKEND"] != "tensorflow":
         import keras
+
         return keras
     import logging
 
@@ -61,6 +67,7 @@ def _import_quietly():
             os.dup2(null.fileno(), 2)
             import keras
             import tensorflow
+
             tensorflow.config.list_physical_devices("GPU")  # the CUDA probe prints too
     finally:
         os.dup2(saved, 2)

@@ -1,4 +1,5 @@
 """`train`: the command line over the trainer library. TensorFlow loads only inside commands."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,49 +16,127 @@ from balancer.cliutil import CONTEXT, report_skipped, run_app, version_option
 
 from .config import MODELS, MONITORS, TrainConfig
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings=CONTEXT)
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+)
 
 
 def logs_to_stderr():
     """Keras' epoch lines and any other chatter go to stderr: stdout is for results (--json)."""
     return contextlib.redirect_stdout(sys.stderr)
 
+
 _D = TrainConfig()
 # The options every training command takes (fit, cv, the studies): one declaration each.
 TRAIN_OPTIONS = {
     "model": (str, typer.Option(_D.model, help=f"One of {', '.join(MODELS)}.")),
-    "image_size": (Optional[int], typer.Option(None, help="Input side in px (default: the model's native size, 224 for B0).")),
-    "weights": (str, typer.Option(_D.weights, help="imagenet (downloaded once, then cached by Keras), none, or PATH to a weights file.")),
-    "freeze_base": (bool, typer.Option(False, "--freeze-base", help="Train the head only (the base stays ImageNet).")),
-    "fine_tune_epochs": (int, typer.Option(0, help="With --freeze-base: then unfreeze and train N more epochs at lr/10.")),
+    "image_size": (
+        Optional[int],
+        typer.Option(None, help="Input side in px (default: the model's native size, 224 for B0)."),
+    ),
+    "weights": (
+        str,
+        typer.Option(
+            _D.weights,
+            help="imagenet (downloaded once, then cached by Keras), none, or PATH to a weights file.",
+        ),
+    ),
+    "freeze_base": (
+        bool,
+        typer.Option(False, "--freeze-base", help="Train the head only (the base stays ImageNet)."),
+    ),
+    "fine_tune_epochs": (
+        int,
+        typer.Option(0, help="With --freeze-base: then unfreeze and train N more epochs at lr/10."),
+    ),
     "dropout": (float, typer.Option(_D.dropout, help="Dropout before the softmax head.")),
     "loss": (str, typer.Option(_D.loss, help="focal (Keras CategoricalFocalCrossentropy) or ce.")),
-    "alpha": (str, typer.Option(_D.alpha, help="Focal alpha, or 'balanced' for a per-class alpha from inverse class frequency.")),
+    "alpha": (
+        str,
+        typer.Option(
+            _D.alpha,
+            help="Focal alpha, or 'balanced' for a per-class alpha from inverse class frequency.",
+        ),
+    ),
     "gamma": (float, typer.Option(_D.gamma, help="Focal gamma.")),
-    "lr": (float, typer.Option(_D.lr, help="Adam learning rate (for the global batch; scale it yourself when you scale the batch).")),
+    "lr": (
+        float,
+        typer.Option(
+            _D.lr,
+            help="Adam learning rate (for the global batch; scale it yourself when you scale the batch).",
+        ),
+    ),
     "batch": (int, typer.Option(_D.batch, help="Global batch size, split across GPUs/replicas.")),
     "epochs": (int, typer.Option(_D.epochs, help="Most epochs.")),
-    "patience": (int, typer.Option(_D.patience, help="Stop after this many epochs without improvement; the best weights are kept.")),
-    "monitor": (str, typer.Option(_D.monitor, help=f"What early stopping watches: {', '.join(MONITORS)}.")),
-    "val_split": (float, typer.Option(_D.val_split, help="Validation fraction when no --val folder is given (grouped by source).")),
+    "patience": (
+        int,
+        typer.Option(
+            _D.patience,
+            help="Stop after this many epochs without improvement; the best weights are kept.",
+        ),
+    ),
+    "monitor": (
+        str,
+        typer.Option(_D.monitor, help=f"What early stopping watches: {', '.join(MONITORS)}."),
+    ),
+    "val_split": (
+        float,
+        typer.Option(
+            _D.val_split,
+            help="Validation fraction when no --val folder is given (grouped by source).",
+        ),
+    ),
     "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
-    "cache": (bool, typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch.")),
-    "resize": (str, typer.Option(_D.resize, help="How an image becomes the square input: stretch (Keras' default; undoes most of a width/height copy's change), crop (the centred square) or pad (black bars).")),
-    "precision": (str, typer.Option(_D.precision, help="auto (mixed on GPU: bfloat16 where the GPU has it, else float16 with loss scaling; float32 on CPU), mixed or float32.")),
-    "jit": (str, typer.Option(_D.jit, help="Compile the training step: auto (XLA on GPU with TensorFlow; always with JAX), on (also torch.compile with PyTorch), off.")),
-    "eager": (bool, typer.Option(False, "--eager", help="Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.")),
+    "cache": (
+        bool,
+        typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch."),
+    ),
+    "resize": (
+        str,
+        typer.Option(
+            _D.resize,
+            help="How an image becomes the square input: stretch (Keras' default; undoes most of a width/height copy's change), crop (the centred square) or pad (black bars).",
+        ),
+    ),
+    "precision": (
+        str,
+        typer.Option(
+            _D.precision,
+            help="auto (mixed on GPU: bfloat16 where the GPU has it, else float16 with loss scaling; float32 on CPU), mixed or float32.",
+        ),
+    ),
+    "jit": (
+        str,
+        typer.Option(
+            _D.jit,
+            help="Compile the training step: auto (XLA on GPU with TensorFlow; always with JAX), on (also torch.compile with PyTorch), off.",
+        ),
+    ),
+    "eager": (
+        bool,
+        typer.Option(
+            False,
+            "--eager",
+            help="Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.",
+        ),
+    ),
 }
 
 
 def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
     """Add TRAIN_OPTIONS (less `exclude`) to a command whose signature ends in **train."""
+
     def add(fn):
         sig = inspect.signature(fn)
         own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                   annotation=ann)
-                 for name, (ann, option) in TRAIN_OPTIONS.items() if name not in exclude]
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=ann)
+            for name, (ann, option) in TRAIN_OPTIONS.items()
+            if name not in exclude
+        ]
         fn.__signature__ = sig.replace(parameters=own + extra)
         return fn
 
@@ -65,9 +144,21 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
 
 
 @app.callback()
-def _group(version: bool = typer.Option(False, "--version", callback=version_option("train"),
-                                         is_eager=True, help="Print the version and exit."),
-           keras_backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME", help="Keras backend: tensorflow (default), jax or torch (default: $KERAS_BACKEND).")) -> None:
+def _group(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=version_option("train"),
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+    keras_backend: str | None = typer.Option(
+        None,
+        "--backend",
+        metavar="NAME",
+        help="Keras backend: tensorflow (default), jax or torch (default: $KERAS_BACKEND).",
+    ),
+) -> None:
     """Train and evaluate image classifiers (EfficientNet with focal loss, as in Jeong & Kim
     2021) on any class folder, a `balance build` output included.
 
@@ -82,13 +173,23 @@ def _group(version: bool = typer.Option(False, "--version", callback=version_opt
 
 @app.command()
 @with_train_options
-def fit(data: Path = typer.Argument(..., metavar="DATA", help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Run folder (default runs/<data>-<model>)."),
-        val: Optional[Path] = typer.Option(None, help="Validation class folder (default: a grouped split of DATA)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-        as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
-        **train) -> None:
+def fit(
+    data: Path = typer.Argument(
+        ...,
+        metavar="DATA",
+        help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg).",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", metavar="OUT", help="Run folder (default runs/<data>-<model>)."
+    ),
+    val: Path | None = typer.Option(
+        None, help="Validation class folder (default: a grouped split of DATA)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
+    **train,
+) -> None:
     """Train a model on DATA and score it on held-out originals.
 
     Writes model.keras (the best epoch), history.csv, metrics.json, confusion_matrix.png
@@ -115,13 +216,23 @@ def fit(data: Path = typer.Argument(..., metavar="DATA", help="Class folder to t
 
 @app.command()
 @with_train_options(exclude=("val_split",))
-def cv(data: Path = typer.Argument(..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."),
-       folds: int = typer.Option(5, help="Number of folds."),
-       out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Folder for the folds' runs (default runs/<data>-<model>-cv)."),
-       overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
-       quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-       as_json: bool = typer.Option(False, "--json", help="Print cv.json on stdout."),
-       **train) -> None:
+def cv(
+    data: Path = typer.Argument(
+        ..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."
+    ),
+    folds: int = typer.Option(5, help="Number of folds."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="OUT",
+        help="Folder for the folds' runs (default runs/<data>-<model>-cv).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print cv.json on stdout."),
+    **train,
+) -> None:
     """k-fold cross-validation, grouped by source image.
 
     StratifiedGroupKFold over the originals: no copy of a validation image ever trains, and
@@ -136,8 +247,9 @@ def cv(data: Path = typer.Argument(..., metavar="DATA", help="Class folder; with
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
     with logs_to_stderr():
-        result = cross_validate(data, out, config, folds=folds, overwrite=overwrite,
-                                progress=not quiet)
+        result = cross_validate(
+            data, out, config, folds=folds, overwrite=overwrite, progress=not quiet
+        )
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -150,12 +262,18 @@ def cv(data: Path = typer.Argument(..., metavar="DATA", help="Class folder; with
 
 
 @app.command()
-def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
-             data: Path = typer.Argument(..., metavar="DATA", help="Labelled class folder (its originals are scored)."),
-             out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT", help="Where to write (default RUN/eval-<data>)."),
-             overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
-             quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
-             as_json: bool = typer.Option(False, "--json", help="Print the metrics on stdout.")) -> None:
+def evaluate(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
+    data: Path = typer.Argument(
+        ..., metavar="DATA", help="Labelled class folder (its originals are scored)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", metavar="OUT", help="Where to write (default RUN/eval-<data>)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics on stdout."),
+) -> None:
     """Score a trained model on a held-out folder.
 
     Writes metrics.json and confusion_matrix.png (default: RUN/eval-<data>).
@@ -164,7 +282,8 @@ def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder m
     Example:
       train evaluate runs/b0 data/test
     """
-    from .evaluation import evaluate as evaluate_run, summary
+    from .evaluation import evaluate as evaluate_run
+    from .evaluation import summary
 
     with logs_to_stderr():
         metrics = evaluate_run(run, data, out, overwrite=overwrite)
@@ -176,12 +295,20 @@ def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run folder m
 
 
 @app.command()
-def predict(run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
-            path: Path = typer.Argument(..., metavar="PATH", help="An image, or a folder of images (any depth)."),
-            csv: Optional[Path] = typer.Option(None, "--csv", help="Write the predictions here as CSV (default: CSV on stdout)."),
-            top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
-            quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings about skipped files."),
-            as_json: bool = typer.Option(False, "--json", help="Print the predictions as a JSON list on stdout.")) -> None:
+def predict(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="An image, or a folder of images (any depth)."
+    ),
+    csv: Path | None = typer.Option(
+        None, "--csv", help="Write the predictions here as CSV (default: CSV on stdout)."
+    ),
+    top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings about skipped files."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the predictions as a JSON list on stdout."
+    ),
+) -> None:
     """Predict the class of images.
 
     The predicted class and its probability (and the next k-1) for an image or every image
@@ -210,8 +337,12 @@ def predict(run: Path = typer.Argument(..., metavar="RUN", help="A run folder ma
         sys.stdout.write(text)
 
 
-study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
-                        help="The paper's experiments on your data: transform ranking, ablation.")
+study_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+    help="The paper's experiments on your data: transform ranking, ablation.",
+)
 app.add_typer(study_app, name="study")
 STUDY_ONLY = ("model", "loss", "val_split")  # lists: --models, --losses; folds, not a split
 
@@ -219,19 +350,33 @@ STUDY_ONLY = ("model", "loss", "val_split")  # lists: --models, --losses; folds,
 @study_app.command("transforms")
 @with_train_options(exclude=STUDY_ONLY + ("epochs", "patience"))
 def study_transforms_cmd(
-        src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."),
-        out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Study folder (resumed when it holds the same study)."),
-        epochs: int = typer.Option(30, help="Epochs per run (the paper's Tables 2-3: 30)."),
-        patience: Optional[int] = typer.Option(None, help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3)."),
-        folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
-        models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
-        losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
-        transforms: str = typer.Option("all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."),
-        top: int = typer.Option(5, help="How many of the best to suggest for `balance build`."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        **train) -> None:
+    src: Path = typer.Argument(
+        ..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="OUT",
+        help="Study folder (resumed when it holds the same study).",
+    ),
+    epochs: int = typer.Option(30, help="Epochs per run (the paper's Tables 2-3: 30)."),
+    patience: int | None = typer.Option(
+        None,
+        help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3).",
+    ),
+    folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+    models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
+    losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+    transforms: str = typer.Option(
+        "all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."
+    ),
+    top: int = typer.Option(5, help="How many of the best to suggest for `balance build`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    **train,
+) -> None:
     """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
 
     Each transform alone doubles every fold's training set once; the ranking is by mean
@@ -246,13 +391,29 @@ def study_transforms_cmd(
 
     config = TrainConfig(**train, epochs=epochs, patience=patience or epochs)
     with logs_to_stderr():
-        result = study_transforms(src, out, config, transforms, folds,
-                                  parse_list(models, "--models"), parse_list(losses, "--losses"),
-                                  top, overwrite=overwrite, progress=not quiet)
+        result = study_transforms(
+            src,
+            out,
+            config,
+            transforms,
+            folds,
+            parse_list(models, "--models"),
+            parse_list(losses, "--losses"),
+            top,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
     if as_json:
-        print(json.dumps({"summary": result["summary"].to_dict("records"),
-                          "ranking": list(result["ranking"].arm),
-                          "suggested": result["suggested"]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "summary": result["summary"].to_dict("records"),
+                    "ranking": list(result["ranking"].arm),
+                    "suggested": result["suggested"],
+                },
+                indent=2,
+            )
+        )
         return
     print((Path(out) / "results.md").read_text(encoding="utf-8"))
     if result["suggested"]:
@@ -264,18 +425,28 @@ def study_transforms_cmd(
 @study_app.command("ablation")
 @with_train_options(exclude=STUDY_ONLY)
 def study_ablation_cmd(
-        src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (imbalanced)."),
-        nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
-        out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Study folder (resumed when it holds the same study)."),
-        transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
-        every: str = typer.Option("all", help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12')."),
-        folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
-        models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
-        losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        **train) -> None:
+    src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (imbalanced)."),
+    nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="OUT",
+        help="Study folder (resumed when it holds the same study).",
+    ),
+    transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
+    every: str = typer.Option(
+        "all",
+        help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12').",
+    ),
+    folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+    models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
+    losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    **train,
+) -> None:
     """Baseline, ROS, ROS + all transforms, ROS + T on the same folds (the paper's Table 4).
 
     Every fold is split first; copies are made from each fold's training originals only.
@@ -287,9 +458,19 @@ def study_ablation_cmd(
     from .study import parse_list, study_ablation
 
     with logs_to_stderr():
-        summary = study_ablation(src, out, TrainConfig(**train), nmin, transforms, folds,
-                                 parse_list(models, "--models"), parse_list(losses, "--losses"),
-                                 every=every, overwrite=overwrite, progress=not quiet)
+        summary = study_ablation(
+            src,
+            out,
+            TrainConfig(**train),
+            nmin,
+            transforms,
+            folds,
+            parse_list(models, "--models"),
+            parse_list(losses, "--losses"),
+            every=every,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
     if as_json:
         print(json.dumps(summary.to_dict("records"), indent=2))
     else:

@@ -1,4 +1,5 @@
 """Training settings (the paper's defaults) and the models on offer; no TensorFlow here."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -15,8 +16,10 @@ class TrainError(UserError):
 # name -> (keras.applications class, native input side, what its input expects): 'none' for
 # EfficientNet (it rescales inside), 'caffe' (BGR less the ImageNet mean) for VGG16, ResNet50.
 MODELS = {
-    **{f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "none")
-       for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])},
+    **{
+        f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "none")
+        for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])
+    },
     "vgg16": ("VGG16", 224, "caffe"),
     "resnet50": ("ResNet50", 224, "caffe"),
 }
@@ -48,7 +51,9 @@ class TrainConfig:
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
     resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
     eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
-    jit: str = "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on' (torch.compile too), 'off'
+    jit: str = (
+        "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on' (torch.compile too), 'off'
+    )
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -59,11 +64,17 @@ class TrainConfig:
             try:
                 float(self.alpha)
             except ValueError:
-                raise TrainError(f"--alpha must be a number or 'balanced' (got '{self.alpha}')") from None
+                raise TrainError(
+                    f"--alpha must be a number or 'balanced' (got '{self.alpha}')"
+                ) from None
         if self.monitor not in MONITORS:
-            raise TrainError(f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}")
+            raise TrainError(
+                f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}"
+            )
         if self.resize not in RESIZE_MODES:
-            raise TrainError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.resize}')")
+            raise TrainError(
+                f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.resize}')"
+            )
         if self.jit not in JIT_MODES:
             raise TrainError(f"--jit must be one of {', '.join(JIT_MODES)} (got '{self.jit}')")
         if self.precision not in ("auto", "mixed", "float32"):
@@ -76,7 +87,9 @@ class TrainConfig:
         if self.image_size is not None and self.image_size < 8:
             raise TrainError(f"--image-size must be at least 8 (got {self.image_size})")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
-            raise TrainError(f"--weights: no such file {self.weights} (use imagenet, none or a path)")
+            raise TrainError(
+                f"--weights: no such file {self.weights} (use imagenet, none or a path)"
+            )
         if not 0 <= self.dropout < 1:
             raise TrainError(f"--dropout must be in [0, 1) (got {self.dropout})")
 
@@ -88,6 +101,6 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

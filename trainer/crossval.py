@@ -1,4 +1,5 @@
 """k-fold cross-validation grouped by source: no augmented copy of a validation image trains."""
+
 from __future__ import annotations
 
 import json
@@ -14,17 +15,26 @@ from balancer.ownership import check_inputs, clear, locked, owned_record
 
 from .config import TrainConfig, TrainError
 from .data import grouped_folds, list_folder
-from .outputs import CV, staging, stamp, staged, write_json
+from .outputs import CV, staged, staging, stamp, write_json
 from .training import train_run
 
 
 def mean_std(values) -> dict:
     values = np.asarray(values, dtype=float)
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+    }
 
 
-def cross_validate(data: str | Path, out: str | Path, config: TrainConfig | None = None,
-                   folds: int = 5, overwrite: bool = False, progress: bool = True) -> dict:
+def cross_validate(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    folds: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
     Writes OUT/fold-<k>/ (a full run folder each, appearing whole), cv.csv (one row per
@@ -49,8 +59,10 @@ def _open_cv(out: Path, settings: dict, overwrite: bool) -> None:
         if overwrite:
             clear(out, CV, old)
         elif old.get("settings") != settings:
-            raise TrainError(f"{out} holds a cross-validation with other settings: "
-                             "use --overwrite or another --out")
+            raise TrainError(
+                f"{out} holds a cross-validation with other settings: "
+                "use --overwrite or another --out"
+            )
     for entry in out.iterdir():  # a killed fold's half-written run folder
         if staging(entry):
             shutil.rmtree(entry)
@@ -65,21 +77,44 @@ def _cross_validate(data, out: Path, config: TrainConfig, settings: dict, progre
         run = out / f"fold-{k}"
         if not (run / "metrics.json").exists():
             if progress:
-                print(f"fold {k + 1}/{folds}: {len(train)} training, {len(val)} validation files",
-                      file=sys.stderr)
+                print(
+                    f"fold {k + 1}/{folds}: {len(train)} training, {len(val)} validation files",
+                    file=sys.stderr,
+                )
             with staged(run) as tmp:
-                train_run(train, val, folder.class_names, config, tmp, progress,
-                          extra={"fold": k, "folds": folds})
+                train_run(
+                    train,
+                    val,
+                    folder.class_names,
+                    config,
+                    tmp,
+                    progress,
+                    extra={"fold": k, "folds": folds},
+                )
         m = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-        rows.append({"fold": k, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "weighted_f1": m["weighted_f1"], "train_files": len(train),
-                     "validation_files": len(val), "epochs_run": m["epochs_run"]})
+        rows.append(
+            {
+                "fold": k,
+                "accuracy": m["accuracy"],
+                "macro_f1": m["macro_f1"],
+                "weighted_f1": m["weighted_f1"],
+                "train_files": len(train),
+                "validation_files": len(val),
+                "epochs_run": m["epochs_run"],
+            }
+        )
     table = pd.DataFrame(rows)
     table.to_csv(out / "cv.csv", index=False, lineterminator=CSV_LINE_END)
-    result = {"status": "complete", "settings": settings, "folds": rows,
-              "accuracy": mean_std(table.accuracy), "macro_f1": mean_std(table.macro_f1),
-              "config": config.to_dict(), "grouped_by_source": folder.has_manifest,
-              "class_names": folder.class_names}
+    result = {
+        "status": "complete",
+        "settings": settings,
+        "folds": rows,
+        "accuracy": mean_std(table.accuracy),
+        "macro_f1": mean_std(table.macro_f1),
+        "config": config.to_dict(),
+        "grouped_by_source": folder.has_manifest,
+        "class_names": folder.class_names,
+    }
     write_json(out / CV.record, stamp(CV, result))
     result["out"] = str(out)
     return result

@@ -5,12 +5,13 @@ A folder with a balancer `manifest.csv` is read through it: every file has a `so
 copies fall on the same side, and validation keeps originals only. A plain folder is the
 special case where every file is its own source.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from balancer.plan import class_rng
 from balancer.scan import Scan, Skipped, scan
 
 from .config import TrainError
+
 
 @dataclass
 class Folder:
@@ -43,8 +45,15 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
     rows, skipped = [], []
     for label, images in found.images.items():
         for im in images:
-            rows.append({"path": str(root / im.path), "file": im.path, "label": label,
-                         "source": im.path, "origin": "original"})
+            rows.append(
+                {
+                    "path": str(root / im.path),
+                    "file": im.path,
+                    "label": label,
+                    "source": im.path,
+                    "origin": "original",
+                }
+            )
     skipped += [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
     table = pd.DataFrame(rows, columns=["path", "file", "label", "source", "origin"])
     has_manifest = (root / MANIFEST).is_file()
@@ -55,9 +64,12 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
         table.loc[known, "origin"] = m.loc[table.file[known], "origin"].to_numpy()
     elif (root / RECORD).is_file() or table.file.str.contains(COPY_NAME).any():
         table = group_copies_by_name(table)
-        warnings.warn(f"{root} looks balanced but has no {MANIFEST}: copies are grouped with "
-                      "their originals by name (<stem>__aug<n>_<transform>)", ToolWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{root} looks balanced but has no {MANIFEST}: copies are grouped with "
+            "their originals by name (<stem>__aug<n>_<transform>)",
+            ToolWarning,
+            stacklevel=2,
+        )
     class_names = sorted(table.label.unique())
     if len(class_names) < 2:
         raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
@@ -76,8 +88,9 @@ def group_copies_by_name(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(source=group, origin=np.where(is_copy, "augmented", "original"))
 
 
-def grouped_folds(table: pd.DataFrame, folds: int, seed: int
-                  ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+def grouped_folds(
+    table: pd.DataFrame, folds: int, seed: int
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(train, validation) tables for each of `folds` folds, grouped by source.
 
     Folds are drawn over the originals with scikit-learn's StratifiedGroupKFold; training
@@ -122,7 +135,10 @@ def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
     import hashlib
 
     def digests(table):
-        return {hashlib.sha1(Path(p).read_bytes()).hexdigest(): f for p, f in zip(table.path, table.file)}
+        return {
+            hashlib.sha1(Path(p).read_bytes()).hexdigest(): f
+            for p, f in zip(table.path, table.file, strict=False)
+        }
 
     left, right = digests(a), digests(b)
     return sorted((left[d], right[d]) for d in set(left) & set(right))
@@ -136,8 +152,10 @@ def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(table.label) - set(index))
     if unknown:
-        raise TrainError(f"classes {', '.join(unknown)} are not among the model's classes "
-                         f"({', '.join(class_names)})")
+        raise TrainError(
+            f"classes {', '.join(unknown)} are not among the model's classes "
+            f"({', '.join(class_names)})"
+        )
     return table.label.map(index).to_numpy(dtype=np.int32)
 
 
@@ -148,6 +166,9 @@ def class_counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
 
 def describe(table: pd.DataFrame, class_names: list[str]) -> dict:
     """Counts for metrics.json: files, originals, augmented copies, per class."""
-    return {"files": len(table), "originals": int((table.origin == "original").sum()),
-            "augmented": int((table.origin == "augmented").sum()),
-            "per_class": class_counts(table, class_names)}
+    return {
+        "files": len(table),
+        "originals": int((table.origin == "original").sum()),
+        "augmented": int((table.origin == "augmented").sum()),
+        "per_class": class_counts(table, class_names),
+    }

@@ -1,4 +1,5 @@
 """Scores (scikit-learn), and evaluate/predict with a finished run folder."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pandas as pd
 from . import backend
 from .config import TrainConfig, TrainError
 from .data import label_indices, list_folder, originals_only
-from .outputs import EVALUATION, output_folder, plot_confusion, stamp, staged, write_json
+from .outputs import EVALUATION, output_folder, plot_confusion, staged, stamp, write_json
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -19,20 +20,34 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     Macro F1 averages over the classes present in y_true (a class with no image to score
     would count as 0 and drag the mean down); those absent are listed in `absent_classes`.
     """
-    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
-                                 precision_recall_fscore_support)
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     labels = list(range(len(class_names)))
     present = sorted(set(np.asarray(y_true).tolist()))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
-                                      zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
+        "weighted_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+        ),
         "absent_classes": [name for i, name in enumerate(class_names) if i not in present],
-        "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                             "support": int(s[i])} for i, name in enumerate(class_names)},
+        "per_class": {
+            name: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "class_names": list(class_names),
     }
@@ -41,12 +56,21 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
 def summary(metrics: dict, worst: int = 3) -> str:
     """A short table: accuracy, macro F1 and the classes with the lowest F1."""
     absent = metrics.get("absent_classes", [])
-    per = sorted(((k, v) for k, v in metrics["per_class"].items() if k not in absent),
-                 key=lambda kv: kv[1]["f1"])[:worst]
-    scored = f" (over {len(metrics['per_class']) - len(absent)} classes; not scored, no image: " \
-             f"{', '.join(absent)})" if absent else ""
-    lines = [f"accuracy   {metrics['accuracy']:.4f}", f"macro F1   {metrics['macro_f1']:.4f}{scored}",
-             "worst classes (F1, recall, support):"]
+    per = sorted(
+        ((k, v) for k, v in metrics["per_class"].items() if k not in absent),
+        key=lambda kv: kv[1]["f1"],
+    )[:worst]
+    scored = (
+        f" (over {len(metrics['per_class']) - len(absent)} classes; not scored, no image: "
+        f"{', '.join(absent)})"
+        if absent
+        else ""
+    )
+    lines = [
+        f"accuracy   {metrics['accuracy']:.4f}",
+        f"macro F1   {metrics['macro_f1']:.4f}{scored}",
+        "worst classes (F1, recall, support):",
+    ]
     lines += [f"  {name:<16} {m['f1']:.3f}  {m['recall']:.3f}  {m['support']}" for name, m in per]
     return "\n".join(lines)
 
@@ -78,13 +102,27 @@ class Run:
         from .runtime import pad_to
 
         c = self.config
-        return predict(self.model, ImageBatches(paths, None, n_classes=len(self.class_names),
-                                                size=c.size, batch=c.batch, resize=c.resize,
-                                                pad_to=pad_to()))
+        return predict(
+            self.model,
+            ImageBatches(
+                paths,
+                None,
+                n_classes=len(self.class_names),
+                size=c.size,
+                batch=c.batch,
+                resize=c.resize,
+                pad_to=pad_to(),
+            ),
+        )
 
 
-def evaluate(run: str | Path, data: str | Path, out: str | Path | None = None,
-             overwrite: bool = False, progress: bool = False) -> dict:
+def evaluate(
+    run: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Score a run on a labelled folder (originals only, when it has a manifest).
 
     Writes metrics.json and confusion_matrix.png to `out` (default RUN/eval-<folder name>).
@@ -104,13 +142,20 @@ def _evaluate(r: Run, data, target: Path, progress: bool) -> dict:
     y_true = label_indices(table, r.class_names)
     y_pred = r.probabilities(table.path.tolist()).argmax(axis=1)
     metrics = scores(y_true, y_pred, r.class_names)
-    metrics["data"] = {"folder": str(Path(data).resolve()), "files": len(table),
-                       "skipped": [vars(s) for s in folder.skipped]}
+    metrics["data"] = {
+        "folder": str(Path(data).resolve()),
+        "files": len(table),
+        "skipped": [vars(s) for s in folder.skipped],
+    }
     with staged(target) as tmp:
         write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
-        plot_confusion(metrics["confusion_matrix"], r.class_names, tmp / "confusion_matrix.png",
-                       title=f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
-                             f"macro F1 {metrics['macro_f1']:.3f}")
+        plot_confusion(
+            metrics["confusion_matrix"],
+            r.class_names,
+            tmp / "confusion_matrix.png",
+            title=f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
+            f"macro F1 {metrics['macro_f1']:.3f}",
+        )
     metrics["out"] = str(target)
     return metrics
 
@@ -137,9 +182,12 @@ def predict(run: str | Path, path: str | Path, top_k: int = 1) -> pd.DataFrame:
     k = min(top_k, len(r.class_names))
     order = np.argsort(-probs, axis=1)[:, :k]
     rows = []
-    for f, p, top in zip(files, probs, order):
-        row = {"file": f.relative_to(root).as_posix(), "predicted": r.class_names[top[0]],
-               "probability": float(p[top[0]])}
+    for f, p, top in zip(files, probs, order, strict=False):
+        row = {
+            "file": f.relative_to(root).as_posix(),
+            "predicted": r.class_names[top[0]],
+            "probability": float(p[top[0]]),
+        }
         for rank, idx in enumerate(top[1:], start=2):
             row[f"class_{rank}"], row[f"probability_{rank}"] = r.class_names[idx], float(p[idx])
         rows.append(row)
@@ -152,9 +200,13 @@ def _images_under(folder: Path) -> list[Path]:
     """Image files under folder at any depth, hidden files and folders left out."""
     from balancer.scan import IMAGE_EXTENSIONS, is_hidden
 
-    return [f for f in sorted(folder.rglob("*"))
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(is_hidden(part) for part in f.relative_to(folder).parts)]
+    return [
+        f
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+        and f.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(is_hidden(part) for part in f.relative_to(folder).parts)
+    ]
 
 
 def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:

@@ -2,6 +2,7 @@
 
 A model takes uint8 RGB images and converts them itself (`ImageInput`), on every backend.
 """
+
 from __future__ import annotations
 
 from . import backend
@@ -37,16 +38,21 @@ def build_model(config: TrainConfig, n_classes: int):
     base_cls = getattr(keras.applications, MODELS[config.model][0])
     weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
     try:
-        base = base_cls(include_top=False, weights=weights, input_shape=(size, size, 3),
-                        pooling="avg")
+        base = base_cls(
+            include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
+        )
     except Exception as exc:  # Keras raises bare Exception for a failed download
         if weights == "imagenet":
-            raise TrainError(f"cannot get the ImageNet weights for {config.model} (offline?): "
-                             "use --weights none to train from scratch, or --weights PATH "
-                             "for a local weights file") from None
+            raise TrainError(
+                f"cannot get the ImageNet weights for {config.model} (offline?): "
+                "use --weights none to train from scratch, or --weights PATH "
+                "for a local weights file"
+            ) from None
         if weights is not None:
-            raise TrainError(f"cannot load weights from {weights} into {config.model}: "
-                             f"{str(exc).splitlines()[0]}") from None
+            raise TrainError(
+                f"cannot load weights from {weights} into {config.model}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         raise
     base.trainable = not config.freeze_base
     inputs = keras.Input((size, size, 3), dtype="uint8")
@@ -66,8 +72,9 @@ def make_loss(config: TrainConfig, train_counts: list[int]):
     """
     if config.loss == "ce":
         return keras.losses.CategoricalCrossentropy()
-    return keras.losses.CategoricalFocalCrossentropy(alpha=focal_alpha(config, train_counts),
-                                                    gamma=config.gamma)
+    return keras.losses.CategoricalFocalCrossentropy(
+        alpha=focal_alpha(config, train_counts), gamma=config.gamma
+    )
 
 
 def focal_alpha(config: TrainConfig, train_counts: list[int]) -> float | list[float]:

@@ -6,9 +6,10 @@ shows. Threads, not processes: OpenCV releases the GIL while it decodes and resi
 batches are made on every core without pickling them between processes. Batches stay
 uint8 (a quarter of float32's bytes to the device); the model converts them itself.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,10 +41,22 @@ class ImageBatches(keras.utils.PyDataset):
     has weights); images only: predictions for the padding are cut off by `predict`.
     """
 
-    def __init__(self, paths: Sequence[str], labels: Sequence[int] | None, *, n_classes: int,
-                 size: int, batch: int, resize: str = "stretch", shuffle: bool = False,
-                 seed: int = 0, full: bool = False, cache: bool = False, pad_to: int = 1,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int] | None,
+        *,
+        n_classes: int,
+        size: int,
+        batch: int,
+        resize: str = "stretch",
+        shuffle: bool = False,
+        seed: int = 0,
+        full: bool = False,
+        cache: bool = False,
+        pad_to: int = 1,
+        threads: int | None = None,
+    ):
         threads = threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
@@ -63,9 +76,9 @@ class ImageBatches(keras.utils.PyDataset):
         return -(-len(self.paths) // self.batch)
 
     def __getitem__(self, index: int):
-        rows = self._order[index * self.batch:(index + 1) * self.batch]
+        rows = self._order[index * self.batch : (index + 1) * self.batch]
         if self.full and len(rows) < min(self.batch, len(self.paths)):
-            rows = np.concatenate([rows, self._order[:self.batch - len(rows)]])
+            rows = np.concatenate([rows, self._order[: self.batch - len(rows)]])
         real = len(rows)
         rows = np.concatenate([rows, np.repeat(rows[:1], -real % self.pad_to)])
         images = np.empty((len(rows), self.size, self.size, 3), np.uint8)
@@ -93,4 +106,4 @@ class ImageBatches(keras.utils.PyDataset):
 
 def predict(model, batches: ImageBatches) -> np.ndarray:
     """model.predict over `batches`, less the rows of any padding."""
-    return model.predict(batches, verbose=0)[:len(batches.paths)]
+    return model.predict(batches, verbose=0)[: len(batches.paths)]

@@ -1,17 +1,19 @@
 """The devices a run trains on, its precision and how it spreads over several devices.
 
-    backend      several devices                       mixed precision on GPU
-    tensorflow   MirroredStrategy (TF_CONFIG: multi-worker)   bfloat16 where the GPU has it,
-    jax          keras.distribution.DataParallel              else float16 with loss scaling
-    torch        one GPU (said so when there are more)        (Keras wraps the optimizer)
+backend      several devices                       mixed precision on GPU
+tensorflow   MirroredStrategy (TF_CONFIG: multi-worker)   bfloat16 where the GPU has it,
+jax          keras.distribution.DataParallel              else float16 with loss scaling
+torch        one GPU (said so when there are more)        (Keras wraps the optimizer)
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager
+from typing import ContextManager
 
 from balancer.errors import ToolWarning
 
@@ -31,8 +33,13 @@ class Runtime:
 
     def describe(self) -> dict:
         """For metrics.json."""
-        return {"backend": self.backend, "gpus": self.gpus, "precision": self.precision,
-                "strategy": self.strategy, "replicas": self.replicas}
+        return {
+            "backend": self.backend,
+            "gpus": self.gpus,
+            "precision": self.precision,
+            "strategy": self.strategy,
+            "replicas": self.replicas,
+        }
 
 
 def setup(config: TrainConfig) -> Runtime:
@@ -43,8 +50,10 @@ def setup(config: TrainConfig) -> Runtime:
     mixed = config.precision == "mixed" or (config.precision == "auto" and gpus > 0)
     policy = ("mixed_bfloat16" if bf16 or not gpus else "mixed_float16") if mixed else "float32"
     if name == "jax" and config.batch % replicas:
-        raise TrainError(f"--batch {config.batch} does not split evenly over the {replicas} "
-                         f"devices: use a multiple of {replicas}")
+        raise TrainError(
+            f"--batch {config.batch} does not split evenly over the {replicas} "
+            f"devices: use a multiple of {replicas}"
+        )
     keras.mixed_precision.set_global_policy(policy)
     jit = {"on": True, "off": False}.get(config.jit)
     if jit is None:  # auto: XLA on GPU (slow to compile on CPU); JAX always compiles
@@ -71,7 +80,8 @@ def _tensorflow():
             pass
     bf16 = bool(gpus) and all(
         tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
-        for g in gpus)
+        for g in gpus
+    )
     if "TF_CONFIG" in os.environ:
         name, strategy = "MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy()
     elif len(gpus) > 1:
@@ -100,8 +110,12 @@ def _torch():
 
     gpus = torch.cuda.device_count()
     if gpus > 1:
-        warnings.warn(f"the PyTorch backend trains on one GPU (of {gpus} here): use "
-                      "--backend jax or tensorflow to train on all of them", ToolWarning, stacklevel=3)
+        warnings.warn(
+            f"the PyTorch backend trains on one GPU (of {gpus} here): use "
+            "--backend jax or tensorflow to train on all of them",
+            ToolWarning,
+            stacklevel=3,
+        )
     bf16 = gpus > 0 and torch.cuda.is_bf16_supported()
     return min(gpus, 1), bf16, "default (one device)", 1, contextlib.nullcontext
 

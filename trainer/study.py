@@ -4,6 +4,7 @@ Every fold is split first (grouped by source, over originals); copies are then m
 balancer library from that fold's training originals only, so a validation image or a copy
 of one never trains. Each finished run is a run folder; a study resumes by skipping them.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,16 +18,16 @@ from tqdm.auto import tqdm
 
 from balancer import PAPER_SET
 from balancer.build import run_items
+from balancer.manifest import CSV_LINE_END
+from balancer.ownership import check_inputs, clear, locked, owned_record
 from balancer.parallel import resolve_workers
 from balancer.plan import class_targets, make_plan
-from balancer.ownership import check_inputs, clear, locked, owned_record
 from balancer.scan import Scan
 from balancer.transforms import TRANSFORMS, parse_transforms
 
-from balancer.manifest import CSV_LINE_END
 from .config import TrainConfig, TrainError
 from .data import class_counts, grouped_folds, list_folder, originals_only
-from .outputs import STUDY, stamp, staged, write_json
+from .outputs import STUDY, staged, stamp, write_json
 from .training import epoch_progress, train_run
 
 
@@ -46,22 +47,39 @@ def transform_arms(transforms: dict) -> list[Arm]:
 
 def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
     """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T."""
-    return [Arm("baseline"), Arm("ROS", {}, True), Arm("ROS + all transforms", every, True),
-            Arm("ROS + T", dict(transforms), True)]
+    return [
+        Arm("baseline"),
+        Arm("ROS", {}, True),
+        Arm("ROS + all transforms", every, True),
+        Arm("ROS + T", dict(transforms), True),
+    ]
 
 
-def training_table(arm: Arm, train: pd.DataFrame, found: Scan, cache: Path,
-                   class_names: list[str], nmin: int | None, seed: int, workers: int) -> pd.DataFrame:
+def training_table(
+    arm: Arm,
+    train: pd.DataFrame,
+    found: Scan,
+    cache: Path,
+    class_names: list[str],
+    nmin: int | None,
+    seed: int,
+    workers: int,
+) -> pd.DataFrame:
     """The fold's training originals plus the arm's copies, made from them alone."""
     if arm.transforms is None:
         return train
     counts = class_counts(train, class_names)
     counts = {c: n for c, n in counts.items() if n}
-    targets = class_targets(counts, nmin=nmin) if arm.balance else {c: 2 * n for c, n in counts.items()}
+    targets = (
+        class_targets(counts, nmin=nmin) if arm.balance else {c: 2 * n for c, n in counts.items()}
+    )
     by_path = {im.path: im for ims in found.images.values() for im in ims}
     images = {c: [by_path[f] for f in train.file[train.label == c]] for c in counts}
-    copies = [it for it in make_plan(images, targets, arm.transforms or {"flip": None}, seed)
-              if it.origin == "augmented"]
+    copies = [
+        it
+        for it in make_plan(images, targets, arm.transforms or {"flip": None}, seed)
+        if it.origin == "augmented"
+    ]
     if arm.transforms:
         run_items(found.root, cache, copies, workers, progress=False)
         paths = [str(cache / it.file_name) for it in copies]
@@ -69,14 +87,32 @@ def training_table(arm: Arm, train: pd.DataFrame, found: Scan, cache: Path,
     else:  # plain random over-sampling: the same original file, listed again
         paths = [str(found.root / it.source) for it in copies]
         files = [it.source for it in copies]
-    extra = pd.DataFrame({"path": paths, "file": files, "label": [it.label for it in copies],
-                          "source": [it.source for it in copies], "origin": "augmented"})
+    extra = pd.DataFrame(
+        {
+            "path": paths,
+            "file": files,
+            "label": [it.label for it in copies],
+            "source": [it.source for it in copies],
+            "origin": "augmented",
+        }
+    )
     return pd.concat([train, extra], ignore_index=True)
 
 
-def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], folds: int,
-              models: list[str], losses: list[str], config: TrainConfig, nmin: int | None = None,
-              overwrite: bool = False, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
+def run_study(
+    kind: str,
+    src: str | Path,
+    out: str | Path,
+    arms: list[Arm],
+    folds: int,
+    models: list[str],
+    losses: list[str],
+    config: TrainConfig,
+    nmin: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> pd.DataFrame:
     """Train every arm x fold x model x loss; write results.csv, results.md and a plot.
 
     A study folder that holds the same study is resumed: finished runs are read, not redone.
@@ -88,9 +124,16 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     for loss in losses:
         replace(config, loss=loss)
     out = Path(out).resolve()
-    settings = {"study": kind, "source": str(Path(src).resolve()), "folds": folds, "models": models,
-                "losses": losses, "nmin": nmin, "arms": [asdict(a) for a in arms],
-                "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")}}
+    settings = {
+        "study": kind,
+        "source": str(Path(src).resolve()),
+        "folds": folds,
+        "models": models,
+        "losses": losses,
+        "nmin": nmin,
+        "arms": [asdict(a) for a in arms],
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")},
+    }
     workers = resolve_workers(workers)
     folder = list_folder(src, workers=workers, progress=progress)
     splits = list(grouped_folds(originals_only(folder.table), folds, config.seed))
@@ -101,36 +144,70 @@ def run_study(kind: str, src: str | Path, out: str | Path, arms: list[Arm], fold
     check_inputs(out, {"source folder": Path(src)})
     with locked(out):
         _open_study(out, settings, overwrite)  # only now: a bad source leaves nothing behind
-        runs = [(k, model, loss, arm) for k in range(folds) for model in models for loss in losses
-                for arm in arms]
+        runs = [
+            (k, model, loss, arm)
+            for k in range(folds)
+            for model in models
+            for loss in losses
+            for arm in arms
+        ]
         rows = []
-        bar = tqdm(total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True)
+        bar = tqdm(
+            total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True
+        )
         for i, (k, model, loss, arm) in enumerate(runs, start=1):
             train, val = splits[k]
             run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
             metrics_file = run_dir / "metrics.json"
             if not metrics_file.exists():
                 cache = out / "data" / f"fold-{k}" / _slug(arm.name)
-                train_all = training_table(arm, train, folder.scan, cache, folder.class_names, nmin,
-                                           config.seed + k, workers)
+                train_all = training_table(
+                    arm,
+                    train,
+                    folder.scan,
+                    cache,
+                    folder.class_names,
+                    nmin,
+                    config.seed + k,
+                    workers,
+                )
                 run_config = replace(config, model=model, loss=loss)
                 with staged(run_dir) as tmp:
                     bar.set_description(f"study {kind}: fold {k + 1}/{folds} {arm.name}")
-                    train_run(train_all, val, folder.class_names, run_config, tmp, progress=False,
-                              extra={"study": kind, "arm": arm.name, "fold": k},
-                              callbacks=(epoch_progress(bar, run_config),))
+                    train_run(
+                        train_all,
+                        val,
+                        folder.class_names,
+                        run_config,
+                        tmp,
+                        progress=False,
+                        extra={"study": kind, "arm": arm.name, "fold": k},
+                        callbacks=(epoch_progress(bar, run_config),),
+                    )
             m = json.loads(metrics_file.read_text(encoding="utf-8"))
-            rows.append({"arm": arm.name, "fold": k, "model": model, "loss": loss,
-                         "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                         "weighted_f1": m["weighted_f1"], "epochs_run": m["epochs_run"],
-                         "train_files": m["data"]["train"]["files"],
-                         "validation_files": m["data"]["validation"]["files"],
-                         **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
-                         "config": json.dumps(m["config"], sort_keys=True)})
+            rows.append(
+                {
+                    "arm": arm.name,
+                    "fold": k,
+                    "model": model,
+                    "loss": loss,
+                    "accuracy": m["accuracy"],
+                    "macro_f1": m["macro_f1"],
+                    "weighted_f1": m["weighted_f1"],
+                    "epochs_run": m["epochs_run"],
+                    "train_files": m["data"]["train"]["files"],
+                    "validation_files": m["data"]["validation"]["files"],
+                    **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
+                    "config": json.dumps(m["config"], sort_keys=True),
+                }
+            )
             bar.update()
             if progress:
-                bar.write(f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
-                          f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}", file=sys.stderr)
+                bar.write(
+                    f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
+                    f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}",
+                    file=sys.stderr,
+                )
         bar.close()
         results = pd.DataFrame(rows)
         results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
@@ -149,8 +226,10 @@ def _open_study(out: Path, settings: dict, overwrite: bool) -> None:
             clear(out, STUDY, old)
         elif old != record:
             keys = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-            raise TrainError(f"{out} holds a different study ({', '.join(keys)} differ): "
-                             "use --overwrite or another --out")
+            raise TrainError(
+                f"{out} holds a different study ({', '.join(keys)} differ): "
+                "use --overwrite or another --out"
+            )
         else:
             return
     write_json(out / STUDY.record, record)
@@ -164,8 +243,12 @@ def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     """Mean and std over folds per model, loss and arm, in the arms' order."""
     metrics = ["accuracy", "macro_f1"] + [f"f1_{c}" for c in class_names]
     grouped = results.groupby(["model", "loss", "arm"], sort=False)
-    out = grouped[metrics].mean().add_suffix("_mean").join(
-        grouped[["accuracy", "macro_f1"]].std(ddof=1).fillna(0).add_suffix("_std"))
+    out = (
+        grouped[metrics]
+        .mean()
+        .add_suffix("_mean")
+        .join(grouped[["accuracy", "macro_f1"]].std(ddof=1).fillna(0).add_suffix("_std"))
+    )
     out["folds"] = grouped.size()
     return out.reset_index()
 
@@ -173,38 +256,55 @@ def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
 def ranking(summary: pd.DataFrame) -> pd.DataFrame:
     """Transform arms of the first model and loss (the paper ranks on B0, focal): best mean
     macro F1 first, ties broken by mean accuracy, then by name."""
-    first = summary[(summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])]
+    first = summary[
+        (summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])
+    ]
     arms = first[first.arm != "baseline"]
-    return arms.sort_values(["macro_f1_mean", "accuracy_mean", "arm"],
-                            ascending=[False, False, True], kind="stable")
+    return arms.sort_values(
+        ["macro_f1_mean", "accuracy_mean", "arm"], ascending=[False, False, True], kind="stable"
+    )
 
 
 def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> str:
     """The best `top` transforms that beat the baseline's mean macro F1, as a --transforms
     value ("" when none does)."""
     ranked = ranking(summary)
-    first = summary[(summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])]
+    first = summary[
+        (summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])
+    ]
     baseline = first.macro_f1_mean[first.arm == "baseline"]
     if len(baseline):
         ranked = ranked[ranked.macro_f1_mean > float(baseline.iloc[0])]
     names = list(ranked.arm[:top])
-    return ",".join(n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
-                    for n in names)
+    return ",".join(
+        n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
+        for n in names
+    )
 
 
 def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
     classes = [c[3:-5] for c in summary.columns if c.startswith("f1_") and c.endswith("_mean")]
-    head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"] + \
-           [f"F1 {c}" for c in classes]
-    lines = [f"# Study: {kind}", "",
-             f"{settings['folds']}-fold cross-validation grouped by source on {settings['source']};"
-             " scores on each fold's untouched validation originals.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"] + [
+        f"F1 {c}" for c in classes
+    ]
+    lines = [
+        f"# Study: {kind}",
+        "",
+        f"{settings['folds']}-fold cross-validation grouped by source on {settings['source']};"
+        " scores on each fold's untouched validation originals.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in summary.itertuples(index=False):
         d = r._asdict()
-        cells = [r.model, r.loss, r.arm, f"{100 * r.accuracy_mean:.2f}% ± {100 * r.accuracy_std:.2f}",
-                 f"{r.macro_f1_mean:.3f} ± {r.macro_f1_std:.3f}"] + \
-                [f"{d[f'f1_{c}_mean']:.3f}" for c in classes]
+        cells = [
+            r.model,
+            r.loss,
+            r.arm,
+            f"{100 * r.accuracy_mean:.2f}% ± {100 * r.accuracy_std:.2f}",
+            f"{r.macro_f1_mean:.3f} ± {r.macro_f1_std:.3f}",
+        ] + [f"{d[f'f1_{c}_mean']:.3f}" for c in classes]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -215,13 +315,25 @@ def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | No
     from balancer.plotting import pyplot
 
     plt = pyplot()
-    labels = [f"{r.arm}" + ("" if summary[["model", "loss"]].drop_duplicates().shape[0] == 1
-                            else f"\n{r.model} {r.loss}") for r in summary.itertuples()]
+    labels = [
+        f"{r.arm}"
+        + (
+            ""
+            if summary[["model", "loss"]].drop_duplicates().shape[0] == 1
+            else f"\n{r.model} {r.loss}"
+        )
+        for r in summary.itertuples()
+    ]
     x = np.arange(len(summary))
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(x) + 3), 4.4))
-    for ax, key, title in zip(axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy")):
-        bars = ax.bar(x, summary[f"{key}_mean"], yerr=summary[f"{key}_std"], capsize=4,
-                      color=["#999999" if a == "baseline" else "#3b75af" for a in summary.arm])
+    for ax, key, title in zip(axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy"), strict=False):
+        bars = ax.bar(
+            x,
+            summary[f"{key}_mean"],
+            yerr=summary[f"{key}_std"],
+            capsize=4,
+            color=["#999999" if a == "baseline" else "#3b75af" for a in summary.arm],
+        )
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
         ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
         ax.set(title=f"{title} (mean ± std over folds)")
@@ -250,27 +362,68 @@ def parse_list(value: str, option: str) -> list[str]:
     return items
 
 
-def study_transforms(src, out, config: TrainConfig, transforms: str = "all", folds: int = 5,
-                     models=("efficientnet-b0",), losses=("focal",), top: int = 5,
-                     overwrite: bool = False, progress: bool = True) -> dict:
+def study_transforms(
+    src,
+    out,
+    config: TrainConfig,
+    transforms: str = "all",
+    folds: int = 5,
+    models=("efficientnet-b0",),
+    losses=("focal",),
+    top: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Rank each transform by the macro F1 it adds when it doubles the training set once."""
     chosen = parse_transforms(transforms)
-    summary = run_study("transforms", src, out, transform_arms(chosen), folds, list(models),
-                        list(losses), config, overwrite=overwrite, progress=progress)
-    return {"summary": summary, "ranking": ranking(summary),
-            "suggested": suggested_transforms(summary, top, chosen)}
+    summary = run_study(
+        "transforms",
+        src,
+        out,
+        transform_arms(chosen),
+        folds,
+        list(models),
+        list(losses),
+        config,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    return {
+        "summary": summary,
+        "ranking": ranking(summary),
+        "suggested": suggested_transforms(summary, top, chosen),
+    }
 
 
-def study_ablation(src, out, config: TrainConfig, nmin: int, transforms: str = PAPER_SET,
-                   folds: int = 5, models=("efficientnet-b0",), losses=("focal",),
-                   every: str = "all", overwrite: bool = False,
-                   progress: bool = True) -> pd.DataFrame:
+def study_ablation(
+    src,
+    out,
+    config: TrainConfig,
+    nmin: int,
+    transforms: str = PAPER_SET,
+    folds: int = 5,
+    models=("efficientnet-b0",),
+    losses=("focal",),
+    every: str = "all",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
     """The four arms of the paper's Table 4, balanced inside each training fold.
 
     `every` is the 'all transforms' arm's set: 'all' at the defaults, or with overrides
     ('all,crop=24,cutout=12') for images far from the paper's size.
     """
     arms = ablation_arms(parse_transforms(transforms), parse_transforms(every))
-    return run_study("ablation", src, out, arms, folds,
-                     list(models), list(losses), config, nmin=nmin, overwrite=overwrite,
-                     progress=progress)
+    return run_study(
+        "ablation",
+        src,
+        out,
+        arms,
+        folds,
+        list(models),
+        list(losses),
+        config,
+        nmin=nmin,
+        overwrite=overwrite,
+        progress=progress,
+    )

@@ -1,4 +1,5 @@
 """Fit a model on a class folder: leak-free validation, early stopping, every output written."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,19 @@ from balancer.ownership import check_inputs
 
 from . import backend
 from .config import MONITORS, TrainConfig, TrainError
-from .data import (class_counts, describe, holdout, label_indices, list_folder, originals_only,
-                   shared_files)
+from .data import (
+    class_counts,
+    describe,
+    holdout,
+    label_indices,
+    list_folder,
+    originals_only,
+    shared_files,
+)
 from .evaluation import scores
-from .runtime import pad_to, setup as runtime_setup
-from .outputs import RUN, output_folder, plot_confusion, plot_curves, stamp, staged, write_json
+from .outputs import RUN, output_folder, plot_confusion, plot_curves, staged, stamp, write_json
+from .runtime import pad_to
+from .runtime import setup as runtime_setup
 
 
 def _verbosity(progress: bool) -> int:
@@ -37,15 +46,23 @@ def epoch_progress(bar, config: TrainConfig):
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             f1 = (logs or {}).get("val_f1")
-            bar.set_postfix_str(f"epoch {epoch + 1}/{total}"
-                                + ("" if f1 is None else f", val F1 {float(f1):.3f}"))
+            bar.set_postfix_str(
+                f"epoch {epoch + 1}/{total}" + ("" if f1 is None else f", val F1 {float(f1):.3f}")
+            )
 
     return EpochProgress()
 
 
-def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
-              config: TrainConfig, folder: Path, progress: bool = True,
-              extra: dict | None = None, callbacks: tuple = ()) -> dict:
+def train_run(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    class_names: list[str],
+    config: TrainConfig,
+    folder: Path,
+    progress: bool = True,
+    extra: dict | None = None,
+    callbacks: tuple = (),
+) -> dict:
     """Train on `train`, early-stop on `val`, write model and reports into `folder`.
 
     Returns the validation scores (with the best weights) plus the config, data counts
@@ -56,22 +73,40 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     from .pipeline import ImageBatches, predict
 
     keras.utils.set_random_seed(config.seed)
-    if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI sends them to stderr)
+    if (
+        progress
+    ):  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI sends them to stderr)
         keras.config.enable_interactive_logging()
     runtime = runtime_setup(config)
     n = len(class_names)
     train_counts = list(class_counts(train, class_names).values())
     # The batch option is the global batch: split across the replicas.
-    batches = dict(n_classes=n, size=config.size, batch=config.batch, resize=config.resize,
-                   cache=config.cache, pad_to=pad_to())
-    train_ds = ImageBatches(train.path, label_indices(train, class_names), shuffle=True,
-                            full=True, seed=config.seed, **batches)
+    batches = dict(
+        n_classes=n,
+        size=config.size,
+        batch=config.batch,
+        resize=config.resize,
+        cache=config.cache,
+        pad_to=pad_to(),
+    )
+    train_ds = ImageBatches(
+        train.path,
+        label_indices(train, class_names),
+        shuffle=True,
+        full=True,
+        seed=config.seed,
+        **batches,
+    )
     val_ds = ImageBatches(val.path, label_indices(val, class_names), **batches)
 
     def compile_model(model, lr):
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=make_loss(config, train_counts),
-                      metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-                      jit_compile=runtime.jit, run_eagerly=config.eager)
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss=make_loss(config, train_counts),
+            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+            jit_compile=runtime.jit,
+            run_eagerly=config.eager,
+        )
 
     with runtime.scope():
         model = build_model(config, n)
@@ -79,59 +114,97 @@ def train_run(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str],
     # One checkpoint across both phases (frozen base, then fine-tuning): the model saved is
     # the best epoch of the whole run, the one metrics.json names. EarlyStopping only stops.
     best_weights = folder / "best.weights.h5"
-    callbacks = [keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
-                                               patience=config.patience),
-                 keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
-                 keras.callbacks.ModelCheckpoint(str(best_weights), monitor=config.monitor,
-                                                 mode=MONITORS[config.monitor], save_best_only=True,
-                                                 save_weights_only=True), *callbacks]
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor=config.monitor, mode=MONITORS[config.monitor], patience=config.patience
+        ),
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(best_weights),
+            monitor=config.monitor,
+            mode=MONITORS[config.monitor],
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        *callbacks,
+    ]
     verbose = _verbosity(progress)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)  # ImageBatches shuffles
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )  # ImageBatches shuffles
     if config.freeze_base and config.fine_tune_epochs > 0:
         with runtime.scope():
             model.trainable = True
             compile_model(model, config.lr / 10)
         done = len(history.epoch)
-        model.fit(train_ds, validation_data=val_ds, initial_epoch=done,
-                  epochs=done + config.fine_tune_epochs, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=done,
+            epochs=done + config.fine_tune_epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
     if best_weights.exists():
         model.load_weights(best_weights)
         best_weights.unlink()
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
-    files[["split", "file", "label", "source", "origin"]].to_csv(folder / "files.csv", index=False,
-                                                             lineterminator=CSV_LINE_END)
+    files[["split", "file", "label", "source", "origin"]].to_csv(
+        folder / "files.csv", index=False, lineterminator=CSV_LINE_END
+    )
 
     y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
     history_table = pd.read_csv(folder / "history.csv")
-    best = history_table[config.monitor].idxmax() if MONITORS[config.monitor] == "max" \
+    best = (
+        history_table[config.monitor].idxmax()
+        if MONITORS[config.monitor] == "max"
         else history_table[config.monitor].idxmin()
-    metrics.update({
-        "epochs_run": len(history_table), "best_epoch": int(history_table.epoch[best]) + 1,
-        "config": config.to_dict(), **runtime.describe(),
-        "data": {"train": describe(train, class_names), "validation": describe(val, class_names)},
-        **(extra or {}),
-    })
+    )
+    metrics.update(
+        {
+            "epochs_run": len(history_table),
+            "best_epoch": int(history_table.epoch[best]) + 1,
+            "config": config.to_dict(),
+            **runtime.describe(),
+            "data": {
+                "train": describe(train, class_names),
+                "validation": describe(val, class_names),
+            },
+            **(extra or {}),
+        }
+    )
     write_json(folder / "metrics.json", stamp(RUN, metrics))
-    plot_confusion(metrics["confusion_matrix"], class_names, folder / "confusion_matrix.png",
-                   title=f"validation: accuracy {metrics['accuracy']:.3f}, "
-                         f"macro F1 {metrics['macro_f1']:.3f}")
+    plot_confusion(
+        metrics["confusion_matrix"],
+        class_names,
+        folder / "confusion_matrix.png",
+        title=f"validation: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}",
+    )
     plot_curves(history_table, folder / "curves.png")
     return metrics
 
 
-def absent_classes(validation: pd.DataFrame, class_names: list[str], train: pd.DataFrame) -> list[str]:
+def absent_classes(
+    validation: pd.DataFrame, class_names: list[str], train: pd.DataFrame
+) -> list[str]:
     """A warning (also returned, for metrics.json) per class with no validation image."""
     present = set(validation.label)
     found = []
     for name in class_names:
         if name not in present:
             n = int((originals_only(train).label == name).sum())
-            found.append(f"class '{name}' has no validation image ({n} original(s) in all, "
-                         "all in training): its scores are not measured")
+            found.append(
+                f"class '{name}' has no validation image ({n} original(s) in all, "
+                "all in training): its scores are not measured"
+            )
             warnings.warn(found[-1], ToolWarning, stacklevel=2)
     return found
 
@@ -147,8 +220,14 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
-        val: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+def fit(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    val: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
     The run folder appears whole when training ends, or not at all. In multi-worker
@@ -159,8 +238,10 @@ def fit(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     if val is not None:
         a, b = Path(data).resolve(), Path(val).resolve()
         if a == b or a in b.parents or b in a.parents:
-            raise TrainError(f"the validation folder {b} overlaps the data folder {a}: "
-                             "validation would not be held out")
+            raise TrainError(
+                f"the validation folder {b} overlaps the data folder {a}: "
+                "validation would not be held out"
+            )
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
         return _fit(data, None, config, val, progress)
@@ -176,20 +257,25 @@ def _fit(data, out: Path | None, config: TrainConfig, val, progress: bool) -> di
         label_indices(validation, folder.class_names)  # every validation class must be known
         shared = shared_files(train, validation)
         if shared:
-            raise TrainError(f"{len(shared)} validation image(s) are also in the training data "
-                             f"(same bytes: {shared[0][1]} = {shared[0][0]}): validation would "
-                             "not be held out")
+            raise TrainError(
+                f"{len(shared)} validation image(s) are also in the training data "
+                f"(same bytes: {shared[0][1]} = {shared[0][0]}): validation would "
+                "not be held out"
+            )
         skipped = folder.skipped + val_folder.skipped
     else:
         train, validation = holdout(folder.table, config.val_split, config.seed)
         skipped = folder.skipped
-    extra = {"skipped": [vars(s) for s in skipped], "warnings": absent_classes(
-        validation, folder.class_names, train)}
+    extra = {
+        "skipped": [vars(s) for s in skipped],
+        "warnings": absent_classes(validation, folder.class_names, train),
+    }
     if out is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:
-            return train_run(train, validation, folder.class_names, config, Path(tmp), progress, extra)
+            return train_run(
+                train, validation, folder.class_names, config, Path(tmp), progress, extra
+            )
     with staged(out) as tmp:
         metrics = train_run(train, validation, folder.class_names, config, tmp, progress, extra)
     metrics["out"] = str(out)
     return metrics
-

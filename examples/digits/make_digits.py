@@ -6,6 +6,7 @@ writes data/digits/train/<digit>/*.jpg with an imbalance ratio of about 54 (like
 SE30K8: the largest class 54 times the smallest) and data/digits/test/<digit>/*.jpg, a
 balanced held-out folder from the images left over.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,18 +39,24 @@ def main() -> None:
         idx = rng.permutation(np.flatnonzero(digits.target == digit))
         if n_train + args.test_per_class > len(idx):
             raise SystemExit(f"digit {digit} has only {len(idx)} images")
-        for split, chosen in (("train", idx[:n_train]),
-                              ("test", idx[n_train:n_train + args.test_per_class])):
+        for split, chosen in (
+            ("train", idx[:n_train]),
+            ("test", idx[n_train : n_train + args.test_per_class]),
+        ):
             folder = args.out / split / str(digit)
             folder.mkdir(parents=True, exist_ok=True)
             for i in chosen:
                 pixels = (digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
                 big = cv2.resize(pixels, (args.size, args.size), interpolation=cv2.INTER_CUBIC)
-                cv2.imwrite(str(folder / f"digit{digit}_{i:04d}.jpg"), big,
-                            [cv2.IMWRITE_JPEG_QUALITY, 95])
-    print(f"{args.out}/train: " + ", ".join(f"{d}:{n}" for d, n in enumerate(sizes))
-          + f" (ratio {sizes[0] / sizes[-1]:.0f}); {args.out}/test: "
-          f"{args.test_per_class} per class")
+                cv2.imwrite(
+                    str(folder / f"digit{digit}_{i:04d}.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )
+    print(
+        f"{args.out}/train: "
+        + ", ".join(f"{d}:{n}" for d, n in enumerate(sizes))
+        + f" (ratio {sizes[0] / sizes[-1]:.0f}); {args.out}/test: "
+        f"{args.test_per_class} per class"
+    )
 
 
 if __name__ == "__main__":
