@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := data/digits
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast lint setup clean
 
 setup: $(VENV)/.installed
 
@@ -23,11 +23,16 @@ demo: setup
 	    --image-size 32 --epochs 30 --patience 30 --monitor val_loss --batch 32 --lr 1e-3
 	$(BIN)/train evaluate runs/digits-b0 $(DEMO)/test --overwrite
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two processes; a module stays in one
 
-test-fast: setup  # the inner loop: everything but the tests that train
+test-fast: lint  # the inner loop: everything but the tests that train
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+lint: setup  # ruff (lint, then format) and mypy, as configured in pyproject.toml
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) data runs

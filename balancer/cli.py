@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from . import PAPER_SET
-from .cliutil import CONTEXT, report_skipped, run_app, version_option, warn
+from .cli_common import CONTEXT, report_skipped, run_app, text_table, version_option, warn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,15 +45,7 @@ def parse_per_class(values: list[str]) -> dict[str, int]:
 
 
 def counts_table(counts: dict[str, dict]) -> str:
-    width = max(5, *(len(c) for c in counts))
-    lines = [f"{'class':<{width}}  {'before':>7}  {'copies':>7}  {'after':>7}"]
-    for label, c in counts.items():
-        lines.append(f"{label:<{width}}  {c['before']:>7}  {c['copies']:>7}  {c['after']:>7}")
-    total = {k: sum(c[k] for c in counts.values()) for k in ("before", "copies", "after")}
-    lines.append(
-        f"{'total':<{width}}  {total['before']:>7}  {total['copies']:>7}  {total['after']:>7}"
-    )
-    return "\n".join(lines)
+    return text_table(counts, ["before", "copies", "after"], total=True)
 
 
 @app.command("build")
@@ -76,8 +67,10 @@ def build_cmd(
         help="A count for one class (repeatable, or comma-separated).",
     ),
     transforms: str = typer.Option(
-        PAPER_SET,
-        help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'all' is every transform ('all,crop=160' overrides one). See `balance transforms`.",
+        "paper",
+        help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'paper' is the "
+        "paper's set T, 'all' every transform ('all,crop=160' overrides one). "
+        "See `balance transforms`.",
     ),
     seed: int = typer.Option(
         0, help="Seed for every random choice; the output depends only on SRC, options and seed."
@@ -127,19 +120,23 @@ def build_cmd(
     Example:
       balance build data/train --out data/balanced --nmin 1500 --transforms crop,rotate,cutout,width,zoom
     """
-    from .build import build
+    from .builder import BuildSettings, build
 
     try:
-        result = build(
-            src,
-            out,
+        settings = BuildSettings(
             nmin=nmin,
             target=target,
             per_class=parse_per_class(per_class),
             transforms=transforms,
             seed=seed,
             quality=quality,
+            max_image_mb=max_image_mb,
             link=link,
+        )
+        result = build(
+            src,
+            out,
+            settings,
             workers=workers,
             resume=resume,
             overwrite=overwrite,
@@ -147,7 +144,6 @@ def build_cmd(
             progress=not quiet,
             backend=backend,
             scheduler=scheduler,
-            max_image_mb=max_image_mb,
             space_check=space_check,
         )
     except KeyboardInterrupt:
@@ -170,9 +166,7 @@ def stats_cmd(
     src: Path = typer.Argument(
         ..., metavar="SRC", help="A source folder, or a balanced OUT (read through its manifest)."
     ),
-    nmin: int | None = typer.Option(
-        None, help="Show the plan for bringing every class up to N."
-    ),
+    nmin: int | None = typer.Option(None, help="Show the plan for bringing every class up to N."),
     target: str | None = typer.Option(
         None, help="'majority': show the plan for bringing every class up to the largest."
     ),
@@ -180,7 +174,7 @@ def stats_cmd(
         [], "--per-class", metavar="NAME=COUNT", help="A count for one class (repeatable)."
     ),
     transforms: str = typer.Option(
-        PAPER_SET,
+        "paper",
         help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes.",
     ),
     plot: Path | None = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
@@ -203,10 +197,10 @@ def stats_cmd(
 
     stats = folder_stats(
         src,
-        nmin,
-        target,
-        parse_per_class(per_class),
-        workers,
+        nmin=nmin,
+        target=target,
+        per_class=parse_per_class(per_class),
+        workers=workers,
         progress=not quiet,
         transforms=transforms,
     )
@@ -232,12 +226,7 @@ def stats_table(stats: dict) -> str:
         if "plan" in stats
         else ["count"]
     )
-    width = max(5, *(len(c) for c in classes))
-    lines = [f"{'class':<{width}}  " + "  ".join(f"{c:>9}" for c in cols)]
-    lines += [
-        f"{label:<{width}}  " + "  ".join(f"{row[c]:>9}" for c in cols)
-        for label, row in classes.items()
-    ]
+    lines = [text_table(classes, cols, width=9)]
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if stats["balanced_folder"]:
         ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
@@ -260,7 +249,7 @@ def preview_cmd(
         ..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."
     ),
     transforms: str = typer.Option(
-        PAPER_SET, help="Transforms to show, NAME[=MAGNITUDE],... or 'all'."
+        "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper' or 'all'."
     ),
     n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
     seed: int = typer.Option(0, help="Which images and which draws."),
@@ -338,7 +327,7 @@ def split_cmd(
     Example:
       balance split photos/ --out data/ --test 0.2 --val 0.1
     """
-    from .split import split
+    from .splitting import split
 
     result = split(
         src,
@@ -354,7 +343,7 @@ def split_cmd(
     )
     for message in result.warnings:
         warn(message)
-    report_skipped([{"path": s.path, "reason": s.reason} for s in result.skipped], [])
+    report_skipped([s.as_dict() for s in result.skipped])
     if as_json:
         print(
             json.dumps(
@@ -362,10 +351,7 @@ def split_cmd(
             )
         )
     elif not quiet:
-        width = max(5, *(len(c) for c in result.counts))
-        print(f"{'class':<{width}}  {'train':>6}  {'val':>6}  {'test':>6}")
-        for label, c in result.counts.items():
-            print(f"{label:<{width}}  {c['train']:>6}  {c['val']:>6}  {c['test']:>6}")
+        print(text_table(result.counts, ["train", "val", "test"], width=6))
         print(f"wrote {result.out} (split.csv)")
 
 
@@ -394,7 +380,7 @@ def verify_cmd(
     Example:
       balance verify data/balanced --replay
     """
-    from .verify import verify
+    from .verification import verify
 
     report = verify(out, workers, progress=not quiet, replay=replay)
     if as_json:
@@ -421,7 +407,7 @@ def transforms_cmd(
     Example:
       balance transforms --json
     """
-    from .transforms import TRANSFORMS
+    from .transforms import PAPER_SET, TRANSFORMS
 
     info = {
         t.name: {"summary": t.summary, "default": t.default, "magnitude": t.magnitude}
@@ -439,7 +425,7 @@ def transforms_cmd(
             f"{name:<10} {t['summary']}\n{'':<10} magnitude: {t['magnitude']}; default {default}"
             + ("" if t["default"] is None else f" (override: --transforms {name}=M)")
         )
-    print(f"\nthe paper's set: --transforms {PAPER_SET}")
+    print(f"\nthe paper's set T (--transforms paper, the default): {PAPER_SET}")
 
 
 def main() -> None:

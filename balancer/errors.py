@@ -9,5 +9,9 @@ class BalanceError(UserError):
     """A user error of the balancer."""
 
 
+class TrainError(UserError):
+    """A user error of the trainer."""
+
+
 class ToolWarning(UserWarning):
     """Something the user should know that does not stop the command (`warning: ...` on stderr)."""

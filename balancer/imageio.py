@@ -5,9 +5,6 @@ size, the depth and the EXIF orientation: an image whose decoded pixels would ta
 than `max_bytes` (width x height x channels x bytes per sample) is refused unread, so a
 decompression bomb never allocates. Decoded images come out upright (EXIF orientation
 applied), as every EXIF-aware viewer and loader shows them.
-
-Import this module before anything else imports cv2: OpenCV reads its own pixel limit (a
-backstop for formats Pillow cannot parse) once, when it loads.
 """
 
 from __future__ import annotations
@@ -19,17 +16,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from .opencv import BACKSTOP_PIXELS, cv2
+
 MAX_IMAGE_BYTES = 256 << 20  # default limit on an image's decoded size (`--max-image-mb`)
 MAX_FILE_BYTES = 256 << 20
-BACKSTOP_PIXELS = 1 << 30  # OpenCV's own limit, for headers Pillow cannot read
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(BACKSTOP_PIXELS))
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-# The process pool gives the parallelism; OpenCV's own threads would oversubscribe the cores.
-cv2.setNumThreads(1)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
@@ -157,6 +149,19 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(image[flips]) if orientation != 1 else image
 
 
+def check_whole(data: bytes) -> str:
+    """The format by content, once the file is not empty and ends as its format must (OpenCV
+    decodes a truncated file without an error, greying the missing part)."""
+    if not data:
+        raise BadImage("empty file")
+    fmt = sniff(data)
+    if fmt == "jpeg" and not jpeg_is_complete(data):
+        raise BadImage("truncated JPEG (no end-of-image marker)")
+    if fmt == "png" and data.rfind(PNG_END) < len(PNG_SIGNATURE):
+        raise BadImage("truncated PNG (no IEND chunk)")
+    return fmt
+
+
 def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Loaded:
     """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
 
@@ -165,13 +170,7 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYT
     corrupt data still fails) but the inverse DCT is skipped; the image returned is small
     (and not oriented).
     """
-    if not data:
-        raise BadImage("empty file")
-    fmt = sniff(data)
-    if fmt == "jpeg" and not jpeg_is_complete(data):
-        raise BadImage("truncated JPEG (no end-of-image marker)")
-    if fmt == "png" and data.rfind(PNG_END) < len(PNG_SIGNATURE):
-        raise BadImage("truncated PNG (no IEND chunk)")
+    fmt = check_whole(data)
     header = read_header(data)
     if header is not None and header.decoded_bytes > max_bytes:
         raise BadImage(

@@ -14,7 +14,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +36,10 @@ class OutputKind:
     record: str  # the record's file name
     kind: str  # the record's "kind"
     holds: Callable[[dict, Path], bool]
+    resumable: bool = True  # `--resume` finishes an interrupted one
 
 
-def check_inputs(out: Path, inputs: dict[str, Path | None]) -> None:
+def check_inputs(out: Path, inputs: Mapping[str, Path | None]) -> None:
     """Refuse an output that is, contains or lies inside one of the inputs."""
     for what, path in inputs.items():
         if path is None:
@@ -71,6 +72,51 @@ def read_json_record(path: Path) -> dict:
             f"{path} is not a record of {TOOL} (not a JSON object); nothing was changed"
         )
     return data
+
+
+def check_output(
+    out: str | Path,
+    kind: OutputKind,
+    *,
+    inputs: Mapping[str, Path | None],
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[Path, dict | None]:
+    """(OUT resolved, the record of the earlier output it holds or None) once OUT is safe to
+    write: not an input, inside one or around one; missing or empty; or a proven earlier
+    output of this kind that the user asked to resume or replace. Else one-line OutputError."""
+    out = Path(out).resolve()
+    check_inputs(out, inputs)
+    if resume and overwrite:
+        raise OutputError("give --resume or --overwrite, not both")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output exists and is not a folder: {out}")
+    if not out.exists() or not any(out.iterdir()):
+        return out, None
+    if not (resume or overwrite):
+        hint = (
+            "--resume finishes an interrupted run, --overwrite replaces it"
+            if kind.resumable
+            else "--overwrite replaces it"
+        )
+        raise OutputError(f"output folder exists and is not empty: {out} ({hint})")
+    return out, owned_record(out, kind)
+
+
+@contextmanager
+def claimed(
+    out: str | Path,
+    kind: OutputKind,
+    *,
+    inputs: Mapping[str, Path | None],
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Iterator[tuple[Path, dict | None]]:
+    """check_output, then once more under OUT's lock, which the block holds: another command
+    may have written there in between."""
+    out, _ = check_output(out, kind, inputs=inputs, resume=resume, overwrite=overwrite)
+    with locked(out):
+        yield check_output(out, kind, inputs=inputs, resume=resume, overwrite=overwrite)
 
 
 def write_json(path: Path, record: dict) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 import numpy as np
 
 from .errors import BalanceError
-from .scan import SourceImage
+from .source import SourceImage
 
 OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG
 
@@ -52,6 +52,29 @@ def class_rng(seed: int, label: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
 
 
+def check_target(
+    nmin: int | None, target: str | None, per_class: Mapping[str, int] | None
+) -> dict[str, int]:
+    """The per-class counts as a dict, once the three ways of saying a target make sense."""
+    per_class = dict(per_class or {})
+    if nmin is not None and target is not None:
+        raise BalanceError("give either --nmin or --target, not both")
+    if nmin is None and target is None and not per_class:
+        raise BalanceError(
+            "say how many images per class: --nmin N, --target majority or --per-class NAME=N"
+        )
+    if nmin is not None and not 1 <= nmin <= MAX_PER_CLASS:
+        raise BalanceError(f"--nmin must be between 1 and {MAX_PER_CLASS:,} (got {nmin})")
+    if target is not None and target != "majority":
+        raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
+    for label, n in per_class.items():
+        if not 1 <= n <= MAX_PER_CLASS:
+            raise BalanceError(
+                f"--per-class {label}={n}: a count must be between 1 and {MAX_PER_CLASS:,}"
+            )
+    return per_class
+
+
 def class_targets(
     counts: Mapping[str, int],
     nmin: int | None = None,
@@ -64,28 +87,13 @@ def class_targets(
     class up to the largest (imbalanced-learn's 'not majority'). per_class: a count for
     named classes, overriding the others.
     """
-    per_class = dict(per_class or {})
-    if nmin is not None and target is not None:
-        raise BalanceError("give either --nmin or --target, not both")
-    if nmin is None and target is None and not per_class:
-        raise BalanceError(
-            "say how many images per class: --nmin N, --target majority or --per-class NAME=N"
-        )
-    if nmin is not None and not 1 <= nmin <= MAX_PER_CLASS:
-        raise BalanceError(f"--nmin must be between 1 and {MAX_PER_CLASS:,} (got {nmin})")
-    if target is not None and target != "majority":
-        raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
+    per_class = check_target(nmin, target, per_class)
     unknown = sorted(set(per_class) - set(counts))
     if unknown:
         raise BalanceError(
             f"--per-class names unknown class(es) {', '.join(unknown)}; "
             f"classes are {', '.join(counts)}"
         )
-    for label, n in per_class.items():
-        if not 1 <= n <= MAX_PER_CLASS:
-            raise BalanceError(
-                f"--per-class {label}={n}: a count must be between 1 and {MAX_PER_CLASS:,}"
-            )
     base = max(counts.values()) if target == "majority" else (nmin or 0)
     return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}
 
@@ -143,7 +151,8 @@ def plan_class(
     transforms: Mapping[str, float | None],
     seed: int,
 ) -> list[Item]:
-    """Items for one class: every original, then target - n augmented copies."""
+    """Items for one class: every original, then target - n copies, each with one transform
+    drawn from `transforms`, or plain byte copies when `transforms` is empty."""
     rng = class_rng(seed, label)
     taken: set[str] = set()
     items, stems = [], []
@@ -158,11 +167,17 @@ def plan_class(
     k = target - len(images)
     if k <= 0:
         return items
-    names = list(transforms)
     picks = even_reuse(len(images), k, rng)
+    width = max(4, len(str(k - 1)))
+    if not transforms:  # plain random over-sampling: the originals' files again
+        for j in range(k):
+            stem, ext = stems[picks[j]]
+            name = _claim(f"{stem}__copy{j:0{width}d}", ext, taken)
+            items.append(replace(original_item(label, images[picks[j]], name), origin="augmented"))
+        return items
+    names = list(transforms)
     chosen = rng.integers(0, len(names), size=k)
     seeds = rng.integers(0, 2**31 - 1, size=k)
-    width = max(4, len(str(k - 1)))
     for j in range(k):
         image, tname = images[picks[j]], names[chosen[j]]
         stem, ext = stems[picks[j]]
@@ -189,8 +204,6 @@ def make_plan(
     seed: int,
 ) -> list[Item]:
     """Every item of the balanced folder, classes in sorted order."""
-    if not transforms:
-        raise BalanceError("no transforms chosen")
     return [
         item
         for label in sorted(images)

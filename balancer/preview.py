@@ -13,7 +13,7 @@ from . import imageio
 from .errors import BalanceError, ToolWarning
 from .imageio import BadImage, cv2, load
 from .manifest import read_manifest
-from .scan import list_source
+from .source import list_source
 from .square import RESIZE_MODES, to_square
 from .transforms import TRANSFORMS, unsuited
 
@@ -108,7 +108,7 @@ def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarr
     for rel, label, *_ in listing.candidates:
         by_class[label].append(rel)
     pools = {label: list(rng.permutation(files)) for label, files in sorted(by_class.items())}
-    chosen = []
+    chosen: list[tuple[str, np.ndarray]] = []
     while len(chosen) < n and any(pools.values()):
         for label in list(pools):
             if len(chosen) == n:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .imageio import cv2
+from .opencv import cv2
 
 RESIZE_MODES = (
     "stretch",

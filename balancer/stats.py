@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .manifest import MANIFEST, read_manifest
 from .plan import class_targets
-from .scan import check_source, scan, sizes_by_class
+from .source import check_source, scan, sizes_by_class
 from .transforms import parse_transforms, unsuited
 
 
@@ -19,6 +19,7 @@ def imbalance_ratio(counts: Mapping[str, int]) -> float:
 
 def folder_stats(
     folder: str | Path,
+    *,
     nmin: int | None = None,
     target: str | None = None,
     per_class: Mapping[str, int] | None = None,
@@ -55,13 +56,13 @@ def folder_stats(
         }
     found = scan(root, workers=workers, progress=progress)
     counts = found.counts()
-    result = {
+    result: dict = {
         "folder": str(root),
         "balanced_folder": False,
         "classes": {label: {"count": n} for label, n in counts.items()},
         "images": sum(counts.values()),
         "imbalance_ratio": imbalance_ratio(counts),
-        "skipped": [{"path": s.path, "reason": s.reason} for s in found.skipped],
+        "skipped": found.skipped_list(),
         "empty_classes": found.empty,
         "warnings": unsuited(parse_transforms(transforms), sizes_by_class(found))
         if transforms

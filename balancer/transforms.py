@@ -14,14 +14,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from . import (
-    PAPER_SET,  # noqa: F401  (re-exported: the paper's chosen T)
-    imageio,  # noqa: F401  (sets OpenCV's limits before cv2 loads)
-)
 from .errors import BalanceError
+from .opencv import cv2
+
+PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
 
 Params = dict
 Shape = tuple
@@ -346,8 +344,8 @@ TRANSFORMS: dict[str, Transform] = {
 def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     """'crop,rotate=0.1' -> {name: magnitude}, every magnitude checked.
 
-    'all' stands for every transform at its default; names after it override magnitudes
-    ('all,crop=160,cutout=20').
+    'paper' stands for the paper's set T and 'all' for every transform, each at its default;
+    names after them override magnitudes ('all,crop=160,cutout=20').
 
     >>> parse_transforms("rotate=0.1,flip")
     {'rotate': 0.1, 'flip': None}
@@ -356,13 +354,13 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     items = [s for s in items if s]
     if not items:
         raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
-    everything = "all" in items
-    chosen: dict[str, float | None] = (
-        {n: t.default for n, t in TRANSFORMS.items()} if everything else {}
-    )
+    named = {"paper": PAPER_SET.split(","), "all": list(TRANSFORMS)}
+    chosen: dict[str, float | None] = {
+        n: TRANSFORMS[n].check(None) for item in items for n in named.get(item, ())
+    }
     given: set[str] = set()
     for item in items:
-        if item == "all":
+        if item in named:
             continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
@@ -415,7 +413,9 @@ def unsuited(
     for name, (what, hint, bad) in checks.items():
         if name not in transforms:
             continue
-        m = TRANSFORMS[name].default if transforms[name] is None else transforms[name]
+        m = TRANSFORMS[name].check(transforms[name])
+        if m is None:
+            continue
         per_class = {
             label: sum(bad(pixels(m, (h, w)), w, h) for w, h in dims)
             for label, dims in sizes.items()

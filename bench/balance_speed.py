@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balancer.imageio import cv2, decode, encode  # noqa: E402
+from balancer.imageio import decode, encode  # noqa: E402
+from balancer.opencv import cv2
 from balancer.transforms import TRANSFORMS  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from balancer.opencv import cv2
 
 SIZES = [600, 350, 200, 120, 70, 40, 25, 15]  # 1,420 images, imbalance ratio 40
 

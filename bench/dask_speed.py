@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balancer import build  # noqa: E402
+from balancer import BuildSettings, build  # noqa: E402
 from bench.balance_speed import NMIN, copies_needed  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 
@@ -40,15 +40,22 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     n = copies_needed(root, NMIN)
     work = Path(tempfile.mkdtemp(prefix="bench-dask-"))
-    options = dict(nmin=NMIN, transforms="rotate", progress=False)
+    settings = BuildSettings(nmin=NMIN, transforms="rotate")
     try:
-        loky = best_seconds(lambda out: build(root, out, workers=cores, **options), work / "loky")
+        loky = best_seconds(
+            lambda out: build(root, out, settings, workers=cores, progress=False), work / "loky"
+        )
         with LocalCluster(
             n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
             dask = best_seconds(
                 lambda out: build(
-                    root, out, backend="dask", scheduler=cluster.scheduler_address, **options
+                    root,
+                    out,
+                    settings,
+                    backend="dask",
+                    scheduler=cluster.scheduler_address,
+                    progress=False,
                 ),
                 work / "dask",
             )

@@ -28,9 +28,9 @@ print(idle, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, image.nbytes)
 
 
 def main(mib: int = 128) -> None:
-    import cv2
     import numpy as np
 
+    from balancer.opencv import cv2
     from balancer.transforms import TRANSFORMS
 
     side = int((mib * 2**20 / 8) ** 0.5)  # 4 channels x 2 bytes

@@ -40,7 +40,7 @@ def parse() -> argparse.Namespace:
 
 def corpus(root: Path, n: int) -> list[str]:
     """n photo-like JPEGs in 8 classes, reused when already written."""
-    from balancer.imageio import cv2
+    from balancer.opencv import cv2
     from bench.corpus import photo
 
     files = [root / f"class_{i % 8}" / f"{i:06d}.jpg" for i in range(n)]

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
+from helpers import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
 from PIL import Image
 
-from balancer.imageio import cv2, load
+from balancer.imageio import load
+from balancer.opencv import cv2
 from balancer.square import to_square
 
 pytest.importorskip("jax")

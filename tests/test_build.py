@@ -4,11 +4,11 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     REPO,
     assert_one_line_error,
     make_folder,
@@ -18,16 +18,23 @@ from conftest import (
     write_image,
 )
 
-from balancer import build, read_manifest, replay
+from balancer import BuildSettings, build, read_manifest, replay
 from balancer.errors import BalanceError
 from balancer.imageio import encode, load
+from balancer.opencv import cv2
 
 TRANSFORMS = "crop=24,rotate,cutout=20,width,zoom"
 
 
 def test_build_counts_manifest_and_pixels(small_src, tmp_path):
     out = tmp_path / "out"
-    result = build(small_src, out, nmin=5, transforms=TRANSFORMS, seed=1, workers=1, progress=False)
+    result = build(
+        small_src,
+        out,
+        BuildSettings(nmin=5, transforms=TRANSFORMS, seed=1),
+        workers=1,
+        progress=False,
+    )
     assert result.record["counts"] == {
         "cat": {"before": 6, "copies": 0, "after": 6},
         "dog": {"before": 2, "copies": 3, "after": 5},
@@ -62,10 +69,16 @@ def test_build_counts_manifest_and_pixels(small_src, tmp_path):
 
 def test_same_bytes_with_one_or_two_workers(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 12, "b": 3, "c": 1})
-    build(src, tmp_path / "w1", nmin=40, transforms="all", workers=1, progress=False)
-    build(src, tmp_path / "w2", nmin=40, transforms="all", workers=2, progress=False)
+    build(src, tmp_path / "w1", BuildSettings(nmin=40, transforms="all"), workers=1, progress=False)
+    build(src, tmp_path / "w2", BuildSettings(nmin=40, transforms="all"), workers=2, progress=False)
     assert tree_digest(tmp_path / "w1") == tree_digest(tmp_path / "w2")
-    build(src, tmp_path / "s2", nmin=40, transforms="all", seed=2, workers=2, progress=False)
+    build(
+        src,
+        tmp_path / "s2",
+        BuildSettings(nmin=40, transforms="all", seed=2),
+        workers=2,
+        progress=False,
+    )
     assert tree_digest(tmp_path / "w1") != tree_digest(tmp_path / "s2")
 
 
@@ -118,18 +131,18 @@ def test_killed_build_resumes_to_identical_result(tmp_path):
 
 def test_output_exists_overwrite_and_dry_run(small_src, tmp_path):
     out = tmp_path / "out"
-    dry = build(small_src, out, nmin=4, dry_run=True, progress=False)
+    dry = build(small_src, out, BuildSettings(nmin=4), dry_run=True, progress=False)
     assert not out.exists() and dry.record["files"] == 14 and not dry.written
-    build(small_src, out, nmin=4, workers=1, progress=False)
+    build(small_src, out, BuildSettings(nmin=4), workers=1, progress=False)
     with pytest.raises(BalanceError, match="not empty"):
-        build(small_src, out, nmin=5, progress=False)
-    build(small_src, out, nmin=5, overwrite=True, workers=1, progress=False)
+        build(small_src, out, BuildSettings(nmin=5), progress=False)
+    build(small_src, out, BuildSettings(nmin=5), overwrite=True, workers=1, progress=False)
     assert len(read_manifest(out)) == 16
     stranger = tmp_path / "mine"
     (stranger / "keep.txt").parent.mkdir()
     (stranger / "keep.txt").write_text("precious")
     with pytest.raises(BalanceError, match="neither resumed nor replaced"):
-        build(small_src, stranger, nmin=5, overwrite=True, progress=False)
+        build(small_src, stranger, BuildSettings(nmin=5), overwrite=True, progress=False)
     assert (stranger / "keep.txt").read_text() == "precious"
 
 
@@ -140,7 +153,9 @@ def test_link_and_other_formats(tmp_path):
     write_image(src / "b" / "z.tif", textured(20, 20, dtype=np.uint16, seed=3))
     write_image(src / "b" / "w.jpg", textured(20, 20, seed=4))
     out = tmp_path / "out"
-    build(src, out, nmin=5, transforms="rotate", link=True, workers=1, progress=False)
+    build(
+        src, out, BuildSettings(nmin=5, transforms="rotate", link=True), workers=1, progress=False
+    )
     assert os.path.samefile(out / "a" / "y.png", src / "a" / "y.PNG")
     assert np.array_equal(
         cv2.imread(str(out / "a" / "x.png")), cv2.imread(str(src / "a" / "x.bmp"))
@@ -155,31 +170,63 @@ def test_link_and_other_formats(tmp_path):
     assert cv2.imread(str(out / aug["a/y.PNG"]), cv2.IMREAD_UNCHANGED).shape == (20, 20, 4)
 
 
-def test_cli_errors_are_one_line(small_src, tmp_path):
-    out = tmp_path / "out"
-    cases = [
-        (["build", tmp_path / "nope", "--out", out, "--nmin", "3"], ["source folder not found"]),
-        (
-            ["build", small_src / "cat" / "cat_000.jpg", "--out", out, "--nmin", "3"],
+@pytest.mark.parametrize(
+    "make_args, fragments",
+    [
+        pytest.param(
+            lambda p: ["build", p.tmp_path / "nope", "--out", p.out, "--nmin", "3"],
+            ["source folder not found"],
+            id="missing-source",
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src / "cat" / "cat_000.jpg", "--out", p.out, "--nmin", "3"],
             ["not a folder"],
+            id="source-is-a-file",
         ),
-        (
-            ["build", small_src, "--out", small_src / "inner", "--nmin", "3"],
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.small_src / "inner", "--nmin", "3"],
             ["inside the source folder"],
+            id="out-inside-source",
         ),
-        (["build", small_src, "--out", small_src, "--nmin", "3"], ["is the source folder"]),
-        (
-            ["build", small_src, "--out", out, "--nmin", "3", "--transforms", "warp"],
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.small_src, "--nmin", "3"],
+            ["is the source folder"],
+            id="out-is-source",
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out, "--nmin", "3", "--transforms", "warp"],
             ["unknown transform 'warp'", "rotate"],
+            id="unknown-transform",
         ),
-        (["build", small_src, "--out", out], ["--nmin N"]),
-        (["build", small_src, "--out", out, "--nmin", "x"], ["--nmin"]),
-        (["build", small_src, "--out", out, "--per-class", "cat"], ["NAME=COUNT"]),
-        (["build", small_src, "--out", out, "--per-class", "zebra=3"], ["zebra"]),
-        (["build", small_src, "--out", out, "--nmin", "3", "--quality", "0"], ["--quality"]),
-    ]
-    for args, fragments in cases:
-        assert_one_line_error(run_cli("balancer", *args), *fragments)
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out], ["--nmin N"], id="no-target"
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out, "--nmin", "x"],
+            ["--nmin"],
+            id="nmin-not-a-number",
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out, "--per-class", "cat"],
+            ["NAME=COUNT"],
+            id="per-class-no-count",
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out, "--per-class", "zebra=3"],
+            ["zebra"],
+            id="per-class-unknown",
+        ),
+        pytest.param(
+            lambda p: ["build", p.small_src, "--out", p.out, "--nmin", "3", "--quality", "0"],
+            ["--quality"],
+            id="quality-0",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line(small_src, tmp_path, make_args, fragments):
+    out = tmp_path / "out"
+    p = SimpleNamespace(small_src=small_src, out=out, tmp_path=tmp_path)
+    assert_one_line_error(run_cli("balancer", *make_args(p)), *fragments)
     assert not out.exists() and not (small_src / "inner").exists()
 
 

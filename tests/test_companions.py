@@ -2,17 +2,18 @@
 
 import json
 import os
+from types import SimpleNamespace
 
-import cv2
 import pandas as pd
 import pytest
-from conftest import make_folder, run_cli, textured, tree_digest, write_image
+from helpers import make_folder, run_cli, textured, tree_digest, write_image
 
-from balancer import build
+from balancer import BuildSettings, build
+from balancer.opencv import cv2
 from balancer.preview import TEXT_H, TILE
-from balancer.split import split, split_counts
+from balancer.splitting import split, split_counts
 from balancer.stats import folder_stats
-from balancer.verify import verify
+from balancer.verification import verify
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_stats_counts_plan_and_balanced_folder(src, tmp_path):
     mean_c = (src / "c" / "c_000.jpg").stat().st_size
     mean_b = sum((src / "b" / f"b_{i:03d}.jpg").stat().st_size for i in range(4)) / 4
     assert s["plan"]["estimated_bytes"] == int(5 * mean_c + 2 * mean_b)
-    build(src, tmp_path / "out", nmin=6, workers=1, progress=False)
+    build(src, tmp_path / "out", BuildSettings(nmin=6), workers=1, progress=False)
     proc = run_cli("balancer", "stats", tmp_path / "out", "--json", "--plot", tmp_path / "c.png")
     b = json.loads(proc.stdout)
     assert b["balanced_folder"] and b["classes"]["c"] == {
@@ -60,7 +61,7 @@ def test_preview_sheet_grid(src, tmp_path):
     sheet = cv2.imread(str(tmp_path / "s.png"))
     gap = 4
     assert sheet.shape[:2] == (3 * (TILE + TEXT_H + gap) + gap, 4 * (TILE + gap) + gap)
-    build(src, tmp_path / "out", nmin=6, workers=1, progress=False)
+    build(src, tmp_path / "out", BuildSettings(nmin=6), workers=1, progress=False)
     proc = run_cli(
         "balancer",
         "preview",
@@ -105,7 +106,7 @@ def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
 
 def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     out = tmp_path / "out"
-    build(src, out, nmin=6, workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=6), workers=1, progress=False)
     assert verify(out, progress=False) == {
         "ok": True,
         "problems": [],
@@ -152,24 +153,47 @@ def test_transforms_listing():
     assert "--transforms crop=M" in text and "crop,rotate,cutout,width,zoom" in text
 
 
-def test_companion_errors_are_one_line(src, tmp_path):
-    from conftest import assert_one_line_error
-
-    cases = [
-        (["stats", tmp_path / "nope"], ["source folder not found"]),
-        (["stats", src, "--nmin", "5", "--target", "majority"], ["not both"]),
-        (
-            ["preview", src, "-o", tmp_path / "p.png", "--transforms", "twirl"],
+@pytest.mark.parametrize(
+    "make_args, fragments",
+    [
+        pytest.param(
+            lambda p: ["stats", p.tmp_path / "nope"],
+            ["source folder not found"],
+            id="stats-missing",
+        ),
+        pytest.param(
+            lambda p: ["stats", p.src, "--nmin", "5", "--target", "majority"],
+            ["not both"],
+            id="stats-nmin-and-target",
+        ),
+        pytest.param(
+            lambda p: ["preview", p.src, "-o", p.tmp_path / "p.png", "--transforms", "twirl"],
             ["unknown transform"],
+            id="preview-unknown-transform",
         ),
-        (["preview", src, "-o", tmp_path / "p.png", "--from-manifest"], ["manifest.csv"]),
-        (
-            ["split", src, "--out", tmp_path / "s", "--test", "0.7", "--val", "0.5"],
+        pytest.param(
+            lambda p: ["preview", p.src, "-o", p.tmp_path / "p.png", "--from-manifest"],
+            ["manifest.csv"],
+            id="preview-no-manifest",
+        ),
+        pytest.param(
+            lambda p: ["split", p.src, "--out", p.tmp_path / "s", "--test", "0.7", "--val", "0.5"],
             ["test + val < 1"],
+            id="split-fractions",
         ),
-        (["split", src, "--out", src / "a"], ["inside the source folder"]),
-        (["verify", tmp_path / "nope"], ["not a folder"]),
-    ]
-    for args, fragments in cases:
-        assert_one_line_error(run_cli("balancer", *args), *fragments)
+        pytest.param(
+            lambda p: ["split", p.src, "--out", p.src / "a"],
+            ["inside the source folder"],
+            id="split-inside-source",
+        ),
+        pytest.param(
+            lambda p: ["verify", p.tmp_path / "nope"], ["not a folder"], id="verify-missing"
+        ),
+    ],
+)
+def test_companion_errors_are_one_line(src, tmp_path, make_args, fragments):
+    from helpers import assert_one_line_error
+
+    p = SimpleNamespace(src=src, tmp_path=tmp_path)
+    assert_one_line_error(run_cli("balancer", *make_args(p)), *fragments)
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "s").exists()

@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
+from helpers import (
     REPO,
     assert_one_line_error,
     make_folder,
@@ -27,11 +26,12 @@ from conftest import (
 )
 from PIL import Image, ImageOps
 
-from balancer import build, split, verify
+from balancer import BuildSettings, build, split, verify
 from balancer.errors import BalanceError, UserError
 from balancer.imageio import load
+from balancer.opencv import cv2
 from balancer.ownership import locked
-from balancer.scan import list_source, scan
+from balancer.source import list_source, scan
 
 T = 120  # seconds: any CLI run here that takes longer is hung
 
@@ -43,7 +43,13 @@ def cli(tool, *args, **kw):
 @pytest.fixture
 def built(small_src, tmp_path):
     out = tmp_path / "out"
-    build(small_src, out, nmin=5, transforms="rotate,contrast,flip", workers=1, progress=False)
+    build(
+        small_src,
+        out,
+        BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
+        workers=1,
+        progress=False,
+    )
     return out
 
 
@@ -210,8 +216,7 @@ def test_resume_removes_files_the_plan_does_not_name(built, small_src):
     build(
         small_src,
         built,
-        nmin=5,
-        transforms="rotate,contrast,flip",
+        BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
         workers=1,
         resume=True,
         progress=False,
@@ -259,7 +264,7 @@ def test_rotated_photos_agree_in_every_loader(tmp_path):
     upright = np.asarray(ImageOps.exif_transpose(Image.open(src / "b" / "phone.jpg")))
     assert upright.shape[:2] == (40, 24)
     out = tmp_path / "out"
-    build(src, out, nmin=4, transforms="contrast", workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=4, transforms="contrast"), workers=1, progress=False)
     m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False).set_index("file_name")
     assert json.loads(m.loc["b/phone.jpg", "params"]) == {"exif_orientation": 6}
     for name in m.index[m.source == "b/phone.jpg"]:
@@ -368,7 +373,7 @@ def test_csv_round_trips_any_file_name(tmp_path):
     for i, name in enumerate(odd):
         write_image(src / "b" / name, textured(24, 24, seed=50 + i))
     out = tmp_path / "out"
-    build(src, out, nmin=8, transforms="flip", workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=8, transforms="flip"), workers=1, progress=False)
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
     frame = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
@@ -499,7 +504,7 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
 def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 6, "b": 2}, size=40)
     out = tmp_path / "out"
-    build(src, out, nmin=12, transforms="all", workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=12, transforms="all"), workers=1, progress=False)
     assert verify(out, workers=1, progress=False, replay=True)["ok"]
     victim = sorted(out.glob("b/*__aug*"))[3]
     image = cv2.imread(str(victim))
@@ -547,7 +552,14 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
 
 
 def test_study_overwrite_clears_only_a_proven_study(tmp_path):
-    from trainer.study import _open_study
+    from balancer.ownership import claimed
+    from trainer.outputs import STUDY
+    from trainer.study import _open_study as open_locked
+
+    def _open_study(out, settings, overwrite):  # as run_study opens its folder
+        guard = dict(inputs={}, resume=not overwrite, overwrite=overwrite)
+        with claimed(out, STUDY, **guard) as (out, old):
+            open_locked(out, old, settings, overwrite)
 
     out = tmp_path / "study"
     (out / "runs" / "b0").mkdir(parents=True)

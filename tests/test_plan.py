@@ -5,7 +5,7 @@ import pytest
 
 from balancer.errors import BalanceError
 from balancer.plan import class_targets, even_reuse, make_plan
-from balancer.scan import SourceImage
+from balancer.source import SourceImage
 
 T = {"rotate": 0.125, "crop": 200, "zoom": 0.3}
 

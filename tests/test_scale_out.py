@@ -7,10 +7,12 @@ import sys
 import threading
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
-from conftest import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
+from helpers import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
 
-from balancer import build
+from balancer import BuildSettings, build
 from balancer.errors import BalanceError
 from balancer.parallel import pool
 
@@ -32,18 +34,25 @@ def src(tmp_path_factory):
     )
 
 
-OPTIONS = dict(nmin=400, transforms="rotate,zoom,contrast,cutout=30", seed=5, progress=False)
+SETTINGS = BuildSettings(nmin=400, transforms="rotate,zoom,contrast,cutout=30", seed=5)
 
 
 @pytest.fixture(scope="module")
 def reference(src, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "out"
-    build(src, out, workers=2, **OPTIONS)
+    build(src, out, SETTINGS, workers=2, progress=False)
     return tree_digest(out)
 
 
 def test_dask_cluster_output_is_byte_identical(src, reference, cluster, tmp_path):
-    build(src, tmp_path / "out", backend="dask", scheduler=cluster.scheduler_address, **OPTIONS)
+    build(
+        src,
+        tmp_path / "out",
+        SETTINGS,
+        backend="dask",
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
     assert tree_digest(tmp_path / "out") == reference
 
 
@@ -55,7 +64,14 @@ def test_killed_worker_is_rescheduled_and_output_identical(src, reference, clust
 
     def run():
         try:
-            build(src, out, backend="dask", scheduler=cluster.scheduler_address, **OPTIONS)
+            build(
+                src,
+                out,
+                SETTINGS,
+                backend="dask",
+                scheduler=cluster.scheduler_address,
+                progress=False,
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -176,7 +192,11 @@ def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     m = json.loads(proc.stdout)
     assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1
-    assert 0 <= m["accuracy"] <= 1
+    # The scores are the validation files' own: the matrix counts every one, once.
+    files = pd.read_csv(tmp_path / "run" / "files.csv")
+    cm = np.array(m["confusion_matrix"])
+    assert cm.sum() == (files.split == "validation").sum() == m["data"]["validation"]["files"]
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
 
 
 @pytest.mark.parametrize(
@@ -201,11 +221,26 @@ def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
         ),
     ],
 )
-def test_only_the_chief_writes_the_run_folder(tf_config, chief, monkeypatch):
-    from trainer.training import is_chief
+def test_only_the_chief_writes_the_run_folder(tf_config, chief, tmp_path, monkeypatch):
+    """fit() on every worker: the chief's run folder appears, the others write nothing."""
+    import trainer.training as training
 
+    seen = []
+
+    def fake_train_run(train, val, class_names, config, folder, **kwargs):
+        seen.append(folder)
+        (folder / "metrics.json").write_text("{}")  # stands for what training writes
+        return {"accuracy": 1.0}
+
+    monkeypatch.setattr(training, "train_run", fake_train_run)
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert is_chief() is chief
+    data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
+    training.fit(data, tmp_path / "run", progress=False)
+    assert len(seen) == 1  # every worker trains
+    assert (tmp_path / "run").exists() is chief
+    assert ((tmp_path / "run" / "metrics.json").is_file()) is chief
+    assert not seen[0].exists() or chief  # a worker's scratch folder is gone
+    assert training.is_chief() is chief

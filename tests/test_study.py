@@ -5,7 +5,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, make_folder, run_cli
+from helpers import assert_one_line_error, make_folder, run_cli
 
 from trainer import TrainConfig
 from trainer.study import study_transforms

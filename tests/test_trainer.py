@@ -2,14 +2,15 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, make_folder, run_cli
+from helpers import assert_one_line_error, make_folder, run_cli
 
-from balancer import build
+from balancer import BuildSettings, build
+from balancer.opencv import cv2
 from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
 
@@ -20,7 +21,13 @@ FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2, eager
 def balanced(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     src = make_folder(root / "src", {"a": 12, "b": 6, "c": 3})
-    build(src, root / "balanced", nmin=10, transforms="rotate,zoom,flip", workers=1, progress=False)
+    build(
+        src,
+        root / "balanced",
+        BuildSettings(nmin=10, transforms="rotate,zoom,flip"),
+        workers=1,
+        progress=False,
+    )
     make_folder(root / "test", {"a": 3, "b": 3, "c": 3})
     return root / "balanced"
 
@@ -219,20 +226,47 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
 
 
 @pytest.mark.slow
-def test_trainer_user_errors_are_one_line(balanced, run, tmp_path):
+@pytest.mark.parametrize(
+    "make_args, fragments",
+    [
+        pytest.param(
+            lambda p: ["fit", p.tmp_path / "missing"], ["data folder not found"], id="fit-missing"
+        ),
+        pytest.param(
+            lambda p: ["fit", p.one, "--out", p.tmp_path / "r"],
+            ["need at least 2"],
+            id="fit-one-class",
+        ),
+        pytest.param(
+            lambda p: ["fit", p.balanced, "--out", p.run],
+            ["output folder exists", "--overwrite"],
+            id="fit-run-exists",
+        ),
+        pytest.param(
+            lambda p: ["fit", p.balanced, "--out", p.balanced / "runs"],
+            ["lies inside the data folder"],
+            id="fit-out-inside-data",
+        ),
+        pytest.param(
+            lambda p: ["fit", p.balanced, "--model", "efficientnet-b9"],
+            ["unknown model", "efficientnet-b7"],
+            id="fit-unknown-model",
+        ),
+        pytest.param(
+            lambda p: ["fit", p.balanced, "--alpha", "lots"], ["--alpha"], id="fit-bad-alpha"
+        ),
+        pytest.param(
+            lambda p: ["evaluate", p.tmp_path, p.balanced],
+            ["not a run folder"],
+            id="evaluate-not-a-run",
+        ),
+        pytest.param(lambda p: ["cv", p.balanced, "--folds", "1"], ["--folds"], id="cv-one-fold"),
+    ],
+)
+def test_trainer_user_errors_are_one_line(balanced, run, tmp_path, make_args, fragments):
     one = make_folder(tmp_path / "one", {"only": 3})
-    cases = [
-        (["fit", tmp_path / "missing"], ["data folder not found"]),
-        (["fit", one, "--out", tmp_path / "r"], ["need at least 2"]),
-        (["fit", balanced, "--out", run], ["run folder exists", "--overwrite"]),
-        (["fit", balanced, "--out", balanced / "runs"], ["lies inside the data folder"]),
-        (["fit", balanced, "--model", "efficientnet-b9"], ["unknown model", "efficientnet-b7"]),
-        (["fit", balanced, "--alpha", "lots"], ["--alpha"]),
-        (["evaluate", tmp_path, balanced], ["not a run folder"]),
-        (["cv", balanced, "--folds", "1"], ["--folds"]),
-    ]
-    for args, fragments in cases:
-        assert_one_line_error(run_cli("trainer", *args), *fragments)
+    p = SimpleNamespace(balanced=balanced, run=run, tmp_path=tmp_path, one=one)
+    assert_one_line_error(run_cli("trainer", *make_args(p)), *fragments)
     assert not (tmp_path / "r").exists() and not (balanced / "runs").exists()
 
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import textured
+from helpers import textured
 
 from balancer.errors import BalanceError
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay

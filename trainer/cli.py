@@ -7,12 +7,10 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from balancer import PAPER_SET
-from balancer.cliutil import CONTEXT, report_skipped, run_app, version_option
+from balancer.cli_common import CONTEXT, report_skipped, run_app, version_option
 
 from .config import MODELS, MONITORS, TrainConfig
 
@@ -34,7 +32,7 @@ _D = TrainConfig()
 TRAIN_OPTIONS = {
     "model": (str, typer.Option(_D.model, help=f"One of {', '.join(MODELS)}.")),
     "image_size": (
-        Optional[int],
+        int | None,
         typer.Option(None, help="Input side in px (default: the model's native size, 224 for B0)."),
     ),
     "weights": (
@@ -395,11 +393,11 @@ def study_transforms_cmd(
             src,
             out,
             config,
-            transforms,
-            folds,
-            parse_list(models, "--models"),
-            parse_list(losses, "--losses"),
-            top,
+            transforms=transforms,
+            folds=folds,
+            models=parse_list(models, "--models"),
+            losses=parse_list(losses, "--losses"),
+            top=top,
             overwrite=overwrite,
             progress=not quiet,
         )
@@ -434,7 +432,7 @@ def study_ablation_cmd(
         metavar="OUT",
         help="Study folder (resumed when it holds the same study).",
     ),
-    transforms: str = typer.Option(PAPER_SET, help="The chosen set T."),
+    transforms: str = typer.Option("paper", help="The chosen set T ('paper': the paper's)."),
     every: str = typer.Option(
         "all",
         help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12').",
@@ -462,11 +460,11 @@ def study_ablation_cmd(
             src,
             out,
             TrainConfig(**train),
-            nmin,
-            transforms,
-            folds,
-            parse_list(models, "--models"),
-            parse_list(losses, "--losses"),
+            nmin=nmin,
+            transforms=transforms,
+            folds=folds,
+            models=parse_list(models, "--models"),
+            losses=parse_list(losses, "--losses"),
             every=every,
             overwrite=overwrite,
             progress=not quiet,

@@ -5,13 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from balancer.errors import UserError
+from balancer.errors import TrainError
 from balancer.square import RESIZE_MODES
-
-
-class TrainError(UserError):
-    """A user error of the trainer: one clear line, no traceback."""
-
 
 # name -> (keras.applications class, native input side, what its input expects): 'none' for
 # EfficientNet (it rescales inside), 'caffe' (BGR less the ImageNet mean) for VGG16, ResNet50.
@@ -25,6 +20,16 @@ MODELS = {
 }
 JIT_MODES = ("auto", "on", "off")
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
+
+# Each option with a fixed set of values, and that set (checked in one place).
+CHOICES = {
+    "model": MODELS,
+    "loss": ("focal", "ce"),
+    "monitor": MONITORS,
+    "resize": RESIZE_MODES,
+    "jit": JIT_MODES,
+    "precision": ("auto", "mixed", "float32"),
+}
 
 
 @dataclass
@@ -56,10 +61,13 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise TrainError(f"unknown model '{self.model}'; choose from {', '.join(MODELS)}")
-        if self.loss not in ("focal", "ce"):
-            raise TrainError(f"unknown --loss '{self.loss}'; choose focal or ce")
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise TrainError(
+                    f"unknown {name if name == 'model' else '--' + name} '{value}'; "
+                    f"choose from {', '.join(allowed)}"
+                )
         if self.alpha != "balanced":
             try:
                 float(self.alpha)
@@ -67,18 +75,6 @@ class TrainConfig:
                 raise TrainError(
                     f"--alpha must be a number or 'balanced' (got '{self.alpha}')"
                 ) from None
-        if self.monitor not in MONITORS:
-            raise TrainError(
-                f"unknown --monitor '{self.monitor}'; choose from {', '.join(MONITORS)}"
-            )
-        if self.resize not in RESIZE_MODES:
-            raise TrainError(
-                f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.resize}')"
-            )
-        if self.jit not in JIT_MODES:
-            raise TrainError(f"--jit must be one of {', '.join(JIT_MODES)} (got '{self.jit}')")
-        if self.precision not in ("auto", "mixed", "float32"):
-            raise TrainError(f"--precision must be auto, mixed or float32 (got '{self.precision}')")
         if not 0 < self.val_split < 1:
             raise TrainError(f"--val-split must be between 0 and 1 (got {self.val_split})")
         for name in ("batch", "epochs"):

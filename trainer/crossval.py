@@ -6,16 +6,18 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from balancer.errors import TrainError
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import check_inputs, clear, locked, owned_record
+from balancer.ownership import claimed, clear, write_json
 
-from .config import TrainConfig, TrainError
+from .config import TrainConfig
 from .data import grouped_folds, list_folder
-from .outputs import CV, staged, staging, stamp, write_json
+from .outputs import CV, staged, staging, stamp
 from .training import train_run
 
 
@@ -44,18 +46,18 @@ def cross_validate(
     config = config or TrainConfig()
     if folds < 2:
         raise TrainError(f"--folds must be at least 2 (got {folds})")
-    out = Path(out).resolve()
-    check_inputs(out, {"data folder": Path(data)})
     settings = {"data": str(Path(data).resolve()), "folds": folds, "config": config.to_dict()}
-    with locked(out):
-        _open_cv(out, settings, overwrite)
+    guard: dict[str, Any] = dict(
+        inputs={"data folder": Path(data)}, resume=not overwrite, overwrite=overwrite
+    )
+    with claimed(out, CV, **guard) as (out, old):
+        _open_cv(out, old, settings, overwrite)
         return _cross_validate(data, out, config, settings, progress)
 
 
-def _open_cv(out: Path, settings: dict, overwrite: bool) -> None:
+def _open_cv(out: Path, old: dict | None, settings: dict, overwrite: bool) -> None:
     """Start, resume (same settings) or replace (overwrite) the cv folder `out`."""
-    if any(out.iterdir()):
-        old = owned_record(out, CV)
+    if old is not None:
         if overwrite:
             clear(out, CV, old)
         elif old.get("settings") != settings:
@@ -88,7 +90,7 @@ def _cross_validate(data, out: Path, config: TrainConfig, settings: dict, progre
                     folder.class_names,
                     config,
                     tmp,
-                    progress,
+                    progress=progress,
                     extra={"fold": k, "folds": folds},
                 )
         m = json.loads((run / "metrics.json").read_text(encoding="utf-8"))

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.errors import ToolWarning
+from balancer.errors import ToolWarning, TrainError
 from balancer.manifest import MANIFEST, RECORD, read_manifest
 from balancer.plan import class_rng
-from balancer.scan import Scan, Skipped, scan
-
-from .config import TrainError
+from balancer.source import Scan, Skipped, scan
 
 
 @dataclass

@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from balancer.errors import TrainError
+from balancer.ownership import claimed, write_json
+
 from . import backend
-from .config import TrainConfig, TrainError
+from .config import TrainConfig
 from .data import label_indices, list_folder, originals_only
-from .outputs import EVALUATION, output_folder, plot_confusion, staged, stamp, write_json
+from .outputs import EVALUATION, plot_confusion, staged, stamp
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -132,7 +135,7 @@ def evaluate(
     inputs = {"data folder": Path(data)}
     if not (target.parent == r.folder.resolve() and target.name.startswith("eval-")):
         inputs["run folder"] = r.folder  # RUN/eval-<name> is where a run keeps its evaluations
-    with output_folder(target, EVALUATION, overwrite, inputs) as target:
+    with claimed(target, EVALUATION, inputs=inputs, overwrite=overwrite) as (target, _):
         return _evaluate(r, data, target, progress)
 
 
@@ -145,7 +148,7 @@ def _evaluate(r: Run, data, target: Path, progress: bool) -> dict:
     metrics["data"] = {
         "folder": str(Path(data).resolve()),
         "files": len(table),
-        "skipped": [vars(s) for s in folder.skipped],
+        "skipped": [s.as_dict() for s in folder.skipped],
     }
     with staged(target) as tmp:
         write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
@@ -198,7 +201,7 @@ def predict(run: str | Path, path: str | Path, top_k: int = 1) -> pd.DataFrame:
 
 def _images_under(folder: Path) -> list[Path]:
     """Image files under folder at any depth, hidden files and folders left out."""
-    from balancer.scan import IMAGE_EXTENSIONS, is_hidden
+    from balancer.source import IMAGE_EXTENSIONS, is_hidden
 
     return [
         f
@@ -212,6 +215,7 @@ def _images_under(folder: Path) -> list[Path]:
 def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
     """Split files into those that read whole, and the rest with a reason."""
     from balancer.imageio import BadImage, load
+    from balancer.source import Skipped
 
     good, bad = [], []
     for f in files:
@@ -219,5 +223,5 @@ def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
             load(f, check_only=True)
             good.append(f)
         except BadImage as exc:
-            bad.append({"path": f.relative_to(root).as_posix(), "reason": str(exc)})
+            bad.append(Skipped(f.relative_to(root).as_posix(), str(exc)).as_dict())
     return good, bad

@@ -5,15 +5,17 @@ A model takes uint8 RGB images and converts them itself (`ImageInput`), on every
 
 from __future__ import annotations
 
+from balancer.errors import TrainError
+
 from . import backend
-from .config import MODELS, TrainConfig, TrainError
+from .config import MODELS, TrainConfig
 
 keras = backend.keras()
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications' 'caffe' preprocessing
 
 
 @keras.saving.register_keras_serializable(package="balanced_aug")
-class ImageInput(keras.layers.Layer):
+class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
     """uint8 RGB in, what the base expects out: float 0-255 ('none'; EfficientNet rescales
     inside) or 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50), as each family's
     keras.applications preprocess_input does on the host."""

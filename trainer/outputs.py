@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -10,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from balancer.errors import UserError  # noqa: F401 (the base of every refusal)
-from balancer.ownership import TOOL, OutputKind, check_inputs, locked, owned_record
+from balancer.errors import (
+    UserError,  # noqa: F401 (the base of every refusal)
+)
+from balancer.ownership import TOOL, OutputKind, owned_record
 from balancer.plotting import pyplot
-
-from .config import TrainError
 
 RUN_FILES = {
     "model.keras",
@@ -44,6 +43,7 @@ EVALUATION = OutputKind(
     "metrics.json",
     "evaluation",
     lambda record, e: e.name in EVALUATION_FILES and _plain_file(e),
+    resumable=False,
 )
 RUN = OutputKind(
     "train run folder",
@@ -54,6 +54,7 @@ RUN = OutputKind(
         if e.name in RUN_FILES
         else e.name.startswith("eval-") and not e.is_symlink() and _owned(e, EVALUATION)
     ),
+    resumable=False,
 )
 CV = OutputKind(
     "train cv folder",
@@ -94,24 +95,6 @@ def stamp(kind: OutputKind, record: dict) -> dict:
     return {"tool": TOOL, "kind": kind.kind, **record}
 
 
-@contextmanager
-def output_folder(
-    out: Path, kind: OutputKind, overwrite: bool, inputs: dict[str, Path | None]
-) -> Iterator[Path]:
-    """OUT resolved and locked for the block, once it is safe to replace: not an input, not
-    inside or around one, and missing, empty or a proven earlier output of this kind."""
-    out = Path(out).resolve()
-    check_inputs(out, inputs)
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"output path exists and is not a folder: {out}")
-    with locked(out):
-        if any(out.iterdir()):
-            if not overwrite:
-                raise TrainError(f"{kind.name} exists: {out} (use --overwrite to replace it)")
-            owned_record(out, kind)
-        yield out
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -140,10 +123,6 @@ def staged(out: Path) -> Iterator[Path]:
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") -> None:

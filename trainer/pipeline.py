@@ -10,6 +10,7 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -22,13 +23,13 @@ from . import backend
 keras = backend.keras()
 
 
-def read_image(path: str, size: int, resize: str) -> np.ndarray:
+def read_image(path: str | Path, size: int, resize: str) -> np.ndarray:
     """One file as the model sees it: size x size x 3 uint8 RGB (made square first: the
     colour conversion then touches size x size pixels, and gives the same bytes)."""
-    return rgb8(to_square(load(path).image, size, resize))
+    return rgb8(to_square(load(Path(path)).image, size, resize))
 
 
-class ImageBatches(keras.utils.PyDataset):
+class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
     """(images, one-hot labels) batches of `paths`, or images only when labels is None.
 
     shuffle: a new order every epoch, drawn from (seed, epoch), so a run is a function of
@@ -44,7 +45,7 @@ class ImageBatches(keras.utils.PyDataset):
     def __init__(
         self,
         paths: Sequence[str],
-        labels: Sequence[int] | None,
+        labels: Sequence[int] | np.ndarray | None,
         *,
         n_classes: int,
         size: int,

@@ -12,13 +12,13 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import ContextManager
 
-from balancer.errors import ToolWarning
+from balancer.errors import ToolWarning, TrainError
 
 from . import backend
-from .config import TrainConfig, TrainError
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Runtime:
     strategy: str  # how several devices share the work, as its users know it
     replicas: int
     jit: bool | str  # compile(jit_compile=...)
-    scope: Callable[[], ContextManager] = field(default=contextlib.nullcontext, repr=False)
+    scope: Callable[[], AbstractContextManager] = field(default=contextlib.nullcontext, repr=False)
 
     def describe(self) -> dict:
         """For metrics.json."""

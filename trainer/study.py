@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from balancer import PAPER_SET
-from balancer.build import run_items
+from balancer.errors import TrainError
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import check_inputs, clear, locked, owned_record
+from balancer.ownership import claimed, clear, write_json
 from balancer.parallel import resolve_workers
 from balancer.plan import class_targets, make_plan
-from balancer.scan import Scan
-from balancer.transforms import TRANSFORMS, parse_transforms
+from balancer.source import Scan
+from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms
+from balancer.writing import run_items
 
-from .config import TrainConfig, TrainError
+from .config import TrainConfig
 from .data import class_counts, grouped_folds, list_folder, originals_only
-from .outputs import STUDY, staged, stamp, write_json
+from .outputs import STUDY, staged, stamp
 from .training import epoch_progress, train_run
 
 
@@ -59,6 +60,7 @@ def training_table(
     arm: Arm,
     train: pd.DataFrame,
     found: Scan,
+    *,
     cache: Path,
     class_names: list[str],
     nmin: int | None,
@@ -76,9 +78,7 @@ def training_table(
     by_path = {im.path: im for ims in found.images.values() for im in ims}
     images = {c: [by_path[f] for f in train.file[train.label == c]] for c in counts}
     copies = [
-        it
-        for it in make_plan(images, targets, arm.transforms or {"flip": None}, seed)
-        if it.origin == "augmented"
+        it for it in make_plan(images, targets, arm.transforms, seed) if it.origin == "augmented"
     ]
     if arm.transforms:
         run_items(found.root, cache, copies, workers, progress=False)
@@ -99,16 +99,57 @@ def training_table(
     return pd.concat([train, extra], ignore_index=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    """One study: which arms, folds, models and losses, trained with which settings; checked
+    once when made. Its `key` is what a study folder must hold to be resumed."""
+
+    kind: str  # "transforms" | "ablation"
+    arms: tuple[Arm, ...]
+    folds: int = 5
+    models: tuple[str, ...] = ("efficientnet-b0",)
+    losses: tuple[str, ...] = ("focal",)
+    config: TrainConfig = field(default_factory=TrainConfig)
+    nmin: int | None = None  # the ablation's N_min, per training fold
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise TrainError(f"--folds must be at least 2 (got {self.folds})")
+        for model in self.models:
+            replace(self.config, model=model)  # validates the name
+        for loss in self.losses:
+            replace(self.config, loss=loss)
+
+    def key(self, src: str | Path) -> dict:
+        return {
+            "study": self.kind,
+            "source": str(Path(src).resolve()),
+            "folds": self.folds,
+            "models": list(self.models),
+            "losses": list(self.losses),
+            "nmin": self.nmin,
+            "arms": [asdict(a) for a in self.arms],
+            "config": {
+                k: v for k, v in self.config.to_dict().items() if k not in ("model", "loss")
+            },
+        }
+
+    def runs(self) -> list[tuple[int, str, str, Arm]]:
+        """(fold, model, loss, arm) for every run, in the order they train."""
+        return [
+            (k, model, loss, arm)
+            for k in range(self.folds)
+            for model in self.models
+            for loss in self.losses
+            for arm in self.arms
+        ]
+
+
 def run_study(
-    kind: str,
+    spec: StudySpec,
     src: str | Path,
     out: str | Path,
-    arms: list[Arm],
-    folds: int,
-    models: list[str],
-    losses: list[str],
-    config: TrainConfig,
-    nmin: int | None = None,
+    *,
     overwrite: bool = False,
     progress: bool = True,
     workers: int | None = None,
@@ -117,90 +158,32 @@ def run_study(
 
     A study folder that holds the same study is resumed: finished runs are read, not redone.
     """
-    if folds < 2:
-        raise TrainError(f"--folds must be at least 2 (got {folds})")
-    for model in models:
-        replace(config, model=model)  # validates the name
-    for loss in losses:
-        replace(config, loss=loss)
-    out = Path(out).resolve()
-    settings = {
-        "study": kind,
-        "source": str(Path(src).resolve()),
-        "folds": folds,
-        "models": models,
-        "losses": losses,
-        "nmin": nmin,
-        "arms": [asdict(a) for a in arms],
-        "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "loss")},
-    }
+    settings = spec.key(src)
     workers = resolve_workers(workers)
     folder = list_folder(src, workers=workers, progress=progress)
-    splits = list(grouped_folds(originals_only(folder.table), folds, config.seed))
+    splits = list(grouped_folds(originals_only(folder.table), spec.folds, spec.config.seed))
     from .models import build_model  # Keras loads here, once the cheap checks have passed
 
-    for model in models:  # fail now, not after hours, when the weights cannot be had
-        build_model(replace(config, model=model), len(folder.class_names))
-    check_inputs(out, {"source folder": Path(src)})
-    with locked(out):
-        _open_study(out, settings, overwrite)  # only now: a bad source leaves nothing behind
-        runs = [
-            (k, model, loss, arm)
-            for k in range(folds)
-            for model in models
-            for loss in losses
-            for arm in arms
-        ]
-        rows = []
+    for model in spec.models:  # fail now, not after hours, when the weights cannot be had
+        build_model(replace(spec.config, model=model), len(folder.class_names))
+    guard: dict[str, Any] = dict(
+        inputs={"source folder": Path(src)}, resume=not overwrite, overwrite=overwrite
+    )
+    with claimed(out, STUDY, **guard) as (out, old):
+        _open_study(out, old, settings, overwrite)  # only now: a bad source leaves nothing behind
+        runs = spec.runs()
         bar = tqdm(
-            total=len(runs), desc=f"study {kind}", unit="run", disable=None if progress else True
+            total=len(runs),
+            desc=f"study {spec.kind}",
+            unit="run",
+            disable=None if progress else True,
         )
+        rows = []
         for i, (k, model, loss, arm) in enumerate(runs, start=1):
-            train, val = splits[k]
-            run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
-            metrics_file = run_dir / "metrics.json"
-            if not metrics_file.exists():
-                cache = out / "data" / f"fold-{k}" / _slug(arm.name)
-                train_all = training_table(
-                    arm,
-                    train,
-                    folder.scan,
-                    cache,
-                    folder.class_names,
-                    nmin,
-                    config.seed + k,
-                    workers,
-                )
-                run_config = replace(config, model=model, loss=loss)
-                with staged(run_dir) as tmp:
-                    bar.set_description(f"study {kind}: fold {k + 1}/{folds} {arm.name}")
-                    train_run(
-                        train_all,
-                        val,
-                        folder.class_names,
-                        run_config,
-                        tmp,
-                        progress=False,
-                        extra={"study": kind, "arm": arm.name, "fold": k},
-                        callbacks=(epoch_progress(bar, run_config),),
-                    )
-            m = json.loads(metrics_file.read_text(encoding="utf-8"))
-            rows.append(
-                {
-                    "arm": arm.name,
-                    "fold": k,
-                    "model": model,
-                    "loss": loss,
-                    "accuracy": m["accuracy"],
-                    "macro_f1": m["macro_f1"],
-                    "weighted_f1": m["weighted_f1"],
-                    "epochs_run": m["epochs_run"],
-                    "train_files": m["data"]["train"]["files"],
-                    "validation_files": m["data"]["validation"]["files"],
-                    **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
-                    "config": json.dumps(m["config"], sort_keys=True),
-                }
+            m = _one_run(
+                spec, out, folder, splits[k], (k, model, loss, arm), bar=bar, workers=workers
             )
+            rows.append(_result_row(m, (k, model, loss, arm)))
             bar.update()
             if progress:
                 bar.write(
@@ -209,19 +192,75 @@ def run_study(
                     file=sys.stderr,
                 )
         bar.close()
-        results = pd.DataFrame(rows)
-        results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
-        summary = summarize(results, folder.class_names)
-        (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
-        plot_study(summary, out / "results.png", kind, settings)
-        return summary
+        return _write_results(out, pd.DataFrame(rows), folder.class_names, settings)
 
 
-def _open_study(out: Path, settings: dict, overwrite: bool) -> None:
+def _one_run(spec: StudySpec, out: Path, folder, split, run: tuple, *, bar, workers: int) -> dict:
+    """One run's metrics: read back when its run folder is finished, else trained."""
+    k, model, loss, arm = run
+    run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.exists():
+        train, val = split
+        train_all = training_table(
+            arm,
+            train,
+            folder.scan,
+            cache=out / "data" / f"fold-{k}" / _slug(arm.name),
+            class_names=folder.class_names,
+            nmin=spec.nmin,
+            seed=spec.config.seed + k,
+            workers=workers,
+        )
+        run_config = replace(spec.config, model=model, loss=loss)
+        with staged(run_dir) as tmp:
+            bar.set_description(f"study {spec.kind}: fold {k + 1}/{spec.folds} {arm.name}")
+            train_run(
+                train_all,
+                val,
+                folder.class_names,
+                run_config,
+                tmp,
+                progress=False,
+                extra={"study": spec.kind, "arm": arm.name, "fold": k},
+                callbacks=(epoch_progress(bar, run_config),),
+            )
+    return json.loads(metrics_file.read_text(encoding="utf-8"))
+
+
+def _result_row(m: dict, run: tuple) -> dict:
+    k, model, loss, arm = run
+    return {
+        "arm": arm.name,
+        "fold": k,
+        "model": model,
+        "loss": loss,
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "weighted_f1": m["weighted_f1"],
+        "epochs_run": m["epochs_run"],
+        "train_files": m["data"]["train"]["files"],
+        "validation_files": m["data"]["validation"]["files"],
+        **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
+        "config": json.dumps(m["config"], sort_keys=True),
+    }
+
+
+def _write_results(
+    out: Path, results: pd.DataFrame, class_names: list[str], settings: dict
+) -> pd.DataFrame:
+    results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
+    summary = summarize(results, class_names)
+    kind = settings["study"]
+    (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
+    plot_study(summary, out / "results.png", kind, settings)
+    return summary
+
+
+def _open_study(out: Path, old: dict | None, settings: dict, overwrite: bool) -> None:
     """Start a study in the locked folder `out`, resume the same study, or replace one."""
     record = stamp(STUDY, settings)
-    if any(out.iterdir()):
-        old = owned_record(out, STUDY)
+    if old is not None:
         if overwrite:
             clear(out, STUDY, old)
         elif old != record:
@@ -326,7 +365,9 @@ def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | No
     ]
     x = np.arange(len(summary))
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(x) + 3), 4.4))
-    for ax, key, title in zip(axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy"), strict=False):
+    for ax, key, title in zip(
+        axes, ("macro_f1", "accuracy"), ("macro F1", "accuracy"), strict=False
+    ):
         bars = ax.bar(
             x,
             summary[f"{key}_mean"],
@@ -366,6 +407,7 @@ def study_transforms(
     src,
     out,
     config: TrainConfig,
+    *,
     transforms: str = "all",
     folds: int = 5,
     models=("efficientnet-b0",),
@@ -376,18 +418,15 @@ def study_transforms(
 ) -> dict:
     """Rank each transform by the macro F1 it adds when it doubles the training set once."""
     chosen = parse_transforms(transforms)
-    summary = run_study(
-        "transforms",
-        src,
-        out,
-        transform_arms(chosen),
-        folds,
-        list(models),
-        list(losses),
-        config,
-        overwrite=overwrite,
-        progress=progress,
+    spec = StudySpec(
+        kind="transforms",
+        arms=tuple(transform_arms(chosen)),
+        folds=folds,
+        models=tuple(models),
+        losses=tuple(losses),
+        config=config,
     )
+    summary = run_study(spec, src, out, overwrite=overwrite, progress=progress)
     return {
         "summary": summary,
         "ranking": ranking(summary),
@@ -399,6 +438,7 @@ def study_ablation(
     src,
     out,
     config: TrainConfig,
+    *,
     nmin: int,
     transforms: str = PAPER_SET,
     folds: int = 5,
@@ -413,17 +453,13 @@ def study_ablation(
     `every` is the 'all transforms' arm's set: 'all' at the defaults, or with overrides
     ('all,crop=24,cutout=12') for images far from the paper's size.
     """
-    arms = ablation_arms(parse_transforms(transforms), parse_transforms(every))
-    return run_study(
-        "ablation",
-        src,
-        out,
-        arms,
-        folds,
-        list(models),
-        list(losses),
-        config,
+    spec = StudySpec(
+        kind="ablation",
+        arms=tuple(ablation_arms(parse_transforms(transforms), parse_transforms(every))),
+        folds=folds,
+        models=tuple(models),
+        losses=tuple(losses),
+        config=config,
         nmin=nmin,
-        overwrite=overwrite,
-        progress=progress,
     )
+    return run_study(spec, src, out, overwrite=overwrite, progress=progress)

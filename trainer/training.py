@@ -7,16 +7,18 @@ import os
 import sys
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from balancer.errors import ToolWarning
+from balancer.errors import ToolWarning, TrainError
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import check_inputs
+from balancer.ownership import check_inputs, claimed, write_json
 
 from . import backend
-from .config import MONITORS, TrainConfig, TrainError
+from .config import MONITORS, TrainConfig
 from .data import (
     class_counts,
     describe,
@@ -27,7 +29,7 @@ from .data import (
     shared_files,
 )
 from .evaluation import scores
-from .outputs import RUN, output_folder, plot_confusion, plot_curves, staged, stamp, write_json
+from .outputs import RUN, plot_confusion, plot_curves, staged, stamp
 from .runtime import pad_to
 from .runtime import setup as runtime_setup
 
@@ -43,7 +45,7 @@ def epoch_progress(bar, config: TrainConfig):
     keras = backend.keras()
     total = config.epochs + (config.fine_tune_epochs if config.freeze_base else 0)
 
-    class EpochProgress(keras.callbacks.Callback):
+    class EpochProgress(keras.callbacks.Callback):  # type: ignore[name-defined]
         def on_epoch_end(self, epoch, logs=None):
             f1 = (logs or {}).get("val_f1")
             bar.set_postfix_str(
@@ -59,6 +61,7 @@ def train_run(
     class_names: list[str],
     config: TrainConfig,
     folder: Path,
+    *,
     progress: bool = True,
     extra: dict | None = None,
     callbacks: tuple = (),
@@ -69,109 +72,35 @@ def train_run(
     and `extra`, as written to metrics.json.
     """
     keras = backend.keras()
-    from .models import build_model, make_loss
-    from .pipeline import ImageBatches, predict
-
     keras.utils.set_random_seed(config.seed)
-    if (
-        progress
-    ):  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI sends them to stderr)
+    if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI: stderr)
         keras.config.enable_interactive_logging()
     runtime = runtime_setup(config)
-    n = len(class_names)
-    train_counts = list(class_counts(train, class_names).values())
-    # The batch option is the global batch: split across the replicas.
-    batches = dict(
-        n_classes=n,
-        size=config.size,
-        batch=config.batch,
-        resize=config.resize,
-        cache=config.cache,
-        pad_to=pad_to(),
-    )
-    train_ds = ImageBatches(
-        train.path,
-        label_indices(train, class_names),
-        shuffle=True,
-        full=True,
-        seed=config.seed,
-        **batches,
-    )
-    val_ds = ImageBatches(val.path, label_indices(val, class_names), **batches)
-
-    def compile_model(model, lr):
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr),
-            loss=make_loss(config, train_counts),
-            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-            jit_compile=runtime.jit,
-            run_eagerly=config.eager,
-        )
-
-    with runtime.scope():
-        model = build_model(config, n)
-        compile_model(model, config.lr)
-    # One checkpoint across both phases (frozen base, then fine-tuning): the model saved is
-    # the best epoch of the whole run, the one metrics.json names. EarlyStopping only stops.
-    best_weights = folder / "best.weights.h5"
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor=config.monitor, mode=MONITORS[config.monitor], patience=config.patience
-        ),
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(best_weights),
-            monitor=config.monitor,
-            mode=MONITORS[config.monitor],
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        *callbacks,
-    ]
-    verbose = _verbosity(progress)
-    history = model.fit(
+    train_ds, val_ds = _batches(train, val, class_names, config)
+    model = _train_model(
         train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
+        val_ds,
+        config,
+        folder,
+        runtime=runtime,
+        train_counts=list(class_counts(train, class_names).values()),
+        n_classes=len(class_names),
         callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )  # ImageBatches shuffles
-    if config.freeze_base and config.fine_tune_epochs > 0:
-        with runtime.scope():
-            model.trainable = True
-            compile_model(model, config.lr / 10)
-        done = len(history.epoch)
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=done,
-            epochs=done + config.fine_tune_epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
-        )
-    if best_weights.exists():
-        model.load_weights(best_weights)
-        best_weights.unlink()
+        progress=progress,
+    )
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
     files[["split", "file", "label", "source", "origin"]].to_csv(
         folder / "files.csv", index=False, lineterminator=CSV_LINE_END
     )
+    from .pipeline import predict
 
     y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
     metrics = scores(label_indices(val, class_names), y_pred, class_names)
     history_table = pd.read_csv(folder / "history.csv")
-    best = (
-        history_table[config.monitor].idxmax()
-        if MONITORS[config.monitor] == "max"
-        else history_table[config.monitor].idxmin()
-    )
     metrics.update(
         {
-            "epochs_run": len(history_table),
-            "best_epoch": int(history_table.epoch[best]) + 1,
+            **_epochs(history_table, config.monitor),
             "config": config.to_dict(),
             **runtime.describe(),
             "data": {
@@ -190,6 +119,104 @@ def train_run(
     )
     plot_curves(history_table, folder / "curves.png")
     return metrics
+
+
+def _batches(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str], config: TrainConfig):
+    """The training batches (shuffled per epoch, all full) and the validation batches."""
+    from .pipeline import ImageBatches
+
+    # The batch option is the global batch: split across the replicas.
+    common: dict[str, Any] = dict(
+        n_classes=len(class_names),
+        size=config.size,
+        batch=config.batch,
+        resize=config.resize,
+        cache=config.cache,
+        pad_to=pad_to(),
+    )
+    train_ds = ImageBatches(
+        train.path,
+        label_indices(train, class_names),
+        shuffle=True,
+        full=True,
+        seed=config.seed,
+        **common,
+    )
+    return train_ds, ImageBatches(val.path, label_indices(val, class_names), **common)
+
+
+def _train_model(
+    train_ds,
+    val_ds,
+    config: TrainConfig,
+    folder: Path,
+    *,
+    runtime,
+    train_counts: list[int],
+    n_classes: int,
+    callbacks: tuple,
+    progress: bool,
+):
+    """The model with the best epoch's weights: frozen base, then (optionally) fine-tuning.
+
+    One checkpoint across both phases, so the model kept is the best epoch of the whole run,
+    the one metrics.json names. EarlyStopping only stops."""
+    keras = backend.keras()
+    from .models import build_model, make_loss
+
+    def compile_model(model, lr):
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss=make_loss(config, train_counts),
+            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+            jit_compile=runtime.jit,
+            run_eagerly=config.eager,
+        )
+
+    with runtime.scope():
+        model = build_model(config, n_classes)
+        compile_model(model, config.lr)
+    best_weights = folder / "best.weights.h5"
+    mode = MONITORS[config.monitor]
+    fit = partial(
+        model.fit,
+        train_ds,
+        validation_data=val_ds,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=config.monitor, mode=mode, patience=config.patience
+            ),
+            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
+            keras.callbacks.ModelCheckpoint(
+                str(best_weights),
+                monitor=config.monitor,
+                mode=mode,
+                save_best_only=True,
+                save_weights_only=True,
+            ),
+            *callbacks,
+        ],
+        verbose=_verbosity(progress),
+        shuffle=False,  # ImageBatches shuffles
+    )
+    history = fit(epochs=config.epochs)
+    if config.freeze_base and config.fine_tune_epochs > 0:
+        with runtime.scope():
+            model.trainable = True
+            compile_model(model, config.lr / 10)
+        done = len(history.epoch)
+        fit(initial_epoch=done, epochs=done + config.fine_tune_epochs)
+    if best_weights.exists():
+        model.load_weights(best_weights)
+        best_weights.unlink()
+    return model
+
+
+def _epochs(history: pd.DataFrame, monitor: str) -> dict:
+    """Epochs run, and the best one by the monitored value (1-based)."""
+    column = history[monitor]
+    best = column.idxmax() if MONITORS[monitor] == "max" else column.idxmin()
+    return {"epochs_run": len(history), "best_epoch": int(history.epoch[best]) + 1}
 
 
 def absent_classes(
@@ -224,6 +251,7 @@ def fit(
     data: str | Path,
     out: str | Path,
     config: TrainConfig | None = None,
+    *,
     val: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -244,12 +272,12 @@ def fit(
             )
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
-        return _fit(data, None, config, val, progress)
-    with output_folder(Path(out), RUN, overwrite, inputs) as out:
-        return _fit(data, out, config, val, progress)
+        return _fit_folder(data, None, config, val, progress)
+    with claimed(out, RUN, inputs=inputs, overwrite=overwrite) as (out, _):
+        return _fit_folder(data, out, config, val, progress)
 
 
-def _fit(data, out: Path | None, config: TrainConfig, val, progress: bool) -> dict:
+def _fit_folder(data, out: Path | None, config: TrainConfig, val, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     if val is not None:
         val_folder = list_folder(val, progress=progress)
@@ -267,15 +295,23 @@ def _fit(data, out: Path | None, config: TrainConfig, val, progress: bool) -> di
         train, validation = holdout(folder.table, config.val_split, config.seed)
         skipped = folder.skipped
     extra = {
-        "skipped": [vars(s) for s in skipped],
+        "skipped": [s.as_dict() for s in skipped],
         "warnings": absent_classes(validation, folder.class_names, train),
     }
     if out is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:
             return train_run(
-                train, validation, folder.class_names, config, Path(tmp), progress, extra
+                train,
+                validation,
+                folder.class_names,
+                config,
+                Path(tmp),
+                progress=progress,
+                extra=extra,
             )
     with staged(out) as tmp:
-        metrics = train_run(train, validation, folder.class_names, config, tmp, progress, extra)
+        metrics = train_run(
+            train, validation, folder.class_names, config, tmp, progress=progress, extra=extra
+        )
     metrics["out"] = str(out)
     return metrics

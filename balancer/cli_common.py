@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 
 import typer
 import typer.core
@@ -24,7 +25,7 @@ def _usage_name(self) -> str:
 if hasattr(getattr(typer, "core", None), "TyperArgument") and hasattr(
     typer.core.TyperArgument, "_usage_display_name"
 ):
-    typer.core.TyperArgument._usage_display_name = _usage_name
+    typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 
 
 def version_option(tool: str):
@@ -44,7 +45,7 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def report_skipped(skipped: list[dict], empty: list[str] = ()) -> None:
+def report_skipped(skipped: Sequence[dict], empty: Sequence[str] = ()) -> None:
     """A warning per skipped file (the first MAX_WARNINGS) and per empty class folder."""
     for entry in skipped[:MAX_WARNINGS]:
         warn(f"skipped {entry['path']}: {entry['reason']}")
@@ -52,6 +53,26 @@ def report_skipped(skipped: list[dict], empty: list[str] = ()) -> None:
         warn(f"... and {len(skipped) - MAX_WARNINGS} more skipped files")
     for label in empty:
         warn(f"class folder '{label}' has no usable image; left out")
+
+
+def text_table(
+    rows: Mapping[str, Mapping], columns: Sequence[str], *, width: int = 7, total: bool = False
+) -> str:
+    """One row per class, the class name left-aligned and each column right-aligned in
+    `width`; total=True adds a row of column sums."""
+    if total:
+        rows = {**rows, "total": {c: sum(r[c] for r in rows.values()) for c in columns}}
+    first = max([5, *map(len, rows)])
+
+    def line(label: str, cells: Iterable) -> str:
+        return f"{label:<{first}}  " + "  ".join(f"{cell:>{width}}" for cell in cells)
+
+    return "\n".join(
+        [
+            line("class", columns),
+            *(line(label, (r[c] for c in columns)) for label, r in rows.items()),
+        ]
+    )
 
 
 def run_app(app: typer.Typer) -> None:
@@ -80,7 +101,7 @@ def _run(app: typer.Typer) -> int:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the tool alone: show its help
-            print(exc.ctx.get_help())
+            print(exc.ctx.get_help())  # type: ignore[attr-defined]
             code = 0
         else:
             print(f"error: {exc.format_message()}", file=sys.stderr)

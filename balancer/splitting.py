@@ -5,17 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .build import check_output, is_written, prepare_folders, run_items, sweep
 from .errors import BalanceError
 from .manifest import write_csv
-from .ownership import TOOL, OutputKind, files_only, locked, write_json
+from .ownership import TOOL, OutputKind, claimed, files_only, write_json
 from .parallel import resolve_workers
 from .plan import check_seed, class_rng, plan_class
-from .scan import scan
+from .source import scan
+from .writing import is_written, prepare_folders, run_items, sweep
 
 SPLIT_MANIFEST = "split.csv"
 SPLIT_RECORD = "split.json"
@@ -59,6 +60,7 @@ class SplitResult:
 def split(
     src: str | Path,
     out: str | Path,
+    *,
     test: float = 0.2,
     val: float = 0.0,
     seed: int = 0,
@@ -90,11 +92,10 @@ def split(
     check_seed(seed)
     workers = resolve_workers(workers)
     found = scan(src, workers, progress)
-    out, _ = check_output(found.root, out, resume=resume, overwrite=overwrite, kind=SPLIT_OUTPUT)
-    with locked(out):
-        _, previous = check_output(
-            found.root, out, resume=resume, overwrite=overwrite, kind=SPLIT_OUTPUT
-        )
+    guard: dict[str, Any] = dict(
+        inputs={"source folder": found.root}, resume=resume, overwrite=overwrite
+    )
+    with claimed(out, SPLIT_OUTPUT, **guard) as (out, previous):
         return _split(
             found,
             out,

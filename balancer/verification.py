@@ -21,7 +21,7 @@ from .errors import BalanceError
 from .manifest import COLUMNS, MANIFEST, RECORD, read_csv
 from .ownership import read_json_record
 from .parallel import chunked, resolve_workers, run_chunks
-from .scan import IMAGE_EXTENSIONS, printable
+from .source import IMAGE_EXTENSIONS, printable
 from .transforms import TRANSFORMS
 
 
@@ -190,8 +190,11 @@ def _check_replay(
     root: Path, record: dict, m, workers: int, progress: bool, problems: list[str]
 ) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
-    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-    originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=False))
+    settings = record.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    originals = dict(
+        zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=False)
+    )
     copies = m[m.origin == "augmented"].sort_values(["source", "file_name"])
     tasks = [
         (r.file_name, r.source, originals.get(r.source, ""), r.augmentation, r.params, r.seed)
@@ -220,7 +223,9 @@ def _replay_chunk(root: str, src: str, magnitudes: dict, quality: int, tasks: li
                 f"folder nor in {MANIFEST}"
             )
             continue
-        problem = _replay_one(Path(root, rel), image, name, params, seed, magnitudes, quality)
+        problem = _replay_one(
+            Path(root, rel), image, name, params, seed, magnitudes=magnitudes, quality=quality
+        )
         if problem:
             found.append(f"{problem}: {rel}")
     return found
@@ -237,7 +242,7 @@ def _original_pixels(in_src: Path, in_out: Path):
 
 
 def _replay_one(
-    path: Path, image, name: str, params: str, seed: str, magnitudes: dict, quality: int
+    path: Path, image, name: str, params: str, seed: str, *, magnitudes: dict, quality: int
 ) -> str | None:
     transform = TRANSFORMS.get(name)
     if transform is None:

@@ -40,6 +40,10 @@ class Skipped:
     path: str
     reason: str
 
+    def as_dict(self) -> dict[str, str]:
+        """As records, reports and --json show it."""
+        return {"path": self.path, "reason": self.reason}
+
 
 @dataclass
 class Scan:
@@ -50,6 +54,9 @@ class Scan:
     skipped: list[Skipped] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)  # class folders with no usable image
     ignored: int = 0  # hidden files and OS junk
+
+    def skipped_list(self) -> list[dict[str, str]]:
+        return [s.as_dict() for s in self.skipped]
 
     def counts(self) -> dict[str, int]:
         return {label: len(images) for label, images in self.images.items()}
@@ -92,10 +99,10 @@ def is_utf8(name: str) -> bool:
 
 def check_chunk(
     root: str, paths: list[str], max_bytes: int = imageio.MAX_IMAGE_BYTES
-) -> list[tuple]:
+) -> list[tuple[str, ...]]:
     """For each path, ('ok', fmt, orientation, (width, height)) or ('bad', reason): every byte
     is decoded."""
-    out = []
+    out: list[tuple] = []
     for rel in paths:
         try:
             loaded = imageio.load(Path(root, rel), check_only=True, max_bytes=max_bytes)
@@ -105,7 +112,7 @@ def check_chunk(
     return out
 
 
-def check_source(src: Path) -> Path:
+def check_source(src: str | Path) -> Path:
     src = Path(src)
     if not src.exists():
         raise BalanceError(f"source folder not found: {src}")

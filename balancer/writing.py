@@ -1,0 +1,148 @@
+"""Make a plan's files: every file written whole under its final name, or not at all.
+
+The machinery `balance build`, `balance split` and the trainer's study share: run the plan's
+items on the process pool (each original decoded once per task), keep the files already
+there (resume), and sweep what an interrupted run left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from . import imageio
+from .errors import BalanceError
+from .ownership import OutputKind, clear, write_json
+from .parallel import chunked, run_chunks
+from .plan import Item
+from .transforms import TRANSFORMS
+
+WRITTEN_SUFFIXES = (".jpg", ".png", imageio.TEMP_SUFFIX)  # what the tools write in a class folder
+
+
+def is_written(name: str) -> bool:
+    """A file name the tools write in a class folder (an image, or one being written)."""
+    return name.endswith(WRITTEN_SUFFIXES) and not name.startswith(".")
+
+
+def _make(item: Item, src: str, out: str, quality: int, link: bool, cache: list) -> tuple:
+    """Write one item's file unless present; return (params or None, sha256 of the file)."""
+    dst, source = Path(out, item.file_name), Path(src, item.source)
+    if item.action == "copy":
+        if dst.exists():
+            return None, _sha256(imageio.read_bytes(dst))
+        data = imageio.read_bytes(source)
+        if link:
+            imageio.copy_atomic(source, dst, link=True)
+        else:
+            imageio.write_atomic(dst, data)
+        return None, _sha256(data)
+    if cache[0] != item.source:  # tasks come sorted by source: each original decoded once
+        cache[:] = [item.source, imageio.load(source).image]
+    image = cache[1]
+    if item.action == "encode":
+        params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
+        return params, _put(dst, lambda: image, quality)
+    transform = TRANSFORMS[item.transform]
+    params = transform.draw(image.shape, np.random.default_rng(item.seed), item.magnitude)
+    return params, _put(dst, lambda: transform.apply(image, params), quality)
+
+
+def _put(dst: Path, render, quality: int) -> str:
+    """Encode render() into dst (format by extension) unless dst exists; its sha256."""
+    if dst.exists():
+        return _sha256(imageio.read_bytes(dst))
+    data = imageio.encode(render(), "jpeg" if dst.suffix == ".jpg" else "png", quality)
+    imageio.write_atomic(dst, data)
+    return _sha256(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item]) -> list:
+    """Make each item's file unless it is already there; return (file_name, params, sha256)."""
+    results, cache = [], [None, None]
+    for item in tasks:
+        if imageio.parent_gone():
+            raise SystemExit(1)
+        try:
+            results.append((item.file_name, *_make(item, src, out, quality, link, cache)))
+        except imageio.BadImage as exc:
+            raise BalanceError(f"{item.source} changed since it was checked: {exc}") from None
+        except OSError as exc:
+            raise BalanceError(
+                f"cannot write {Path(out, item.file_name)}: {exc.strerror or exc}"
+            ) from None
+    return results
+
+
+def prepare_folders(
+    out: Path,
+    items: list[Item],
+    kind: OutputKind,
+    record: dict,
+    previous: dict | None,
+    overwrite: bool,
+) -> None:
+    """Under the lock: remove an earlier output when replacing it, write the run record
+    before any image (so a killed run's folder is provably ours), make the folders and
+    sweep the temporaries of an interrupted run."""
+    try:
+        if overwrite and previous is not None:
+            clear(out, kind, previous)
+        write_json(out / kind.record, record)
+        for folder in sorted({str(Path(it.file_name).parent) for it in items}):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        sweep(out, items)
+    except OSError as exc:
+        raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def sweep(out: Path, items: list[Item]) -> int:
+    """Remove temporaries, and files in the plan's folders that the plan does not name
+    (left by an interrupted run with other settings; only we write there, under the lock)."""
+    planned = {it.file_name for it in items}
+    removed = 0
+    for folder in sorted({Path(it.file_name).parent for it in items}):
+        if not (out / folder).is_dir():
+            continue
+        for f in (out / folder).iterdir():
+            rel = (folder / f.name).as_posix()
+            if f.name.endswith(imageio.TEMP_SUFFIX) or rel not in planned:
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def run_items(
+    root: Path,
+    out: Path,
+    items: list[Item],
+    workers: int,
+    *,
+    quality: int = 95,
+    link: bool = False,
+    progress: bool = True,
+) -> dict[str, tuple]:
+    """Make every item's file (those present are kept); {file_name: (params, sha256)}."""
+    try:
+        for folder in sorted({str(Path(it.file_name).parent) for it in items}):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    tasks = sorted(items, key=lambda it: (it.source, it.file_name))
+    chunks = chunked(tasks, workers)
+    work = partial(_work_chunk, str(root), str(out), quality, link)
+    written: dict[str, tuple] = {}
+    try:
+        for _, results in run_chunks(work, chunks, workers, progress, desc="writing"):
+            written.update((name, (params, sha)) for name, params, sha in results)
+    except BaseException:
+        sweep(out, items)  # workers stopped mid-write leave temporaries behind
+        raise
+    return written
