@@ -37,31 +37,7 @@ _EXPORTS = {
     "BalanceError": ".errors",
     "UserError": ".errors",
 }
-__all__ = [
-    "__version__",
-    *_EXPORTS,
-    "BuildResult",
-    "BuildSettings",
-    "build",
-    "BalanceError",
-    "UserError",
-    "read_manifest",
-    "read_record",
-    "Item",
-    "class_targets",
-    "make_plan",
-    "Scan",
-    "Skipped",
-    "SourceImage",
-    "scan",
-    "split",
-    "folder_stats",
-    "PAPER_SET",
-    "TRANSFORMS",
-    "parse_transforms",
-    "replay",
-    "verify",
-]
+__all__ = ["__version__", *_EXPORTS]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

@@ -7,32 +7,39 @@ Keras and its backend (TensorFlow unless KERAS_BACKEND says jax or torch) load o
 use of a name below, not on `import trainer`.
 """
 
+from typing import TYPE_CHECKING
+
 from balancer import __version__  # one version for both tools
+from balancer.lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "config",
-    "TrainError": "config",
-    "MODELS": "config",
-    "fit": "training",
-    "train_run": "training",
-    "evaluate": "evaluation",
-    "predict": "evaluation",
-    "scores": "evaluation",
-    "Run": "evaluation",
-    "cross_validate": "crossval",
-    "list_folder": "data",
-    "grouped_folds": "data",
-    "holdout": "data",
-    "ImageBatches": "pipeline",
-    "build_model": "models",
-    "make_loss": "models",
+    "TrainConfig": ".config",
+    "TrainError": "balancer.errors",
+    "MODELS": ".config",
+    "fit": ".training",
+    "train_run": ".training",
+    "evaluate": ".evaluation",
+    "predict": ".evaluation",
+    "scores": ".evaluation",
+    "Run": ".evaluation",
+    "cross_validate": ".crossval",
+    "list_folder": ".data",
+    "grouped_folds": ".data",
+    "holdout": ".data",
+    "ImageBatches": ".pipeline",
+    "build_model": ".models",
+    "make_loss": ".models",
 }
 __all__ = ["__version__", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
+if TYPE_CHECKING:
+    from balancer.errors import TrainError
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    from .config import MODELS, TrainConfig
+    from .crossval import cross_validate
+    from .data import grouped_folds, holdout, list_folder
+    from .evaluation import Run, evaluate, predict, scores
+    from .models import build_model, make_loss
+    from .pipeline import ImageBatches
+    from .training import fit, train_run

@@ -1,0 +1,45 @@
+"""The packages' public names: lazily loaded, each the object its module defines."""
+
+import importlib
+import subprocess
+import sys
+import types
+
+import pytest
+from helpers import REPO
+
+import balancer
+import trainer
+
+
+@pytest.mark.parametrize("package", [balancer, trainer], ids=lambda p: p.__name__)
+def test_every_export_is_its_modules_object(package):
+    for name, module in package._EXPORTS.items():
+        value = getattr(package, name)
+        assert value is getattr(importlib.import_module(module, package.__name__), name), name
+        assert name in dir(package)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        package.no_such_name  # noqa: B018
+
+
+def test_a_submodule_is_a_module_and_an_export_stays_the_function():
+    import balancer.builder as builder_module
+    import balancer.splitting as splitting_module
+
+    assert isinstance(builder_module, types.ModuleType)
+    assert isinstance(splitting_module, types.ModuleType)
+    from balancer import build, split
+
+    assert build is builder_module.build and split is splitting_module.split
+
+
+def test_help_loads_neither_opencv_nor_numpy():
+    """`balance --help` stays fast: the command line loads the library only to run a command."""
+    code = (
+        "import sys; from balancer.cli import main; sys.argv[1:] = ['--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'cv2', 'numpy', 'pandas'}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
