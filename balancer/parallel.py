@@ -43,10 +43,25 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-def chunked(items: Sequence, workers: int, largest: int = 64) -> list[Sequence]:
-    """Chunks big enough to amortise the pool's overhead, small enough to balance load."""
+def chunked(
+    items: Sequence, workers: int, largest: int = 64, *, key: Callable | None = None
+) -> list[Sequence]:
+    """Chunks big enough to amortise the pool's overhead, small enough to balance load.
+
+    With `key`, chunks end where the key changes, unless a run of one key reaches `largest`:
+    a build's copies of one original stay in one task, which decodes the original once (or
+    once per `largest` copies, so one original with thousands of copies still uses every
+    core)."""
     size = max(1, min(largest, math.ceil(len(items) / (max(1, workers) * 8))))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    if key is None:
+        return [items[i : i + size] for i in range(0, len(items), size)]
+    chunks, start = [], 0
+    for i in range(1, len(items) + 1):
+        n = i - start
+        if i == len(items) or n >= largest or (n >= size and key(items[i]) != key(items[i - 1])):
+            chunks.append(items[start:i])
+            start = i
+    return chunks
 
 
 _REMOTE = False  # True while a Dask pool is open: workers are not this process's children

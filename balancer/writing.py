@@ -136,7 +136,7 @@ def run_items(
     except OSError as exc:
         raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
     tasks = sorted(items, key=lambda it: (it.source, it.file_name))
-    chunks = chunked(tasks, workers)
+    chunks = chunked(tasks, workers, key=lambda it: it.source)
     work = partial(_work_chunk, str(root), str(out), quality, link)
     written: dict[str, tuple] = {}
     try:

@@ -82,3 +82,20 @@ def test_plan_keeps_same_stem_files_apart_and_reencodes_other_formats():
     assert by_source["a/x.bmp"].file_name == "a/x.png" and by_source["a/x.bmp"].action == "encode"
     assert by_source["a/x.png"].file_name == "a/x_png.png" and by_source["a/x.png"].action == "copy"
     assert by_source["a/sub/x.jpg"].file_name == "a/sub_x.jpg"
+
+
+def test_chunks_keep_an_originals_copies_together():
+    """Copies of one original go to one task (its original decoded once), up to `largest`."""
+    from balancer.parallel import chunked
+
+    rng = np.random.default_rng(0)
+    sources = sorted(rng.integers(0, 40, size=500).tolist())  # runs of 5-25 copies
+    chunks = chunked(sources, 2, largest=64, key=lambda s: s)
+    assert [s for c in chunks for s in c] == sources
+    assert all(len(c) <= 64 for c in chunks)
+    owner = {}
+    for k, chunk in enumerate(chunks):
+        for s in chunk:
+            assert owner.setdefault(s, k) == k, f"source {s} split across chunks"
+    long_run = chunked([7] * 200, 2, largest=64, key=lambda s: s)
+    assert [len(c) for c in long_run] == [64, 64, 64, 8]  # still spread over the cores
