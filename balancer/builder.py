@@ -238,8 +238,10 @@ def _plan(
     progress: bool,
     space_check: bool,
 ) -> BuildResult:
-    found = scan(root, workers, progress, max_bytes=settings.max_image_mb << 20)
-    targets = class_targets(found.counts(), settings.nmin, settings.target, settings.per_class)
+    found = scan(root, workers=workers, progress=progress, max_bytes=settings.max_image_mb << 20)
+    targets = class_targets(
+        found.counts(), nmin=settings.nmin, target=settings.target, per_class=settings.per_class
+    )
     record = _record(root, found, settings, targets)
     for message in record["warnings"]:
         warnings.warn(message, ToolWarning, stacklevel=3)

@@ -382,7 +382,7 @@ def verify_cmd(
     """
     from .verification import verify
 
-    report = verify(out, workers, progress=not quiet, replay=replay)
+    report = verify(out, workers=workers, progress=not quiet, replay=replay)
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

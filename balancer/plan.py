@@ -21,7 +21,7 @@ from .source import SourceImage
 OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One file of the balanced folder: a manifest row before its params are known."""
 
@@ -77,6 +77,7 @@ def check_target(
 
 def class_targets(
     counts: Mapping[str, int],
+    *,
     nmin: int | None = None,
     target: str | None = None,
     per_class: Mapping[str, int] | None = None,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from . import imageio
 from .errors import BalanceError
@@ -23,7 +26,7 @@ JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 RESERVED_NAMES = frozenset({"manifest.csv", "balance.json", "split.csv", "split.json"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them take half the memory
 class SourceImage:
     path: str  # posix, relative to the source root: "<class>/<...>/<name>"
     label: str
@@ -35,7 +38,7 @@ class SourceImage:
     height: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     path: str
     reason: str
@@ -145,40 +148,54 @@ def _why_not_a_class(entry: os.DirEntry) -> str | None:
     return None
 
 
-def _walk_class(listing: Listing, folder: Path, label: str) -> None:
+def _kind(entry: os.DirEntry) -> str:
+    """'link', 'dir', 'file' or 'other', from the directory listing (links not followed)."""
+    if entry.is_symlink():
+        return "link"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"
+
+
+def _entries(folder: Path) -> list[tuple[str, str]]:
+    """(name, kind) of each entry, sorted by name; small tuples, not DirEntry objects, so a
+    folder of a million files costs little while it is sorted."""
+    with os.scandir(folder) as it:
+        return sorted((entry.name, _kind(entry)) for entry in it)
+
+
+def _walk_class(listing: Listing, folder: Path, label: str, bar: tqdm) -> None:
     """Add one class folder's files (any depth) to the listing; never follows links."""
     rel_dir = folder.relative_to(listing.root).as_posix()
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = _entries(folder)
     except OSError as exc:
         listing.skipped.append(
             Skipped(printable(rel_dir), f"unreadable folder ({exc.strerror or exc})")
         )
         return
-    for entry in entries:
-        rel = printable(f"{rel_dir}/{entry.name}")
-        if is_hidden(entry.name):
-            listing.ignored += not entry.is_dir(
-                follow_symlinks=False
-            )  # hidden folders: not counted
-        elif not is_utf8(entry.name):
+    for name, kind in entries:
+        bar.update()
+        rel = printable(f"{rel_dir}/{name}")
+        suffix = os.path.splitext(name)[1]
+        if is_hidden(name):
+            listing.ignored += kind != "dir"  # hidden folders: not counted
+        elif not is_utf8(name):
             listing.skipped.append(Skipped(rel, "name is not valid UTF-8 (rename it)"))
-        elif entry.is_symlink():
+        elif kind == "link":
             listing.skipped.append(Skipped(rel, "symbolic link (not followed)"))
-        elif entry.is_dir(follow_symlinks=False):
-            _walk_class(listing, Path(entry.path), label)
-        elif not entry.is_file(follow_symlinks=False):
+        elif kind == "dir":
+            _walk_class(listing, folder / name, label, bar)
+        elif kind != "file":
             listing.skipped.append(Skipped(rel, "not a regular file (a FIFO, socket or device)"))
-        elif Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
-            listing.skipped.append(
-                Skipped(rel, f"not an image file extension ('{Path(entry.name).suffix}')")
-            )
+        elif suffix.lower() not in IMAGE_EXTENSIONS:
+            listing.skipped.append(Skipped(rel, f"not an image file extension ('{suffix}')"))
         else:
-            st = entry.stat(follow_symlinks=False)
+            st = os.lstat(folder / name)
             listing.candidates.append((rel, label, st.st_size, st.st_mtime_ns))
 
 
-def list_source(src: str | Path) -> Listing:
+def list_source(src: str | Path, *, progress: bool = False) -> Listing:
     """Walk SRC/<class>/... without decoding: candidate images, skipped and ignored files.
 
     Symbolic links are not followed and only regular files are ever candidates. Files in
@@ -199,13 +216,25 @@ def list_source(src: str | Path) -> Listing:
             listing.skipped.append(Skipped(printable(entry.name), reason))
         else:
             listing.class_dirs.append(entry.name)
-    for label in listing.class_dirs:
-        _walk_class(listing, root / label, label)
+    with tqdm(
+        desc="listing", unit=" files", disable=None if progress else True, leave=False
+    ) as bar:
+        for label in listing.class_dirs:
+            _walk_class(listing, root / label, label, bar)
     return listing
+
+
+def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | Skipped:
+    assert candidate is not None  # each is used once
+    rel, label, size, mtime_ns = candidate
+    if verdict[0] == "ok":
+        return SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2], *verdict[3])
+    return Skipped(rel, verdict[1])
 
 
 def scan(
     src: str | Path,
+    *,
     workers: int | None = None,
     progress: bool = True,
     max_bytes: int = imageio.MAX_IMAGE_BYTES,
@@ -214,11 +243,13 @@ def scan(
 
     Raises BalanceError when SRC is missing or has fewer than two usable classes.
     """
-    listing = list_source(src)
-    root, candidates, skipped = listing.root, listing.candidates, list(listing.skipped)
+    listing = list_source(src, progress=progress)
+    root, skipped = listing.root, list(listing.skipped)
     workers = resolve_workers(workers)
-    verdicts: dict[str, tuple] = {}
-    chunks = chunked([c[0] for c in candidates], workers)
+    chunks = chunked([c[0] for c in listing.candidates], workers)
+    candidates: list[tuple | None] = listing.candidates  # type: ignore[assignment]
+    starts = [0, *itertools.accumulate(len(c) for c in chunks)]
+    made: list[list[SourceImage | Skipped]] = [[] for _ in chunks]
     for index, results in run_chunks(
         partial(check_chunk, str(root), max_bytes=max_bytes),
         chunks,
@@ -226,17 +257,18 @@ def scan(
         progress,
         desc="checking",
     ):
-        verdicts.update(zip(chunks[index], results, strict=False))
-
+        start = starts[index]
+        made[index] = [
+            _image_or_skipped(candidates[start + j], verdict) for j, verdict in enumerate(results)
+        ]
+        candidates[start : start + len(results)] = [None] * len(results)
+    del chunks, candidates, listing.candidates[:]  # a million files: hold each one once
     images: dict[str, list[SourceImage]] = {label: [] for label in listing.class_dirs}
-    for rel, label, size, mtime_ns in candidates:
-        verdict = verdicts[rel]
-        if verdict[0] == "ok":
-            images[label].append(
-                SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2], *verdict[3])
-            )
+    for entry in itertools.chain.from_iterable(made):
+        if isinstance(entry, SourceImage):
+            images[entry.label].append(entry)
         else:
-            skipped.append(Skipped(rel, verdict[1]))
+            skipped.append(entry)
     empty = [label for label, ims in images.items() if not ims]
     images = {label: ims for label, ims in images.items() if ims}
     if len(images) < 2:

@@ -91,7 +91,7 @@ def split(
         raise BalanceError("nothing to split: give --test and/or --val")
     check_seed(seed)
     workers = resolve_workers(workers)
-    found = scan(src, workers, progress)
+    found = scan(src, workers=workers, progress=progress)
     guard: dict[str, Any] = dict(
         inputs={"source folder": found.root}, resume=resume, overwrite=overwrite
     )

@@ -69,7 +69,7 @@ def folder_stats(
         else [],
     }
     if nmin is not None or target is not None or per_class:
-        targets = class_targets(counts, nmin, target, per_class)
+        targets = class_targets(counts, nmin=nmin, target=target, per_class=per_class)
         total_bytes = 0.0
         for label, images in found.images.items():
             mean_size = sum(im.size for im in images) / len(images)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,8 @@ from .opencv import cv2
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
 
-Params = dict
-Shape = tuple
+Params = dict[str, Any]  # JSON-serialisable: a manifest row's `params`
+Shape = tuple[int, ...]  # an image's .shape
 
 
 def _color(image: np.ndarray) -> np.ndarray:
@@ -44,32 +45,32 @@ def _center(shape: Shape) -> tuple[float, float]:
 # -- apply: pure functions of (image, params) ---------------------------------------------
 
 
-def apply_blur(image, p):
+def apply_blur(image: np.ndarray, p: Params) -> np.ndarray:
     k = p["ksize"]
     return cv2.GaussianBlur(image, (k, k), 0)
 
 
-def apply_crop(image, p):
+def apply_crop(image: np.ndarray, p: Params) -> np.ndarray:
     return image[p["y"] : p["y"] + p["height"], p["x"] : p["x"] + p["width"]].copy()
 
 
 _FLIP_CODES = {"horizontal": 1, "vertical": 0, "both": -1}
 
 
-def apply_flip(image, p):
+def apply_flip(image: np.ndarray, p: Params) -> np.ndarray:
     return cv2.flip(image, _FLIP_CODES[p["mode"]])
 
 
-def apply_rotate(image, p):
+def apply_rotate(image: np.ndarray, p: Params) -> np.ndarray:
     return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), p["degrees"], 1.0))
 
 
-def apply_translate(image, p):
+def apply_translate(image: np.ndarray, p: Params) -> np.ndarray:
     h, w = image.shape[:2]
-    return _warp(image, np.float64([[1, 0, p["x"] * w], [0, 1, p["y"] * h]]))
+    return _warp(image, np.array([[1, 0, p["x"] * w], [0, 1, p["y"] * h]], np.float64))
 
 
-def apply_cutout(image, p):
+def apply_cutout(image: np.ndarray, p: Params) -> np.ndarray:
     out = image.copy()
     half = p["size"] // 2
     y0, x0 = max(0, p["y"] - half), max(0, p["x"] - half)
@@ -78,7 +79,7 @@ def apply_cutout(image, p):
     return out
 
 
-def apply_contrast(image, p):
+def apply_contrast(image: np.ndarray, p: Params) -> np.ndarray:
     # One channel at a time, in place: a float copy of one plane, not of the whole image.
     out = image.copy()
     color = _color(out)
@@ -96,7 +97,7 @@ def apply_contrast(image, p):
     return out
 
 
-def _resize_axis(image, factor, axis):
+def _resize_axis(image: np.ndarray, factor: float, axis: int) -> np.ndarray:
     h, w = image.shape[:2]
     size = [w, h]
     size[1 - axis] = max(1, int(round((h, w)[axis] * factor)))
@@ -104,15 +105,15 @@ def _resize_axis(image, factor, axis):
     return cv2.resize(image, tuple(size), interpolation=interpolation)
 
 
-def apply_height(image, p):
+def apply_height(image: np.ndarray, p: Params) -> np.ndarray:
     return _resize_axis(image, p["factor"], axis=0)
 
 
-def apply_width(image, p):
+def apply_width(image: np.ndarray, p: Params) -> np.ndarray:
     return _resize_axis(image, p["factor"], axis=1)
 
 
-def apply_zoom(image, p):
+def apply_zoom(image: np.ndarray, p: Params) -> np.ndarray:
     # Keras RandomZoom: a positive factor zooms out (the view grows by 1 + zoom).
     scale = 1.0 / (1.0 + p["zoom"])
     return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), 0.0, scale))
@@ -132,7 +133,7 @@ def pixels(m: float, shape: Shape) -> int:
     return max(1, int(round(m * min(shape[:2])))) if m < 1 else int(m)
 
 
-def _uniform(rng, m, count: int = 1):
+def _uniform(rng: np.random.Generator, m: float, count: int = 1) -> Any:
     """`count` values in [-m, m], drawn again while all are within NEAR_ZERO * m of 0."""
     for _ in range(1000):
         values = [float(rng.uniform(-m, m)) for _ in range(count)]
@@ -141,11 +142,11 @@ def _uniform(rng, m, count: int = 1):
     raise AssertionError("unreachable: 1000 draws near zero")
 
 
-def draw_blur(shape, rng, m):
+def draw_blur(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     return {"ksize": 2 * int(rng.integers(1, int(m) // 2 + 1)) + 1}
 
 
-def draw_crop(shape, rng, m):
+def draw_crop(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     h, w = shape[:2]
     side = pixels(m, shape)
     ch, cw = min(side, h), min(side, w)
@@ -162,20 +163,20 @@ def draw_crop(shape, rng, m):
     }
 
 
-def draw_flip(shape, rng, m):
+def draw_flip(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     return {"mode": list(_FLIP_CODES)[int(rng.integers(0, 3))]}
 
 
-def draw_rotate(shape, rng, m):
+def draw_rotate(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     return {"degrees": _uniform(rng, m) * 360.0}
 
 
-def draw_translate(shape, rng, m):
+def draw_translate(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     x, y = _uniform(rng, m, count=2)
     return {"x": x, "y": y}
 
 
-def draw_cutout(shape, rng, m):
+def draw_cutout(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     h, w = shape[:2]
     return {
         "size": int(rng.integers(1, pixels(m, shape) + 1)),
@@ -184,11 +185,11 @@ def draw_cutout(shape, rng, m):
     }
 
 
-def draw_factor(shape, rng, m):
+def draw_factor(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     return {"factor": 1.0 + _uniform(rng, m)}
 
 
-def draw_zoom(shape, rng, m):
+def draw_zoom(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     return {"zoom": _uniform(rng, m)}
 
 
@@ -201,7 +202,7 @@ class Transform:
     summary: str
     default: float | None  # the magnitude; None for transforms that take none
     magnitude: str  # what the magnitude means, for --help and `balance transforms`
-    draw: Callable[[Shape, np.random.Generator, float | None], Params]
+    draw: Callable[[Shape, np.random.Generator, Any], Params]  # magnitude: float, or None
     apply: Callable[[np.ndarray, Params], np.ndarray]
     low: float = 0.0  # magnitude must be > low (integers: >= low) ...
     high: float = float("inf")  # ... and <= high

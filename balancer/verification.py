@@ -26,7 +26,7 @@ from .transforms import TRANSFORMS
 
 
 def verify(
-    folder: str | Path, workers: int | None = None, progress: bool = True, replay: bool = False
+    folder: str | Path, *, workers: int | None = None, progress: bool = True, replay: bool = False
 ) -> dict:
     """{'ok', 'problems', 'files', 'classes'}: records, manifest <-> files, labels, counts,
     checksums, decoding, nothing a loader would misread; with replay, every copy's bytes."""
