@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import BalanceError
@@ -24,28 +24,24 @@ COLUMNS = ["file_name", "label", "source", "origin", "augmentation", "params", "
 CSV_LINE_END = "\r\n"
 
 
-def manifest_rows(items: Iterable, written: dict[str, tuple[dict | None, str]]) -> list[dict]:
-    """Rows for plan items, with each file's drawn parameters and sha256 as written."""
-    rows = []
-    for it in items:
+def manifest_rows(items: Iterable, written: dict[str, tuple[str | None, str]]) -> Iterator[dict]:
+    """Rows for plan items in file-name order, with each file's drawn parameters (JSON text)
+    and sha256 as written; made one at a time, as the CSV writer takes them."""
+    for it in sorted(items, key=lambda it: it.file_name):
         drawn, sha256 = written.get(it.file_name, (None, ""))
-        rows.append(
-            {
-                "file_name": it.file_name,
-                "label": it.label,
-                "source": it.source,
-                "origin": it.origin,
-                "augmentation": it.transform,
-                "params": "" if drawn is None else json.dumps(drawn, sort_keys=True),
-                "seed": "" if it.seed is None else it.seed,
-                "sha256": sha256,
-            }
-        )
-    rows.sort(key=lambda r: r["file_name"])
-    return rows
+        yield {
+            "file_name": it.file_name,
+            "label": it.label,
+            "source": it.source,
+            "origin": it.origin,
+            "augmentation": it.transform,
+            "params": drawn or "",
+            "seed": "" if it.seed is None else it.seed,
+            "sha256": sha256,
+        }
 
 
-def csv_bytes(rows: list[dict], columns: list[str]) -> bytes:
+def csv_bytes(rows: Iterable[dict], columns: list[str]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=CSV_LINE_END)
     writer.writeheader()
@@ -53,14 +49,14 @@ def csv_bytes(rows: list[dict], columns: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> str:
+def write_csv(path: Path, rows: Iterable[dict], columns: list[str]) -> str:
     """Write rows atomically; return the file's sha256."""
     data = csv_bytes(rows, columns)
     write_atomic(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
 
-def write_manifest(out: Path, rows: list[dict]) -> str:
+def write_manifest(out: Path, rows: Iterable[dict]) -> str:
     """Write manifest.csv; return its sha256 (balance.json records it)."""
     return write_csv(Path(out) / MANIFEST, rows, COLUMNS)
 

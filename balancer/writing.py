@@ -8,6 +8,7 @@ there (resume), and sweep what an interrupted run left.
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import partial
 from pathlib import Path
 
@@ -65,13 +66,16 @@ def _sha256(data: bytes) -> str:
 
 
 def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item]) -> list:
-    """Make each item's file unless it is already there; return (file_name, params, sha256)."""
+    """Make each item's file unless it is already there; return (file_name, params as the
+    manifest's JSON text or None, sha256): small to send back, small to keep."""
     results, cache = [], [None, None]
     for item in tasks:
         if imageio.parent_gone():
             raise SystemExit(1)
         try:
-            results.append((item.file_name, *_make(item, src, out, quality, link, cache)))
+            params, sha = _make(item, src, out, quality, link, cache)
+            text = None if params is None else json.dumps(params, sort_keys=True)
+            results.append((item.file_name, text, sha))
         except imageio.BadImage as exc:
             raise BalanceError(f"{item.source} changed since it was checked: {exc}") from None
         except OSError as exc:
@@ -129,7 +133,7 @@ def run_items(
     link: bool = False,
     progress: bool = True,
 ) -> dict[str, tuple]:
-    """Make every item's file (those present are kept); {file_name: (params, sha256)}."""
+    """Make every item's file (those present are kept); {file_name: (params JSON, sha256)}."""
     try:
         for folder in sorted({str(Path(it.file_name).parent) for it in items}):
             (out / folder).mkdir(parents=True, exist_ok=True)
