@@ -77,7 +77,7 @@ def test_sigkill_at_many_moments_then_resume_is_identical(corpus, reference, tmp
         lambda: copies(out) >= 150,
         lambda: copies(out) >= 350,
         lambda: copies(out) >= 550,
-        lambda: copies(out) >= 678,  # every copy written; the manifest may not be
+        lambda: copies(out) >= 640,  # late: ~60 copies and the manifest to go
     ]
     killed = 0
     for i, moment in enumerate(moments):
