@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .cli_common import CONTEXT, report_skipped, run_app, text_table, version_option, warn
+from .cli_common import CONTEXT, report_skipped, run_app, text_table, version_flag, warn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -20,13 +20,7 @@ app = typer.Typer(
 
 @app.callback()
 def _group(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        callback=version_option("balance"),
-        is_eager=True,
-        help="Print the version and exit.",
-    ),
+    version: bool = version_flag("balance"),
 ) -> None:
     """Balance an imbalanced image class folder (SRC/<class>/*.jpg) by random over-sampling,
     one random transform per added copy."""

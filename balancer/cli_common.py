@@ -28,8 +28,18 @@ if hasattr(getattr(typer, "core", None), "TyperArgument") and hasattr(
     typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 
 
-def version_option(tool: str):
-    """A --version callback for a typer app: prints `<tool> <version>` and exits."""
+def version_flag(tool: str):
+    """The --version option of a typer app's callback: prints `<tool> <version>` and exits."""
+    return typer.Option(
+        False,
+        "--version",
+        callback=_show_version(tool),
+        is_eager=True,
+        help="Print the version and exit.",
+    )
+
+
+def _show_version(tool: str):
 
     def show(value: bool) -> None:
         if value:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from balancer.cli_common import CONTEXT, report_skipped, run_app, version_option
+from balancer.cli_common import CONTEXT, report_skipped, run_app, version_flag
 
 from .config import MODELS, MONITORS, TrainConfig
 
@@ -143,13 +143,7 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
 
 @app.callback()
 def _group(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        callback=version_option("train"),
-        is_eager=True,
-        help="Print the version and exit.",
-    ),
+    version: bool = version_flag("train"),
     keras_backend: str | None = typer.Option(
         None,
         "--backend",
