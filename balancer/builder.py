@@ -20,7 +20,7 @@ from typing import Any
 from . import __version__, imageio
 from .errors import BalanceError, ToolWarning
 from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest, write_record
-from .ownership import TOOL, OutputKind, check_output, claimed, files_only
+from .ownership import TOOL, OutputKind, check_output, files_only, locked
 from .parallel import pool
 from .plan import Item, check_seed, check_target, class_targets, make_plan
 from .source import Scan, check_source, scan, sizes_by_class
@@ -186,7 +186,8 @@ def build(
         plan = partial(_plan, root, settings=settings, workers=p.workers, progress=progress)
         if dry_run:
             return plan(out, space_check=space_check)
-        with claimed(out, BUILD_OUTPUT, **guard) as (out, previous):
+        with locked(out):  # OUT was proven above; again under the lock, as `claimed` does
+            _, previous = check_output(out, BUILD_OUTPUT, **guard)
             result = plan(out, space_check=space_check)
             if resume and previous is not None:
                 _check_resume(previous, result)
