@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
-from tqdm.auto import tqdm
 
 from .errors import BalanceError, ToolWarning
 
@@ -88,6 +87,8 @@ def run_chunks(
     The bar is hidden with progress=False and whenever stderr is not a terminal. Local
     workers stop writing (and exit) as soon as this process is gone, even by SIGKILL.
     """
+    from tqdm.auto import tqdm  # not in the workers, which import this module too
+
     total = sum(len(c) for c in chunks)
     guard = None if _REMOTE else os.getpid()
     with tqdm(

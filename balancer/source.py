@@ -8,8 +8,7 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-
-from tqdm.auto import tqdm
+from typing import Any
 
 from . import imageio
 from .errors import BalanceError
@@ -164,7 +163,7 @@ def _entries(folder: Path) -> list[tuple[str, str]]:
         return sorted((entry.name, _kind(entry)) for entry in it)
 
 
-def _walk_class(listing: Listing, folder: Path, label: str, bar: tqdm) -> None:
+def _walk_class(listing: Listing, folder: Path, label: str, bar: Any) -> None:
     """Add one class folder's files (any depth) to the listing; never follows links."""
     rel_dir = folder.relative_to(listing.root).as_posix()
     try:
@@ -201,6 +200,8 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
     Symbolic links are not followed and only regular files are ever candidates. Files in
     subfolders of a class folder belong to it. Every entry left out has a reason.
     """
+    from tqdm.auto import tqdm  # not in the workers, which import this module too
+
     root = check_source(src)
     listing = Listing(root, [], [], [], 0)
     try:
