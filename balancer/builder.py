@@ -286,6 +286,7 @@ def _write(
         workers,
         quality=settings.quality,
         link=settings.link,
+        max_bytes=settings.max_image_mb << 20,
         progress=progress,
     )
     sweep(out, items)  # a killed run's stray worker may have finished a file after the first sweep

@@ -162,15 +162,17 @@ def check_whole(data: bytes) -> str:
     return fmt
 
 
-def decode(data: bytes, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Loaded:
+def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) -> Loaded:
     """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
 
-    The header is checked first: more than `max_bytes` of decoded pixels is refused unread.
+    The header is checked first: more than `max_bytes` of decoded pixels (default
+    MAX_IMAGE_BYTES) is refused unread.
     check_only decodes a JPEG at 1/8 scale: every entropy-coded byte is still parsed (so
     corrupt data still fails) but the inverse DCT is skipped; the image returned is small
     (and not oriented).
     """
     fmt = check_whole(data)
+    max_bytes = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
     header = read_header(data)
     if header is not None and header.decoded_bytes > max_bytes:
         raise BadImage(
@@ -222,7 +224,7 @@ def read_bytes(path: Path) -> bytes:
         os.close(fd)
 
 
-def load(path: Path, check_only: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Loaded:
+def load(path: Path, check_only: bool = False, max_bytes: int | None = None) -> Loaded:
     try:
         return decode(read_bytes(path), check_only, max_bytes)
     except OSError as exc:

@@ -99,9 +99,7 @@ def is_utf8(name: str) -> bool:
         return False
 
 
-def check_chunk(
-    root: str, paths: list[str], max_bytes: int = imageio.MAX_IMAGE_BYTES
-) -> list[tuple[str, ...]]:
+def check_chunk(root: str, paths: list[str], max_bytes: int | None = None) -> list[tuple[str, ...]]:
     """For each path, ('ok', fmt, orientation, (width, height)) or ('bad', reason): every byte
     is decoded."""
     out: list[tuple] = []
@@ -238,7 +236,7 @@ def scan(
     *,
     workers: int | None = None,
     progress: bool = True,
-    max_bytes: int = imageio.MAX_IMAGE_BYTES,
+    max_bytes: int | None = None,
 ) -> Scan:
     """Walk SRC/<class>/..., decode every candidate image, and sort out the bad ones.
 

@@ -45,10 +45,26 @@ def verify(
         _against_record(root, record, counts, problems)
     workers = resolve_workers(workers)
     rows = manifest[manifest.file_name.isin(set(files))]
-    _check_contents(root, rows, workers, progress, problems)
+    limit = _image_limit(record)
+    _check_contents(root, rows, workers, progress, limit, problems)
     if replay and record is not None:
-        _check_replay(root, record, manifest, workers, progress, problems)
+        _check_replay(
+            root,
+            record,
+            manifest,
+            workers=workers,
+            progress=progress,
+            limit=limit,
+            problems=problems,
+        )
     return _report(problems, files, counts)
+
+
+def _image_limit(record: dict | None) -> int | None:
+    """The build's limit on an image's decoded bytes (--max-image-mb), None for the default."""
+    settings = (record or {}).get("settings")
+    mb = settings.get("max_image_mb") if isinstance(settings, dict) else None
+    return mb << 20 if isinstance(mb, int) and mb > 0 else None
 
 
 def _report(problems: list[str], files: list[str], counts: dict) -> dict:
@@ -162,16 +178,18 @@ def _against_record(root: Path, record: dict, counts: dict, problems: list[str])
         )
 
 
-def _check_contents(root: Path, rows, workers: int, progress: bool, problems: list[str]) -> None:
+def _check_contents(
+    root: Path, rows, workers: int, progress: bool, limit: int | None, problems: list[str]
+) -> None:
     tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
     chunks = chunked(tasks, workers)
     for _, found in run_chunks(
-        partial(_content_chunk, str(root)), chunks, workers, progress, desc="checking"
+        partial(_content_chunk, str(root), limit), chunks, workers, progress, desc="checking"
     ):
         problems += found
 
 
-def _content_chunk(root: str, tasks: list[tuple[str, str]]) -> list[str]:
+def _content_chunk(root: str, limit: int | None, tasks: list[tuple[str, str]]) -> list[str]:
     """Problems of each (file, recorded sha256): its bytes, and whether it decodes whole."""
     found = []
     for rel, sha in tasks:
@@ -180,14 +198,14 @@ def _content_chunk(root: str, tasks: list[tuple[str, str]]) -> list[str]:
             if sha and hashlib.sha256(data).hexdigest() != sha:
                 found.append(f"file differs from the one written (sha256 mismatch): {rel}")
                 continue
-            imageio.decode(data, check_only=True)
+            imageio.decode(data, check_only=True, max_bytes=limit)
         except (imageio.BadImage, OSError) as exc:
             found.append(f"image does not decode: {rel} ({getattr(exc, 'strerror', None) or exc})")
     return found
 
 
 def _check_replay(
-    root: Path, record: dict, m, workers: int, progress: bool, problems: list[str]
+    root: Path, record: dict, m, *, workers: int, progress: bool, limit: int | None, problems: list
 ) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
     settings = record.get("settings")
@@ -206,16 +224,19 @@ def _check_replay(
         str(record.get("source", "")),
         settings.get("transforms") or {},
         int(settings.get("quality") or 95),
+        limit,
     )
     for _, found in run_chunks(job, chunked(tasks, workers), workers, progress, desc="replaying"):
         problems += found
 
 
-def _replay_chunk(root: str, src: str, magnitudes: dict, quality: int, tasks: list) -> list[str]:
+def _replay_chunk(
+    root: str, src: str, magnitudes: dict, quality: int, limit: int | None, tasks: list
+) -> list[str]:
     found, cache = [], (None, None)
     for rel, source, original, name, params, seed in tasks:
         if cache[0] != source:
-            cache = (source, _original_pixels(Path(src, source), Path(root, original)))
+            cache = (source, _original_pixels(Path(src, source), Path(root, original), limit))
         image = cache[1]
         if image is None:
             found.append(
@@ -231,11 +252,11 @@ def _replay_chunk(root: str, src: str, magnitudes: dict, quality: int, tasks: li
     return found
 
 
-def _original_pixels(in_src: Path, in_out: Path):
+def _original_pixels(in_src: Path, in_out: Path, limit: int | None):
     for path in (in_src, in_out):
         try:
             if path.name and path.is_file():
-                return imageio.load(path).image
+                return imageio.load(path, max_bytes=limit).image
         except imageio.BadImage:
             continue
     return None

@@ -29,7 +29,9 @@ def is_written(name: str) -> bool:
     return name.endswith(WRITTEN_SUFFIXES) and not name.startswith(".")
 
 
-def _make(item: Item, src: str, out: str, quality: int, link: bool, cache: list) -> tuple:
+def _make(
+    item: Item, cache: list, *, src: str, out: str, quality: int, link: bool, max_bytes: int | None
+) -> tuple:
     """Write one item's file unless present; return (params or None, sha256 of the file)."""
     dst, source = Path(out, item.file_name), Path(src, item.source)
     if item.action == "copy":
@@ -42,7 +44,7 @@ def _make(item: Item, src: str, out: str, quality: int, link: bool, cache: list)
             imageio.write_atomic(dst, data)
         return None, _sha256(data)
     if cache[0] != item.source:  # tasks come sorted by source: each original decoded once
-        cache[:] = [item.source, imageio.load(source).image]
+        cache[:] = [item.source, imageio.load(source, max_bytes=max_bytes).image]
     image = cache[1]
     if item.action == "encode":
         params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
@@ -65,15 +67,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _work_chunk(src: str, out: str, quality: int, link: bool, tasks: list[Item]) -> list:
+def _work_chunk(
+    src: str, out: str, quality: int, link: bool, max_bytes: int | None, tasks: list[Item]
+) -> list:
     """Make each item's file unless it is already there; return (file_name, params as the
-    manifest's JSON text or None, sha256): small to send back, small to keep."""
+    manifest's JSON text or None, sha256): small to send back, small to keep. `max_bytes`:
+    the scan's limit on an image's decoded size (None: the default)."""
     results, cache = [], [None, None]
     for item in tasks:
         if imageio.parent_gone():
             raise SystemExit(1)
         try:
-            params, sha = _make(item, src, out, quality, link, cache)
+            params, sha = _make(
+                item, cache, src=src, out=out, quality=quality, link=link, max_bytes=max_bytes
+            )
             text = None if params is None else json.dumps(params, sort_keys=True)
             results.append((item.file_name, text, sha))
         except imageio.BadImage as exc:
@@ -131,9 +138,11 @@ def run_items(
     *,
     quality: int = 95,
     link: bool = False,
+    max_bytes: int | None = None,
     progress: bool = True,
 ) -> dict[str, tuple]:
-    """Make every item's file (those present are kept); {file_name: (params JSON, sha256)}."""
+    """Make every item's file (those present are kept); {file_name: (params JSON, sha256)}.
+    `max_bytes` must be the limit the items' sources were scanned with."""
     try:
         for folder in sorted({str(Path(it.file_name).parent) for it in items}):
             (out / folder).mkdir(parents=True, exist_ok=True)
@@ -141,7 +150,7 @@ def run_items(
         raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
     tasks = sorted(items, key=lambda it: (it.source, it.file_name))
     chunks = chunked(tasks, workers, key=lambda it: it.source)
-    work = partial(_work_chunk, str(root), str(out), quality, link)
+    work = partial(_work_chunk, str(root), str(out), quality, link, max_bytes)
     written: dict[str, tuple] = {}
     try:
         for _, results in run_chunks(work, chunks, workers, progress, desc="writing"):

@@ -252,6 +252,28 @@ def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
     assert proc.returncode == 0 and "a/claims.jpg: too large to decode" in proc.stderr
 
 
+def test_a_raised_image_limit_holds_for_writing_and_verifying_too(tmp_path, monkeypatch):
+    """--max-image-mb above the default lets an image through every step that decodes it,
+    not the scan alone (the writer and verify once held it to the default limit)."""
+    import balancer.imageio
+
+    monkeypatch.setattr(balancer.imageio, "MAX_IMAGE_BYTES", 1 << 19)  # a 0.5 MiB default
+    src = make_folder(tmp_path / "src", {"a": 3})
+    deep = textured(300, 300, channels=4, dtype=np.uint16)  # 0.69 MiB decoded
+    write_image(src / "b" / "deep.png", deep)
+    out = tmp_path / "out"
+    settings = BuildSettings(nmin=3, transforms="flip,rotate", max_image_mb=1)
+    result = build(src, out, settings, workers=1, progress=False)
+    assert result.record["counts"]["b"] == {"before": 1, "copies": 2, "after": 3}
+    assert (out / "b" / "deep.png").read_bytes() == (src / "b" / "deep.png").read_bytes()
+    copies = sorted((out / "b").glob("deep__aug*.png"))
+    assert len(copies) == 2
+    for copy in copies:
+        image = load(copy, max_bytes=1 << 20).image
+        assert image.shape == deep.shape and image.dtype == np.uint16
+    assert verify(out, workers=1, progress=False, replay=True)["problems"] == []
+
+
 # -- 4. EXIF orientation ---------------------------------------------------------------------
 
 
