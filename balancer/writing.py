@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -34,33 +35,59 @@ def _make(
 ) -> tuple:
     """Write one item's file unless present; return (params or None, sha256 of the file)."""
     dst, source = Path(out, item.file_name), Path(src, item.source)
+    if dst.exists():  # a resumed run: the file is whole, only its params are wanted
+        shape = partial(_upright_shape, source, item.source, cache, max_bytes)
+        return _params(item, shape), _sha256(imageio.read_bytes(dst))
     if item.action == "copy":
-        if dst.exists():
-            return None, _sha256(imageio.read_bytes(dst))
         data = imageio.read_bytes(source)
         if link:
             imageio.copy_atomic(source, dst, link=True)
         else:
             imageio.write_atomic(dst, data)
         return None, _sha256(data)
-    if cache[0] != item.source:  # tasks come sorted by source: each original decoded once
-        cache[:] = [item.source, imageio.load(source, max_bytes=max_bytes).image]
-    image = cache[1]
-    if item.action == "encode":
-        params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
-        return params, _put(dst, lambda: image, quality)
-    transform = TRANSFORMS[item.transform]
-    params = transform.draw(image.shape, np.random.default_rng(item.seed), item.magnitude)
-    return params, _put(dst, lambda: transform.apply(image, params), quality)
-
-
-def _put(dst: Path, render, quality: int) -> str:
-    """Encode render() into dst (format by extension) unless dst exists; its sha256."""
-    if dst.exists():
-        return _sha256(imageio.read_bytes(dst))
-    data = imageio.encode(render(), "jpeg" if dst.suffix == ".jpg" else "png", quality)
+    image = _pixels(source, item.source, cache, max_bytes)
+    params = _params(item, lambda: image.shape)
+    if item.action == "augment":
+        assert params is not None  # a draw always gives params
+        image = TRANSFORMS[item.transform].apply(image, params)
+    data = imageio.encode(image, "jpeg" if dst.suffix == ".jpg" else "png", quality)
     imageio.write_atomic(dst, data)
-    return _sha256(data)
+    return params, _sha256(data)
+
+
+def _params(item: Item, shape: Callable[[], tuple[int, ...]]) -> dict | None:
+    """An item's params for the manifest; `shape()`, the upright image's, is called only for a
+    draw."""
+    if item.action == "copy":
+        return None
+    if item.action == "encode":
+        return {"exif_orientation": item.orientation} if item.orientation != 1 else None
+    rng = np.random.default_rng(item.seed)
+    return TRANSFORMS[item.transform].draw(shape(), rng, item.magnitude)
+
+
+def _pixels(source: Path, key: str, cache: list, max_bytes: int | None) -> np.ndarray:
+    """The upright image of `source`; tasks come sorted by source, so each original is
+    decoded once per task."""
+    if cache[0] != key:
+        cache[:] = [key, imageio.load(source, max_bytes=max_bytes).image]
+    return cache[1]
+
+
+def _upright_shape(source: Path, key: str, cache: list, max_bytes: int | None) -> tuple:
+    """The upright image's shape without decoding it where the header tells: a JPEG's or
+    PNG's decoder gives exactly the header's size (turned by its EXIF orientation)."""
+    if cache[0] == key:
+        return cache[1].shape
+    try:
+        data = imageio.read_bytes(source)
+    except OSError:
+        data = b""  # decoding it says why
+    header = imageio.read_header(data) if imageio.sniff(data) != "other" else None
+    if header is None:
+        return _pixels(source, key, cache, max_bytes).shape
+    turned = header.orientation in (5, 6, 7, 8)
+    return (header.width, header.height) if turned else (header.height, header.width)
 
 
 def _sha256(data: bytes) -> str:

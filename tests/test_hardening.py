@@ -7,6 +7,7 @@ is a failure, not a stuck suite.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -222,6 +223,47 @@ def test_resume_removes_files_the_plan_does_not_name(built, small_src):
         progress=False,
     )
     assert tree_digest(built) == reference
+
+
+def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, monkeypatch):
+    """Where an original's files are all there, a resumed build takes the image's size for
+    its copies' params from the header (JPEG and PNG, EXIF rotation included) instead of
+    decoding it, and writes what an uninterrupted build writes, manifest included."""
+    import balancer.imageio
+
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 1}, size=30)
+    write_image(src / "b" / "wide.png", textured(20, 52, seed=5))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 24 x 40, shown (and balanced) 40 x 24
+    phone = Image.fromarray(cv2.cvtColor(textured(24, 40, seed=7), cv2.COLOR_BGR2RGB))
+    phone.save(src / "b" / "phone.jpg", exif=exif, quality=95)
+    write_image(src / "b" / "odd.bmp", textured(26, 34, seed=8))  # no header shortcut
+    settings = BuildSettings(nmin=30, transforms="crop=0.5,cutout=0.4,rotate")
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    build(src, ref, settings, workers=1, progress=False)
+    reference = tree_digest(ref)
+
+    shutil.copytree(ref, out)  # as a killed run leaves it: no manifest, some copies missing
+    (out / "manifest.csv").unlink()
+    record = json.loads((out / "balance.json").read_text())
+    record["status"] = "running"
+    (out / "balance.json").write_text(json.dumps(record))
+    missing = sorted((out / "b").glob("b_000__aug*"))
+    assert len(missing) >= 5
+    for f in missing:
+        f.unlink()
+    decoded = []
+    real = balancer.imageio.load
+
+    def counting(path, check_only=False, max_bytes=None):
+        if not check_only:
+            decoded.append(Path(path).name)
+        return real(path, check_only, max_bytes)
+
+    monkeypatch.setattr(balancer.imageio, "load", counting)
+    build(src, out, settings, workers=1, progress=False, resume=True)
+    assert sorted(set(decoded)) == ["b_000.jpg", "odd.bmp"]
+    assert tree_digest(out) == reference
 
 
 # -- 3. decompression bombs by header; a limit on decoded bytes ----------------------------
