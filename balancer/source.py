@@ -8,11 +8,14 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import imageio
 from .errors import BalanceError
 from .parallel import chunked, resolve_workers, run_chunks
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 # What OpenCV can decode; anything else in a class folder is reported, not read.
 IMAGE_EXTENSIONS = frozenset(
@@ -161,7 +164,7 @@ def _entries(folder: Path) -> list[tuple[str, str]]:
         return sorted((entry.name, _kind(entry)) for entry in it)
 
 
-def _walk_class(listing: Listing, folder: Path, label: str, bar: Any) -> None:
+def _walk_class(listing: Listing, folder: Path, label: str, bar: tqdm) -> None:
     """Add one class folder's files (any depth) to the listing; never follows links."""
     rel_dir = folder.relative_to(listing.root).as_posix()
     try:
