@@ -83,6 +83,12 @@ class Header:
     orientation: int  # EXIF orientation tag, 1 when absent
 
     @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) once the EXIF orientation is applied, as decode() returns it."""
+        turned = self.orientation in (5, 6, 7, 8)
+        return (self.height, self.width) if turned else (self.width, self.height)
+
+    @property
     def decoded_bytes(self) -> int:
         return self.width * self.height * self.channels * self.sample_bytes
 
@@ -203,8 +209,7 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) 
     orientation = header.orientation if header else 1
     if not check_only:
         image = orient(image, orientation)
-    width, height = (header.width, header.height) if header else image.shape[1::-1]
-    size = (height, width) if header and orientation in (5, 6, 7, 8) else (width, height)
+    size = header.upright_size if header else image.shape[1::-1]
     return Loaded(image, fmt, orientation, size)
 
 

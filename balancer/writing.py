@@ -86,8 +86,8 @@ def _upright_shape(source: Path, key: str, cache: list, max_bytes: int | None) -
     header = imageio.read_header(data) if imageio.sniff(data) != "other" else None
     if header is None:
         return _pixels(source, key, cache, max_bytes).shape
-    turned = header.orientation in (5, 6, 7, 8)
-    return (header.width, header.height) if turned else (header.height, header.width)
+    width, height = header.upright_size
+    return (height, width)
 
 
 def _sha256(data: bytes) -> str:
