@@ -18,6 +18,8 @@ _EXPORTS = {
     "build": ".builder",
     "BuildSettings": ".builder",
     "BuildResult": ".builder",
+    "RunOptions": ".parallel",
+    "Existing": ".ownership",
     "scan": ".source",
     "Scan": ".source",
     "SourceImage": ".source",
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from .builder import BuildResult, BuildSettings, build
     from .errors import BalanceError, UserError
     from .manifest import read_manifest, read_record
+    from .ownership import Existing
+    from .parallel import RunOptions
     from .plan import Item, class_targets, make_plan
     from .source import Scan, Skipped, SourceImage, scan
     from .splitting import split

@@ -9,23 +9,33 @@ runs, and replaces or resumes only a folder proven to be a build output (see own
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-from . import __version__, imageio
+from . import __version__
 from .errors import BalanceError, ToolWarning
-from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest, write_record
-from .ownership import TOOL, OutputKind, check_output, files_only, locked
-from .parallel import pool
+from .limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY
+from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest
+from .ownership import (
+    Claim,
+    Existing,
+    OutputKind,
+    check_claim,
+    claim,
+    differences,
+    files_only,
+    plain_file,
+    stamp,
+)
+from .parallel import Pool, RunOptions, pool
 from .plan import Item, check_seed, check_target, class_targets, make_plan
 from .source import Scan, check_source, scan, sizes_by_class
 from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited
-from .writing import is_written, prepare_folders, run_items, sweep
+from .writing import Writing, is_written, run_items
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +53,8 @@ class BuildSettings:
     per_class: Mapping[str, int] = field(default_factory=dict)
     transforms: str | Mapping[str, float | None] = PAPER_SET
     seed: int = 0
-    quality: int = 95
-    max_image_mb: int = imageio.MAX_IMAGE_BYTES >> 20
+    quality: int = JPEG_QUALITY
+    max_image_mb: int = MAX_IMAGE_MB
     link: bool = False
 
     def __post_init__(self) -> None:
@@ -58,12 +68,8 @@ class BuildSettings:
                     f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}"
                 )
             chosen[name] = TRANSFORMS[name].check(magnitude)
-        if not 1 <= self.quality <= 100:
-            raise BalanceError(f"--quality must be between 1 and 100 (got {self.quality})")
-        if not 1 <= self.max_image_mb <= 1 << 20:
-            raise BalanceError(
-                f"--max-image-mb must be between 1 and {1 << 20} (got {self.max_image_mb})"
-            )
+        QUALITY.check(self.quality, "--quality")
+        IMAGE_MB.check(self.max_image_mb, "--max-image-mb")
         check_seed(self.seed)
         per_class = dict(sorted(check_target(self.nmin, self.target, self.per_class).items()))
         object.__setattr__(self, "transforms", chosen)
@@ -73,6 +79,10 @@ class BuildSettings:
     def chosen(self) -> dict[str, float | None]:
         """The transform set T: {name: magnitude}."""
         return dict(self.transforms)  # type: ignore[arg-type]  # a dict after __post_init__
+
+    @property
+    def writing(self) -> Writing:
+        return Writing(quality=self.quality, max_image_mb=self.max_image_mb, link=self.link)
 
     def key(self, found: Scan) -> dict:
         """The resume key (balance.json's "settings"): everything that decides a file's bytes,
@@ -90,13 +100,13 @@ class BuildSettings:
 
 
 def _build_holds(record: dict, entry: Path) -> bool:
-    if entry.name in (MANIFEST, RECORD):
-        return entry.is_file() and not entry.is_symlink()
     counts = record.get("counts")
     return isinstance(counts, dict) and entry.name in counts and files_only(entry, is_written)
 
 
-BUILD_OUTPUT = OutputKind("balance build output", RECORD, "build", _build_holds)
+BUILD_OUTPUT = OutputKind(
+    "balance build output", RECORD, "build", frozenset({MANIFEST, RECORD}), _build_holds
+)
 
 
 @dataclass
@@ -107,11 +117,6 @@ class BuildResult:
     items: list[Item]  # the plan; empty for a dry run (the counts are in record)
     record: dict = field(default_factory=dict)
     written: bool = False  # False for a dry run
-
-
-def _settings_differ(old: dict, new: dict) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys)
 
 
 def _source_changes(previous: dict, found: Scan) -> str:
@@ -136,14 +141,29 @@ def _source_changes(previous: dict, found: Scan) -> str:
     return "; ".join(parts) or "files were replaced, renamed or re-tagged"
 
 
-def estimate_bytes(found: Scan, targets: Mapping[str, int], link: bool) -> int:
+def estimate_bytes(found: Scan, targets: Mapping[str, int], link: bool, block: int = 4096) -> int:
     """Disk space the plan needs: originals (unless hard-linked) plus each class's copies at
-    its originals' mean size."""
-    total = 0.0
+    its originals' mean size, every file rounded up to whole blocks of the file system."""
+
+    def on_disk(size: float) -> int:
+        return -(-int(size) // block) * block
+
+    total = 0
     for label, images in found.images.items():
-        sizes = sum(im.size for im in images)
-        total += (0 if link else sizes) + sizes / len(images) * (targets[label] - len(images))
-    return int(total)
+        mean = sum(im.size for im in images) / len(images)
+        if not link:
+            total += sum(on_disk(im.size) for im in images)
+        total += on_disk(mean) * (targets[label] - len(images))
+    return total
+
+
+def block_size(out: Path) -> int:
+    """The allocation unit of the file system OUT is (or will be) on."""
+    where = next(d for d in (out, *out.parents) if d.exists())
+    try:
+        return os.statvfs(where).f_frsize or 4096
+    except (OSError, AttributeError):
+        return 4096
 
 
 def check_space(out: Path, needed: int, files: int) -> None:
@@ -163,104 +183,107 @@ def build(
     out: str | Path,
     settings: BuildSettings,
     *,
-    workers: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
+    existing: Existing = Existing.ERROR,
+    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
     dry_run: bool = False,
-    progress: bool = True,
-    backend: str = "loky",
-    scheduler: str | None = None,
     space_check: bool = True,
 ) -> BuildResult:
     """Balance SRC into OUT (see ARCHITECTURE.md); BalanceError for every user error.
 
-    Nothing is written until the source is scanned and the plan is made, so a bad
-    option or a bad source leaves OUT untouched. backend='dask' runs the same chunks on a
-    Dask cluster (`scheduler`, or a local one): SRC and OUT must be on shared storage.
+    Nothing is written until the source is scanned and the plan is made, so a bad option
+    or a bad source leaves OUT untouched. `existing` says what to do with an OUT that holds
+    an earlier build: refuse it, resume it (same source and settings), or replace it.
+    `run.backend='dask'` runs the same chunks on a Dask cluster: SRC and OUT must then be on
+    storage every worker sees.
     """
     root = check_source(src)
-    guard: dict[str, Any] = dict(inputs={"source folder": root}, resume=resume, overwrite=overwrite)
-    out, _ = check_output(out, BUILD_OUTPUT, **guard)
-    with pool(backend, scheduler, workers) as p:
+    inputs = {"source folder": root}
+    out, _ = check_claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing)
+    with pool(run) as p:
         p.check_shared(root, next(d for d in (out, *out.parents) if d.exists()))
-        plan = partial(_plan, root, settings=settings, workers=p.workers, progress=progress)
         if dry_run:
-            return plan(out, space_check=space_check)
-        with locked(out):  # OUT was proven above; again under the lock, as `claimed` does
-            _, previous = check_output(out, BUILD_OUTPUT, **guard)
-            result = plan(out, space_check=space_check)
-            if resume and previous is not None:
-                _check_resume(previous, result)
+            return _plan(root, out, settings, p, space_check=space_check)
+        with claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing) as c:
+            result = _plan(root, out, settings, p, space_check=space_check)
+            if c.resuming:
+                _check_resume(c.previous or {}, result)
             result.items = make_plan(
                 result.scan.images, result.targets, settings.chosen, settings.seed
             )
-            prepare_folders(out, result.items, BUILD_OUTPUT, result.record, previous, overwrite)
-            return _write(result, settings, workers=p.workers, progress=progress)
+            c.begin(result.record)
+            return _write(c, result, settings, p)
 
 
-def _record(root: Path, found: Scan, settings: BuildSettings, targets: dict[str, int]) -> dict:
+def _record(
+    root: Path, found: Scan, settings: BuildSettings, targets: dict[str, int], block: int
+) -> dict:
     """balance.json: the settings, the counts, what was skipped, as the run starts."""
     counts = found.counts()
     chosen = settings.chosen
-    return {
-        "tool": TOOL,
-        "kind": "build",
-        "version": __version__,
-        "status": "running",
-        "source": str(root),
-        "settings": settings.key(found),
-        "newest_source_mtime_ns": max(im.mtime_ns for ims in found.images.values() for im in ims),
-        "transforms": {
-            n: {"magnitude": m, "summary": TRANSFORMS[n].summary} for n, m in chosen.items()
+    return stamp(
+        BUILD_OUTPUT,
+        {
+            "status": "planned",
+            "source": str(root),
+            "settings": settings.key(found),
+            "newest_source_mtime_ns": max(
+                im.mtime_ns for ims in found.images.values() for im in ims
+            ),
+            "transforms": {
+                n: {"magnitude": m, "summary": TRANSFORMS[n].summary} for n, m in chosen.items()
+            },
+            "counts": {
+                label: {
+                    "before": counts[label],
+                    "copies": targets[label] - counts[label],
+                    "after": targets[label],
+                }
+                for label in sorted(counts)
+            },
+            "files": sum(targets.values()),
+            "estimated_bytes": estimate_bytes(found, targets, settings.link, block),
+            "empty_classes": found.empty,
+            "skipped": found.skipped_list(),
+            "ignored": found.ignored,
+            "warnings": unsuited(chosen, sizes_by_class(found)),
         },
-        "counts": {
-            label: {
-                "before": counts[label],
-                "copies": targets[label] - counts[label],
-                "after": targets[label],
-            }
-            for label in sorted(counts)
-        },
-        "files": sum(targets.values()),
-        "estimated_bytes": estimate_bytes(found, targets, settings.link),
-        "empty_classes": found.empty,
-        "skipped": found.skipped_list(),
-        "ignored": found.ignored,
-        "warnings": unsuited(chosen, sizes_by_class(found)),
-    }
+    )
 
 
 def _plan(
-    root: Path,
-    out: Path,
-    *,
-    settings: BuildSettings,
-    workers: int,
-    progress: bool,
-    space_check: bool,
+    root: Path, out: Path, settings: BuildSettings, p: Pool, *, space_check: bool
 ) -> BuildResult:
-    found = scan(root, workers=workers, progress=progress, max_bytes=settings.max_image_mb << 20)
+    found = scan(root, workers=p.workers, progress=p.progress, max_bytes=settings.writing.max_bytes)
     targets = class_targets(
         found.counts(), nmin=settings.nmin, target=settings.target, per_class=settings.per_class
     )
-    record = _record(root, found, settings, targets)
+    block = block_size(out)
+    record = _record(root, found, settings, targets, block)
     for message in record["warnings"]:
         warnings.warn(message, ToolWarning, stacklevel=3)
     if space_check:
         present = (
-            sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.exists() else 0
+            sum(f.stat().st_blocks * 512 for f in out.rglob("*") if plain_file(f))
+            if out.exists()
+            else 0
         )
         check_space(out, record["estimated_bytes"] - present, record["files"])
     return BuildResult(out, found, targets, [], record)
 
 
 def _check_resume(previous: dict, result: BuildResult) -> None:
-    """Refuse to finish an interrupted run of another source or other settings."""
+    """Refuse to finish an interrupted run of another source, other settings or another
+    version of the tool (its files might be rendered differently)."""
     old, new = previous.get("settings"), result.record["settings"]
     if not isinstance(old, dict):
         raise BalanceError(
             f"{RECORD} in {result.out} has no settings to resume from; "
             "use --overwrite to start again"
+        )
+    if previous.get("version") != __version__:
+        raise BalanceError(
+            f"--resume: {result.out} was started by version {previous.get('version')} of "
+            f"the tool, this is {__version__}; use --overwrite to start again"
         )
     if old.get("source_digest") != new["source_digest"]:
         raise BalanceError(
@@ -271,27 +294,17 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
         )
     if old != new:
         raise BalanceError(
-            "--resume with other settings than the interrupted run: " + _settings_differ(old, new)
+            "--resume with other settings than the interrupted run: " + differences(old, new)
         )
 
 
-def _write(
-    result: BuildResult, settings: BuildSettings, *, workers: int, progress: bool
-) -> BuildResult:
-    out, record, items = result.out, result.record, result.items
+def _write(c: Claim, result: BuildResult, settings: BuildSettings, p: Pool) -> BuildResult:
+    items = result.items
     written = run_items(
-        result.scan.root,
-        out,
-        items,
-        workers,
-        quality=settings.quality,
-        link=settings.link,
-        max_bytes=settings.max_image_mb << 20,
-        progress=progress,
+        result.scan.root, c.path, items, p.workers, settings.writing, progress=p.progress
     )
-    sweep(out, items)  # a killed run's stray worker may have finished a file after the first sweep
-    record["manifest_sha256"] = write_manifest(out, manifest_rows(items, written))
-    record["status"] = "complete"
-    write_record(out, record)
+    record = dict(result.record)
+    record["manifest_sha256"] = write_manifest(c.path, manifest_rows(items, written))
+    result.record = c.complete(record)
     result.written = True
     return result

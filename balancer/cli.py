@@ -8,7 +8,29 @@ from pathlib import Path
 
 import typer
 
-from .cli_common import CONTEXT, report_skipped, run_app, text_table, version_flag, warn
+from .cli_common import (
+    CONTEXT,
+    on_interrupt,
+    report_skipped,
+    run_app,
+    text_table,
+    version_flag,
+    warn,
+)
+from .limits import (
+    COUNT,
+    IMAGE_MB,
+    JPEG_QUALITY,
+    MAX_IMAGE_MB,
+    QUALITY,
+    ROWS,
+    SEED,
+    SIDE,
+    SPLIT_FRACTION,
+    WORKERS,
+)
+
+RESUME_HINT = "run the same command with --resume to finish"
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -49,7 +71,7 @@ def build_cmd(
         ..., "--out", "-o", metavar="OUT", help="Output folder for the balanced data set."
     ),
     nmin: int | None = typer.Option(
-        None, help="Bring every class below N up to N (the paper's N_min)."
+        None, help=f"Bring every class below N up to N (the paper's N_min; {COUNT})."
     ),
     target: str | None = typer.Option(
         None, help="'majority': bring every class up to the largest."
@@ -67,14 +89,17 @@ def build_cmd(
         "See `balance transforms`.",
     ),
     seed: int = typer.Option(
-        0, help="Seed for every random choice; the output depends only on SRC, options and seed."
+        0,
+        help=f"Seed for every random choice ({SEED}); the output depends only on SRC, options and seed.",
     ),
-    quality: int = typer.Option(95, help="JPEG quality of generated copies."),
+    quality: int = typer.Option(
+        JPEG_QUALITY, help=f"JPEG quality of generated copies ({QUALITY})."
+    ),
     link: bool = typer.Option(
         False, "--link", help="Hard-link originals instead of copying them, where possible."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", "-j", help="Worker processes (default: all cores)."
+        None, "--workers", "-j", help=f"Worker processes ({WORKERS}; default: all cores)."
     ),
     backend: str = typer.Option(
         "loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."
@@ -91,9 +116,9 @@ def build_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
     max_image_mb: int = typer.Option(
-        256,
+        MAX_IMAGE_MB,
         "--max-image-mb",
-        help="Skip images whose decoded pixels would take more than this many MiB (width x height x channels x bytes per sample), read from the header before decoding.",
+        help=f"Skip images whose decoded pixels would take more than this many MiB ({IMAGE_MB}; width x height x channels x bytes per sample), read from the header before decoding.",
     ),
     space_check: bool = typer.Option(
         True,
@@ -115,34 +140,31 @@ def build_cmd(
       balance build data/train --out data/balanced --nmin 1500 --transforms crop,rotate,cutout,width,zoom
     """
     from .builder import BuildSettings, build
+    from .ownership import Existing
+    from .parallel import RunOptions
 
-    try:
-        settings = BuildSettings(
-            nmin=nmin,
-            target=target,
-            per_class=parse_per_class(per_class),
-            transforms=transforms,
-            seed=seed,
-            quality=quality,
-            max_image_mb=max_image_mb,
-            link=link,
-        )
+    settings = BuildSettings(
+        nmin=nmin,
+        target=target,
+        per_class=parse_per_class(per_class),
+        transforms=transforms,
+        seed=seed,
+        quality=quality,
+        max_image_mb=max_image_mb,
+        link=link,
+    )
+    run = RunOptions(workers, backend, scheduler, progress=not quiet)
+    existing = Existing.from_flags(resume=resume, overwrite=overwrite)
+    with on_interrupt(RESUME_HINT):
         result = build(
             src,
             out,
             settings,
-            workers=workers,
-            resume=resume,
-            overwrite=overwrite,
+            existing=existing,
+            run=run,
             dry_run=dry_run,
-            progress=not quiet,
-            backend=backend,
-            scheduler=scheduler,
             space_check=space_check,
         )
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command with --resume to finish", file=sys.stderr)
-        raise typer.Exit(130) from None
     record = result.record
     report_skipped(record["skipped"], record["empty_classes"])
     if as_json:
@@ -172,6 +194,7 @@ def stats_cmd(
         help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes.",
     ),
     plot: Path | None = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
     workers: int | None = typer.Option(
         None, "--workers", "-j", help="Worker processes for checking images."
     ),
@@ -187,19 +210,22 @@ def stats_cmd(
     Example:
       balance stats photos/ --nmin 1500 --plot counts.png
     """
+    from .ownership import claim_file
+    from .parallel import RunOptions
     from .stats import folder_stats, plot_counts
 
+    if plot:  # refused now, not after the scan
+        claim_file(plot, inputs={"folder": src}, overwrite=overwrite)
     stats = folder_stats(
         src,
         nmin=nmin,
         target=target,
         per_class=parse_per_class(per_class),
-        workers=workers,
-        progress=not quiet,
+        run=RunOptions(workers, progress=not quiet),
         transforms=transforms,
     )
     if plot:
-        plot_counts(stats, plot)
+        plot_counts(stats, plot, overwrite=overwrite)
     if as_json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return
@@ -242,10 +268,11 @@ def preview_cmd(
     out: Path = typer.Option(
         ..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT file."),
     transforms: str = typer.Option(
         "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper' or 'all'."
     ),
-    n: int = typer.Option(4, help="Rows: source images, from different classes in turn."),
+    n: int = typer.Option(4, help=f"Rows: source images, from different classes in turn ({ROWS})."),
     seed: int = typer.Option(0, help="Which images and which draws."),
     from_manifest: bool = typer.Option(
         False,
@@ -257,7 +284,7 @@ def preview_cmd(
         help="Show every tile as `train --resize MODE` feeds it to the model: stretch, crop or pad.",
     ),
     size: int = typer.Option(
-        224, help="With --resize: the model's input side (train's --image-size)."
+        224, help=f"With --resize: the model's input side (train's --image-size; {SIDE})."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
@@ -274,14 +301,13 @@ def preview_cmd(
     from .preview import as_stored, as_trained, preview_manifest, preview_transforms
     from .transforms import parse_transforms
 
-    if n < 1:
-        raise typer.BadParameter(f"must be at least 1 (got {n})", param_hint="--n")
     view = as_trained(resize, size) if resize else as_stored
     if from_manifest:
-        rows, cols = preview_manifest(src, out, n=n, seed=seed, view=view)
+        rows, cols = preview_manifest(src, out, n=n, seed=seed, view=view, overwrite=overwrite)
     else:
+        chosen = parse_transforms(transforms)
         rows, cols = preview_transforms(
-            src, parse_transforms(transforms), out, n=n, seed=seed, view=view
+            src, chosen, out, n=n, seed=seed, view=view, overwrite=overwrite
         )
     if not quiet:
         print(f"wrote {out} ({rows} rows x {cols} tiles)")
@@ -297,8 +323,12 @@ def split_cmd(
         metavar="OUT",
         help="Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json.",
     ),
-    test: float = typer.Option(0.2, help="Fraction of each class for OUT/test."),
-    val: float = typer.Option(0.0, help="Fraction of each class for OUT/val (none by default)."),
+    test: float = typer.Option(
+        0.2, help=f"Fraction of each class for OUT/test ({SPLIT_FRACTION}; test + val < 1)."
+    ),
+    val: float = typer.Option(
+        0.0, help=f"Fraction of each class for OUT/val ({SPLIT_FRACTION}; none by default)."
+    ),
     seed: int = typer.Option(0, help="Seed of the shuffle."),
     link: bool = typer.Option(
         False, "--link", help="Hard-link instead of copying, where possible."
@@ -321,20 +351,16 @@ def split_cmd(
     Example:
       balance split photos/ --out data/ --test 0.2 --val 0.1
     """
+    from .ownership import Existing
+    from .parallel import RunOptions
     from .splitting import split
 
-    result = split(
-        src,
-        out,
-        test=test,
-        val=val,
-        seed=seed,
-        link=link,
-        workers=workers,
-        overwrite=overwrite,
-        progress=not quiet,
-        resume=resume,
-    )
+    run = RunOptions(workers, progress=not quiet)
+    existing = Existing.from_flags(resume=resume, overwrite=overwrite)
+    with on_interrupt(RESUME_HINT):
+        result = split(
+            src, out, test=test, val=val, seed=seed, link=link, existing=existing, run=run
+        )
     for message in result.warnings:
         warn(message)
     report_skipped([s.as_dict() for s in result.skipped])
@@ -374,9 +400,10 @@ def verify_cmd(
     Example:
       balance verify data/balanced --replay
     """
+    from .parallel import RunOptions
     from .verification import verify
 
-    report = verify(out, workers=workers, progress=not quiet, replay=replay)
+    report = verify(out, run=RunOptions(workers, progress=not quiet), replay=replay)
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import typer
 import typer.core
@@ -49,6 +50,16 @@ def _show_version(tool: str):
             raise typer.Exit()
 
     return show
+
+
+@contextmanager
+def on_interrupt(hint: str) -> Iterator[None]:
+    """Ctrl-C inside the block: one line saying what state things are in, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {hint}", file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 def warn(message: str) -> None:

@@ -11,25 +11,41 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .opencv import BACKSTOP_PIXELS, cv2
 
-MAX_IMAGE_BYTES = 256 << 20  # default limit on an image's decoded size (`--max-image-mb`)
 MAX_FILE_BYTES = 256 << 20
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
-TEMP_SUFFIX = ".part"  # not an image extension: no loader reads a half-written file
 
 
 class BadImage(Exception):
     """A source file that is not a whole, readable image; the message is the reason."""
+
+
+class SourceChanged(BadImage):
+    """A file whose size or modification time is no longer what the scan saw."""
+
+
+Stamp = tuple[int, int]  # (size in bytes, modification time in ns): what a scan saw of a file
+
+
+def check_stamp(st: os.stat_result, expect: Stamp | None) -> None:
+    """SourceChanged when a file's stat is not the one the scan recorded."""
+    if expect is not None and (st.st_size, st.st_mtime_ns) != tuple(expect):
+        raise SourceChanged(
+            f"size or modification time differs from the scan's: {st.st_size} bytes, "
+            f"was {expect[0]}"
+            if st.st_size != expect[0]
+            else "modified after the scan (its modification time differs)"
+        )
 
 
 def sniff(data: bytes) -> str:
@@ -172,13 +188,13 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) 
     """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
 
     The header is checked first: more than `max_bytes` of decoded pixels (default
-    MAX_IMAGE_BYTES) is refused unread.
+    limits.MAX_IMAGE_MB MiB) is refused unread.
     check_only decodes a JPEG at 1/8 scale: every entropy-coded byte is still parsed (so
     corrupt data still fails) but the inverse DCT is skipped; the image returned is small
     (and not oriented).
     """
     fmt = check_whole(data)
-    max_bytes = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    max_bytes = limits.image_bytes() if max_bytes is None else max_bytes
     header = read_header(data)
     if header is not None and header.decoded_bytes > max_bytes:
         raise BadImage(
@@ -213,12 +229,13 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) 
     return Loaded(image, fmt, orientation, size)
 
 
-def read_bytes(path: Path) -> bytes:
-    """A regular file's bytes, refusing anything else (a FIFO would block for ever) and files
-    too large to be a sane image."""
+def read_bytes(path: Path, expect: Stamp | None = None) -> bytes:
+    """A regular file's bytes, refusing anything else (a FIFO would block for ever), files
+    too large to be a sane image and, given `expect`, a file that changed since the scan."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         st = os.fstat(fd)
+        check_stamp(st, expect)
         if not stat.S_ISREG(st.st_mode):
             raise BadImage("not a regular file (a FIFO, socket or device)")
         if st.st_size > MAX_FILE_BYTES:
@@ -229,14 +246,16 @@ def read_bytes(path: Path) -> bytes:
         os.close(fd)
 
 
-def load(path: Path, check_only: bool = False, max_bytes: int | None = None) -> Loaded:
+def load(
+    path: Path, check_only: bool = False, max_bytes: int | None = None, expect: Stamp | None = None
+) -> Loaded:
     try:
-        return decode(read_bytes(path), check_only, max_bytes)
+        return decode(read_bytes(path, expect), check_only, max_bytes)
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None
 
 
-def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+def encode(image: np.ndarray, fmt: str, quality: int = limits.JPEG_QUALITY) -> bytes:
     """Encode to 'jpeg' (8-bit, no alpha) or 'png' (any depth and channel count)."""
     if fmt == "jpeg":
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -245,51 +264,3 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.dtype} {image.shape} image as {fmt}")
     return buf.tobytes()
-
-
-_GUARD_PID: int | None = None
-
-
-def stop_writes_when_parent_dies(pid: int | None) -> None:
-    """In a pool worker: never rename a file into place once the process `pid` (the command
-    that started the pool) is gone; the worker exits instead."""
-    global _GUARD_PID
-    _GUARD_PID = pid
-
-
-def parent_gone() -> bool:
-    pid = _GUARD_PID
-    return pid is not None and os.getpid() != pid and os.getppid() != pid
-
-
-def _replace_via_temp(dst: Path, write) -> None:
-    tmp = dst.with_name(dst.name + TEMP_SUFFIX)
-    try:
-        write(tmp)
-        if parent_gone():
-            tmp.unlink(missing_ok=True)
-            os._exit(1)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(dst: Path, data: bytes) -> None:
-    """Write bytes under a temporary name, then rename: dst only ever appears whole."""
-    _replace_via_temp(dst, lambda tmp: tmp.write_bytes(data))
-
-
-def copy_atomic(src: Path, dst: Path, link: bool = False) -> None:
-    """Copy src to dst byte for byte (hard link when asked and possible), atomically."""
-
-    def put(tmp: Path) -> None:
-        if link:
-            try:
-                os.link(src, tmp)
-                return
-            except OSError:
-                pass  # another file system, or links not supported: copy instead
-        shutil.copyfile(src, tmp)
-
-    _replace_via_temp(dst, put)

@@ -7,10 +7,10 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from .atomic import write_atomic
 from .errors import BalanceError
-from .imageio import write_atomic
 from .ownership import read_json_record, write_json
 
 MANIFEST = "manifest.csv"
@@ -72,16 +72,64 @@ def read_csv(path: Path):
         raise BalanceError(f"{path} is not a readable CSV file ({first})") from None
 
 
+REQUIRED = ["file_name", "label", "source", "origin"]  # what a reader of the folder needs
+
+
+def is_balanced_folder(folder: str | Path) -> bool:
+    """Whether FOLDER is a balancer output: its balance.json is this tool's record, or its
+    manifest.csv has the balancer's `source` and `origin` columns. A manifest.csv of anyone
+    else (Hugging Face's `file_name,text` metadata, say) does not make it one."""
+    from .ownership import tool_record
+
+    folder = Path(folder)
+    found = tool_record(folder)
+    if found is not None and found[0] == RECORD:
+        return True
+    path = folder / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return {"source", "origin"} <= set(header)
+
+
+def leaves_folder(name: str) -> bool:
+    """A manifest path that would point outside its folder: absolute, empty, or with '..'."""
+    p = PurePosixPath(name)
+    return not name or p.is_absolute() or ".." in p.parts
+
+
 def read_manifest(folder: str | Path):
     """A balanced folder's manifest as a pandas DataFrame with typed columns: `params` a dict
     (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
-    originals), the others strings."""
+    originals), the others strings. BalanceError (one line) for a manifest that lacks the
+    columns a reader needs, lists a file twice, or names a path outside the folder."""
     import pandas as pd
 
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
     m = read_csv(path)
+    missing = [c for c in REQUIRED if c not in m.columns]
+    if missing:
+        raise BalanceError(
+            f"{path} lacks the column(s) {', '.join(missing)}: not a balancer manifest"
+        )
+    twice = m.file_name[m.file_name.duplicated()]
+    if len(twice):
+        raise BalanceError(
+            f"{path} lists {twice.iloc[0]!r} more than once ({len(twice)} duplicate row(s))"
+        )
+    for column in ("file_name", "source"):
+        outside = m[column][m[column].map(leaves_folder)]
+        if len(outside):
+            raise BalanceError(
+                f"{path}: {column} {outside.iloc[0]!r} points outside the folder; "
+                "such a manifest is never read"
+            )
     try:
         if "params" in m:
             m["params"] = [json.loads(p) if p else None for p in m["params"]]
@@ -89,6 +137,8 @@ def read_manifest(folder: str | Path):
             m["seed"] = pd.array([int(x) if x else None for x in m["seed"]], dtype="Int64")
     except ValueError as exc:
         raise BalanceError(f"{path}: a params or seed cell does not parse ({exc})") from None
+    if "params" in m and not all(p is None or isinstance(p, dict) for p in m["params"]):
+        raise BalanceError(f"{path}: a params cell is not a JSON object")
     return m
 
 
@@ -101,9 +151,4 @@ def read_record(folder: str | Path) -> dict | None:
     path = Path(folder) / RECORD
     if not path.exists():
         return None
-    try:
-        return read_json_record(path)
-    except BalanceError:
-        raise
-    except Exception as exc:  # UserError from read_json_record: same words, balancer's type
-        raise BalanceError(str(exc)) from None
+    return read_json_record(path)

@@ -14,6 +14,7 @@ from typing import Any
 from joblib import Parallel, delayed, parallel_config
 
 from .errors import BalanceError, ToolWarning
+from .limits import WORKERS
 
 
 def default_workers() -> int:
@@ -30,8 +31,7 @@ def resolve_workers(workers: int | None) -> int:
     cores = default_workers()
     if workers is None:
         return cores
-    if workers < 1:
-        raise BalanceError(f"--workers must be at least 1 (got {workers})")
+    WORKERS.check(workers, "--workers")
     if workers > cores:
         warnings.warn(
             f"--workers {workers} is more than the {cores} cores here; using {cores}",
@@ -40,6 +40,33 @@ def resolve_workers(workers: int | None) -> int:
         )
         return cores
     return workers
+
+
+BACKENDS = ("loky", "dask")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a command runs, not what it makes: where its work runs and whether it shows
+    progress. Checked once when made; `pool(run)` resolves the worker count once."""
+
+    workers: int | None = None  # None: every core here (or every thread of the Dask cluster)
+    backend: str = "loky"  # 'loky' (this machine's cores) or 'dask'
+    scheduler: str | None = None  # with 'dask': the scheduler's address; None: a local cluster
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise BalanceError(
+                f"unknown --backend '{self.backend}'; choose {' or '.join(BACKENDS)}"
+            )
+        if self.scheduler and self.backend != "dask":
+            raise BalanceError("--scheduler goes with --backend dask")
+        if self.workers is not None:
+            WORKERS.check(self.workers, "--workers")
+
+
+QUIET = RunOptions(progress=False)
 
 
 def chunked(
@@ -68,7 +95,7 @@ _REMOTE = False  # True while a Dask pool is open: workers are not this process'
 
 def _indexed(fn, index, chunk, guard=None):
     if guard is not None:
-        from .imageio import stop_writes_when_parent_dies
+        from .atomic import stop_writes_when_parent_dies
 
         stop_writes_when_parent_dies(guard)
     return index, fn(chunk)
@@ -111,6 +138,7 @@ class Pool:
 
     workers: int
     client: Any = None
+    progress: bool = True
 
     def check_shared(self, *paths: Path) -> None:
         """Every Dask worker must see these paths (SRC, OUT's parent): a clear error, no hang."""
@@ -130,18 +158,14 @@ def _missing(paths: list[str]) -> list[str]:
 
 
 @contextmanager
-def pool(
-    backend: str = "loky", scheduler: str | None = None, workers: int | None = None
-) -> Iterator[Pool]:
-    """Run joblib on `backend` inside the block: 'loky' (this machine's cores) or 'dask'
-    (the cluster at `scheduler`, or a LocalCluster of `workers` processes)."""
+def pool(run: RunOptions) -> Iterator[Pool]:
+    """Run joblib on the run's backend inside the block: 'loky' (this machine's cores) or
+    'dask' (the cluster at its scheduler, or a LocalCluster of its workers). The worker
+    count is resolved here, once: a remote cluster's threads are not this machine's cores."""
+    backend, scheduler, workers = run.backend, run.scheduler, run.workers
     if backend == "loky":
-        if scheduler:
-            raise BalanceError("--scheduler goes with --backend dask")
-        yield Pool(resolve_workers(workers))
+        yield Pool(resolve_workers(workers), progress=run.progress)
         return
-    if backend != "dask":
-        raise BalanceError(f"unknown --backend '{backend}'; choose loky or dask")
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -168,6 +192,6 @@ def pool(
         global _REMOTE
         _REMOTE = True
         try:
-            yield Pool(sum(client.nthreads().values()), client)
+            yield Pool(sum(client.nthreads().values()), client, progress=run.progress)
         finally:
             _REMOTE = False

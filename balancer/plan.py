@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from .errors import BalanceError
+from .limits import COUNT, SEED
 from .source import SourceImage
 
 OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG
@@ -34,16 +35,12 @@ class Item:
     magnitude: float | None = None
     seed: int | None = None
     orientation: int = 1  # the source's EXIF orientation, applied when it is re-encoded
-
-
-MAX_PER_CLASS = 10**9
-MAX_SEED = 2**63 - 1
+    size: int = 0  # the source's size and modification time as scanned: a source that
+    mtime_ns: int = 0  # no longer has them when it is read stops the run (0: not checked)
 
 
 def check_seed(seed: int) -> int:
-    if not 0 <= seed <= MAX_SEED:
-        raise BalanceError(f"--seed must be between 0 and 2**63-1 (got {seed})")
-    return seed
+    return SEED.check(seed, "--seed")
 
 
 def class_rng(seed: int, label: str) -> np.random.Generator:
@@ -63,15 +60,12 @@ def check_target(
         raise BalanceError(
             "say how many images per class: --nmin N, --target majority or --per-class NAME=N"
         )
-    if nmin is not None and not 1 <= nmin <= MAX_PER_CLASS:
-        raise BalanceError(f"--nmin must be between 1 and {MAX_PER_CLASS:,} (got {nmin})")
+    if nmin is not None:
+        COUNT.check(nmin, "--nmin")
     if target is not None and target != "majority":
         raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
     for label, n in per_class.items():
-        if not 1 <= n <= MAX_PER_CLASS:
-            raise BalanceError(
-                f"--per-class {label}={n}: a count must be between 1 and {MAX_PER_CLASS:,}"
-            )
+        COUNT.check(n, f"--per-class {label}")
     return per_class
 
 
@@ -133,6 +127,8 @@ def original_item(label: str, image: SourceImage, name: str) -> Item:
         "original",
         "copy" if copy else "encode",
         orientation=image.orientation,
+        size=image.size,
+        mtime_ns=image.mtime_ns,
     )
 
 
@@ -193,6 +189,8 @@ def plan_class(
                 tname,
                 transforms[tname],
                 int(seeds[j]),
+                size=image.size,
+                mtime_ns=image.mtime_ns,
             )
         )
     return items

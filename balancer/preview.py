@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from . import imageio
+from .atomic import write_atomic
 from .errors import BalanceError, ToolWarning
 from .imageio import BadImage, cv2, load
-from .manifest import read_manifest
+from .limits import ROWS, SEED, SIDE
+from .manifest import MANIFEST, read_manifest
+from .ownership import claim_file
 from .source import list_source
 from .square import RESIZE_MODES, to_square
 from .transforms import TRANSFORMS, unsuited
+from .writing import output_format
 
 TILE = 168  # px per tile side
 TEXT_H = 30  # px of label under each tile
@@ -80,10 +84,12 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
     return out
 
 
-def _save(image: np.ndarray, path: str | Path) -> None:
+SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 95
+
+
+def _save(image: np.ndarray, path: Path) -> None:
     """PNG, or JPEG when the name says so (.jpg, .jpeg)."""
-    fmt = "jpeg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "png"
-    imageio.write_atomic(Path(path), imageio.encode(image, fmt, 92))
+    write_atomic(path, imageio.encode(image, output_format(path.name), SHEET_QUALITY))
 
 
 def as_trained(mode: str, size: int):
@@ -91,8 +97,7 @@ def as_trained(mode: str, size: int):
     `to_square` (stretched to a square, the centred square cropped, or padded with black)."""
     if mode not in RESIZE_MODES:
         raise BalanceError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{mode}')")
-    if size < 8:
-        raise BalanceError(f"--size must be at least 8 (got {size})")
+    SIDE.check(size, "--size")
     return lambda image: to_square(image, size, mode)
 
 
@@ -132,10 +137,14 @@ def preview_transforms(
     n: int = 4,
     seed: int = 0,
     view=as_stored,
+    *,
+    overwrite: bool = False,
 ) -> tuple[int, int]:
     """Rows of: a source image, then each transform applied once. Returns (rows, columns).
 
-    `view` (as_trained(...)) shows every tile as the trainer will see it."""
+    `view` (as_trained(...)) shows every tile as the trainer will see it. OUT is never
+    written inside SRC, and replaces an existing file only with overwrite=True."""
+    target = claim_file(out, inputs={"source folder": Path(src)}, overwrite=overwrite)
     rows = []
     sources = pick_sources(src, n, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
@@ -146,15 +155,25 @@ def preview_transforms(
             result, params = TRANSFORMS[name](image, np.random.default_rng([seed, i, j]), magnitude)
             row.append(tile(view(result), [name, describe_params(params)]))
         rows.append(row)
-    _save(sheet(rows), out)
+    _save(sheet(rows), target)
     return len(rows), 1 + len(transforms)
 
 
 def preview_manifest(
-    folder: str | Path, out: str | Path, n: int = 4, per_row: int = 5, seed: int = 0, view=as_stored
+    folder: str | Path,
+    out: str | Path,
+    n: int = 4,
+    per_row: int = 5,
+    seed: int = 0,
+    view=as_stored,
+    *,
+    overwrite: bool = False,
 ) -> tuple[int, int]:
     """Rows of: an original of a balanced folder, then its generated copies (up to per_row)."""
+    ROWS.check(n, "--n")
+    SEED.check(seed, "--seed")
     folder = Path(folder)
+    target = claim_file(out, inputs={"balanced folder": folder}, overwrite=overwrite)
     m = read_manifest(folder)
     aug = m[m.origin == "augmented"]
     if aug.empty:
@@ -165,17 +184,27 @@ def preview_manifest(
         choices = sorted(aug[aug.label == label].source.unique())
         sources.append(choices[rng.integers(len(choices))])
     rows = []
-    originals = m[m.origin == "original"].set_index("source").file_name
+    originals = dict(
+        zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=True)
+    )
     for source in sources[:n]:
-        original = originals[source]
-        row = [tile(view(load(folder / original).image), [original, "original"])]
+        original = originals.get(source)
+        if original is None:
+            raise BalanceError(f"{folder / MANIFEST} has no row for the original {source}")
+        row = [tile(view(_load(folder, original)), [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
-            row.append(
-                tile(
-                    view(load(folder / r.file_name).image),
-                    [r.augmentation, describe_params(r.params)],
-                )
-            )
+            if not isinstance(r.params, dict):
+                raise BalanceError(f"{folder / MANIFEST}: the copy {r.file_name} has no params")
+            image = view(_load(folder, r.file_name))
+            row.append(tile(image, [r.augmentation, describe_params(r.params)]))
         rows.append(row)
-    _save(sheet(rows), out)
+    _save(sheet(rows), target)
     return len(rows), max(len(r) for r in rows)
+
+
+def _load(folder: Path, name: str) -> np.ndarray:
+    """A balanced folder's image, or one line saying why it cannot be shown."""
+    try:
+        return load(folder / name).image
+    except BadImage as exc:
+        raise BalanceError(f"cannot show {folder / name}: {exc}") from None

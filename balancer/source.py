@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import imageio
+from .atomic import TEMP_SUFFIX
 from .errors import BalanceError
-from .parallel import chunked, resolve_workers, run_chunks
+from .parallel import chunked, default_workers, run_chunks
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -143,7 +144,7 @@ def _why_not_a_class(entry: os.DirEntry) -> str | None:
         return "not inside a class folder"
     if not is_utf8(entry.name):
         return "folder name is not valid UTF-8 (rename it)"
-    if entry.name.lower() in RESERVED_NAMES or entry.name.endswith(imageio.TEMP_SUFFIX):
+    if entry.name.lower() in RESERVED_NAMES or entry.name.endswith(TEMP_SUFFIX):
         return "class folder name is reserved for the tool's own files (rename it)"
     return None
 
@@ -243,11 +244,12 @@ def scan(
 ) -> Scan:
     """Walk SRC/<class>/..., decode every candidate image, and sort out the bad ones.
 
+    `workers`: the pool's slots, as the command resolved them (None: every core here).
     Raises BalanceError when SRC is missing or has fewer than two usable classes.
     """
     listing = list_source(src, progress=progress)
     root, skipped = listing.root, list(listing.skipped)
-    workers = resolve_workers(workers)
+    workers = workers or default_workers()
     chunks = chunked([c[0] for c in listing.candidates], workers)
     candidates: list[tuple | None] = listing.candidates  # type: ignore[assignment]
     starts = [0, *itertools.accumulate(len(c) for c in chunks)]

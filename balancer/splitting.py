@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .errors import BalanceError
-from .manifest import write_csv
-from .ownership import TOOL, OutputKind, claimed, files_only, write_json
-from .parallel import resolve_workers
+from .limits import SPLIT_FRACTION
+from .manifest import MANIFEST, is_balanced_folder, write_csv
+from .ownership import Existing, OutputKind, check_claim, claim, files_only
+from .parallel import RunOptions, pool
 from .plan import check_seed, class_rng, plan_class
-from .source import scan
-from .writing import is_written, prepare_folders, run_items, sweep
+from .source import check_source, scan
+from .writing import Writing, is_written, run_items
 
 SPLIT_MANIFEST = "split.csv"
 SPLIT_RECORD = "split.json"
@@ -24,8 +22,6 @@ PARTS = ("train", "val", "test")
 
 
 def _split_holds(record: dict, entry: Path) -> bool:
-    if entry.name in (SPLIT_MANIFEST, SPLIT_RECORD):
-        return entry.is_file() and not entry.is_symlink()
     classes = record.get("counts")
     if entry.name not in PARTS or entry.is_symlink() or not entry.is_dir():
         return False
@@ -34,7 +30,13 @@ def _split_holds(record: dict, entry: Path) -> bool:
     )
 
 
-SPLIT_OUTPUT = OutputKind("balance split output", SPLIT_RECORD, "split", _split_holds)
+SPLIT_OUTPUT = OutputKind(
+    "balance split output",
+    SPLIT_RECORD,
+    "split",
+    frozenset({SPLIT_MANIFEST, SPLIT_RECORD}),
+    _split_holds,
+)
 
 
 def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
@@ -65,10 +67,8 @@ def split(
     val: float = 0.0,
     seed: int = 0,
     link: bool = False,
-    workers: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    resume: bool = False,
+    existing: Existing = Existing.ERROR,
+    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
 ) -> SplitResult:
     """Copy SRC into OUT/train, OUT/val (when val > 0) and OUT/test, stratified per class.
 
@@ -76,49 +76,41 @@ def split(
     every part keeps at least one training image and is named in the warnings. OUT/split.csv
     records every file's part, OUT/split.json the run. JPEG/PNG are copied byte for byte,
     other formats (and photos with an EXIF rotation) are re-encoded. A killed split is
-    finished with resume=True or replaced with overwrite=True.
+    finished with Existing.RESUME or replaced with Existing.OVERWRITE. A balanced folder is
+    refused: its copies would land in another part than their originals.
     """
-    if (
-        not (math.isfinite(test) and math.isfinite(val))
-        or not 0 <= test < 1
-        or not 0 <= val < 1
-        or test + val >= 1
-    ):
-        raise BalanceError(
-            f"--test and --val must be fractions with test + val < 1 (got test={test}, val={val})"
-        )
+    SPLIT_FRACTION.check(test, "--test")
+    SPLIT_FRACTION.check(val, "--val")
+    if test + val >= 1:
+        raise BalanceError(f"--test + --val must stay below 1 (got {test} + {val})")
     if test == 0 and val == 0:
         raise BalanceError("nothing to split: give --test and/or --val")
     check_seed(seed)
-    workers = resolve_workers(workers)
-    found = scan(src, workers=workers, progress=progress)
-    guard: dict[str, Any] = dict(
-        inputs={"source folder": found.root}, resume=resume, overwrite=overwrite
-    )
-    with claimed(out, SPLIT_OUTPUT, **guard) as (out, previous):
-        return _split(
-            found,
-            out,
-            previous,
-            test=test,
-            val=val,
-            seed=seed,
-            link=link,
-            workers=workers,
-            overwrite=overwrite,
-            progress=progress,
-        )
-
-
-def _split(
-    found, out: Path, previous: dict | None, *, test, val, seed, link, workers, overwrite, progress
-) -> SplitResult:
-    settings = {"source_digest": found.digest(), "test": test, "val": val, "seed": seed}
-    if previous is not None and not overwrite and previous.get("settings") != settings:
+    root = check_source(src)
+    if is_balanced_folder(root):
         raise BalanceError(
-            f"--resume: {out} holds a split of other settings or of a changed "
-            "source; use --overwrite to start again"
+            f"{root} is a balanced folder ({MANIFEST}): its copies would be split apart from "
+            "their originals; split the source before balancing, then balance the training part"
         )
+    inputs = {"source folder": root}
+    check_claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing)
+    with pool(run) as p:
+        found = scan(root, workers=p.workers, progress=p.progress)
+        with claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing) as c:
+            settings = {"source_digest": found.digest(), "test": test, "val": val, "seed": seed}
+            c.check_resume(settings, "settings or source")
+            result, items, rows = _plan_split(found, c.path, test=test, val=val, seed=seed)
+            record = {"source": str(found.root), "settings": settings, "counts": result.counts}
+            c.begin(record)
+            run_items(found.root, c.path, items, p.workers, Writing(link=link), progress=p.progress)
+            rows.sort(key=lambda r: r["file_name"])
+            write_csv(c.path / SPLIT_MANIFEST, rows, ["file_name", "label", "source", "split"])
+            c.complete(record)
+            return result
+
+
+def _plan_split(found, out: Path, *, test: float, val: float, seed: int):
+    """(result, items, split.csv rows): each class shuffled with its own generator."""
     result = SplitResult(out, {}, skipped=found.skipped)
     items, rows = [], []
     for label, images in found.images.items():
@@ -144,20 +136,4 @@ def _split(
                         "split": part,
                     }
                 )
-    record = {
-        "tool": TOOL,
-        "kind": "split",
-        "version": __version__,
-        "status": "running",
-        "source": str(found.root),
-        "settings": settings,
-        "counts": result.counts,
-    }
-    prepare_folders(out, items, SPLIT_OUTPUT, record, previous, overwrite)
-    run_items(found.root, out, items, workers, link=link, progress=progress)
-    sweep(out, items)
-    rows.sort(key=lambda r: r["file_name"])
-    write_csv(out / SPLIT_MANIFEST, rows, ["file_name", "label", "source", "split"])
-    record["status"] = "complete"
-    write_json(out / SPLIT_RECORD, record)
-    return result
+    return result, items, rows

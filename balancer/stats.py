@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from pathlib import Path
 
-from .manifest import MANIFEST, read_manifest
-from .plan import class_targets
+from .manifest import is_balanced_folder, read_manifest
+from .parallel import RunOptions, pool
+from .plan import check_target, class_targets
 from .source import check_source, scan, sizes_by_class
 from .transforms import parse_transforms, unsuited
 
@@ -23,17 +23,22 @@ def folder_stats(
     nmin: int | None = None,
     target: str | None = None,
     per_class: Mapping[str, int] | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
     transforms: str | None = None,
 ) -> dict:
-    """Counts per class and the imbalance ratio; with a target, the plan and its disk cost.
+    """Counts per class and the imbalance ratio; with a target, the plan and its disk cost
+    (what `balance build` would write, whole blocks per file).
 
-    A balanced folder (one with manifest.csv) is read through its manifest: originals and
-    augmented copies per class.
+    A balanced folder (the balancer's manifest.csv) is read through its manifest: originals
+    and augmented copies per class.
     """
+    from .builder import block_size, estimate_bytes
+
     root = check_source(folder)
-    if (root / MANIFEST).is_file():
+    chosen = parse_transforms(transforms) if transforms else {}
+    if per_class or nmin is not None or target is not None:
+        check_target(nmin, target, per_class)
+    if is_balanced_folder(root):
         m = read_manifest(root)
         table = m.groupby(["label", "origin"]).size().unstack(fill_value=0)
         classes = {
@@ -54,7 +59,8 @@ def folder_stats(
                 {k: v["originals"] for k, v in classes.items()}
             ),
         }
-    found = scan(root, workers=workers, progress=progress)
+    with pool(run) as p:
+        found = scan(root, workers=p.workers, progress=p.progress)
     counts = found.counts()
     result: dict = {
         "folder": str(root),
@@ -64,33 +70,31 @@ def folder_stats(
         "imbalance_ratio": imbalance_ratio(counts),
         "skipped": found.skipped_list(),
         "empty_classes": found.empty,
-        "warnings": unsuited(parse_transforms(transforms), sizes_by_class(found))
-        if transforms
-        else [],
+        "warnings": unsuited(chosen, sizes_by_class(found)) if chosen else [],
     }
     if nmin is not None or target is not None or per_class:
         targets = class_targets(counts, nmin=nmin, target=target, per_class=per_class)
-        total_bytes = 0.0
-        for label, images in found.images.items():
-            mean_size = sum(im.size for im in images) / len(images)
-            copies = targets[label] - counts[label]
-            result["classes"][label].update(copies=copies, after=targets[label])
-            total_bytes += mean_size * copies
+        for label in found.images:
+            result["classes"][label].update(
+                copies=targets[label] - counts[label], after=targets[label]
+            )
         result["plan"] = {
             "copies": sum(targets.values()) - sum(counts.values()),
             "after": sum(targets.values()),
-            "estimated_bytes": int(total_bytes),
+            "estimated_bytes": estimate_bytes(found, targets, False, block_size(root)),
             "imbalance_ratio_after": imbalance_ratio(targets),
         }
     return result
 
 
-def plot_counts(stats: dict, path: str | Path) -> None:
-    """Bar chart of images per class: before/after a plan, or originals/augmented copies."""
-    from .plotting import pyplot
+def plot_counts(stats: dict, path: str | Path, *, overwrite: bool = False) -> None:
+    """Bar chart of images per class: before/after a plan, or originals/augmented copies.
+    Never written inside the folder it counts, nor over a file unless overwrite=True."""
+    from .ownership import claim_file
+    from .plotting import pyplot, save_figure
 
+    target = claim_file(path, inputs={"folder": Path(stats["folder"])}, overwrite=overwrite)
     plt = pyplot()
-    from .imageio import write_atomic
 
     classes = stats["classes"]
     labels = list(classes)
@@ -122,8 +126,4 @@ def plot_counts(stats: dict, path: str | Path) -> None:
         loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0
     )  # beside, not on, the bars
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(Path(path), buf.getvalue())
+    save_figure(fig, target)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BalanceError
+from .limits import Interval
 from .opencv import cv2
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
@@ -120,12 +121,16 @@ def apply_zoom(image: np.ndarray, p: Params) -> np.ndarray:
 
 
 # -- draw: parameters from (shape, generator, magnitude) -----------------------------------
-# No draw is a no-op: a value too close to "no change" is drawn again (from the same
-# generator, so deterministically), a crop as large as the image is clamped, a cutout has
-# at least one pixel.
+# No draw is a no-op: a value too close to "no change" (within NEAR_ZERO of the magnitude, or
+# under half the transform's smallest magnitude, which is what still changes pixels) is drawn
+# again from the same generator, so deterministically; a draw that cannot change an image of
+# this shape (a width factor that rounds back to the same width, a horizontal flip of a
+# one-pixel-wide image) is drawn again too; a crop as large as the image is clamped; a cutout
+# has at least one pixel.
 
 NEAR_ZERO = 0.05  # of the magnitude: closer to "no change" than this is drawn again
 CLAMPED_CROP = 0.9  # a crop that would keep the whole image keeps this fraction of each side
+REDRAWS = 100  # draws tried for one that changes an image of this shape
 
 
 def pixels(m: float, shape: Shape) -> int:
@@ -133,20 +138,22 @@ def pixels(m: float, shape: Shape) -> int:
     return max(1, int(round(m * min(shape[:2])))) if m < 1 else int(m)
 
 
-def _uniform(rng: np.random.Generator, m: float, count: int = 1) -> Any:
-    """`count` values in [-m, m], drawn again while all are within NEAR_ZERO * m of 0."""
+def _uniform(rng: np.random.Generator, m: float, floor: float, count: int = 1) -> Any:
+    """`count` values in [-m, m], drawn again while all are within max(NEAR_ZERO * m, floor)
+    of 0 (floor <= m / 2, so at least half the draws pass)."""
+    least = max(NEAR_ZERO * m, floor)
     for _ in range(1000):
         values = [float(rng.uniform(-m, m)) for _ in range(count)]
-        if max(abs(v) for v in values) >= NEAR_ZERO * m:
+        if max(abs(v) for v in values) >= least:
             return values if count > 1 else values[0]
     raise AssertionError("unreachable: 1000 draws near zero")
 
 
-def draw_blur(shape: Shape, rng: np.random.Generator, m: float) -> Params:
+def draw_blur(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
     return {"ksize": 2 * int(rng.integers(1, int(m) // 2 + 1)) + 1}
 
 
-def draw_crop(shape: Shape, rng: np.random.Generator, m: float) -> Params:
+def draw_crop(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
     h, w = shape[:2]
     side = pixels(m, shape)
     ch, cw = min(side, h), min(side, w)
@@ -163,20 +170,20 @@ def draw_crop(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     }
 
 
-def draw_flip(shape: Shape, rng: np.random.Generator, m: float) -> Params:
+def draw_flip(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
     return {"mode": list(_FLIP_CODES)[int(rng.integers(0, 3))]}
 
 
-def draw_rotate(shape: Shape, rng: np.random.Generator, m: float) -> Params:
-    return {"degrees": _uniform(rng, m) * 360.0}
+def draw_rotate(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    return {"degrees": _uniform(rng, m, floor) * 360.0}
 
 
-def draw_translate(shape: Shape, rng: np.random.Generator, m: float) -> Params:
-    x, y = _uniform(rng, m, count=2)
+def draw_translate(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    x, y = _uniform(rng, m, floor, count=2)
     return {"x": x, "y": y}
 
 
-def draw_cutout(shape: Shape, rng: np.random.Generator, m: float) -> Params:
+def draw_cutout(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
     h, w = shape[:2]
     return {
         "size": int(rng.integers(1, pixels(m, shape) + 1)),
@@ -185,43 +192,97 @@ def draw_cutout(shape: Shape, rng: np.random.Generator, m: float) -> Params:
     }
 
 
-def draw_factor(shape: Shape, rng: np.random.Generator, m: float) -> Params:
-    return {"factor": 1.0 + _uniform(rng, m)}
+def draw_factor(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    return {"factor": 1.0 + _uniform(rng, m, floor)}
 
 
-def draw_zoom(shape: Shape, rng: np.random.Generator, m: float) -> Params:
-    return {"zoom": _uniform(rng, m)}
+def draw_zoom(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    return {"zoom": _uniform(rng, m, floor)}
+
+
+# -- which draws can change an image of a given shape ----------------------------------------
+
+
+def _resized(side: int, factor: float) -> int:
+    return max(1, int(round(side * factor)))  # as _resize_axis makes it
+
+
+def _more_than_a_pixel(shape: Shape, p: Params) -> bool:
+    return shape[0] * shape[1] > 1
+
+
+def _flip_changes(shape: Shape, p: Params) -> bool:
+    h, w = shape[:2]
+    return {"horizontal": w > 1, "vertical": h > 1, "both": h * w > 1}[p["mode"]]
+
+
+def _height_changes(shape: Shape, p: Params) -> bool:
+    return _resized(shape[0], p["factor"]) != shape[0]
+
+
+def _width_changes(shape: Shape, p: Params) -> bool:
+    return _resized(shape[1], p["factor"]) != shape[1]
+
+
+def _always(shape: Shape, p: Params) -> bool:
+    return True
 
 
 # -- the registry ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Transform:
     name: str
     summary: str
     default: float | None  # the magnitude; None for transforms that take none
-    magnitude: str  # what the magnitude means, for --help and `balance transforms`
-    draw: Callable[[Shape, np.random.Generator, Any], Params]  # magnitude: float, or None
+    meaning: str  # what the magnitude means; with `allowed`, for --help and `balance transforms`
+    drawer: Callable[[Shape, np.random.Generator, Any, float], Params]  # magnitude: float or None
     apply: Callable[[np.ndarray, Params], np.ndarray]
-    low: float = 0.0  # magnitude must be > low (integers: >= low) ...
-    high: float = float("inf")  # ... and <= high
-    integer: bool = False
+    changes: Callable[[Shape, Params], bool] = _more_than_a_pixel  # whether params change it
+    allowed: Interval | None = None  # the magnitudes: the low end is the least that changes pixels
     odd: bool = False
     fraction: bool = False  # also takes a fraction in (0, 1) of the image's shorter side
+
+    @property
+    def magnitude(self) -> str:
+        """What the magnitude means and what it may be."""
+        if self.allowed is None:
+            return self.meaning
+        also = " or a fraction in (0, 1) of the shorter side" if self.fraction else ""
+        odd = ", odd" if self.odd else ""
+        return f"{self.meaning}: {self.allowed}{odd}{also}"
+
+    def draw(self, shape: Shape, rng: np.random.Generator, magnitude: Any) -> Params:
+        """Parameters for an image of this shape: drawn again (from the same generator) while
+        they cannot change it, up to REDRAWS times."""
+        floor = 0.0 if self.allowed is None or self.fraction else (self.allowed.low or 0) / 2
+        params = self.drawer(shape, rng, magnitude, floor)
+        for _ in range(REDRAWS - 1):
+            if self.changes(shape, params):
+                break
+            params = self.drawer(shape, rng, magnitude, floor)
+        return params
 
     def __call__(
         self, image: np.ndarray, rng: np.random.Generator, magnitude: float | None = None
     ) -> tuple[np.ndarray, Params]:
-        m = self.default if magnitude is None else magnitude
-        params = self.draw(image.shape, rng, m)
+        params = self.draw(image.shape, rng, self.check(magnitude))
         return self.apply(image, params), params
+
+    def can_change(self, shape: Shape, magnitude: float | None) -> bool:
+        """Whether any draw at this magnitude changes an image of this shape."""
+        h, w = shape[:2]
+        if self.name in ("width", "height"):
+            side = w if self.name == "width" else h
+            return side * float(magnitude or 0) > 0.5
+        return self.changes is _always or h * w > 1
 
     def check(self, magnitude: float | None) -> float | None:
         """The validated magnitude (the default for None); BalanceError names a bad one."""
         if magnitude is None:
             return self.default
-        if self.default is None:
+        if self.allowed is None:
             raise BalanceError(f"transform '{self.name}' takes no magnitude (got {magnitude:g})")
         if not math.isfinite(magnitude):
             raise BalanceError(
@@ -230,113 +291,111 @@ class Transform:
             )
         if self.fraction and 0 < magnitude < 1:
             return float(magnitude)
-        bad = (
-            magnitude < self.low if self.integer else magnitude <= self.low
-        ) or magnitude > self.high
-        if self.integer and magnitude != int(magnitude):
-            bad = True
-        if self.odd and int(magnitude) % 2 == 0:
-            bad = True
-        if bad:
+        if magnitude not in self.allowed or (self.odd and int(magnitude) % 2 == 0):
             raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} ({self.magnitude})")
-        return int(magnitude) if self.integer else float(magnitude)
+        return int(magnitude) if self.allowed.integer else float(magnitude)
 
+
+FACTOR = Interval(0.005, 0.99)  # a change of a factor around 1: 0.5 % still moves pixels
 
 TRANSFORMS: dict[str, Transform] = {
     t.name: t
     for t in [
         Transform(
-            "blur",
-            "Gaussian blur",
-            7,
-            "largest odd kernel size; kernel drawn from 3..m",
-            draw_blur,
-            apply_blur,
-            low=3,
-            high=99,
-            integer=True,
+            name="blur",
+            summary="Gaussian blur",
+            default=7,
+            meaning="largest odd kernel size; kernel drawn from 3..m",
+            drawer=draw_blur,
+            apply=apply_blur,
+            allowed=Interval(3, 99, integer=True),
             odd=True,
         ),
         Transform(
-            "crop",
-            "random crop to a square target size (a smaller side is kept whole)",
-            200,
-            "target side: px, or a fraction (< 1) of the shorter side",
-            draw_crop,
-            apply_crop,
-            low=1,
-            high=100_000,
-            integer=True,
+            name="crop",
+            summary="random crop to a square target size (a smaller side is kept whole)",
+            default=200,
+            meaning="target side in px",
+            drawer=draw_crop,
+            apply=apply_crop,
+            allowed=Interval(1, 100_000, integer=True),
             fraction=True,
         ),
         Transform(
-            "flip", "flip horizontally, vertically or both", None, "none", draw_flip, apply_flip
+            name="flip",
+            summary="flip horizontally, vertically or both",
+            default=None,
+            meaning="none",
+            drawer=draw_flip,
+            apply=apply_flip,
+            changes=_flip_changes,
         ),
         Transform(
-            "rotate",
-            "rotate by a fraction of a full turn, reflect fill",
-            0.125,
-            "largest fraction of 2*pi, in (0, 0.5]",
-            draw_rotate,
-            apply_rotate,
-            high=0.5,
+            name="rotate",
+            summary="rotate by a fraction of a full turn, reflect fill",
+            default=0.125,
+            meaning="largest fraction of 2*pi",
+            drawer=draw_rotate,
+            apply=apply_rotate,
+            allowed=Interval(0.003, 0.5),  # 0.003: about 1 degree
         ),
         Transform(
-            "translate",
-            "shift by a fraction of width and height, reflect fill",
-            0.3,
-            "largest shift fraction per axis, in (0, 1)",
-            draw_translate,
-            apply_translate,
-            high=0.99,
+            name="translate",
+            summary="shift by a fraction of width and height, reflect fill",
+            default=0.3,
+            meaning="largest shift fraction per axis",
+            drawer=draw_translate,
+            apply=apply_translate,
+            allowed=FACTOR,
         ),
         Transform(
-            "cutout",
-            "one mid-gray square patch (DeVries & Taylor 2017)",
-            70,
-            "largest patch side: px, or a fraction (< 1) of the shorter side",
-            draw_cutout,
-            apply_cutout,
-            low=1,
-            high=100_000,
-            integer=True,
+            name="cutout",
+            summary="one mid-gray square patch (DeVries & Taylor 2017)",
+            default=70,
+            meaning="largest patch side in px",
+            drawer=draw_cutout,
+            apply=apply_cutout,
+            changes=_always,
+            allowed=Interval(1, 100_000, integer=True),
             fraction=True,
         ),
         Transform(
-            "contrast",
-            "(x - mean) * factor + mean, per channel",
-            0.3,
-            "largest change of the factor around 1, in (0, 1)",
-            draw_factor,
-            apply_contrast,
-            high=0.99,
+            name="contrast",
+            summary="(x - mean) * factor + mean, per channel",
+            default=0.3,
+            meaning="largest change of the factor around 1",
+            drawer=draw_factor,
+            apply=apply_contrast,
+            allowed=Interval(0.01, 0.99),
         ),
         Transform(
-            "height",
-            "resize the height by a factor",
-            0.3,
-            "largest change of the factor around 1, in (0, 1)",
-            draw_factor,
-            apply_height,
-            high=0.99,
+            name="height",
+            summary="resize the height by a factor",
+            default=0.3,
+            meaning="largest change of the factor around 1",
+            drawer=draw_factor,
+            apply=apply_height,
+            changes=_height_changes,
+            allowed=FACTOR,
         ),
         Transform(
-            "width",
-            "resize the width by a factor",
-            0.3,
-            "largest change of the factor around 1, in (0, 1)",
-            draw_factor,
-            apply_width,
-            high=0.99,
+            name="width",
+            summary="resize the width by a factor",
+            default=0.3,
+            meaning="largest change of the factor around 1",
+            drawer=draw_factor,
+            apply=apply_width,
+            changes=_width_changes,
+            allowed=FACTOR,
         ),
         Transform(
-            "zoom",
-            "zoom in or out around the centre, same size, reflect fill",
-            0.3,
-            "largest zoom fraction, in (0, 1); positive zooms out",
-            draw_zoom,
-            apply_zoom,
-            high=0.99,
+            name="zoom",
+            summary="zoom in or out around the centre, same size, reflect fill",
+            default=0.3,
+            meaning="largest zoom fraction; positive zooms out",
+            drawer=draw_zoom,
+            apply=apply_zoom,
+            allowed=FACTOR,
         ),
     ]
 }
@@ -346,7 +405,8 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     """'crop,rotate=0.1' -> {name: magnitude}, every magnitude checked.
 
     'paper' stands for the paper's set T and 'all' for every transform, each at its default;
-    names after them override magnitudes ('all,crop=160,cutout=20').
+    names after them override magnitudes ('all,crop=160,cutout=20'). Names and the two
+    keywords are read in any case; an error quotes what was typed.
 
     >>> parse_transforms("rotate=0.1,flip")
     {'rotate': 0.1, 'flip': None}
@@ -357,16 +417,19 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
         raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
     named = {"paper": PAPER_SET.split(","), "all": list(TRANSFORMS)}
     chosen: dict[str, float | None] = {
-        n: TRANSFORMS[n].check(None) for item in items for n in named.get(item, ())
+        n: TRANSFORMS[n].check(None) for item in items for n in named.get(item.lower(), ())
     }
     given: set[str] = set()
     for item in items:
-        if item in named:
+        if item.lower() in named:
             continue
-        name, _, value = item.partition("=")
-        name = name.strip().lower()
+        typed, _, value = item.partition("=")
+        name = typed.strip().lower()
         if name not in TRANSFORMS:
-            raise BalanceError(f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
+            raise BalanceError(
+                f"unknown transform '{typed.strip()}'; choose from {', '.join(TRANSFORMS)}, "
+                "or 'paper' or 'all'"
+            )
         if name in given:
             raise BalanceError(f"transform '{name}' given twice")
         given.add(name)
@@ -396,8 +459,10 @@ def unsuited(
     transforms: dict[str, float | None], sizes: dict[str, list[tuple[int, int]]]
 ) -> list[str]:
     """Warnings, with counts per class, for magnitudes that do not suit these image sizes
-    ((width, height) per class): a crop as large as the image (it is clamped to a 90 % crop)
-    and a cutout that can cover more than half of it. A class named "" is not named."""
+    ((width, height) per class): a crop as large as the image (it is clamped to a 90 % crop),
+    a cutout that can cover more than half of it, and any transform that cannot change an
+    image at all (1x1 px, or a side too short for a width/height factor): those copies are
+    identical to their original. A class named "" is not named."""
     checks = {
         "crop": (
             "is as large as the image",
@@ -410,20 +475,35 @@ def unsuited(
             lambda side, w, h: side * side > 0.5 * w * h,
         ),
     }
+    images = sum(len(d) for d in sizes.values())
     found = []
     for name, (what, hint, bad) in checks.items():
-        if name not in transforms:
-            continue
-        m = TRANSFORMS[name].check(transforms[name])
+        m = TRANSFORMS[name].check(transforms[name]) if name in transforms else None
         if m is None:
             continue
         per_class = {
             label: sum(bad(pixels(m, (h, w)), w, h) for w, h in dims)
             for label, dims in sizes.items()
         }
-        total, images = sum(per_class.values()), sum(len(d) for d in sizes.values())
-        if total:
-            counts = ", ".join(f"{label} {n}" for label, n in per_class.items() if n and label)
-            counts = f" ({counts})" if counts else ""
-            found.append(f"{name}={m:g} {what} for {total} of {images} images{counts}: {hint}")
+        if sum(per_class.values()):
+            found.append(f"{name}={m:g} {what} for {_counted(per_class, images)}: {hint}")
+    for name, given in transforms.items():
+        t = TRANSFORMS[name]
+        m = t.check(given)
+        per_class = {
+            label: sum(not t.can_change((h, w), m) for w, h in dims)
+            for label, dims in sizes.items()
+        }
+        if sum(per_class.values()):
+            shown = name if m is None else f"{name}={m:g}"
+            found.append(
+                f"{shown} cannot change {_counted(per_class, images)} (1x1 px, or a side too "
+                "short for the factor): their copies with it are identical to the original"
+            )
     return found
+
+
+def _counted(per_class: dict[str, int], images: int) -> str:
+    """'3 of 20 images (a 2, b 1)'."""
+    counts = ", ".join(f"{label} {n}" for label, n in per_class.items() if n and label)
+    return f"{sum(per_class.values())} of {images} images" + (f" ({counts})" if counts else "")

@@ -14,22 +14,28 @@ import json
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from . import imageio
-from .errors import BalanceError
-from .manifest import COLUMNS, MANIFEST, RECORD, read_csv
+from .atomic import TEMP_SUFFIX
+from .errors import BalanceError, UserError
+from .limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
+from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
 from .ownership import read_json_record
-from .parallel import chunked, resolve_workers, run_chunks
+from .parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .source import IMAGE_EXTENSIONS, printable
 from .transforms import TRANSFORMS
+from .writing import output_format, render
 
 
 def verify(
-    folder: str | Path, *, workers: int | None = None, progress: bool = True, replay: bool = False
+    folder: str | Path,
+    *,
+    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
+    replay: bool = False,
 ) -> dict:
     """{'ok', 'problems', 'files', 'classes'}: records, manifest <-> files, labels, counts,
-    checksums, decoding, nothing a loader would misread; with replay, every copy's bytes."""
+    checksums, decoding, nothing a loader would misread; with replay, every copy's bytes.
+    A manifest path that points outside the folder (or a source outside the source folder)
+    is a problem and is never read."""
     root = Path(folder)
     if not root.is_dir():
         raise BalanceError(f"not a folder: {root}")
@@ -43,20 +49,12 @@ def verify(
     counts = {k: int(v) for k, v in sorted(manifest.label.value_counts().items())}
     if record is not None:
         _against_record(root, record, counts, problems)
-    workers = resolve_workers(workers)
     rows = manifest[manifest.file_name.isin(set(files))]
     limit = _image_limit(record)
-    _check_contents(root, rows, workers, progress, limit, problems)
-    if replay and record is not None:
-        _check_replay(
-            root,
-            record,
-            manifest,
-            workers=workers,
-            progress=progress,
-            limit=limit,
-            problems=problems,
-        )
+    with pool(run) as p:
+        _check_contents(root, rows, p, limit, problems)
+        if replay and record is not None:
+            _check_replay(root, record, manifest, p, limit=limit, problems=problems)
     return _report(problems, files, counts)
 
 
@@ -64,7 +62,7 @@ def _image_limit(record: dict | None) -> int | None:
     """The build's limit on an image's decoded bytes (--max-image-mb), None for the default."""
     settings = (record or {}).get("settings")
     mb = settings.get("max_image_mb") if isinstance(settings, dict) else None
-    return mb << 20 if isinstance(mb, int) and mb > 0 else None
+    return image_bytes(mb) if mb in IMAGE_MB else None
 
 
 def _report(problems: list[str], files: list[str], counts: dict) -> dict:
@@ -102,10 +100,13 @@ def _read_manifest(root: Path, problems: list[str]):
     if missing:
         problems.append(f"{MANIFEST} lacks columns: {', '.join(missing)}")
         return None
-    empty = m.file_name.str.strip() == ""
-    for i in m.index[empty]:
-        problems.append(f"{MANIFEST} row {i + 2} has an empty file_name")
-    return m[~empty]
+    bad = m.file_name.map(leaves_folder) | m.source.map(leaves_folder)
+    for i in m.index[bad]:
+        which = "file_name" if leaves_folder(m.file_name[i]) else "source"
+        problems.append(
+            f"{MANIFEST} row {i + 2}: {which} {m[which][i]!r} points outside its folder (not read)"
+        )
+    return m[~bad]
 
 
 def _layout(root: Path, problems: list[str]) -> list[str]:
@@ -138,7 +139,7 @@ def _misfit(f: Path) -> str | None:
         return "subfolder"
     if not f.is_file():
         return "not a regular file (FIFO, socket or device)"
-    if f.name.endswith(imageio.TEMP_SUFFIX):
+    if f.name.endswith(TEMP_SUFFIX):
         return "temporary file left behind"
     if f.name.startswith("."):
         return "hidden file"
@@ -178,14 +179,11 @@ def _against_record(root: Path, record: dict, counts: dict, problems: list[str])
         )
 
 
-def _check_contents(
-    root: Path, rows, workers: int, progress: bool, limit: int | None, problems: list[str]
-) -> None:
+def _check_contents(root: Path, rows, p: Pool, limit: int | None, problems: list[str]) -> None:
     tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
-    chunks = chunked(tasks, workers)
-    for _, found in run_chunks(
-        partial(_content_chunk, str(root), limit), chunks, workers, progress, desc="checking"
-    ):
+    chunks = chunked(tasks, p.workers)
+    job = partial(_content_chunk, str(root), limit)
+    for _, found in run_chunks(job, chunks, p.workers, p.progress, desc="checking"):
         problems += found
 
 
@@ -204,12 +202,35 @@ def _content_chunk(root: str, limit: int | None, tasks: list[tuple[str, str]]) -
     return found
 
 
+def _replay_settings(record: dict) -> tuple[dict, int] | str:
+    """(magnitudes, quality) of the build, or why the record cannot be replayed."""
+    settings = record.get("settings")
+    if not isinstance(settings, dict):
+        return f"{RECORD} has no settings"
+    magnitudes = settings.get("transforms", {})
+    if not isinstance(magnitudes, dict) or not all(
+        isinstance(k, str)
+        and (v is None or isinstance(v, (int, float)) and not isinstance(v, bool))
+        for k, v in magnitudes.items()
+    ):
+        return f"{RECORD}'s settings.transforms is not a map of names to magnitudes"
+    quality = settings.get("quality", JPEG_QUALITY)
+    if quality not in QUALITY:
+        return f"{RECORD}'s settings.quality is not {QUALITY} (got {quality!r})"
+    if not isinstance(record.get("source", ""), str):
+        return f"{RECORD}'s source is not a path"
+    return magnitudes, int(quality)
+
+
 def _check_replay(
-    root: Path, record: dict, m, *, workers: int, progress: bool, limit: int | None, problems: list
+    root: Path, record: dict, m, p: Pool, *, limit: int | None, problems: list
 ) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
-    settings = record.get("settings")
-    settings = settings if isinstance(settings, dict) else {}
+    settings = _replay_settings(record)
+    if isinstance(settings, str):
+        problems.append(f"cannot replay: {settings}")
+        return
+    magnitudes, quality = settings
     originals = dict(
         zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=False)
     )
@@ -219,14 +240,10 @@ def _check_replay(
         for r in copies.itertuples()
     ]
     job = partial(
-        _replay_chunk,
-        str(root),
-        str(record.get("source", "")),
-        settings.get("transforms") or {},
-        int(settings.get("quality") or 95),
-        limit,
+        _replay_chunk, str(root), str(record.get("source", "")), magnitudes, quality, limit
     )
-    for _, found in run_chunks(job, chunked(tasks, workers), workers, progress, desc="replaying"):
+    chunks = chunked(tasks, p.workers)
+    for _, found in run_chunks(job, chunks, p.workers, p.progress, desc="replaying"):
         problems += found
 
 
@@ -265,21 +282,25 @@ def _original_pixels(in_src: Path, in_out: Path, limit: int | None):
 def _replay_one(
     path: Path, image, name: str, params: str, seed: str, *, magnitudes: dict, quality: int
 ) -> str | None:
-    transform = TRANSFORMS.get(name)
-    if transform is None:
+    if name not in TRANSFORMS:
         return f"unknown transform '{name}' in {MANIFEST}"
     try:
         recorded = json.loads(params)
-        drawn = transform.draw(image.shape, np.random.default_rng(int(seed)), magnitudes.get(name))
-    except (ValueError, TypeError):
-        return f"params or seed in {MANIFEST} do not parse"
+        drawn, expected = render(
+            image,
+            transform=name,
+            magnitude=magnitudes.get(name),
+            seed=int(seed),
+            fmt=output_format(path.name),
+            quality=quality,
+        )
+    except (ValueError, TypeError, UserError) as exc:
+        return f"params, seed or magnitude in the records do not parse ({exc})"
     if drawn != recorded:
         return "params in the manifest are not the ones its seed draws"
-    fmt = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
     try:
-        expected = imageio.encode(transform.apply(image, recorded), fmt, quality)
         if imageio.read_bytes(path) != expected:
             return "copy differs from its replay (original + params)"
-    except (imageio.BadImage, OSError, ValueError) as exc:
+    except (imageio.BadImage, OSError) as exc:
         return f"cannot replay ({exc})"
     return None

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from balancer import BuildSettings, build  # noqa: E402
+from balancer.parallel import RunOptions  # noqa: E402
 from bench.balance_speed import NMIN, copies_needed  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 
@@ -43,7 +44,8 @@ def main() -> None:
     settings = BuildSettings(nmin=NMIN, transforms="rotate")
     try:
         loky = best_seconds(
-            lambda out: build(root, out, settings, workers=cores, progress=False), work / "loky"
+            lambda out: build(root, out, settings, run=RunOptions(workers=cores, progress=False)),
+            work / "loky",
         )
         with LocalCluster(
             n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=None
@@ -53,9 +55,9 @@ def main() -> None:
                     root,
                     out,
                     settings,
-                    backend="dask",
-                    scheduler=cluster.scheduler_address,
-                    progress=False,
+                    run=RunOptions(
+                        backend="dask", scheduler=cluster.scheduler_address, progress=False
+                    ),
                 ),
                 work / "dask",
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from balancer.opencv import cv2
+from balancer.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,3 +91,63 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert len(errors) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+ONE = RunOptions(workers=1, progress=False)  # a library call in one process, no bar
+
+
+GATE = Path(__file__).resolve().parent / "gate"
+
+
+def gated_env(out: Path, at: int, release: Path) -> dict[str, str]:
+    """The environment for a command whose writers all stop once OUT holds `at` finished
+    files, until `release` exists (tests/gate/sitecustomize.py)."""
+    path = os.pathsep.join(p for p in (str(GATE), os.environ.get("PYTHONPATH", "")) if p)
+    gate = os.pathsep.join([str(Path(out).absolute()), str(at), str(release)])
+    return {**os.environ, "PYTHONPATH": path, "BALANCED_AUG_GATE": gate}
+
+
+def finished_files(out: Path) -> int:
+    """Files in OUT's class folders, less those still being written."""
+    if not out.is_dir():
+        return 0
+    return sum(
+        not f.name.endswith(".part") for d in out.iterdir() if d.is_dir() for f in d.iterdir()
+    )
+
+
+def wait_until(condition, proc, hang: float = 300.0) -> None:
+    """Poll until condition() holds; the process ending first is a failure, and so is
+    `hang` seconds without it (a hang guard: the gate makes every awaited state certain)."""
+    import time
+
+    deadline = time.monotonic() + hang
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended (exit {proc.returncode}) before the state")
+        if time.monotonic() > deadline:
+            raise AssertionError("hung: the awaited state never came")
+        time.sleep(0.01)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    """A process that has exited (or is only a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, run_cli, textured, write_image
+from helpers import QUIET, assert_one_line_error, run_cli, textured, write_image
 
 from balancer import BuildSettings, build, read_manifest, scan
 from balancer.errors import BalanceError
@@ -127,7 +127,7 @@ def test_too_few_classes_is_a_user_error(tmp_path):
     (src / "broken").mkdir()
     (src / "broken" / "b.jpg").write_bytes(b"nope")
     with pytest.raises(BalanceError, match="need at least 2"):
-        build(src, tmp_path / "out", BuildSettings(nmin=2), progress=False)
+        build(src, tmp_path / "out", BuildSettings(nmin=2), run=QUIET)
     assert_one_line_error(
         run_cli("balancer", "build", src, "--out", tmp_path / "out", "--nmin", "2"),
         "need at least 2",

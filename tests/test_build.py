@@ -3,18 +3,23 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from helpers import (
+    ONE,
+    QUIET,
     REPO,
+    RunOptions,
     assert_one_line_error,
+    finished_files,
+    gated_env,
     make_folder,
     run_cli,
     textured,
     tree_digest,
+    wait_until,
     write_image,
 )
 
@@ -22,6 +27,7 @@ from balancer import BuildSettings, build, read_manifest, replay
 from balancer.errors import BalanceError
 from balancer.imageio import encode, load
 from balancer.opencv import cv2
+from balancer.ownership import Existing
 
 TRANSFORMS = "crop=24,rotate,cutout=20,width,zoom"
 
@@ -32,8 +38,7 @@ def test_build_counts_manifest_and_pixels(small_src, tmp_path):
         small_src,
         out,
         BuildSettings(nmin=5, transforms=TRANSFORMS, seed=1),
-        workers=1,
-        progress=False,
+        run=ONE,
     )
     assert result.record["counts"] == {
         "cat": {"before": 6, "copies": 0, "after": 6},
@@ -69,15 +74,19 @@ def test_build_counts_manifest_and_pixels(small_src, tmp_path):
 
 def test_same_bytes_with_one_or_two_workers(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 12, "b": 3, "c": 1})
-    build(src, tmp_path / "w1", BuildSettings(nmin=40, transforms="all"), workers=1, progress=False)
-    build(src, tmp_path / "w2", BuildSettings(nmin=40, transforms="all"), workers=2, progress=False)
+    build(src, tmp_path / "w1", BuildSettings(nmin=40, transforms="all"), run=ONE)
+    build(
+        src,
+        tmp_path / "w2",
+        BuildSettings(nmin=40, transforms="all"),
+        run=RunOptions(workers=2, progress=False),
+    )
     assert tree_digest(tmp_path / "w1") == tree_digest(tmp_path / "w2")
     build(
         src,
         tmp_path / "s2",
         BuildSettings(nmin=40, transforms="all", seed=2),
-        workers=2,
-        progress=False,
+        run=RunOptions(workers=2, progress=False),
     )
     assert tree_digest(tmp_path / "w1") != tree_digest(tmp_path / "s2")
 
@@ -107,14 +116,13 @@ def test_killed_build_resumes_to_identical_result(tmp_path):
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
-    deadline = time.time() + 60
-    while len(list(out.glob("small/*__aug*.png"))) < 100 and time.time() < deadline:
-        time.sleep(0.01)
+    env = gated_env(out, 700, tmp_path / "release")  # writers held at 700 of 1,200 files
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, env=env)
+    wait_until(lambda: finished_files(out) == 700, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its workers, mid-run
     proc.wait()
     partial = tree_digest(out)
-    assert "manifest.csv" not in partial and 100 <= len(partial) < len(reference)
+    assert "manifest.csv" not in partial and len(partial) == 700 + 1  # and balance.json
     assert json.loads((out / "balance.json").read_text())["status"] == "running"
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
 
@@ -131,18 +139,18 @@ def test_killed_build_resumes_to_identical_result(tmp_path):
 
 def test_output_exists_overwrite_and_dry_run(small_src, tmp_path):
     out = tmp_path / "out"
-    dry = build(small_src, out, BuildSettings(nmin=4), dry_run=True, progress=False)
+    dry = build(small_src, out, BuildSettings(nmin=4), dry_run=True, run=QUIET)
     assert not out.exists() and dry.record["files"] == 14 and not dry.written
-    build(small_src, out, BuildSettings(nmin=4), workers=1, progress=False)
+    build(small_src, out, BuildSettings(nmin=4), run=ONE)
     with pytest.raises(BalanceError, match="not empty"):
-        build(small_src, out, BuildSettings(nmin=5), progress=False)
-    build(small_src, out, BuildSettings(nmin=5), overwrite=True, workers=1, progress=False)
+        build(small_src, out, BuildSettings(nmin=5), run=QUIET)
+    build(small_src, out, BuildSettings(nmin=5), existing=Existing.OVERWRITE, run=ONE)
     assert len(read_manifest(out)) == 16
     stranger = tmp_path / "mine"
     (stranger / "keep.txt").parent.mkdir()
     (stranger / "keep.txt").write_text("precious")
     with pytest.raises(BalanceError, match="neither resumed nor replaced"):
-        build(small_src, stranger, BuildSettings(nmin=5), overwrite=True, progress=False)
+        build(small_src, stranger, BuildSettings(nmin=5), existing=Existing.OVERWRITE, run=QUIET)
     assert (stranger / "keep.txt").read_text() == "precious"
 
 
@@ -153,9 +161,7 @@ def test_link_and_other_formats(tmp_path):
     write_image(src / "b" / "z.tif", textured(20, 20, dtype=np.uint16, seed=3))
     write_image(src / "b" / "w.jpg", textured(20, 20, seed=4))
     out = tmp_path / "out"
-    build(
-        src, out, BuildSettings(nmin=5, transforms="rotate", link=True), workers=1, progress=False
-    )
+    build(src, out, BuildSettings(nmin=5, transforms="rotate", link=True), run=ONE)
     assert os.path.samefile(out / "a" / "y.png", src / "a" / "y.PNG")
     assert np.array_equal(
         cv2.imread(str(out / "a" / "x.png")), cv2.imread(str(src / "a" / "x.bmp"))

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from helpers import make_folder, run_cli, textured, tree_digest, write_image
+from helpers import ONE, QUIET, RunOptions, make_folder, run_cli, textured, tree_digest, write_image
 
 from balancer import BuildSettings, build
 from balancer.opencv import cv2
@@ -24,16 +24,25 @@ def src(tmp_path):
 
 
 def test_stats_counts_plan_and_balanced_folder(src, tmp_path):
-    s = folder_stats(src, nmin=6, progress=False)
+    s = folder_stats(src, nmin=6, run=QUIET)
     assert {k: v["count"] for k, v in s["classes"].items()} == {"a": 10, "b": 4, "c": 1}
     assert s["imbalance_ratio"] == 10.0
     assert s["skipped"] == [{"path": "b/broken.jpg", "reason": "not a readable image"}]
     assert s["classes"]["c"] == {"count": 1, "copies": 5, "after": 6}
     assert s["plan"]["copies"] == 7 and s["plan"]["after"] == 22
+    block = os.statvfs(src).f_frsize
+
+    def on_disk(size):  # what a file of this size takes: whole blocks
+        return -(-int(size) // block) * block
+
     mean_c = (src / "c" / "c_000.jpg").stat().st_size
     mean_b = sum((src / "b" / f"b_{i:03d}.jpg").stat().st_size for i in range(4)) / 4
-    assert s["plan"]["estimated_bytes"] == int(5 * mean_c + 2 * mean_b)
-    build(src, tmp_path / "out", BuildSettings(nmin=6), workers=1, progress=False)
+    originals = [f for f in src.rglob("*_*.jpg")]
+    assert len(originals) == 15
+    assert s["plan"]["estimated_bytes"] == sum(on_disk(f.stat().st_size) for f in originals) + (
+        5 * on_disk(mean_c) + 2 * on_disk(mean_b)
+    )
+    build(src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
     proc = run_cli("balancer", "stats", tmp_path / "out", "--json", "--plot", tmp_path / "c.png")
     b = json.loads(proc.stdout)
     assert b["balanced_folder"] and b["classes"]["c"] == {
@@ -61,7 +70,7 @@ def test_preview_sheet_grid(src, tmp_path):
     sheet = cv2.imread(str(tmp_path / "s.png"))
     gap = 4
     assert sheet.shape[:2] == (3 * (TILE + TEXT_H + gap) + gap, 4 * (TILE + gap) + gap)
-    build(src, tmp_path / "out", BuildSettings(nmin=6), workers=1, progress=False)
+    build(src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
     proc = run_cli(
         "balancer",
         "preview",
@@ -78,7 +87,9 @@ def test_preview_sheet_grid(src, tmp_path):
 
 def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 20, "b": 10, "c": 2})
-    r1 = split(src, tmp_path / "s1", test=0.2, val=0.1, seed=3, workers=2, progress=False)
+    r1 = split(
+        src, tmp_path / "s1", test=0.2, val=0.1, seed=3, run=RunOptions(workers=2, progress=False)
+    )
     assert r1.counts == {
         "a": {"train": 14, "val": 2, "test": 4},
         "b": {"train": 7, "val": 1, "test": 2},
@@ -97,17 +108,17 @@ def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
         "train",
         "val",
     ]
-    split(src, tmp_path / "s2", test=0.2, val=0.1, seed=3, workers=1, progress=False)
+    split(src, tmp_path / "s2", test=0.2, val=0.1, seed=3, run=ONE)
     assert tree_digest(tmp_path / "s1") == tree_digest(tmp_path / "s2")
-    split(src, tmp_path / "s3", test=0.2, val=0.1, seed=4, workers=1, progress=False)
+    split(src, tmp_path / "s3", test=0.2, val=0.1, seed=4, run=ONE)
     assert tree_digest(tmp_path / "s1") != tree_digest(tmp_path / "s3")
     assert split_counts(1, 0.2, 0.1) == (1, 0, 0)
 
 
 def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=6), workers=1, progress=False)
-    assert verify(out, progress=False) == {
+    build(src, out, BuildSettings(nmin=6), run=ONE)
+    assert verify(out, run=QUIET) == {
         "ok": True,
         "problems": [],
         "files": 22,
@@ -129,7 +140,7 @@ def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
     )
     assert "class 'c': manifest has 6 images, balance.json says 6" not in proc.stderr
     write_image(out / "c" / "extra.jpg", textured(8, 8))
-    problems = verify(out, progress=False)["problems"]
+    problems = verify(out, run=QUIET)["problems"]
     assert "file without a manifest row: c/extra.jpg" in problems
 
 
@@ -178,7 +189,7 @@ def test_transforms_listing():
         ),
         pytest.param(
             lambda p: ["split", p.src, "--out", p.tmp_path / "s", "--test", "0.7", "--val", "0.5"],
-            ["test + val < 1"],
+            ["--test + --val must stay below 1"],
             id="split-fractions",
         ),
         pytest.param(

@@ -7,17 +7,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import (
     REPO,
     assert_one_line_error,
+    finished_files,
+    gated_env,
     make_folder,
     run_cli,
     textured,
     tree_digest,
+    wait_until,
     write_image,
 )
 
@@ -46,18 +48,6 @@ def start(args, **kwargs) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, proc, timeout=60.0) -> bool:
-    """Poll until condition() or the process ends; True if the condition came first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.005)
-    raise AssertionError("timed out")
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_folder(
@@ -75,48 +65,41 @@ def reference(corpus, tmp_path_factory):
     return tree_digest(out)
 
 
-def copies(out: Path) -> int:
-    return len(list(out.glob("small/*__aug*.png")))
-
-
 def test_sigkill_at_many_moments_then_resume_is_identical(corpus, reference, tmp_path):
-    out = tmp_path / "out"
-    moments = [  # when to kill: during the scan, right after the record, then by progress
-        lambda: True,
-        lambda: (out / "balance.json").exists(),
-        lambda: copies(out) >= 150,
-        lambda: copies(out) >= 350,
-        lambda: copies(out) >= 550,
-        lambda: copies(out) >= 640,  # late: ~60 copies and the manifest to go
-    ]
-    killed = 0
-    for i, moment in enumerate(moments):
+    """kill -9 of the whole process group at known states: during the scan, right after the
+    record, then with 300, 700, 1100 and 1350 of the 1,400 files written (the gate holds
+    every writer at that count, so the kill always lands there), resuming in between."""
+    out, release = tmp_path / "out", tmp_path / "release"
+    for i, files in enumerate([None, 0, 300, 700, 1100, 1350]):
         args = ["build", corpus, "--out", out, *BUILD] + (["--resume"] if i else [])
-        proc = start(args)
-        if i == 0:
-            time.sleep(0.3)
-        if wait_for(moment, proc):
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed += 1
+        proc = start(args, env=gated_env(out, files or 0, release))
+        if files is None:
+            time.sleep(0.3)  # wherever the first run is: the scan, or writing
+        elif files == 0:
+            wait_until(lambda: (out / "balance.json").exists(), proc)
+        else:
+            wait_until(lambda n=files: finished_files(out) == n, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         assert not list(out.rglob(".*")), "no hidden files, ever"
-    assert killed >= 5
-    assert (out / "balance.json").exists() and tree_digest(out) != reference
+        if files:
+            assert finished_files(out) == files
+    assert json.loads((out / "balance.json").read_text())["status"] == "running"
     run_cli("balancer", "build", corpus, "--out", out, *BUILD, "--resume", check=True)
     assert tree_digest(out) == reference
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(corpus, reference, tmp_path):
-    out = tmp_path / "out"
-    proc = start(["build", corpus, "--out", out, *BUILD])
-    # 'big' is written first (the plan's order): 100 of its copies leave ~1,300 files to go,
-    # so the signal lands mid-build even when this test's process is slow to poll.
-    assert wait_for(lambda: len(list(out.glob("big/*__aug*.png"))) >= 100, proc)
+    out, release = tmp_path / "out", tmp_path / "release"
+    proc = start(["build", corpus, "--out", out, *BUILD], env=gated_env(out, 300, release))
+    wait_until(lambda: finished_files(out) == 300, proc)  # mid-build, held there
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
-    _, stderr = proc.communicate(timeout=60)
+    release.touch()
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "Traceback" not in stderr and "--resume" in stderr
     assert not list(out.rglob("*.part")), "no temporary file left after Ctrl-C"
+    assert json.loads((out / "balance.json").read_text())["status"] == "running"
     run_cli("balancer", "build", corpus, "--out", out, *BUILD, "--resume", check=True)
     assert tree_digest(out) == reference
 

@@ -17,12 +17,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    ONE,
+    QUIET,
     REPO,
     assert_one_line_error,
+    children,
+    finished_files,
+    gated_env,
+    gone,
     make_folder,
     run_cli,
     textured,
     tree_digest,
+    wait_until,
     write_image,
 )
 from PIL import Image, ImageOps
@@ -31,7 +38,7 @@ from balancer import BuildSettings, build, split, verify
 from balancer.errors import BalanceError, UserError
 from balancer.imageio import load
 from balancer.opencv import cv2
-from balancer.ownership import locked
+from balancer.ownership import Existing, locked
 from balancer.source import list_source, scan
 
 T = 120  # seconds: any CLI run here that takes longer is hung
@@ -48,8 +55,7 @@ def built(small_src, tmp_path):
         small_src,
         out,
         BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
-        workers=1,
-        progress=False,
+        run=ONE,
     )
     return out
 
@@ -119,6 +125,12 @@ def fake_run(folder: Path, classes=("cat", "dog", "owl")) -> Path:
                 "kind": "run",
                 "class_names": list(classes),
                 "config": {"weights": "none", "image_size": 32},
+                "accuracy": 0.5,
+                "macro_f1": 0.5,
+                "weighted_f1": 0.5,
+                "epochs_run": 1,
+                "per_class": {c: {"f1": 0.5} for c in classes},
+                "data": {"train": {}, "validation": {}},
             }
         )
     )
@@ -171,40 +183,31 @@ def test_a_second_command_on_a_locked_output_names_the_holder(small_src, tmp_pat
 
 
 def test_workers_stop_when_the_command_is_killed(tmp_path):
-    # Large PNG copies (tens of ms each) in chunks of 64: a worker that finished its chunk
-    # after the kill would keep writing for seconds.
+    """kill -9 of the command alone (its pool workers outlive it) while every worker is held
+    before its next file: once let go, no worker puts another file in place."""
     src = make_folder(tmp_path / "src", {"big": 4, "small": 2}, size=480, ext=".png")
-    out = tmp_path / "out"
+    out, release = tmp_path / "out", tmp_path / "release"
+    args = ["build", src, "--out", out, "--nmin", "600", "--transforms", "rotate,zoom"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from balancer.cli import main; main()",
-            "build",
-            str(src),
-            "--out",
-            str(out),
-            "--nmin",
-            "600",
-            "--transforms",
-            "rotate,zoom",
-            "--workers",
-            "2",
-            "--quiet",
-        ],
+        [sys.executable, "-c", "from balancer.cli import main; main()", *map(str, args)]
+        + ["--workers", "2", "--quiet"],
         cwd=REPO,
+        env=gated_env(out, 40, release),
     )
-    deadline = time.time() + 90
-    while len(list(out.glob("*/*__aug*"))) < 10 and time.time() < deadline:
-        time.sleep(0.01)
-    proc.kill()  # the command alone, not its process group: the workers outlive it
+    wait_until(lambda: finished_files(out) == 40, proc)
+    workers = children(proc.pid)
+    assert workers, "the pool's processes"
+    proc.kill()
     proc.wait()
-    time.sleep(0.5)
-    settled = sorted(p.name for p in out.rglob("*"))
-    time.sleep(3.0)
-    assert sorted(p.name for p in out.rglob("*")) == settled, "workers kept writing"
-    assert len([n for n in settled if "__aug" in n]) < 200
-    assert not [n for n in settled if n.endswith(".part")]
+    held = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    release.touch()
+    deadline = time.monotonic() + 300  # a hang guard: every worker exits once let go
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers kept running after the command died"
+        time.sleep(0.05)
+    after = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert after == held, "a worker put a file in place after the command was killed"
+    assert finished_files(out) == 40 and not [p for p in after if p.suffix == ".part"]
 
 
 def test_resume_removes_files_the_plan_does_not_name(built, small_src):
@@ -218,9 +221,8 @@ def test_resume_removes_files_the_plan_does_not_name(built, small_src):
         small_src,
         built,
         BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
-        workers=1,
-        resume=True,
-        progress=False,
+        existing=Existing.RESUME,
+        run=ONE,
     )
     assert tree_digest(built) == reference
 
@@ -240,7 +242,7 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
     write_image(src / "b" / "odd.bmp", textured(26, 34, seed=8))  # no header shortcut
     settings = BuildSettings(nmin=30, transforms="crop=0.5,cutout=0.4,rotate")
     ref, out = tmp_path / "ref", tmp_path / "out"
-    build(src, ref, settings, workers=1, progress=False)
+    build(src, ref, settings, run=ONE)
     reference = tree_digest(ref)
 
     shutil.copytree(ref, out)  # as a killed run leaves it: no manifest, some copies missing
@@ -255,13 +257,13 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
     decoded = []
     real = balancer.imageio.load
 
-    def counting(path, check_only=False, max_bytes=None):
+    def counting(path, check_only=False, max_bytes=None, expect=None):
         if not check_only:
             decoded.append(Path(path).name)
-        return real(path, check_only, max_bytes)
+        return real(path, check_only, max_bytes, expect)
 
     monkeypatch.setattr(balancer.imageio, "load", counting)
-    build(src, out, settings, workers=1, progress=False, resume=True)
+    build(src, out, settings, existing=Existing.RESUME, run=ONE)
     assert sorted(set(decoded)) == ["b_000.jpg", "odd.bmp"]
     assert tree_digest(out) == reference
 
@@ -297,23 +299,23 @@ def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
 def test_a_raised_image_limit_holds_for_writing_and_verifying_too(tmp_path, monkeypatch):
     """--max-image-mb above the default lets an image through every step that decodes it,
     not the scan alone (the writer and verify once held it to the default limit)."""
-    import balancer.imageio
+    import balancer.limits
 
-    monkeypatch.setattr(balancer.imageio, "MAX_IMAGE_BYTES", 1 << 19)  # a 0.5 MiB default
+    monkeypatch.setattr(balancer.limits, "MAX_IMAGE_MB", 1)  # a 1 MiB default
     src = make_folder(tmp_path / "src", {"a": 3})
-    deep = textured(300, 300, channels=4, dtype=np.uint16)  # 0.69 MiB decoded
+    deep = textured(420, 420, channels=4, dtype=np.uint16)  # 1.35 MiB decoded
     write_image(src / "b" / "deep.png", deep)
     out = tmp_path / "out"
-    settings = BuildSettings(nmin=3, transforms="flip,rotate", max_image_mb=1)
-    result = build(src, out, settings, workers=1, progress=False)
+    settings = BuildSettings(nmin=3, transforms="flip,rotate", max_image_mb=2)
+    result = build(src, out, settings, run=ONE)
     assert result.record["counts"]["b"] == {"before": 1, "copies": 2, "after": 3}
     assert (out / "b" / "deep.png").read_bytes() == (src / "b" / "deep.png").read_bytes()
     copies = sorted((out / "b").glob("deep__aug*.png"))
     assert len(copies) == 2
     for copy in copies:
-        image = load(copy, max_bytes=1 << 20).image
+        image = load(copy, max_bytes=2 << 20).image
         assert image.shape == deep.shape and image.dtype == np.uint16
-    assert verify(out, workers=1, progress=False, replay=True)["problems"] == []
+    assert verify(out, replay=True, run=ONE)["problems"] == []
 
 
 # -- 4. EXIF orientation ---------------------------------------------------------------------
@@ -328,7 +330,7 @@ def test_rotated_photos_agree_in_every_loader(tmp_path):
     upright = np.asarray(ImageOps.exif_transpose(Image.open(src / "b" / "phone.jpg")))
     assert upright.shape[:2] == (40, 24)
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=4, transforms="contrast"), workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=4, transforms="contrast"), run=ONE)
     m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False).set_index("file_name")
     assert json.loads(m.loc["b/phone.jpg", "params"]) == {"exif_orientation": 6}
     for name in m.index[m.source == "b/phone.jpg"]:
@@ -338,7 +340,7 @@ def test_rotated_photos_agree_in_every_loader(tmp_path):
     original = cv2.cvtColor(cv2.imread(str(out / "b/phone.jpg")), cv2.COLOR_BGR2RGB)
     assert np.abs(original.astype(int) - upright.astype(int)).mean() < 3
     assert load(src / "b" / "phone.jpg").image.shape[:2] == (40, 24)
-    assert verify(out, workers=1, progress=False)["ok"]
+    assert verify(out, run=ONE)["ok"]
 
 
 # -- 5. every legal name and file type; one bad entry never stops a build -----------------
@@ -398,9 +400,9 @@ def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
 def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 8, "b": 5})
     ref = tmp_path / "ref"
-    split(src, ref, test=0.25, seed=1, workers=1, progress=False)
+    split(src, ref, test=0.25, seed=1, run=ONE)
     out = tmp_path / "out"
-    split(src, out, test=0.25, seed=1, workers=1, progress=False)
+    split(src, out, test=0.25, seed=1, run=ONE)
     record = json.loads((out / "split.json").read_text())
     record["status"] = "running"  # as a kill -9 mid-copy leaves it: no split.csv yet
     (out / "split.json").write_text(json.dumps(record))
@@ -437,14 +439,14 @@ def test_csv_round_trips_any_file_name(tmp_path):
     for i, name in enumerate(odd):
         write_image(src / "b" / name, textured(24, 24, seed=50 + i))
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=8, transforms="flip"), workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=8, transforms="flip"), run=ONE)
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
     frame = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert sorted(frame.file_name) == sorted(r["file_name"] for r in rows) == on_disk
     assert {f"b/{n}" for n in odd} <= set(frame.source)
-    assert verify(out, workers=1, progress=False)["ok"]
+    assert verify(out, run=ONE)["ok"]
 
 
 # -- 7. bad options are refused before anything is written ---------------------------------
@@ -456,8 +458,8 @@ def test_csv_round_trips_any_file_name(tmp_path):
         (["--transforms", "rotate=nan"], "not a finite number"),
         (["--transforms", "zoom=-nan"], "not a finite number"),
         (["--transforms", "crop=inf"], "not a finite number"),
-        (["--seed", "-1"], "--seed must be between 0"),
-        (["--nmin", "12345678901234567890"], "--nmin must be between 1"),
+        (["--seed", "-1"], "--seed must be an integer in [0, 2**63-1]"),
+        (["--nmin", "12345678901234567890"], "--nmin must be an integer in [1, "),
         (["--nmin", "100000000", "--dry-run"], "GiB free"),
         (["--max-image-mb", "0"], "--max-image-mb"),
     ],
@@ -518,20 +520,18 @@ def test_verify_reports_unparseable_records_as_problems(built, damage, fragment)
 
 
 def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
-    assert verify(built, workers=1, progress=False)["ok"]
+    assert verify(built, run=ONE)["ok"]
     copies = sorted(built.glob("owl/*__aug*"))
     a, b = copies[0], copies[1]
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b), b.write_bytes(data_a)  # swapped: both still decode
-    problems = verify(built, workers=1, progress=False)["problems"]
+    problems = verify(built, run=ONE)["problems"]
     assert sum("sha256 mismatch" in p for p in problems) == 2
     a.write_bytes(data_a), b.write_bytes(data_b)
     flipped = bytearray(data_a)
     flipped[len(flipped) // 2] ^= 0x01
     a.write_bytes(bytes(flipped))
-    assert any(
-        "sha256 mismatch" in p and a.name in p for p in verify(built, progress=False)["problems"]
-    )
+    assert any("sha256 mismatch" in p and a.name in p for p in verify(built, run=QUIET)["problems"])
     a.unlink()
     os.mkfifo(a)
     proc = cli("balancer", "verify", built, "--quiet")
@@ -554,12 +554,12 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     )
     m.loc[row, "params"] = json.dumps(params)
     m.to_csv(built / "manifest.csv", index=False, lineterminator="\r\n")
-    assert any("manifest.csv was edited" in p for p in verify(built, progress=False)["problems"])
+    assert any("manifest.csv was edited" in p for p in verify(built, run=QUIET)["problems"])
     record = json.loads((built / "balance.json").read_text())
     del record["manifest_sha256"]  # a forger who also fixed the record: only replay can tell
     (built / "balance.json").write_text(json.dumps(record))
-    assert verify(built, progress=False)["ok"]
-    problems = verify(built, progress=False, replay=True)["problems"]
+    assert verify(built, run=QUIET)["ok"]
+    problems = verify(built, replay=True, run=QUIET)["problems"]
     assert problems == [
         f"params in the manifest are not the ones its seed draws: {m.file_name[row]}"
     ]
@@ -568,8 +568,8 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
 def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 6, "b": 2}, size=40)
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=12, transforms="all"), workers=1, progress=False)
-    assert verify(out, workers=1, progress=False, replay=True)["ok"]
+    build(src, out, BuildSettings(nmin=12, transforms="all"), run=ONE)
+    assert verify(out, replay=True, run=ONE)["ok"]
     victim = sorted(out.glob("b/*__aug*"))[3]
     image = cv2.imread(str(victim))
     image[0, 0] = 255 - image[0, 0]
@@ -584,7 +584,7 @@ def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
     record = json.loads((out / "balance.json").read_text())
     record.pop("manifest_sha256")
     (out / "balance.json").write_text(json.dumps(record))
-    problems = verify(out, progress=False, replay=True)["problems"]
+    problems = verify(out, replay=True, run=QUIET)["problems"]
     assert problems == [f"copy differs from its replay (original + params): b/{victim.name}"]
 
 
@@ -616,39 +616,39 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
 
 
 def test_study_overwrite_clears_only_a_proven_study(tmp_path):
-    from balancer.ownership import claimed
+    from balancer.ownership import claim
     from trainer.outputs import STUDY
-    from trainer.study import _open_study as open_locked
 
     def _open_study(out, settings, overwrite):  # as run_study opens its folder
-        guard = dict(inputs={}, resume=not overwrite, overwrite=overwrite)
-        with claimed(out, STUDY, **guard) as (out, old):
-            open_locked(out, old, settings, overwrite)
+        existing = Existing.OVERWRITE if overwrite else Existing.RESUME
+        with claim(out, STUDY, inputs={}, existing=existing) as c:
+            c.check_resume(settings, "study or data")
+            c.begin({"settings": settings})
 
     out = tmp_path / "study"
     (out / "runs" / "b0").mkdir(parents=True)
     (out / "results.csv").write_text("arm\n")
     (out / "study.json").write_text(
-        json.dumps({"tool": "balanced-aug", "kind": "study", "folds": 2})
+        json.dumps({"tool": "balanced-aug", "kind": "study", "settings": {"folds": 2}})
     )
     (out / "notes.txt").write_text("mine")
     before = tree_digest(out)
     with pytest.raises(BalanceError, match="'notes.txt'"):
         _open_study(out, {"folds": 3}, overwrite=True)
     assert tree_digest(out) == before
-    with pytest.raises(UserError, match="different study"):
+    with pytest.raises(UserError, match="other study or data .folds was 2, now 3"):
         (out / "notes.txt").unlink()
         _open_study(out, {"folds": 3}, overwrite=False)
     _open_study(out, {"folds": 3}, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["study.json"]
-    assert json.loads((out / "study.json").read_text())["folds"] == 3
+    assert json.loads((out / "study.json").read_text())["settings"]["folds"] == 3
 
 
 # -- 10. the trainer's outputs on shared storage ----------------------------------------------
 
 
 def test_run_folders_honour_the_umask(tmp_path):
-    from trainer.outputs import staged
+    from balancer.ownership import staged
 
     old = os.umask(0o022)
     try:

@@ -1,7 +1,7 @@
 """The balanced folder is a product of its own: framework loaders read it unchanged."""
 
 import numpy as np
-from helpers import make_folder
+from helpers import RunOptions, make_folder
 
 from balancer import BuildSettings, build, read_manifest
 
@@ -17,8 +17,7 @@ def test_keras_loads_out_with_manifest_classes_and_counts(tmp_path):
         src,
         out,
         BuildSettings(nmin=6, transforms="rotate,zoom,cutout=8"),
-        workers=2,
-        progress=False,
+        run=RunOptions(workers=2, progress=False),
     )
     m = read_manifest(out)
     ds = keras.utils.image_dataset_from_directory(

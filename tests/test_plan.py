@@ -1,3 +1,4 @@
+import re
 from collections import Counter
 
 import numpy as np
@@ -29,14 +30,14 @@ def test_targets_majority_and_per_class_override():
     "kwargs, fragment",
     [
         ({}, "--nmin N"),
-        ({"nmin": 0}, "between 1 and"),
+        ({"nmin": 0}, "--nmin must be an integer in [1, 1,000,000,000] (got 0)"),
         ({"target": "minority"}, "majority"),
         ({"nmin": 5, "target": "majority"}, "not both"),
         ({"per_class": {"zebra": 4}}, "zebra"),
     ],
 )
 def test_targets_errors_name_the_problem(kwargs, fragment):
-    with pytest.raises(BalanceError, match=fragment):
+    with pytest.raises(BalanceError, match=re.escape(fragment)):
         class_targets({"a": 1, "b": 2}, **kwargs)
 
 

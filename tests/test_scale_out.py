@@ -10,7 +10,14 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, assert_one_line_error, make_folder, run_cli, tree_digest
+from helpers import (
+    REPO,
+    RunOptions,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    tree_digest,
+)
 
 from balancer import BuildSettings, build
 from balancer.errors import BalanceError
@@ -40,20 +47,20 @@ SETTINGS = BuildSettings(nmin=400, transforms="rotate,zoom,contrast,cutout=30", 
 @pytest.fixture(scope="module")
 def reference(src, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "out"
-    build(src, out, SETTINGS, workers=2, progress=False)
+    build(src, out, SETTINGS, run=RunOptions(workers=2, progress=False))
     return tree_digest(out)
 
 
-def test_dask_cluster_output_is_byte_identical(src, reference, cluster, tmp_path):
+def test_dask_cluster_output_is_byte_identical(src, reference, cluster, tmp_path, recwarn):
     build(
         src,
         tmp_path / "out",
         SETTINGS,
-        backend="dask",
-        scheduler=cluster.scheduler_address,
-        progress=False,
+        run=RunOptions(workers=64, backend="dask", scheduler=cluster.scheduler_address),
     )
     assert tree_digest(tmp_path / "out") == reference
+    # The remote cluster's threads are not this machine's cores: no warning about them.
+    assert not [w for w in recwarn if "cores here" in str(w.message)]
 
 
 def test_killed_worker_is_rescheduled_and_output_identical(src, reference, cluster, tmp_path):
@@ -68,9 +75,7 @@ def test_killed_worker_is_rescheduled_and_output_identical(src, reference, clust
                 src,
                 out,
                 SETTINGS,
-                backend="dask",
-                scheduler=cluster.scheduler_address,
-                progress=False,
+                run=RunOptions(backend="dask", scheduler=cluster.scheduler_address, progress=False),
             )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
@@ -90,7 +95,7 @@ def test_killed_worker_is_rescheduled_and_output_identical(src, reference, clust
 def test_workers_must_see_src_and_out(cluster, tmp_path):
     with distributed.Client(cluster) as client:  # a worker killed by an earlier test restarts
         client.wait_for_workers(2, timeout=60)
-    with pool("dask", cluster.scheduler_address) as p:
+    with pool(RunOptions(backend="dask", scheduler=cluster.scheduler_address)) as p:
         assert p.workers == 2
         p.check_shared(tmp_path)
         with pytest.raises(BalanceError, match="cannot see .*/not-mounted: SRC and OUT must be"):

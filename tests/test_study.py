@@ -118,7 +118,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
             "--models",
             "vgg16",
         ),
-        "different study",
+        "other study or data",
         "--overwrite",
     )
 

@@ -41,4 +41,4 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
     md = (out / "results.md").read_text()
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md
     record = json.loads((out / "study.json").read_text())
-    assert record["nmin"] == 8 and record["folds"] == 2
+    assert record["settings"]["nmin"] == 8 and record["settings"]["folds"] == 2

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_one_line_error, make_folder, run_cli
+from helpers import ONE, assert_one_line_error, make_folder, run_cli
 
 from balancer import BuildSettings, build
 from balancer.opencv import cv2
@@ -25,8 +25,7 @@ def balanced(tmp_path_factory) -> Path:
         src,
         root / "balanced",
         BuildSettings(nmin=10, transforms="rotate,zoom,flip"),
-        workers=1,
-        progress=False,
+        run=ONE,
     )
     make_folder(root / "test", {"a": 3, "b": 3, "c": 3})
     return root / "balanced"
@@ -189,7 +188,9 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
 
     stamp = (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(tmp_path / "cv" / "fold-1")
-    (tmp_path / "cv" / ".fold-1.abc.partial").mkdir()  # what a killed fold leaves
+    from balancer.ownership import _new_staging
+
+    _new_staging(tmp_path / "cv" / "fold-1")  # what a killed fold leaves
     args = [
         "cv",
         balanced,

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import assert_one_line_error, make_folder, run_cli, textured, write_image
+from helpers import ONE, assert_one_line_error, make_folder, run_cli, textured, write_image
 
 
 def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp_path):
@@ -87,7 +87,7 @@ def test_a_balanced_folder_without_its_manifest_is_grouped_by_name(tmp_path):
 
     src = make_folder(tmp_path / "src", {"a": 8, "b": 3})
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=8, transforms="flip"), workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=8, transforms="flip"), run=ONE)
     (out / "manifest.csv").unlink()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -175,7 +175,7 @@ def test_read_manifest_types_and_replay_takes_what_it_gives(tmp_path):
 
     src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=3, transforms="rotate,flip"), workers=1, progress=False)
+    build(src, out, BuildSettings(nmin=3, transforms="rotate,flip"), run=ONE)
     m = read_manifest(out)
     assert "transform" not in m.columns and callable(m.transform)  # the pandas method
     assert str(m.seed.dtype) == "Int64" and m.seed[m.origin == "original"].isna().all()

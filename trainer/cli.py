@@ -10,9 +10,21 @@ from pathlib import Path
 
 import typer
 
-from balancer.cli_common import CONTEXT, report_skipped, run_app, version_flag
+from balancer.cli_common import CONTEXT, on_interrupt, report_skipped, run_app, version_flag
+from balancer.limits import COUNT
 
-from .config import MODELS, MONITORS, TrainConfig
+from .config import FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
+
+NOTHING_WRITTEN = "nothing was written (a run folder appears only when training ends)"
+GO_ON = "finished runs are kept: run the same command again to go on"
+
+
+def _existing(overwrite: bool, default: str = "error"):
+    """The one value a library call takes for what to do with an existing output."""
+    from balancer.ownership import Existing
+
+    return Existing.OVERWRITE if overwrite else Existing(default)
+
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -33,7 +45,10 @@ TRAIN_OPTIONS = {
     "model": (str, typer.Option(_D.model, help=f"One of {', '.join(MODELS)}.")),
     "image_size": (
         int | None,
-        typer.Option(None, help="Input side in px (default: the model's native size, 224 for B0)."),
+        typer.Option(
+            None,
+            help=f"Input side in px ({LIMITS['image_size']}; default: the model's native size, 224 for B0).",
+        ),
     ),
     "weights": (
         str,
@@ -48,9 +63,15 @@ TRAIN_OPTIONS = {
     ),
     "fine_tune_epochs": (
         int,
-        typer.Option(0, help="With --freeze-base: then unfreeze and train N more epochs at lr/10."),
+        typer.Option(
+            0,
+            help=f"With --freeze-base: then unfreeze and train N more epochs at lr/10 ({LIMITS['fine_tune_epochs']}).",
+        ),
     ),
-    "dropout": (float, typer.Option(_D.dropout, help="Dropout before the softmax head.")),
+    "dropout": (
+        float,
+        typer.Option(_D.dropout, help=f"Dropout before the softmax head ({LIMITS['dropout']})."),
+    ),
     "loss": (str, typer.Option(_D.loss, help="focal (Keras CategoricalFocalCrossentropy) or ce.")),
     "alpha": (
         str,
@@ -59,21 +80,26 @@ TRAIN_OPTIONS = {
             help="Focal alpha, or 'balanced' for a per-class alpha from inverse class frequency.",
         ),
     ),
-    "gamma": (float, typer.Option(_D.gamma, help="Focal gamma.")),
+    "gamma": (float, typer.Option(_D.gamma, help=f"Focal gamma ({LIMITS['gamma']}).")),
     "lr": (
         float,
         typer.Option(
             _D.lr,
-            help="Adam learning rate (for the global batch; scale it yourself when you scale the batch).",
+            help=f"Adam learning rate ({LIMITS['lr']}; for the global batch: scale it yourself when you scale the batch).",
         ),
     ),
-    "batch": (int, typer.Option(_D.batch, help="Global batch size, split across GPUs/replicas.")),
-    "epochs": (int, typer.Option(_D.epochs, help="Most epochs.")),
+    "batch": (
+        int,
+        typer.Option(
+            _D.batch, help=f"Global batch size ({LIMITS['batch']}), split across GPUs/replicas."
+        ),
+    ),
+    "epochs": (int, typer.Option(_D.epochs, help=f"Most epochs ({LIMITS['epochs']}).")),
     "patience": (
         int,
         typer.Option(
             _D.patience,
-            help="Stop after this many epochs without improvement; the best weights are kept.",
+            help=f"Stop after this many epochs without improvement ({LIMITS['patience']}); the best weights are kept.",
         ),
     ),
     "monitor": (
@@ -84,10 +110,15 @@ TRAIN_OPTIONS = {
         float,
         typer.Option(
             _D.val_split,
-            help="Validation fraction when no --val folder is given (grouped by source).",
+            help=f"Validation fraction when no --val folder is given ({LIMITS['val_split']}; grouped by source).",
         ),
     ),
-    "seed": (int, typer.Option(_D.seed, help="Seed for splits, shuffling and initialisation.")),
+    "seed": (
+        int,
+        typer.Option(
+            _D.seed, help=f"Seed for splits, shuffling and initialisation ({LIMITS['seed']})."
+        ),
+    ),
     "cache": (
         bool,
         typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch."),
@@ -196,8 +227,10 @@ def fit(
 
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
-    with logs_to_stderr():
-        metrics = fit_run(data, out, config, val=val, overwrite=overwrite, progress=not quiet)
+    with logs_to_stderr(), on_interrupt(NOTHING_WRITTEN):
+        metrics = fit_run(
+            data, out, config, val=val, existing=_existing(overwrite), progress=not quiet
+        )
     report_skipped(metrics["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -212,7 +245,7 @@ def cv(
     data: Path = typer.Argument(
         ..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."
     ),
-    folds: int = typer.Option(5, help="Number of folds."),
+    folds: int = typer.Option(5, help=f"Number of folds ({FOLDS})."),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -238,9 +271,14 @@ def cv(
 
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
-    with logs_to_stderr():
+    with logs_to_stderr(), on_interrupt(GO_ON):
         result = cross_validate(
-            data, out, config, folds=folds, overwrite=overwrite, progress=not quiet
+            data,
+            out,
+            config,
+            folds=folds,
+            existing=_existing(overwrite, "resume"),
+            progress=not quiet,
         )
     if as_json:
         print(json.dumps(result, indent=2))
@@ -277,8 +315,8 @@ def evaluate(
     from .evaluation import evaluate as evaluate_run
     from .evaluation import summary
 
-    with logs_to_stderr():
-        metrics = evaluate_run(run, data, out, overwrite=overwrite)
+    with logs_to_stderr(), on_interrupt("nothing was written"):
+        metrics = evaluate_run(run, data, out, existing=_existing(overwrite))
     report_skipped(metrics["data"]["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -295,6 +333,7 @@ def predict(
     csv: Path | None = typer.Option(
         None, "--csv", help="Write the predictions here as CSV (default: CSV on stdout)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --csv file."),
     top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings about skipped files."),
     as_json: bool = typer.Option(
@@ -310,12 +349,17 @@ def predict(
     Example:
       train predict runs/b0 new-photos/ --top-k 3 --csv predictions.csv
     """
-    from balancer.imageio import write_atomic
+    from balancer.atomic import write_atomic
     from balancer.manifest import CSV_LINE_END
+    from balancer.ownership import claim_file
 
     from .evaluation import predict as predict_run
 
-    with logs_to_stderr():
+    target = None
+    if csv:  # refused before anything is predicted
+        inputs = {"run folder": run, "images": path}
+        target = claim_file(csv, inputs=inputs, overwrite=overwrite, what="CSV file")
+    with logs_to_stderr(), on_interrupt("nothing was written"):
         table = predict_run(run, path, top_k=top_k)
     if not quiet:
         report_skipped(table.attrs["skipped"])
@@ -323,8 +367,8 @@ def predict(
         print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
         return
     text = table.to_csv(index=False, float_format="%.6f", lineterminator=CSV_LINE_END)
-    if csv:
-        write_atomic(Path(csv), text.encode("utf-8"))
+    if target:
+        write_atomic(target, text.encode("utf-8"))
     else:
         sys.stdout.write(text)
 
@@ -357,13 +401,15 @@ def study_transforms_cmd(
         None,
         help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3).",
     ),
-    folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+    folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
     models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
     losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
     transforms: str = typer.Option(
         "all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."
     ),
-    top: int = typer.Option(5, help="How many of the best to suggest for `balance build`."),
+    top: int = typer.Option(
+        5, help=f"How many of the best to suggest for `balance build` ({TOP})."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -382,7 +428,7 @@ def study_transforms_cmd(
     from .study import parse_list, study_transforms
 
     config = TrainConfig(**train, epochs=epochs, patience=patience or epochs)
-    with logs_to_stderr():
+    with logs_to_stderr(), on_interrupt(GO_ON):
         result = study_transforms(
             src,
             out,
@@ -392,7 +438,7 @@ def study_transforms_cmd(
             models=parse_list(models, "--models"),
             losses=parse_list(losses, "--losses"),
             top=top,
-            overwrite=overwrite,
+            existing=_existing(overwrite, "resume"),
             progress=not quiet,
         )
     if as_json:
@@ -418,7 +464,9 @@ def study_transforms_cmd(
 @with_train_options(exclude=STUDY_ONLY)
 def study_ablation_cmd(
     src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (imbalanced)."),
-    nmin: int = typer.Option(..., help="N_min: each training fold's classes are brought up to it."),
+    nmin: int = typer.Option(
+        ..., help=f"N_min: each training fold's classes are brought up to it ({COUNT})."
+    ),
     out: Path = typer.Option(
         ...,
         "--out",
@@ -431,7 +479,7 @@ def study_ablation_cmd(
         "all",
         help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12').",
     ),
-    folds: int = typer.Option(5, help="Folds (grouped by source, stratified)."),
+    folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
     models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
     losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
@@ -449,7 +497,7 @@ def study_ablation_cmd(
     """
     from .study import parse_list, study_ablation
 
-    with logs_to_stderr():
+    with logs_to_stderr(), on_interrupt(GO_ON):
         summary = study_ablation(
             src,
             out,
@@ -460,7 +508,7 @@ def study_ablation_cmd(
             models=parse_list(models, "--models"),
             losses=parse_list(losses, "--losses"),
             every=every,
-            overwrite=overwrite,
+            existing=_existing(overwrite, "resume"),
             progress=not quiet,
         )
     if as_json:

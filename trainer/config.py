@@ -1,22 +1,34 @@
-"""Training settings (the paper's defaults) and the models on offer; no TensorFlow here."""
+"""Training settings (the paper's defaults) and the models on offer; no TensorFlow here.
+
+Each option's allowed values are data (`CHOICES`, `LIMITS`): the same table checks a
+TrainConfig, gives the command line's help text and is what the tests try at both edges.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 from balancer.errors import TrainError
+from balancer.limits import SIDE, Interval
 from balancer.square import RESIZE_MODES
 
-# name -> (keras.applications class, native input side, what its input expects): 'none' for
-# EfficientNet (it rescales inside), 'caffe' (BGR less the ImageNet mean) for VGG16, ResNet50.
+
+class ModelSpec(NamedTuple):
+    keras_name: str  # the keras.applications class
+    side: int  # its native input side
+    preprocessing: str  # what its input expects: 'none' (EfficientNet rescales inside) or
+    # 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50)
+
+
 MODELS = {
     **{
-        f"efficientnet-b{i}": (f"EfficientNetB{i}", side, "none")
+        f"efficientnet-b{i}": ModelSpec(f"EfficientNetB{i}", side, "none")
         for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])
     },
-    "vgg16": ("VGG16", 224, "caffe"),
-    "resnet50": ("ResNet50", 224, "caffe"),
+    "vgg16": ModelSpec("VGG16", 224, "caffe"),
+    "resnet50": ModelSpec("ResNet50", 224, "caffe"),
 }
 JIT_MODES = ("auto", "on", "off")
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
@@ -30,11 +42,33 @@ CHOICES = {
     "jit": JIT_MODES,
     "precision": ("auto", "mixed", "float32"),
 }
+# Each numeric option and its range (None values are left to their own rule).
+LIMITS = {
+    "image_size": SIDE,
+    "fine_tune_epochs": Interval(0, 10_000, integer=True),
+    "dropout": Interval(0, 1, "left"),
+    "gamma": Interval(0, 100),
+    "lr": Interval(0, 10, "right"),
+    "batch": Interval(1, 1 << 16, integer=True),
+    "epochs": Interval(1, 100_000, integer=True),
+    "patience": Interval(0, 100_000, integer=True),
+    "val_split": Interval(0, 1, "neither"),
+    "seed": Interval(0, 2**32 - 1, integer=True),  # NumPy's and Keras' seeds
+}
+ALPHA = Interval(0, 1)  # focal alpha, when it is a number
+FOLDS = Interval(2, 1000, integer=True)
+TOP = Interval(1, 100, integer=True)
 
 
-@dataclass
+def option(name: str) -> str:
+    """A config field as the command line spells it."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that shapes a training run; defaults are the paper's (Jeong & Kim 2021)."""
+    """Everything that shapes a training run; defaults are the paper's (Jeong & Kim 2021).
+    Frozen: a variant is `dataclasses.replace(config, ...)`, checked again."""
 
     model: str = "efficientnet-b0"
     image_size: int | None = None  # None: the model's native size
@@ -56,42 +90,40 @@ class TrainConfig:
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
     resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
     eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
-    jit: str = (
-        "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on' (torch.compile too), 'off'
-    )
+    jit: str = "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on', 'off'
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise TrainError(
-                    f"unknown {name if name == 'model' else '--' + name} '{value}'; "
+                    f"unknown {name if name == 'model' else option(name)} '{value}'; "
                     f"choose from {', '.join(allowed)}"
                 )
+        for name, interval in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None:
+                interval.check(value, option(name), TrainError)
         if self.alpha != "balanced":
             try:
-                float(self.alpha)
+                alpha = float(self.alpha)
             except ValueError:
                 raise TrainError(
                     f"--alpha must be a number or 'balanced' (got '{self.alpha}')"
                 ) from None
-        if not 0 < self.val_split < 1:
-            raise TrainError(f"--val-split must be between 0 and 1 (got {self.val_split})")
-        for name in ("batch", "epochs"):
-            if getattr(self, name) < 1:
-                raise TrainError(f"--{name} must be at least 1 (got {getattr(self, name)})")
-        if self.image_size is not None and self.image_size < 8:
-            raise TrainError(f"--image-size must be at least 8 (got {self.image_size})")
+            ALPHA.check(alpha, "--alpha", TrainError)
+
+    @property
+    def size(self) -> int:
+        return self.image_size or MODELS[self.model].side
+
+    def check_weights(self) -> None:
+        """Before training: a weights file must be there (a finished run folder does not
+        need it any more, so this is not checked when a config is read back)."""
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise TrainError(
                 f"--weights: no such file {self.weights} (use imagenet, none or a path)"
             )
-        if not 0 <= self.dropout < 1:
-            raise TrainError(f"--dropout must be in [0, 1) (got {self.dropout})")
-
-    @property
-    def size(self) -> int:
-        return self.image_size or MODELS[self.model][1]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from balancer.atomic import write_atomic
 from balancer.errors import TrainError
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import claimed, clear, write_json
+from balancer.ownership import Claim, Existing, claim
 
-from .config import TrainConfig
-from .data import grouped_folds, list_folder
-from .outputs import CV, staged, staging, stamp
+from .config import FOLDS, TrainConfig
+from .data import Folder, grouped_folds, list_folder
+from .evaluation import read_metrics
+from .outputs import CV, RUN
 from .training import train_run
 
 
@@ -34,56 +33,46 @@ def cross_validate(
     out: str | Path,
     config: TrainConfig | None = None,
     folds: int = 5,
-    overwrite: bool = False,
+    existing: Existing = Existing.RESUME,
     progress: bool = True,
 ) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
     Writes OUT/fold-<k>/ (a full run folder each, appearing whole), cv.csv (one row per
-    fold) and cv.json (per fold and mean +- std of accuracy and macro F1). Running the same
-    command again resumes: finished folds are read back, not trained again.
+    fold) and cv.json (per fold and mean +- std of accuracy and macro F1). By default a
+    folder holding the same cross-validation of the same data is resumed: finished folds
+    are read back, not trained again; Existing.OVERWRITE replaces it.
     """
     config = config or TrainConfig()
-    if folds < 2:
-        raise TrainError(f"--folds must be at least 2 (got {folds})")
-    settings = {"data": str(Path(data).resolve()), "folds": folds, "config": config.to_dict()}
-    guard: dict[str, Any] = dict(
-        inputs={"data folder": Path(data)}, resume=not overwrite, overwrite=overwrite
-    )
-    with claimed(out, CV, **guard) as (out, old):
-        _open_cv(out, old, settings, overwrite)
-        return _cross_validate(data, out, config, settings, progress)
-
-
-def _open_cv(out: Path, old: dict | None, settings: dict, overwrite: bool) -> None:
-    """Start, resume (same settings) or replace (overwrite) the cv folder `out`."""
-    if old is not None:
-        if overwrite:
-            clear(out, CV, old)
-        elif old.get("settings") != settings:
-            raise TrainError(
-                f"{out} holds a cross-validation with other settings: "
-                "use --overwrite or another --out"
-            )
-    for entry in out.iterdir():  # a killed fold's half-written run folder
-        if staging(entry):
-            shutil.rmtree(entry)
-    write_json(out / CV.record, stamp(CV, {"status": "running", "settings": settings}))
-
-
-def _cross_validate(data, out: Path, config: TrainConfig, settings: dict, progress: bool) -> dict:
+    FOLDS.check(folds, "--folds", TrainError)
+    config.check_weights()
     folder = list_folder(data, progress=progress)
+    settings = {
+        "data": str(folder.root.resolve()),
+        "data_digest": folder.digest(),
+        "folds": folds,
+        "config": config.to_dict(),
+    }
+    with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
+        c.check_resume(settings, "settings or data")
+        c.begin({"settings": settings})
+        return _cross_validate(c, folder, config, settings, progress)
+
+
+def _cross_validate(
+    c: Claim, folder: Folder, config: TrainConfig, settings: dict, progress: bool
+) -> dict:
     folds = settings["folds"]
     rows = []
     for k, (train, val) in enumerate(grouped_folds(folder.table, folds, config.seed)):
-        run = out / f"fold-{k}"
-        if not (run / "metrics.json").exists():
+        run = c.path / f"fold-{k}"
+        if not (run / RUN.record).is_file():
             if progress:
                 print(
                     f"fold {k + 1}/{folds}: {len(train)} training, {len(val)} validation files",
                     file=sys.stderr,
                 )
-            with staged(run) as tmp:
+            with c.staged(run.name) as tmp:
                 train_run(
                     train,
                     val,
@@ -93,7 +82,7 @@ def _cross_validate(data, out: Path, config: TrainConfig, settings: dict, progre
                     progress=progress,
                     extra={"fold": k, "folds": folds},
                 )
-        m = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        m = read_metrics(run / RUN.record)
         rows.append(
             {
                 "fold": k,
@@ -106,17 +95,17 @@ def _cross_validate(data, out: Path, config: TrainConfig, settings: dict, progre
             }
         )
     table = pd.DataFrame(rows)
-    table.to_csv(out / "cv.csv", index=False, lineterminator=CSV_LINE_END)
-    result = {
-        "status": "complete",
-        "settings": settings,
-        "folds": rows,
-        "accuracy": mean_std(table.accuracy),
-        "macro_f1": mean_std(table.macro_f1),
-        "config": config.to_dict(),
-        "grouped_by_source": folder.has_manifest,
-        "class_names": folder.class_names,
-    }
-    write_json(out / CV.record, stamp(CV, result))
-    result["out"] = str(out)
-    return result
+    text = table.to_csv(index=False, lineterminator=CSV_LINE_END)
+    write_atomic(c.path / "cv.csv", text.encode("utf-8"))
+    result = c.complete(
+        {
+            "settings": settings,
+            "folds": rows,
+            "accuracy": mean_std(table.accuracy),
+            "macro_f1": mean_std(table.macro_f1),
+            "config": config.to_dict(),
+            "grouped_by_source": folder.has_manifest,
+            "class_names": folder.class_names,
+        }
+    )
+    return {**result, "out": str(c.path)}

@@ -8,6 +8,7 @@ special case where every file is its own source.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,15 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.errors import ToolWarning, TrainError
-from balancer.manifest import MANIFEST, RECORD, read_manifest
+from balancer.errors import ToolWarning, TrainError, UserError
+from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest
+from balancer.parallel import default_workers
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
+
+COLUMNS = ["path", "file", "label", "source", "origin", "size", "mtime_ns"]
 
 
 @dataclass
 class Folder:
-    """A class folder's usable files: columns path, file, label, source, origin."""
+    """A class folder's usable files: columns path, file, label, source, origin, size and
+    mtime_ns (as scanned: a file that changes later is noticed)."""
 
     root: Path
     table: pd.DataFrame
@@ -33,30 +38,39 @@ class Folder:
     has_manifest: bool
     scan: Scan  # the balancer's view of the folder (what its plans are made from)
 
+    def digest(self) -> str:
+        """Identifies the data (names, sizes, modification times, and the manifest's): a cv
+        or study resumes only over the same."""
+        h = hashlib.sha256(self.scan.digest().encode())
+        manifest = self.root / MANIFEST
+        if self.has_manifest:
+            st = manifest.stat()
+            h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
+
 
 def list_folder(folder: str | Path, workers: int | None = None, progress: bool = False) -> Folder:
-    """Every usable image of FOLDER/<class>/..., each checked by decoding it first."""
+    """Every usable image of FOLDER/<class>/..., each checked by decoding it first.
+
+    A balancer manifest.csv (with `source` and `origin`) groups each copy with its original;
+    anyone else's manifest.csv (Hugging Face's metadata, say) leaves it a plain folder."""
     root = Path(folder)
     if not root.exists():
         raise TrainError(f"data folder not found: {root}")
     found = scan(root, workers=workers, progress=progress)
-    rows, skipped = [], []
-    for label, images in found.images.items():
-        for im in images:
-            rows.append(
-                {
-                    "path": str(root / im.path),
-                    "file": im.path,
-                    "label": label,
-                    "source": im.path,
-                    "origin": "original",
-                }
-            )
-    skipped += [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
-    table = pd.DataFrame(rows, columns=["path", "file", "label", "source", "origin"])
-    has_manifest = (root / MANIFEST).is_file()
+    rows = [
+        (str(root / im.path), im.path, label, im.path, "original", im.size, im.mtime_ns)
+        for label, images in found.images.items()
+        for im in images
+    ]
+    skipped = [s for s in found.skipped if s.path not in (MANIFEST, RECORD)]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    has_manifest = is_balanced_folder(root) and (root / MANIFEST).is_file()
     if has_manifest:
-        m = read_manifest(root).set_index("file_name")
+        try:
+            m = read_manifest(root).set_index("file_name")
+        except UserError as exc:
+            raise TrainError(str(exc)) from None
         known = table.file.isin(m.index)
         table.loc[known, "source"] = m.loc[table.file[known], "source"].to_numpy()
         table.loc[known, "origin"] = m.loc[table.file[known], "origin"].to_numpy()
@@ -72,6 +86,28 @@ def list_folder(folder: str | Path, workers: int | None = None, progress: bool =
     if len(class_names) < 2:
         raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
     return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
+
+
+def same_bytes_groups(table: pd.DataFrame, workers: int | None = None) -> pd.Series:
+    """Each file's group for splitting: its source, except that originals with the same bytes
+    (one photo saved twice under two names) share one group, and so do their copies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    originals = table[table.origin == "original"]
+    with ThreadPoolExecutor(workers or default_workers()) as ex:  # hashlib releases the GIL
+        digests = list(ex.map(_file_digest, originals.path))
+    first: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    for source, digest in sorted(zip(originals.source, digests, strict=True)):
+        group_of[source] = first.setdefault(digest, source)
+    return table.source.map(lambda s: group_of.get(s, s))
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return f"unreadable:{path}"  # a file of its own
 
 
 COPY_NAME = r"__aug\d+_[a-z]+\.[A-Za-z]+$"  # what `balance build` calls a generated copy
@@ -97,17 +133,18 @@ def grouped_folds(
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
+    table = _with_groups(table)
     originals = table[table.origin == "original"]
-    if originals.source.nunique() < folds:
-        raise TrainError(f"{originals.source.nunique()} original images cannot make {folds} folds")
+    if originals.group.nunique() < folds:
+        raise TrainError(f"{originals.group.nunique()} original images cannot make {folds} folds")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # "least populated class has only N members": expected
         warnings.simplefilter("ignore", UserWarning)
-        splits = list(splitter.split(originals, originals.label, originals.source))
+        splits = list(splitter.split(originals, originals.label, originals.group))
     for _, val_idx in splits:
-        val_sources = set(originals.source.iloc[val_idx])
-        val = originals[originals.source.isin(val_sources)]
-        train = table[~table.source.isin(val_sources)]
+        val_groups = set(originals.group.iloc[val_idx])
+        val = originals[originals.group.isin(val_groups)]
+        train = table[~table.group.isin(val_groups)]
         yield train.reset_index(drop=True), val.reset_index(drop=True)
 
 
@@ -118,14 +155,21 @@ def holdout(table: pd.DataFrame, val_split: float, seed: int) -> tuple[pd.DataFr
     A class keeps at least one source image on each side when it has two; a class of one
     image trains (and the caller names it as absent from validation).
     """
+    table = _with_groups(table)
     originals = table[table.origin == "original"]
     held: set[str] = set()
     for label in sorted(originals.label.unique()):
-        groups = np.array(sorted(originals.source[originals.label == label].unique()))
+        groups = np.array(sorted(originals.group[originals.label == label].unique()))
         n = min(max(int(round(len(groups) * val_split)), 1), len(groups) - 1)
         held.update(groups[class_rng(seed, label).permutation(len(groups))[:n]])
-    val = originals[originals.source.isin(held)]
-    return table[~table.source.isin(held)].reset_index(drop=True), val.reset_index(drop=True)
+    val = originals[originals.group.isin(held)]
+    return table[~table.group.isin(held)].reset_index(drop=True), val.reset_index(drop=True)
+
+
+def _with_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a `group` column: what must stay on one side of a split (an original,
+    its copies, and every other file with the same bytes as the original)."""
+    return table if "group" in table else table.assign(group=same_bytes_groups(table))
 
 
 def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from balancer.errors import TrainError
-from balancer.ownership import claimed, write_json
+from balancer.ownership import TOOL, Existing, claim, identity, read_json_record, stamp, write_json
 
 from . import backend
 from .config import TrainConfig
 from .data import label_indices, list_folder, originals_only
-from .outputs import EVALUATION, plot_confusion, staged, stamp
+from .outputs import EVALUATION, draw_plots, plot_confusion
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -78,15 +77,51 @@ def summary(metrics: dict, worst: int = 3) -> str:
     return "\n".join(lines)
 
 
+def read_metrics(path: Path, kind: str = "run") -> dict:
+    """A metrics.json the trainer wrote, checked for what its readers use; TrainError (one
+    line) for one that is not JSON, is another tool's or kind's, or has wrong types."""
+    info = read_json_record(path, TrainError)
+    if info.get("tool") != TOOL or info.get("kind") != kind:
+        raise TrainError(f"{path} is not the record of a train {kind} folder")
+    numbers = ("accuracy", "macro_f1", "weighted_f1")
+    problems = [k for k in numbers if not _number(info.get(k))]
+    names = info.get("class_names")
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        problems.append("class_names")
+    if kind == "run":
+        if not isinstance(info.get("config"), dict):
+            problems.append("config")
+        if not isinstance(info.get("epochs_run"), int):
+            problems.append("epochs_run")
+        per_class = info.get("per_class")
+        if not isinstance(per_class, dict) or not all(
+            isinstance(v, dict) and _number(v.get("f1")) for v in per_class.values()
+        ):
+            problems.append("per_class")
+        data = info.get("data")
+        if not (
+            isinstance(data, dict)
+            and all(isinstance(data.get(k), dict) for k in ("train", "validation"))
+        ):
+            problems.append("data")
+    if problems:
+        raise TrainError(f"{path} is damaged: {', '.join(problems)} missing or of the wrong type")
+    return info
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class Run:
     """A finished run folder: the model, its config and its class names."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         meta = self.folder / "metrics.json"
-        if not (self.folder / "model.keras").exists() or not meta.exists():
+        if not (self.folder / "model.keras").is_file() or not meta.is_file():
             raise TrainError(f"{self.folder} is not a run folder (no model.keras or metrics.json)")
-        info = json.loads(meta.read_text(encoding="utf-8"))
+        info = read_metrics(meta)
         self.config = TrainConfig.from_dict(info["config"])
         self.class_names: list[str] = info["class_names"]
         self._model = None
@@ -97,7 +132,18 @@ class Run:
             keras = backend.keras()
             from . import models  # noqa: F401  (registers the model's ImageInput layer)
 
-            self._model = keras.models.load_model(self.folder / "model.keras", compile=False)
+            path = self.folder / "model.keras"
+            try:
+                self._model = keras.models.load_model(path, compile=False)
+            except Exception as exc:  # a truncated, empty or foreign file: Keras' many errors
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise TrainError(f"cannot load {path} ({type(exc).__name__}: {first})") from None
+            outputs = self._model.output_shape[-1] if self._model.outputs else None
+            if outputs != len(self.class_names):
+                raise TrainError(
+                    f"{path} predicts {outputs} classes, its metrics.json names "
+                    f"{len(self.class_names)}: the run folder is inconsistent"
+                )
         return self._model
 
     def probabilities(self, paths) -> np.ndarray:
@@ -123,43 +169,44 @@ def evaluate(
     run: str | Path,
     data: str | Path,
     out: str | Path | None = None,
-    overwrite: bool = False,
+    existing: Existing = Existing.ERROR,
     progress: bool = False,
 ) -> dict:
     """Score a run on a labelled folder (originals only, when it has a manifest).
 
-    Writes metrics.json and confusion_matrix.png to `out` (default RUN/eval-<folder name>).
+    Writes metrics.json and confusion_matrix.png to `out` (default RUN/eval-<folder name>),
+    a folder that appears whole; an earlier evaluation there is replaced only with
+    existing=Existing.OVERWRITE.
     """
     r = Run(run)
     target = Path(out or r.folder / f"eval-{Path(data).resolve().name}").resolve()
-    inputs = {"data folder": Path(data)}
-    if not (target.parent == r.folder.resolve() and target.name.startswith("eval-")):
+    inputs: dict[str, Path | None] = {"data folder": Path(data)}
+    if not (identity(target.parent) == identity(r.folder) and target.name.startswith("eval-")):
         inputs["run folder"] = r.folder  # RUN/eval-<name> is where a run keeps its evaluations
-    with claimed(target, EVALUATION, inputs=inputs, overwrite=overwrite) as (target, _):
-        return _evaluate(r, data, target, progress)
-
-
-def _evaluate(r: Run, data, target: Path, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     table = originals_only(folder.table)
     y_true = label_indices(table, r.class_names)
-    y_pred = r.probabilities(table.path.tolist()).argmax(axis=1)
-    metrics = scores(y_true, y_pred, r.class_names)
-    metrics["data"] = {
-        "folder": str(Path(data).resolve()),
-        "files": len(table),
-        "skipped": [s.as_dict() for s in folder.skipped],
-    }
-    with staged(target) as tmp:
-        write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
-        plot_confusion(
-            metrics["confusion_matrix"],
-            r.class_names,
-            tmp / "confusion_matrix.png",
-            title=f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
-            f"macro F1 {metrics['macro_f1']:.3f}",
-        )
-    metrics["out"] = str(target)
+    with claim(target, EVALUATION, inputs=inputs, existing=existing) as c:
+        y_pred = r.probabilities(table.path.tolist()).argmax(axis=1)
+        metrics = scores(y_true, y_pred, r.class_names)
+        metrics["data"] = {
+            "folder": str(Path(data).resolve()),
+            "files": len(table),
+            "skipped": [s.as_dict() for s in folder.skipped],
+        }
+        with c.staged() as tmp:
+            write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
+            title = (
+                f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
+                f"macro F1 {metrics['macro_f1']:.3f}"
+            )
+            draw_plots(
+                tmp,
+                confusion_matrix=lambda path: plot_confusion(
+                    metrics["confusion_matrix"], r.class_names, path, title=title
+                ),
+            )
+    metrics["out"] = str(c.path)
     return metrics
 
 

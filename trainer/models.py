@@ -37,7 +37,7 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
 def build_model(config: TrainConfig, n_classes: int):
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
     size = config.size
-    base_cls = getattr(keras.applications, MODELS[config.model][0])
+    base_cls = getattr(keras.applications, MODELS[config.model].keras_name)
     weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
     try:
         base = base_cls(
@@ -58,7 +58,7 @@ def build_model(config: TrainConfig, n_classes: int):
         raise
     base.trainable = not config.freeze_base
     inputs = keras.Input((size, size, 3), dtype="uint8")
-    x = ImageInput(MODELS[config.model][2], dtype="float32", name="image_input")(inputs)
+    x = ImageInput(MODELS[config.model].preprocessing, dtype="float32", name="image_input")(inputs)
     # A frozen base runs its BatchNorm in inference mode, also once unfrozen for fine-tuning.
     x = base(x, training=False) if config.freeze_base else base(x)
     x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)

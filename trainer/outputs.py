@@ -1,167 +1,155 @@
-"""Run folders that appear whole or not at all, and the files and plots written into them."""
+"""The trainer's outputs: the kinds of folder it writes (proven by their records), and plots.
+
+Every folder goes through the balancer's one door (`balancer.ownership.claim`): a run folder
+is staged and renamed into place whole; cv and study folders are written in place, a
+running record first and the complete one last, each fold or arm a staged run folder.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
+import warnings
 from pathlib import Path
 
-from balancer.errors import (
-    UserError,  # noqa: F401 (the base of every refusal)
+from balancer.errors import ToolWarning
+from balancer.ownership import OutputKind, files_only, proven
+from balancer.plotting import pyplot, save_figure
+from balancer.writing import is_written
+
+RUN_FILES = frozenset(
+    {
+        "model.keras",
+        "history.csv",
+        "files.csv",
+        "metrics.json",
+        "confusion_matrix.png",
+        "curves.png",
+    }
 )
-from balancer.ownership import TOOL, OutputKind, owned_record
-from balancer.plotting import pyplot
-
-RUN_FILES = {
-    "model.keras",
-    "history.csv",
-    "files.csv",
-    "metrics.json",
-    "confusion_matrix.png",
-    "curves.png",
-}
-EVALUATION_FILES = {"metrics.json", "confusion_matrix.png"}
-
-
-def _plain_file(entry: Path) -> bool:
-    return entry.is_file() and not entry.is_symlink()
-
-
-def _owned(entry: Path, kind: OutputKind) -> bool:
-    try:
-        owned_record(entry, kind)
-        return True
-    except UserError:
-        return False
-
+EVALUATION_FILES = frozenset({"metrics.json", "confusion_matrix.png"})
 
 EVALUATION = OutputKind(
-    "train evaluation folder",
-    "metrics.json",
-    "evaluation",
-    lambda record, e: e.name in EVALUATION_FILES and _plain_file(e),
-    resumable=False,
+    "train evaluation folder", "metrics.json", "evaluation", EVALUATION_FILES, resumable=False
 )
 RUN = OutputKind(
     "train run folder",
     "metrics.json",
     "run",
-    lambda record, e: (
-        _plain_file(e)
-        if e.name in RUN_FILES
-        else e.name.startswith("eval-") and not e.is_symlink() and _owned(e, EVALUATION)
-    ),
+    RUN_FILES,
+    lambda record, e: e.name.startswith("eval-") and proven(e, EVALUATION),
     resumable=False,
+    staging=(".*.partial",),  # an evaluation being written
 )
 CV = OutputKind(
     "train cv folder",
     "cv.json",
     "cv",
-    lambda record, e: (
-        _plain_file(e)
-        if e.name in ("cv.json", "cv.csv")
-        else staging(e) or e.name.startswith("fold-") and not e.is_symlink() and _owned(e, RUN)
-    ),
+    frozenset({"cv.json", "cv.csv"}),
+    lambda record, e: re.fullmatch(r"fold-\d+", e.name) is not None and proven(e, RUN),
+    staging=(".*.partial",),
 )
 
 
-def staging(entry: Path) -> bool:
-    """A run folder being written (`staged`), left behind by a killed command."""
-    return (
-        entry.name.startswith(".")
-        and entry.name.endswith(".partial")
-        and entry.is_dir()
-        and not entry.is_symlink()
-    )
+def _study_runs(runs: Path) -> bool:
+    """runs/<model>-<loss>/<arm>/fold-<k>: every leaf a proven run folder (or our staging)."""
+    from balancer.ownership import is_staging
+
+    def level(folder: Path, depth: int) -> bool:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        for entry in folder.iterdir():
+            if is_staging(entry):
+                continue
+            if depth == 2:
+                if not (re.fullmatch(r"fold-\d+", entry.name) and proven(entry, RUN)):
+                    return False
+            elif not level(entry, depth + 1):
+                return False
+        return True
+
+    return level(runs, 0)
+
+
+def _study_data(data: Path) -> bool:
+    """data/fold-<k>/<arm>/<class>/<written images>: the copies made for each fold."""
+
+    def level(folder: Path, depth: int) -> bool:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        if depth == 3:
+            return files_only(folder, is_written)
+        return all(level(entry, depth + 1) for entry in folder.iterdir())
+
+    return level(data, 0)
 
 
 STUDY = OutputKind(
     "train study folder",
     "study.json",
     "study",
+    frozenset({"study.json", "results.csv", "results.md", "results.png"}),
     lambda record, e: (
-        _plain_file(e)
-        if e.name in ("study.json", "results.csv", "results.md", "results.png")
-        else e.name in ("runs", "data") and e.is_dir() and not e.is_symlink()
+        (e.name == "runs" and _study_runs(e)) or (e.name == "data" and _study_data(e))
     ),
+    staging=("runs/*/*/.*.partial",),
 )
 
 
-def stamp(kind: OutputKind, record: dict) -> dict:
-    """The record with the fields that prove, by content, which output it belongs to."""
-    return {"tool": TOOL, "kind": kind.kind, **record}
+def draw_plots(folder: Path, **plots) -> list[str]:
+    """Draw each picture (name -> draw(path)) into folder/<name>.png; a picture that fails
+    is a warning, never the loss of what was already written. Returns the warnings."""
+    failed = []
+    for name, draw in plots.items():
+        try:
+            draw(folder / f"{name}.png")
+        except Exception as exc:  # MemoryError included: the run matters more than its picture
+            failed.append(
+                f"could not draw {name}.png ({type(exc).__name__}: {exc}); "
+                "the model and metrics.json are written"
+            )
+            warnings.warn(failed[-1], ToolWarning, stacklevel=2)
+    return failed
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def staged(out: Path) -> Iterator[Path]:
-    """Yield a hidden temporary folder beside `out`; rename it to `out` when the block succeeds.
-
-    On any failure (including Ctrl-C) the temporary folder is removed and `out` is untouched.
-    The folder gets the permissions the umask gives (mkdtemp's are 0700).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+MAX_CELL_COUNTS = 30  # classes up to which every cell shows its count
+MAX_TICK_NAMES = 60  # classes up to which the axes name every class
+MAX_INCHES = 16.0  # a figure's side: 1,000 classes draw as fast as 100
 
 
 def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") -> None:
-    """Row-normalised confusion matrix (recall on the diagonal), counts in the cells."""
+    """Row-normalised confusion matrix (recall on the diagonal). Up to MAX_CELL_COUNTS classes
+    every cell shows its count and up to MAX_TICK_NAMES the axes name every class; beyond,
+    the picture keeps its size and shows the colours alone (metrics.json has the numbers)."""
     import numpy as np
 
     plt = pyplot()
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    size = (min(MAX_INCHES, max(4, 0.6 * n + 2)), min(MAX_INCHES, max(3.5, 0.6 * n + 1.5)))
+    fig, ax = plt.subplots(figsize=size)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, label="fraction of the true class")
-    ax.set(
-        xticks=range(n),
-        yticks=range(n),
-        xticklabels=class_names,
-        yticklabels=class_names,
-        xlabel="predicted",
-        ylabel="true",
-    )
-    fig.suptitle(
-        title or "confusion matrix", fontsize=10
-    )  # over the whole figure, clear of the bar
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-    for i in range(n):
-        for j in range(n):
-            ax.text(
-                j,
-                i,
-                int(cm[i, j]),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if n <= MAX_TICK_NAMES:
+        ax.set(xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+        ax.set(xlabel="predicted", ylabel="true")
+    else:
+        ax.set(xlabel=f"predicted (class index, {n} classes)", ylabel="true (class index)")
+    fig.suptitle(title or "confusion matrix", fontsize=10)  # over the whole figure
+    if n <= MAX_CELL_COUNTS:
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    save_figure(fig, path)
 
 
 def plot_curves(history, path: Path) -> None:
@@ -183,6 +171,4 @@ def plot_curves(history, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

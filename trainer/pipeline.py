@@ -9,12 +9,14 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from balancer.imageio import load
+from balancer.errors import TrainError
+from balancer.imageio import BadImage, load
 from balancer.parallel import default_workers
 from balancer.square import rgb8, to_square
 
@@ -23,10 +25,17 @@ from . import backend
 keras = backend.keras()
 
 
-def read_image(path: str | Path, size: int, resize: str) -> np.ndarray:
+def read_image(
+    path: str | Path, size: int, resize: str, expect: tuple[int, int] | None = None
+) -> np.ndarray:
     """One file as the model sees it: size x size x 3 uint8 RGB (made square first: the
-    colour conversion then touches size x size pixels, and gives the same bytes)."""
-    return rgb8(to_square(load(Path(path)).image, size, resize))
+    colour conversion then touches size x size pixels, and gives the same bytes). `expect`:
+    the (size, mtime_ns) the scan saw; a file that no longer has them is refused."""
+    return rgb8(to_square(load(Path(path), expect=expect).image, size, resize))
+
+
+class DataChanged(TrainError):
+    """A file the run was reading changed or vanished under it."""
 
 
 class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
@@ -57,10 +66,13 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         cache: bool = False,
         pad_to: int = 1,
         threads: int | None = None,
+        stamps: Sequence[tuple[int, int] | None] | None = None,
     ):
         threads = threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
+        self.stamps = None if stamps is None else list(stamps)
+        self.failure: str | None = None  # the first file that could not be read, and why
         self.labels = None if labels is None else np.asarray(labels, np.int64)
         self.n_classes, self.size, self.batch, self.resize = n_classes, size, batch, resize
         self.shuffle, self.seed, self.full, self.pad_to, self.epoch = shuffle, seed, full, pad_to, 0
@@ -94,11 +106,23 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
 
     def _image(self, i: int) -> np.ndarray:
         if self._cache is None:
-            return read_image(self.paths[i], self.size, self.resize)
+            return self._read(i)
         if not self._cached[i]:  # two threads reading one image at once write the same bytes
-            self._cache[i] = read_image(self.paths[i], self.size, self.resize)
+            self._cache[i] = self._read(i)
             self._cached[i] = True
         return self._cache[i]
+
+    def _read(self, i: int) -> np.ndarray:
+        try:
+            return read_image(
+                self.paths[i],
+                self.size,
+                self.resize,
+                None if self.stamps is None else self.stamps[i],
+            )
+        except BadImage as exc:
+            self.failure = self.failure or f"{self.paths[i]}: {exc}"
+            raise DataChanged(self.failure) from None
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -107,4 +131,20 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
 
 def predict(model, batches: ImageBatches) -> np.ndarray:
     """model.predict over `batches`, less the rows of any padding."""
-    return model.predict(batches, verbose=0)[: len(batches.paths)]
+    with reading(batches):
+        return model.predict(batches, verbose=0)[: len(batches.paths)]
+
+
+@contextmanager
+def reading(*batches: ImageBatches) -> Iterator[None]:
+    """Inside the block, a file that changed or vanished while the batches read it ends in
+    one line naming it, whatever the backend made of the worker thread's exception."""
+    try:
+        yield
+    except Exception:
+        failure = next((b.failure for b in batches if b.failure), None)
+        if failure is None:
+            raise
+        raise DataChanged(
+            f"{failure}: the data changed while it was being read; nothing was written"
+        ) from None

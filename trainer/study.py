@@ -8,27 +8,30 @@ of one never trains. Each finished run is a run folder; a study resumes by skipp
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from balancer.atomic import write_atomic
 from balancer.errors import TrainError
+from balancer.limits import COUNT
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import claimed, clear, write_json
+from balancer.ownership import Claim, Existing, claim
 from balancer.parallel import resolve_workers
 from balancer.plan import class_targets, make_plan
 from balancer.source import Scan
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms
 from balancer.writing import run_items
 
-from .config import TrainConfig
-from .data import class_counts, grouped_folds, list_folder, originals_only
-from .outputs import STUDY, staged, stamp
+from .config import FOLDS, TOP, TrainConfig
+from .data import Folder, class_counts, grouped_folds, list_folder, originals_only
+from .evaluation import read_metrics
+from .outputs import RUN, STUDY
 from .training import epoch_progress, train_run
 
 
@@ -84,9 +87,12 @@ def training_table(
         run_items(found.root, cache, copies, workers, progress=False)
         paths = [str(cache / it.file_name) for it in copies]
         files = [f"{cache.name}/{it.file_name}" for it in copies]
+        stamps = [os.stat(p) for p in paths]  # as written: a change under the run is noticed
+        sizes, mtimes = [st.st_size for st in stamps], [st.st_mtime_ns for st in stamps]
     else:  # plain random over-sampling: the same original file, listed again
         paths = [str(found.root / it.source) for it in copies]
         files = [it.source for it in copies]
+        sizes, mtimes = [it.size for it in copies], [it.mtime_ns for it in copies]
     extra = pd.DataFrame(
         {
             "path": paths,
@@ -94,6 +100,8 @@ def training_table(
             "label": [it.label for it in copies],
             "source": [it.source for it in copies],
             "origin": "augmented",
+            "size": sizes,
+            "mtime_ns": mtimes,
         }
     )
     return pd.concat([train, extra], ignore_index=True)
@@ -113,17 +121,21 @@ class StudySpec:
     nmin: int | None = None  # the ablation's N_min, per training fold
 
     def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise TrainError(f"--folds must be at least 2 (got {self.folds})")
+        FOLDS.check(self.folds, "--folds", TrainError)
+        if self.nmin is not None or any(a.balance for a in self.arms):
+            COUNT.check(self.nmin, "--nmin", TrainError)
         for model in self.models:
             replace(self.config, model=model)  # validates the name
         for loss in self.losses:
             replace(self.config, loss=loss)
+        self.config.check_weights()
 
-    def key(self, src: str | Path) -> dict:
+    def key(self, folder: Folder) -> dict:
+        """What a study folder must hold to be resumed: this study, of this data."""
         return {
             "study": self.kind,
-            "source": str(Path(src).resolve()),
+            "source": str(folder.root.resolve()),
+            "data_digest": folder.digest(),
             "folds": self.folds,
             "models": list(self.models),
             "losses": list(self.losses),
@@ -150,27 +162,26 @@ def run_study(
     src: str | Path,
     out: str | Path,
     *,
-    overwrite: bool = False,
+    existing: Existing = Existing.RESUME,
     progress: bool = True,
     workers: int | None = None,
 ) -> pd.DataFrame:
     """Train every arm x fold x model x loss; write results.csv, results.md and a plot.
 
-    A study folder that holds the same study is resumed: finished runs are read, not redone.
+    A study folder that holds the same study of the same data is resumed (finished runs are
+    read, not redone); Existing.OVERWRITE replaces it.
     """
-    settings = spec.key(src)
     workers = resolve_workers(workers)
     folder = list_folder(src, workers=workers, progress=progress)
+    settings = spec.key(folder)
     splits = list(grouped_folds(originals_only(folder.table), spec.folds, spec.config.seed))
     from .models import build_model  # Keras loads here, once the cheap checks have passed
 
     for model in spec.models:  # fail now, not after hours, when the weights cannot be had
         build_model(replace(spec.config, model=model), len(folder.class_names))
-    guard: dict[str, Any] = dict(
-        inputs={"source folder": Path(src)}, resume=not overwrite, overwrite=overwrite
-    )
-    with claimed(out, STUDY, **guard) as (out, old):
-        _open_study(out, old, settings, overwrite)  # only now: a bad source leaves nothing behind
+    with claim(out, STUDY, inputs={"source folder": Path(src)}, existing=existing) as c:
+        c.check_resume(settings, "study or data")
+        c.begin({"settings": settings})  # only now: a bad source leaves nothing behind
         runs = spec.runs()
         bar = tqdm(
             total=len(runs),
@@ -181,7 +192,7 @@ def run_study(
         rows = []
         for i, (k, model, loss, arm) in enumerate(runs, start=1):
             m = _one_run(
-                spec, out, folder, splits[k], (k, model, loss, arm), bar=bar, workers=workers
+                spec, c, folder, splits[k], (k, model, loss, arm), bar=bar, workers=workers
             )
             rows.append(_result_row(m, (k, model, loss, arm)))
             bar.update()
@@ -192,28 +203,32 @@ def run_study(
                     file=sys.stderr,
                 )
         bar.close()
-        return _write_results(out, pd.DataFrame(rows), folder.class_names, settings)
+        summary = _write_results(c.path, pd.DataFrame(rows), folder.class_names, settings)
+        c.complete({"settings": settings})
+        return summary
 
 
-def _one_run(spec: StudySpec, out: Path, folder, split, run: tuple, *, bar, workers: int) -> dict:
+def _one_run(
+    spec: StudySpec, c: Claim, folder: Folder, split, run: tuple, *, bar, workers: int
+) -> dict:
     """One run's metrics: read back when its run folder is finished, else trained."""
     k, model, loss, arm = run
-    run_dir = out / "runs" / f"{model}-{loss}" / _slug(arm.name) / f"fold-{k}"
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.exists():
+    part = f"runs/{model}-{loss}/{_slug(arm.name)}/fold-{k}"
+    metrics_file = c.path / part / RUN.record
+    if not metrics_file.is_file():
         train, val = split
         train_all = training_table(
             arm,
             train,
             folder.scan,
-            cache=out / "data" / f"fold-{k}" / _slug(arm.name),
+            cache=c.path / "data" / f"fold-{k}" / _slug(arm.name),
             class_names=folder.class_names,
             nmin=spec.nmin,
             seed=spec.config.seed + k,
             workers=workers,
         )
         run_config = replace(spec.config, model=model, loss=loss)
-        with staged(run_dir) as tmp:
+        with c.staged(part) as tmp:
             bar.set_description(f"study {spec.kind}: fold {k + 1}/{spec.folds} {arm.name}")
             train_run(
                 train_all,
@@ -225,7 +240,7 @@ def _one_run(spec: StudySpec, out: Path, folder, split, run: tuple, *, bar, work
                 extra={"study": spec.kind, "arm": arm.name, "fold": k},
                 callbacks=(epoch_progress(bar, run_config),),
             )
-    return json.loads(metrics_file.read_text(encoding="utf-8"))
+    return read_metrics(metrics_file)
 
 
 def _result_row(m: dict, run: tuple) -> dict:
@@ -249,29 +264,14 @@ def _result_row(m: dict, run: tuple) -> dict:
 def _write_results(
     out: Path, results: pd.DataFrame, class_names: list[str], settings: dict
 ) -> pd.DataFrame:
-    results.to_csv(out / "results.csv", index=False, lineterminator=CSV_LINE_END)
+    text = results.to_csv(index=False, lineterminator=CSV_LINE_END)
+    write_atomic(out / "results.csv", text.encode("utf-8"))
     summary = summarize(results, class_names)
     kind = settings["study"]
-    (out / "results.md").write_text(results_markdown(summary, kind, settings), encoding="utf-8")
+    markdown = results_markdown(summary, kind, settings)
+    write_atomic(out / "results.md", markdown.encode("utf-8"))
     plot_study(summary, out / "results.png", kind, settings)
     return summary
-
-
-def _open_study(out: Path, old: dict | None, settings: dict, overwrite: bool) -> None:
-    """Start a study in the locked folder `out`, resume the same study, or replace one."""
-    record = stamp(STUDY, settings)
-    if old is not None:
-        if overwrite:
-            clear(out, STUDY, old)
-        elif old != record:
-            keys = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-            raise TrainError(
-                f"{out} holds a different study ({', '.join(keys)} differ): "
-                "use --overwrite or another --out"
-            )
-        else:
-            return
-    write_json(out / STUDY.record, record)
 
 
 def _slug(name: str) -> str:
@@ -351,7 +351,7 @@ def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
 def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | None = None) -> None:
     """Bars of mean macro F1 and accuracy per arm (± std over folds), each bar labelled with
     its value; the title names N_min and T where the study has them."""
-    from balancer.plotting import pyplot
+    from balancer.plotting import pyplot, save_figure
 
     plt = pyplot()
     labels = [
@@ -381,9 +381,7 @@ def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | No
         ax.margins(y=0.15)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(study_title(kind, settings or {}), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def study_title(kind: str, settings: dict) -> str:
@@ -413,7 +411,7 @@ def study_transforms(
     models=("efficientnet-b0",),
     losses=("focal",),
     top: int = 5,
-    overwrite: bool = False,
+    existing: Existing = Existing.RESUME,
     progress: bool = True,
 ) -> dict:
     """Rank each transform by the macro F1 it adds when it doubles the training set once."""
@@ -426,7 +424,8 @@ def study_transforms(
         losses=tuple(losses),
         config=config,
     )
-    summary = run_study(spec, src, out, overwrite=overwrite, progress=progress)
+    TOP.check(top, "--top", TrainError)
+    summary = run_study(spec, src, out, existing=existing, progress=progress)
     return {
         "summary": summary,
         "ranking": ranking(summary),
@@ -445,7 +444,7 @@ def study_ablation(
     models=("efficientnet-b0",),
     losses=("focal",),
     every: str = "all",
-    overwrite: bool = False,
+    existing: Existing = Existing.RESUME,
     progress: bool = True,
 ) -> pd.DataFrame:
     """The four arms of the paper's Table 4, balanced inside each training fold.
@@ -462,4 +461,4 @@ def study_ablation(
         config=config,
         nmin=nmin,
     )
-    return run_study(spec, src, out, overwrite=overwrite, progress=progress)
+    return run_study(spec, src, out, existing=existing, progress=progress)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from balancer.atomic import write_atomic
 from balancer.errors import ToolWarning, TrainError
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import check_inputs, claimed, write_json
+from balancer.ownership import Claim, Existing, check_inputs, claim, overlaps, stamp, write_json
 
 from . import backend
 from .config import MONITORS, TrainConfig
@@ -29,7 +30,7 @@ from .data import (
     shared_files,
 )
 from .evaluation import scores
-from .outputs import RUN, plot_confusion, plot_curves, staged, stamp
+from .outputs import RUN, draw_plots, plot_confusion, plot_curves
 from .runtime import pad_to
 from .runtime import setup as runtime_setup
 
@@ -77,22 +78,26 @@ def train_run(
         keras.config.enable_interactive_logging()
     runtime = runtime_setup(config)
     train_ds, val_ds = _batches(train, val, class_names, config)
-    model = _train_model(
-        train_ds,
-        val_ds,
-        config,
-        folder,
-        runtime=runtime,
-        train_counts=list(class_counts(train, class_names).values()),
-        n_classes=len(class_names),
-        callbacks=callbacks,
-        progress=progress,
-    )
+    from .pipeline import reading
+
+    with reading(train_ds, val_ds):
+        model = _train_model(
+            train_ds,
+            val_ds,
+            config,
+            folder,
+            runtime=runtime,
+            train_counts=list(class_counts(train, class_names).values()),
+            n_classes=len(class_names),
+            callbacks=callbacks,
+            progress=progress,
+        )
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
-    files[["split", "file", "label", "source", "origin"]].to_csv(
-        folder / "files.csv", index=False, lineterminator=CSV_LINE_END
+    text = files[["split", "file", "label", "source", "origin"]].to_csv(
+        index=False, lineterminator=CSV_LINE_END
     )
+    write_atomic(folder / "files.csv", text.encode("utf-8"))
     from .pipeline import predict
 
     y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
@@ -111,13 +116,14 @@ def train_run(
         }
     )
     write_json(folder / "metrics.json", stamp(RUN, metrics))
-    plot_confusion(
-        metrics["confusion_matrix"],
-        class_names,
-        folder / "confusion_matrix.png",
-        title=f"validation: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}",
+    title = f"validation: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+    draw_plots(  # last: the model and its scores are written whatever happens to a picture
+        folder,
+        confusion_matrix=lambda path: plot_confusion(
+            metrics["confusion_matrix"], class_names, path, title=title
+        ),
+        curves=lambda path: plot_curves(history_table, path),
     )
-    plot_curves(history_table, folder / "curves.png")
     return metrics
 
 
@@ -140,9 +146,21 @@ def _batches(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str], con
         shuffle=True,
         full=True,
         seed=config.seed,
+        stamps=_stamps(train),
         **common,
     )
-    return train_ds, ImageBatches(val.path, label_indices(val, class_names), **common)
+    val_ds = ImageBatches(val.path, label_indices(val, class_names), stamps=_stamps(val), **common)
+    return train_ds, val_ds
+
+
+def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
+    """Each file's (size, mtime_ns) as scanned, where the table has them (None: unchecked)."""
+    if "size" not in table or "mtime_ns" not in table:
+        return None
+    return [
+        None if pd.isna(size) or pd.isna(mtime) else (int(size), int(mtime))
+        for size, mtime in zip(table["size"], table["mtime_ns"], strict=True)
+    ]
 
 
 def _train_model(
@@ -253,31 +271,31 @@ def fit(
     config: TrainConfig | None = None,
     *,
     val: str | Path | None = None,
-    overwrite: bool = False,
+    existing: Existing = Existing.ERROR,
     progress: bool = True,
 ) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
-    The run folder appears whole when training ends, or not at all. In multi-worker
-    training (TF_CONFIG) only the chief writes it; the other workers' copies are discarded.
+    The run folder appears whole when training ends, or not at all; an earlier run there is
+    replaced only with existing=Existing.OVERWRITE. In multi-worker training (TF_CONFIG) only
+    the chief writes it; the other workers' copies are discarded.
     """
     config = config or TrainConfig()
+    config.check_weights()
     inputs = {"data folder": Path(data), "validation folder": Path(val) if val else None}
-    if val is not None:
-        a, b = Path(data).resolve(), Path(val).resolve()
-        if a == b or a in b.parents or b in a.parents:
-            raise TrainError(
-                f"the validation folder {b} overlaps the data folder {a}: "
-                "validation would not be held out"
-            )
+    if val is not None and overlaps(Path(data), Path(val)):
+        raise TrainError(
+            f"the validation folder {val} overlaps the data folder {data}: "
+            "validation would not be held out"
+        )
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
         return _fit_folder(data, None, config, val, progress)
-    with claimed(out, RUN, inputs=inputs, overwrite=overwrite) as (out, _):
-        return _fit_folder(data, out, config, val, progress)
+    with claim(out, RUN, inputs=inputs, existing=existing) as c:
+        return _fit_folder(data, c, config, val, progress)
 
 
-def _fit_folder(data, out: Path | None, config: TrainConfig, val, progress: bool) -> dict:
+def _fit_folder(data, c: Claim | None, config: TrainConfig, val, progress: bool) -> dict:
     folder = list_folder(data, progress=progress)
     if val is not None:
         val_folder = list_folder(val, progress=progress)
@@ -298,7 +316,7 @@ def _fit_folder(data, out: Path | None, config: TrainConfig, val, progress: bool
         "skipped": [s.as_dict() for s in skipped],
         "warnings": absent_classes(validation, folder.class_names, train),
     }
-    if out is None:  # a non-chief worker: its copy of the outputs is discarded
+    if c is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:
             return train_run(
                 train,
@@ -309,9 +327,9 @@ def _fit_folder(data, out: Path | None, config: TrainConfig, val, progress: bool
                 progress=progress,
                 extra=extra,
             )
-    with staged(out) as tmp:
+    with c.staged() as tmp:
         metrics = train_run(
             train, validation, folder.class_names, config, tmp, progress=progress, extra=extra
         )
-    metrics["out"] = str(out)
+    metrics["out"] = str(c.path)
     return metrics
