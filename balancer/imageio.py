@@ -61,8 +61,8 @@ def jpeg_is_complete(data: bytes) -> bool:
     """True when the JPEG's scan data is followed by an end-of-image marker.
 
     Walks the marker segments to the first start-of-scan, so an EXIF thumbnail's own
-    end marker does not count; inside entropy-coded data 0xFF is always stuffed, so
-    the next FFD9 after the scan header is the real end.
+    end marker does not count; inside entropy-coded data 0xFF is always stuffed, so any
+    FFD9 after the scan header is the real end (searched from the file's end, where it is).
     """
     i, n = 2, len(data)
     while i + 4 <= n:
@@ -76,8 +76,8 @@ def jpeg_is_complete(data: bytes) -> bool:
             i += 2
             continue
         length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDA:
-            return data.find(b"\xff\xd9", i + 2 + length) != -1
+        if marker == 0xDA:  # any FFD9 after the scan header ends it; the last one is found
+            return data.rfind(b"\xff\xd9", i + 2 + length) != -1  # fast: near the end
         i += 2 + length
     return False
 
@@ -184,7 +184,41 @@ def check_whole(data: bytes) -> str:
     return fmt
 
 
-def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) -> Loaded:
+# libjpeg's DCT scaling: (colour flag, grey flag) per scale denominator
+_REDUCED = {
+    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+}
+
+
+def jpeg_scale(width: int, height: int, at_least: int) -> int:
+    """The largest JPEG scale denominator (8, 4 or 2; else 1) that still decodes both sides
+    to at least `at_least` pixels (libjpeg rounds a scaled side up)."""
+    for k in _REDUCED:
+        if -(-width // k) >= at_least and -(-height // k) >= at_least:
+            return k
+    return 1
+
+
+def _flags(fmt: str, header: Header | None, check_only: bool, at_least: int | None) -> int:
+    if fmt != "jpeg":
+        return cv2.IMREAD_UNCHANGED
+    if check_only:
+        return cv2.IMREAD_REDUCED_GRAYSCALE_8
+    k = jpeg_scale(header.width, header.height, at_least) if header and at_least else 1
+    if k == 1:
+        return cv2.IMREAD_UNCHANGED
+    color, grey = _REDUCED[k]
+    return (grey if header and header.channels == 1 else color) | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def decode(
+    data: bytes,
+    check_only: bool = False,
+    max_bytes: int | None = None,
+    at_least: int | None = None,
+) -> Loaded:
     """Decode image bytes, keeping alpha and 16-bit depth; raise BadImage with a reason.
 
     The header is checked first: more than `max_bytes` of decoded pixels (default
@@ -192,6 +226,11 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) 
     check_only decodes a JPEG at 1/8 scale: every entropy-coded byte is still parsed (so
     corrupt data still fails) but the inverse DCT is skipped; the image returned is small
     (and not oriented).
+    at_least: the caller needs no more than this many pixels on the shorter side, so a JPEG
+    at least twice as large is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling: a
+    fraction of the work, and each output pixel the mean of the block it stands for), the
+    largest that keeps both sides at least `at_least`; upright as always. Other formats, and
+    smaller JPEGs, decode whole.
     """
     fmt = check_whole(data)
     max_bytes = limits.image_bytes() if max_bytes is None else max_bytes
@@ -202,7 +241,7 @@ def decode(data: bytes, check_only: bool = False, max_bytes: int | None = None) 
             f"{header.decoded_bytes / 2**20:.0f} MiB, over the "
             f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)"
         )
-    flags = cv2.IMREAD_REDUCED_GRAYSCALE_8 if check_only and fmt == "jpeg" else cv2.IMREAD_UNCHANGED
+    flags = _flags(fmt, header, check_only, at_least)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
@@ -247,10 +286,14 @@ def read_bytes(path: Path, expect: Stamp | None = None) -> bytes:
 
 
 def load(
-    path: Path, check_only: bool = False, max_bytes: int | None = None, expect: Stamp | None = None
+    path: Path,
+    check_only: bool = False,
+    max_bytes: int | None = None,
+    expect: Stamp | None = None,
+    at_least: int | None = None,
 ) -> Loaded:
     try:
-        return decode(read_bytes(path, expect), check_only, max_bytes)
+        return decode(read_bytes(path, expect), check_only, max_bytes, at_least)
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +93,37 @@ def _save(image: np.ndarray, path: Path) -> None:
     write_atomic(path, imageio.encode(image, output_format(path.name), SHEET_QUALITY))
 
 
-def as_trained(mode: str, size: int):
-    """What `train --resize MODE --image-size SIZE` makes of an image: the trainer's own
-    `to_square` (stretched to a square, the centred square cropped, or padded with black)."""
-    if mode not in RESIZE_MODES:
-        raise BalanceError(f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{mode}')")
-    SIDE.check(size, "--size")
-    return lambda image: to_square(image, size, mode)
+@dataclass(frozen=True)
+class View:
+    """How a tile shows an image: as stored (mode None), or as `train --resize MODE
+    --image-size SIZE` feeds it to the model (the trainer's own `to_square`). `at_least` is
+    the side a file needs to be decoded at for it (a large JPEG decodes at a fraction)."""
+
+    mode: str | None = None
+    size: int = TILE
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in RESIZE_MODES:
+            raise BalanceError(
+                f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.mode}')"
+            )
+        SIDE.check(self.size, "--size")
+
+    @property
+    def at_least(self) -> int:
+        return self.size
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return image if self.mode is None else to_square(image, self.size, self.mode)
 
 
-def as_stored(image: np.ndarray) -> np.ndarray:
-    return image
+def as_trained(mode: str, size: int) -> View:
+    """What `train --resize MODE --image-size SIZE` makes of an image: stretched to a square,
+    the centred square cropped, or padded with black."""
+    return View(mode, size)
+
+
+as_stored = View()
 
 
 def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -136,7 +157,7 @@ def preview_transforms(
     out: str | Path,
     n: int = 4,
     seed: int = 0,
-    view=as_stored,
+    view: View = as_stored,
     *,
     overwrite: bool = False,
 ) -> tuple[int, int]:
@@ -165,11 +186,12 @@ def preview_manifest(
     n: int = 4,
     per_row: int = 5,
     seed: int = 0,
-    view=as_stored,
+    view: View = as_stored,
     *,
     overwrite: bool = False,
 ) -> tuple[int, int]:
-    """Rows of: an original of a balanced folder, then its generated copies (up to per_row)."""
+    """Rows of: an original of a balanced folder, then its generated copies (up to per_row).
+    The files are decoded at the scale the tile needs (a large JPEG at a fraction)."""
     ROWS.check(n, "--n")
     SEED.check(seed, "--seed")
     folder = Path(folder)
@@ -191,20 +213,20 @@ def preview_manifest(
         original = originals.get(source)
         if original is None:
             raise BalanceError(f"{folder / MANIFEST} has no row for the original {source}")
-        row = [tile(view(_load(folder, original)), [original, "original"])]
+        row = [tile(view(_load(folder, original, view.at_least)), [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
             if not isinstance(r.params, dict):
                 raise BalanceError(f"{folder / MANIFEST}: the copy {r.file_name} has no params")
-            image = view(_load(folder, r.file_name))
+            image = view(_load(folder, r.file_name, view.at_least))
             row.append(tile(image, [r.augmentation, describe_params(r.params)]))
         rows.append(row)
     _save(sheet(rows), target)
     return len(rows), max(len(r) for r in rows)
 
 
-def _load(folder: Path, name: str) -> np.ndarray:
+def _load(folder: Path, name: str, at_least: int) -> np.ndarray:
     """A balanced folder's image, or one line saying why it cannot be shown."""
     try:
-        return load(folder / name).image
+        return load(folder / name, at_least=at_least).image
     except BadImage as exc:
         raise BalanceError(f"cannot show {folder / name}: {exc}") from None

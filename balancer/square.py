@@ -1,4 +1,5 @@
-"""How an image becomes a model's input: 8-bit RGB, made square at a given side.
+"""How an image becomes a model's input: decoded at the scale it needs, made square at a
+given side, 8-bit RGB.
 
 The trainer's input pipeline and `balance preview --resize` share these functions, so a
 preview shows exactly the pixels a model trains on. OpenCV only (no TensorFlow).
@@ -28,20 +29,41 @@ def rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
+def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The image at width x height: area-averaged when it shrinks on both axes (no aliasing),
+    bilinear otherwise (as tf.image.resize and Keras' loaders enlarge)."""
+    h, w = image.shape[:2]
+    shrink = width <= w and height <= h
+    return cv2.resize(
+        image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
 def to_square(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
     """A size x size image: 'stretch' (Keras' default), the centred square 'crop'ped first
-    (Keras' crop_to_aspect_ratio), or 'pad'ded to a square with black (pad_to_aspect_ratio).
-    Bilinear, as tf.image.resize and Keras' image loaders."""
+    (Keras' crop_to_aspect_ratio), or 'pad'ded to a square with black (pad_to_aspect_ratio)."""
     h, w = image.shape[:2]
     if mode == "crop":
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
         image = image[y : y + side, x : x + side]
     if mode != "pad":
-        return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        return resized(image, size, size)
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     out = np.zeros((size, size) + image.shape[2:], image.dtype)
     y, x = (size - nh) // 2, (size - nw) // 2
-    out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[y : y + nh, x : x + nw] = resized(image, nw, nh)
     return out
+
+
+def model_input(path, size: int, mode: str = "stretch", expect=None) -> np.ndarray:
+    """A file as a model of input side `size` sees it: decoded at the scale it needs (a large
+    JPEG at 1/2, 1/4 or 1/8: see imageio.decode), made square, size x size x 3 uint8 RGB
+    (square first: the colour conversion then touches size x size pixels, same bytes).
+    `expect`: the (size, mtime_ns) a scan saw; a file that no longer has them is refused."""
+    from pathlib import Path
+
+    from .imageio import load
+
+    return rgb8(to_square(load(Path(path), expect=expect, at_least=size).image, size, mode))

@@ -80,6 +80,52 @@ def fit_rate(model, data, steps: int, batch: int) -> float:
     )
 
 
+def reader_rate(files, size: int, resize: str, n: int) -> float:
+    """The bare reader in this one thread: images/s of model_input over `n` files."""
+    from balancer.square import model_input
+
+    chosen = files[:n]
+    model_input(chosen[0], size, resize)
+    return len(chosen) / seconds(lambda: [model_input(f, size, resize) for f in chosen])
+
+
+def gil_share(files, size: int, resize: str, n: int) -> float:
+    """The share of the reader's time that holds Python's lock: a pure-Python counter runs
+    beside it in another thread, on another core, and loses what the reader holds."""
+    import sys
+    import threading
+
+    from balancer.square import model_input
+
+    def count(stop: threading.Event) -> int:
+        k = 0
+        while not stop.is_set():
+            k += 1
+        return k
+
+    def counted(seconds_: float, work=None) -> float:
+        stop, result = threading.Event(), []
+        t = threading.Thread(target=lambda: result.append(count(stop)))
+        start = time.perf_counter()
+        t.start()
+        if work is None:
+            time.sleep(seconds_)
+        else:
+            work()
+        stop.set()
+        t.join()
+        return result[0] / (time.perf_counter() - start)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # hand the lock over at a fine grain, or the counter never runs
+    try:
+        alone = counted(1.0)
+        beside = counted(0, lambda: [model_input(f, size, resize) for f in files[:n]])
+    finally:
+        sys.setswitchinterval(old)
+    return max(0.0, 1.0 - beside / alone)
+
+
 def pipeline_rate(dataset, batches: int, batch: int) -> float:
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
@@ -160,6 +206,10 @@ def main() -> None:
     steps = min(args.steps, len(disk) - 2)
     rows = {} if args.pipeline_only else train_rates(keras, config, runtime, disk, steps)
     rows["pipeline alone"] = pipeline_rate(disk, min(steps, len(disk) - 1), args.batch)
+    if args.pipeline_only:
+        cores = default_workers()
+        one = reader_rate(files, config.size, config.resize, min(len(files), 256))
+        held = gil_share(files, config.size, config.resize, min(len(files), 128))
     if runtime.backend == "tensorflow":
         rows["tf.data pipeline (before)"] = tfdata_rate(
             files, config.size, args.batch, min(steps, len(disk) - 1)
@@ -178,6 +228,18 @@ def main() -> None:
     if "tf.data pipeline (before)" in rows:
         print(
             f"  pipeline / tf.data          {rows['pipeline alone'] / rows['tf.data pipeline (before)']:6.2f} x"
+        )
+    if args.pipeline_only:
+        print(f"  bare reader, one thread    {one:9.1f} images/s")
+        print(
+            f"  pipeline / (reader x {cores} cores) {rows['pipeline alone'] / (one * cores):6.2f}"
+            "   (goal >= 0.9)"
+        )
+        print(
+            f"  the reader holds Python's lock {100 * held:.1f} % of its time: threads can "
+            f"reach at most {1 / max(held, 1e-3):.0f} x one thread "
+            f"(16 cores: {min(16, 1 / max(held, 1e-3)):.1f} x, 64 cores: "
+            f"{min(64, 1 / max(held, 1e-3)):.1f} x)"
         )
 
 

@@ -400,7 +400,9 @@ def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
             if epoch == 0:
                 write_image(victim, textured(30, 30, seed=123))
 
-    config = TrainConfig(weights="none", image_size=32, epochs=3, batch=4, eager=True)
+    config = TrainConfig(  # no cache: every epoch reads the files again
+        weights="none", image_size=32, epochs=3, batch=4, eager=True, cache="off"
+    )
     (tmp_path / "run").mkdir()
     with pytest.raises(TrainError, match=f"{victim.name}.*changed while it was being read"):
         train_run(

@@ -160,48 +160,51 @@ def test_dask_errors_are_one_line(small_src, tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_strategy_runs_with_one_replica(tmp_path, monkeypatch):
-    """TF_CONFIG naming one worker: the MultiWorkerMirroredStrategy path, on this CPU."""
+def test_two_worker_processes_train_together_and_only_the_chief_writes(tmp_path):
+    """MultiWorkerMirroredStrategy for real: two `train fit` processes on this machine, each
+    with its TF_CONFIG (localhost ports); both finish, the chief alone writes the run folder,
+    and its scores are those of the validation files it lists."""
     import socket
+    import subprocess
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tf_config = {
-        "cluster": {"worker": [f"127.0.0.1:{port}"]},
-        "task": {"type": "worker", "index": 0},
-    }
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
-    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-    proc = run_cli(
-        "trainer",
-        "fit",
-        data,
-        "--out",
-        tmp_path / "run",
-        "--weights",
-        "none",
-        "--model",
-        "vgg16",
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch",
-        "8",
-        "--quiet",
-        "--json",
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    m = json.loads(proc.stdout)
-    assert m["strategy"] == "MultiWorkerMirroredStrategy" and m["replicas"] == 1
-    # The scores are the validation files' own: the matrix counts every one, once.
+    args = ["fit", data, "--out", tmp_path / "run", "--weights", "none", "--model", "vgg16"]
+    args += ["--image-size", "32", "--epochs", "2", "--batch", "8", "--quiet", "--json"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from trainer.cli import main; main()", *map(str, args)],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-3000:]
+    chief, other = (json.loads(out) for out, _ in outputs)
+    assert chief["strategy"] == other["strategy"] == "MultiWorkerMirroredStrategy"
+    assert chief["replicas"] == 2 and chief["out"] == str((tmp_path / "run").resolve())
+    assert "out" not in other  # the other worker's copy of the outputs was discarded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]
     files = pd.read_csv(tmp_path / "run" / "files.csv")
-    cm = np.array(m["confusion_matrix"])
-    assert cm.sum() == (files.split == "validation").sum() == m["data"]["validation"]["files"]
-    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    cm = np.array(chief["confusion_matrix"])
+    assert cm.sum() == (files.split == "validation").sum() == chief["data"]["validation"]["files"]
+    assert chief["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert chief["confusion_matrix"] == other["confusion_matrix"]  # one model, trained together
 
 
 @pytest.mark.parametrize(

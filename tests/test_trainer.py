@@ -305,7 +305,7 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
             "eager": True,
             "freeze_base": True,
             "fine_tune_epochs": 2,
-            "cache": True,
+            "cache": "on",
             "lr": 3.0,
             "patience": 5,
         }

@@ -13,7 +13,7 @@ import typer
 from balancer.cli_common import CONTEXT, on_interrupt, report_skipped, run_app, version_flag
 from balancer.limits import COUNT
 
-from .config import FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
+from .config import CACHE_SHARE, FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
 
 NOTHING_WRITTEN = "nothing was written (a run folder appears only when training ends)"
 GO_ON = "finished runs are kept: run the same command again to go on"
@@ -120,8 +120,11 @@ TRAIN_OPTIONS = {
         ),
     ),
     "cache": (
-        bool,
-        typer.Option(False, "--cache", help="Keep decoded images in memory after the first epoch."),
+        str,
+        typer.Option(
+            _D.cache,
+            help=f"Keep the decoded inputs in memory after the first epoch: auto (when they take at most {CACHE_SHARE:.0%} of the memory available; one line says which), on or off.",
+        ),
     ),
     "resize": (
         str,

@@ -41,7 +41,10 @@ CHOICES = {
     "resize": RESIZE_MODES,
     "jit": JIT_MODES,
     "precision": ("auto", "mixed", "float32"),
+    "cache": ("auto", "on", "off"),
 }
+CACHE_SHARE = 0.5  # --cache auto keeps the decoded images when they take at most this share
+# of the memory available when training starts
 # Each numeric option and its range (None values are left to their own rule).
 LIMITS = {
     "image_size": SIDE,
@@ -86,7 +89,7 @@ class TrainConfig:
     monitor: str = "val_f1"
     val_split: float = 0.2
     seed: int = 0
-    cache: bool = False
+    cache: str = "auto"  # keep decoded inputs in memory: 'auto' (when they fit), 'on', 'off'
     precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
     resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
     eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
@@ -131,4 +134,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        given = {k: v for k, v in data.items() if k in names}
+        if isinstance(given.get("cache"), bool):  # a run folder from before --cache auto
+            given["cache"] = "on" if given["cache"] else "off"
+        return cls(**given)

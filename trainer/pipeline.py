@@ -11,27 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from balancer.errors import TrainError
-from balancer.imageio import BadImage, load
+from balancer.imageio import BadImage
 from balancer.parallel import default_workers
-from balancer.square import rgb8, to_square
+from balancer.square import model_input
 
 from . import backend
 
 keras = backend.keras()
 
 
-def read_image(
-    path: str | Path, size: int, resize: str, expect: tuple[int, int] | None = None
-) -> np.ndarray:
-    """One file as the model sees it: size x size x 3 uint8 RGB (made square first: the
-    colour conversion then touches size x size pixels, and gives the same bytes). `expect`:
-    the (size, mtime_ns) the scan saw; a file that no longer has them is refused."""
-    return rgb8(to_square(load(Path(path), expect=expect).image, size, resize))
+read_image = model_input  # one file as the model sees it (balancer.square)
 
 
 class DataChanged(TrainError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from balancer.errors import ToolWarning, TrainError
 
 from . import backend
-from .config import TrainConfig
+from .config import CACHE_SHARE, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,67 @@ def setup(config: TrainConfig) -> Runtime:
     if jit is None:  # auto: XLA on GPU (slow to compile on CPU); JAX always compiles
         jit = name == "jax" or (gpus > 0 and name == "tensorflow")
     return Runtime(name, gpus, policy, strategy, replicas, False if config.eager else jit, scope)
+
+
+def fit_multi_worker(model) -> None:
+    """Let `model.fit` run under MultiWorkerMirroredStrategy with several workers.
+
+    Keras 3 (up to 3.15 at least) cannot (keras-team/keras#20585): it builds a model's
+    metrics from a first batch that it reduces across workers as one structure, which
+    tf.distribute cannot do for an (images, labels) pair; and it averages each step's
+    scalar logs across workers along an axis they do not have. The build needs only the
+    batch's shapes and dtypes, so this model takes them from this worker's own first
+    replica; scalar logs are averaged as scalars. Nothing changes for one worker."""
+    import types
+
+    tf = backend.tf()
+    keras = backend.keras()
+    _average_scalar_logs(tf)
+
+    def symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self.distribute_strategy
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: (
+                        strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(it),
+                )
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(symbolic_build, model)
+
+
+def _average_scalar_logs(tf) -> None:
+    """Wrap Keras' reduce_per_replica once: under several workers a scalar is averaged with
+    axis=None (Keras passes axis=0, which a scalar has not)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = getattr(tf_trainer, "reduce_per_replica", None)
+    if original is None or getattr(original, "scalar_safe", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+
+            def mean(v):
+                if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v):
+                    if v.shape.rank == 0 if tf.is_tensor(v) else v.values[0].shape.rank == 0:
+                        return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return backend.keras().tree.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.scalar_safe = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def pad_to() -> int:
@@ -121,3 +182,71 @@ def _torch():
 
 
 _DEVICES = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
+
+
+def available_memory() -> int:
+    """Bytes this process may still take: the kernel's MemAvailable, capped by the cgroup's
+    limit (a container's) where there is one."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            available = 0
+    for limit_file, used_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit_file) as f, open(used_file) as g:
+                limit, used = f.read().strip(), int(g.read())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():
+            available = min(available, max(0, int(limit) - used))
+    return available
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Whether a run keeps its decoded inputs in memory, and why."""
+
+    mode: str  # --cache: auto, on, off
+    on: bool
+    needed: int  # bytes: images x size x size x 3
+    images: int
+    available: int | None = None  # measured for auto
+
+    def describe(self) -> str:
+        what = f"the {self.images:,} decoded inputs ({self.needed / 2**30:.2f} GiB)"
+        if self.mode != "auto":
+            return (
+                f"cache {self.mode}: {what} {'stay' if self.on else 'are read again'} every epoch"
+            )
+        room = f"{CACHE_SHARE:.0%} of the {(self.available or 0) / 2**30:.1f} GiB available"
+        if self.on:
+            return f"cache auto: {what} stay in memory after the first epoch (at most {room})"
+        return f"cache auto: off, {what} would take more than {room} (--cache on forces it)"
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "on": self.on, "bytes": self.needed, "available": self.available}
+
+
+def plan_cache(mode: str, images: int, size: int) -> CachePlan:
+    """--cache auto keeps the decoded size x size x 3 inputs when they take at most
+    CACHE_SHARE of the memory available now; on and off force it."""
+    needed = images * size * size * 3
+    if mode != "auto":
+        return CachePlan(mode, mode == "on", needed, images)
+    available = available_memory()
+    return CachePlan(mode, needed <= CACHE_SHARE * available, needed, images, available)

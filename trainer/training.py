@@ -31,7 +31,7 @@ from .data import (
 )
 from .evaluation import scores
 from .outputs import RUN, draw_plots, plot_confusion, plot_curves
-from .runtime import pad_to
+from .runtime import fit_multi_worker, pad_to, plan_cache
 from .runtime import setup as runtime_setup
 
 
@@ -77,7 +77,10 @@ def train_run(
     if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI: stderr)
         keras.config.enable_interactive_logging()
     runtime = runtime_setup(config)
-    train_ds, val_ds = _batches(train, val, class_names, config)
+    cache = plan_cache(config.cache, len(train) + len(val), config.size)
+    if progress:
+        print(cache.describe(), file=sys.stderr)
+    train_ds, val_ds = _batches(train, val, class_names, config, cache=cache.on)
     from .pipeline import reading
 
     with reading(train_ds, val_ds):
@@ -108,6 +111,7 @@ def train_run(
             **_epochs(history_table, config.monitor),
             "config": config.to_dict(),
             **runtime.describe(),
+            "cache": cache.as_dict(),
             "data": {
                 "train": describe(train, class_names),
                 "validation": describe(val, class_names),
@@ -127,7 +131,14 @@ def train_run(
     return metrics
 
 
-def _batches(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str], config: TrainConfig):
+def _batches(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    class_names: list[str],
+    config: TrainConfig,
+    *,
+    cache: bool,
+):
     """The training batches (shuffled per epoch, all full) and the validation batches."""
     from .pipeline import ImageBatches
 
@@ -137,7 +148,7 @@ def _batches(train: pd.DataFrame, val: pd.DataFrame, class_names: list[str], con
         size=config.size,
         batch=config.batch,
         resize=config.resize,
-        cache=config.cache,
+        cache=cache,
         pad_to=pad_to(),
     )
     train_ds = ImageBatches(
@@ -194,6 +205,8 @@ def _train_model(
     with runtime.scope():
         model = build_model(config, n_classes)
         compile_model(model, config.lr)
+    if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
+        fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
     mode = MONITORS[config.monitor]
     fit = partial(
