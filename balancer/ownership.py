@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import TEMP_SUFFIX
@@ -81,6 +81,7 @@ class OutputKind:
     holds: Callable[[dict, Path], bool] = lambda record, entry: False
     resumable: bool = True  # `--resume` finishes an interrupted one
     staging: tuple[str, ...] = ()
+    progress: str | None = None  # a file in a staging folder that makes it worth resuming
 
     def owns(self, record: dict, entry: Path) -> bool:
         name = entry.name
@@ -316,15 +317,19 @@ def sweep_staging(folder: Path, patterns: tuple[str, ...] = (f".*{STAGING_SUFFIX
 
 
 @contextmanager
-def staged(target: Path, kind: OutputKind | None = None) -> Iterator[Path]:
-    """Yield a staging folder beside `target`; when the block succeeds it becomes `target`.
+def staged(
+    target: Path, kind: OutputKind | None = None, reuse: Path | None = None
+) -> Iterator[Path]:
+    """Yield a staging folder beside `target` (a new one, or `reuse`: an interrupted run's);
+    when the block succeeds it becomes `target`.
 
     On any failure (Ctrl-C included) the staging folder is removed and `target` is left as
-    it was. An existing `target` (the claimed folder, empty or an earlier output proven of
-    `kind`) is moved aside first and then cleared of what is provably its own only.
+    it was, unless the folder holds the kind's progress (a run that `--resume` continues).
+    An existing `target` (the claimed folder, empty or an earlier output proven of `kind`)
+    is moved aside first and then cleared of what is provably its own only.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_staging(target)
+    tmp = reuse or _new_staging(target)
     try:
         yield tmp
         (tmp / STAGING_MARKER).unlink()
@@ -341,7 +346,8 @@ def staged(target: Path, kind: OutputKind | None = None) -> Iterator[Path]:
         else:
             os.replace(tmp, target)
     finally:
-        if tmp.exists():
+        progress = kind.progress if kind is not None else None
+        if tmp.exists() and not (progress and (tmp / progress).is_file()):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -385,7 +391,7 @@ class Claim:
     kind: OutputKind
     existing: Existing
     previous: dict | None = None  # the earlier output's record (resume or overwrite)
-    extra: dict = field(default_factory=dict)
+    interrupted: Path | None = None  # an interrupted run's staging folder, to continue
 
     @property
     def resuming(self) -> bool:
@@ -429,13 +435,21 @@ class Claim:
     def staged(self, part: str | None = None) -> AbstractContextManager[Path]:
         """Stage the whole output (part=None) or one part folder of it (a cv fold)."""
         if part is None:
-            return staged(self.path, self.kind)
+            return staged(self.path, self.kind, reuse=self.interrupted)
         return staged(self.path / part)
 
 
-def differences(old: Mapping, new: Mapping) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k} was {_short(old.get(k))}, now {_short(new.get(k))}" for k in keys)
+def differences(old: Mapping, new: Mapping, prefix: str = "") -> str:
+    """'nmin was 600, now 700, config.lr was 0.0001, now 0.01': what differs, nested maps
+    opened."""
+    parts = []
+    for key in sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            parts.append(differences(a, b, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key} was {_short(a)}, now {_short(b)}")
+    return ", ".join(parts)
 
 
 def _short(value) -> str:
@@ -490,10 +504,30 @@ def claim(
     out, _ = check_claim(out, kind, inputs=inputs, existing=existing)
     with locked(out):
         previous = _check(out, kind, existing)
-        for entry in out.parent.glob(f".{_glob_escape(out.name)}.*{STAGING_SUFFIX}"):
-            if is_staging(entry, target=out.name):
-                shutil.rmtree(entry, ignore_errors=True)
-        yield Claim(out, kind, existing, previous)
+        interrupted = _left_beside(out, kind, existing)
+        yield Claim(out, kind, existing, previous, interrupted)
+
+
+def _left_beside(out: Path, kind: OutputKind, existing: Existing) -> Path | None:
+    """Staging folders killed runs of OUT left beside it: removed, except the latest one with
+    progress, which RESUME continues and ERROR refuses to throw away."""
+    stale = sorted(
+        (e for e in out.parent.glob(f".{_glob_escape(out.name)}.*{STAGING_SUFFIX}")),
+        key=lambda e: e.stat().st_mtime_ns,
+    )
+    stale = [e for e in stale if is_staging(e, target=out.name)]
+    progress = kind.progress
+    worth = [e for e in stale if progress and (e / progress).is_file()]
+    keep = worth[-1] if worth and existing is Existing.RESUME else None
+    if worth and existing is Existing.ERROR:
+        raise BalanceError(
+            f"{out} has an interrupted run ({worth[-1].name} beside it): --resume "
+            "continues it, --overwrite starts again"
+        )
+    for entry in stale:
+        if entry != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+    return keep
 
 
 def _glob_escape(name: str) -> str:

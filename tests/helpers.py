@@ -151,3 +151,10 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def held_env(suffix: str, count: int) -> dict[str, str]:
+    """The environment for a command that stops for good right after it has renamed its
+    `count`-th file ending with `suffix` into place (tests/gate/sitecustomize.py)."""
+    path = os.pathsep.join(p for p in (str(GATE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "BALANCED_AUG_HOLD": f"{suffix}{os.pathsep}{count}"}

@@ -709,7 +709,7 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_train_fit_is_one_line_and_leaves_nothing(tmp_path):
+def test_ctrl_c_in_train_fit_is_one_line_and_keeps_only_what_resume_needs(tmp_path):
     import signal
     import threading
 
@@ -732,5 +732,8 @@ def test_ctrl_c_in_train_fit_is_one_line_and_leaves_nothing(tmp_path):
     reader.join(timeout=T)
     stderr = "".join(lines)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
-    assert "interrupted: nothing was written" in stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert "interrupted: the run folder appears only when training ends" in stderr
+    assert "--resume continues from the last finished epoch" in stderr
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(left) == 1 and left[0].startswith(".r.") and left[0].endswith(".partial")
+    assert (tmp_path / "runs" / left[0] / "resume" / "state.json").is_file()

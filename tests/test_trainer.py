@@ -1,6 +1,7 @@
 """The trainer on tiny data: 32 px, no ImageNet weights, 1-2 epochs."""
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -288,7 +289,9 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
         "1",
         timeout=300,
     )
-    assert_one_line_error(proc, "ImageNet weights", "--weights none", "--weights PATH")
+    assert_one_line_error(
+        proc, "ImageNet weights", "efficientnetb0_notop.h5", "--weights none", "--weights PATH"
+    )
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
 
 
@@ -335,8 +338,10 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     assert abs(float(f1.result()) - history.val_f1.max()) < 1e-4
 
 
-def test_weights_from_a_local_file(tmp_path):
+def test_weights_from_a_local_file_and_from_keras_own_cache_files(tmp_path, monkeypatch):
+    import h5py
     import keras
+    from keras.src.legacy.saving import legacy_h5_format
 
     from trainer.models import build_model
 
@@ -348,6 +353,23 @@ def test_weights_from_a_local_file(tmp_path):
     model = build_model(TrainConfig(weights=str(path), image_size=32), 3)
     loaded = model.get_layer("efficientnetb0").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
+    # The file Keras downloads for --weights imagenet (legacy HDF5), given as --weights PATH
+    cache = tmp_path / "keras-home" / "models"
+    cache.mkdir(parents=True)
+    with h5py.File(cache / "efficientnetb0_notop.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, base)
+    model = build_model(
+        TrainConfig(weights=str(cache / "efficientnetb0_notop.h5"), image_size=32), 3
+    )
+    loaded = model.get_layer("efficientnetb0").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
+    listing = run_cli(
+        "trainer", "weights", "--json", env={**os.environ, "KERAS_HOME": str(cache.parent)}
+    )
+    rows = {r["model"]: r for r in json.loads(listing.stdout)}
+    assert rows["efficientnet-b0"]["present"] and not rows["efficientnet-b1"]["present"]
+    assert rows["vgg16"]["file"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert rows["efficientnet-b0"]["path"] == str(cache / "efficientnetb0_notop.h5")
     proc = run_cli("trainer", "fit", tmp_path, "--weights", str(tmp_path / "missing.h5"))
     assert_one_line_error(proc, "--weights: no such file")
 

@@ -15,7 +15,10 @@ from balancer.limits import COUNT
 
 from .config import CACHE_SHARE, FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
 
-NOTHING_WRITTEN = "nothing was written (a run folder appears only when training ends)"
+RESUMABLE = (
+    "the run folder appears only when training ends; the same command with "
+    "--resume continues from the last finished epoch"
+)
 GO_ON = "finished runs are kept: run the same command again to go on"
 
 
@@ -54,7 +57,7 @@ TRAIN_OPTIONS = {
         str,
         typer.Option(
             _D.weights,
-            help="imagenet (downloaded once, then cached by Keras), none, or PATH to a weights file.",
+            help="imagenet (downloaded once, then cached by Keras: `train weights` lists the files), none, or PATH to a weights file (Keras' own .h5 files included).",
         ),
     ),
     "freeze_base": (
@@ -212,6 +215,11 @@ def fit(
         None, help="Validation class folder (default: a grouped split of DATA)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue a killed run from its last finished epoch (same options and data): it ends as if never killed.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     **train,
@@ -230,10 +238,11 @@ def fit(
 
     config = TrainConfig(**train)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
-    with logs_to_stderr(), on_interrupt(NOTHING_WRITTEN):
-        metrics = fit_run(
-            data, out, config, val=val, existing=_existing(overwrite), progress=not quiet
-        )
+    from balancer.ownership import Existing
+
+    existing = Existing.from_flags(resume=resume, overwrite=overwrite)
+    with logs_to_stderr(), on_interrupt(RESUMABLE):
+        metrics = fit_run(data, out, config, val=val, existing=existing, progress=not quiet)
     report_skipped(metrics["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -374,6 +383,36 @@ def predict(
         write_atomic(target, text.encode("utf-8"))
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def weights(
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the missing files' names."),
+) -> None:
+    """List the ImageNet weights each model needs for `--weights imagenet`, and whether each
+    is in Keras' cache.
+
+    Offline, download a file elsewhere and put it in the cache folder shown (or give its path
+    as --weights PATH). Keras checks the file's hash before using it.
+
+    \b
+    Example:
+      train weights
+    """
+    from .config import MODELS, imagenet_weights
+
+    rows = [imagenet_weights(m) for m in MODELS]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if quiet:
+        print("\n".join(r["file"] for r in rows if not r["present"]))
+        return
+    print(f"Keras' weights cache: {Path(rows[0]['path']).parent}")
+    for r in rows:
+        print(f"  {r['model']:<16} {r['file']:<55} {'present' if r['present'] else 'missing'}")
+    print(f"files come from {rows[0]['url'].rsplit('/', 1)[0]}/<file>")
 
 
 study_app = typer.Typer(

@@ -6,6 +6,7 @@ TrainConfig, gives the command line's help text and is what the tests try at bot
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -20,16 +21,45 @@ class ModelSpec(NamedTuple):
     side: int  # its native input side
     preprocessing: str  # what its input expects: 'none' (EfficientNet rescales inside) or
     # 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50)
+    imagenet_file: str  # the ImageNet weights without the top, as Keras caches them
 
 
+_KERAS_TF = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MODELS = {
     **{
-        f"efficientnet-b{i}": ModelSpec(f"EfficientNetB{i}", side, "none")
+        f"efficientnet-b{i}": ModelSpec(
+            f"EfficientNetB{i}", side, "none", f"efficientnetb{i}_notop.h5"
+        )
         for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])
     },
-    "vgg16": ModelSpec("VGG16", 224, "caffe"),
-    "resnet50": ModelSpec("ResNet50", 224, "caffe"),
+    "vgg16": ModelSpec("VGG16", 224, "caffe", "vgg16" + _KERAS_TF),
+    "resnet50": ModelSpec("ResNet50", 224, "caffe", "resnet50" + _KERAS_TF),
 }
+WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"  # where Keras fetches them
+
+
+def keras_cache() -> Path:
+    """Where Keras keeps downloaded weights: $KERAS_HOME/models, else ~/.keras/models (Keras
+    falls back to /tmp/.keras when that is not writable)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    if not os.access(home if os.path.exists(home) else os.path.dirname(home), os.W_OK):
+        home = os.path.join("/tmp", ".keras")
+    return Path(home) / "models"
+
+
+def imagenet_weights(model: str) -> dict:
+    """{model, file, path, present, url} for `--weights imagenet` of one model."""
+    spec = MODELS[model]
+    path = keras_cache() / spec.imagenet_file
+    return {
+        "model": model,
+        "file": spec.imagenet_file,
+        "path": str(path),
+        "present": path.is_file(),
+        "url": WEIGHTS_URL + spec.imagenet_file,
+    }
+
+
 JIT_MODES = ("auto", "on", "off")
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
 

@@ -5,10 +5,12 @@ A model takes uint8 RGB images and converts them itself (`ImageInput`), on every
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from balancer.errors import TrainError
 
 from . import backend
-from .config import MODELS, TrainConfig
+from .config import MODELS, TrainConfig, imagenet_weights
 
 keras = backend.keras()
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications' 'caffe' preprocessing
@@ -45,10 +47,12 @@ def build_model(config: TrainConfig, n_classes: int):
         )
     except Exception as exc:  # Keras raises bare Exception for a failed download
         if weights == "imagenet":
+            where = imagenet_weights(config.model)
             raise TrainError(
-                f"cannot get the ImageNet weights for {config.model} (offline?): "
-                "use --weights none to train from scratch, or --weights PATH "
-                "for a local weights file"
+                f"cannot get the ImageNet weights for {config.model} (offline?): put "
+                f"{where['file']} (from {where['url']}) in {Path(where['path']).parent} or give "
+                "it as --weights PATH, or use --weights none to train from scratch "
+                "(`train weights` lists every model's file)"
             ) from None
         if weights is not None:
             raise TrainError(
@@ -64,6 +68,14 @@ def build_model(config: TrainConfig, n_classes: int):
     x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.model.replace("-", "_"))
+
+
+def unfreeze(model) -> None:
+    """Make every layer trainable, the base's included (Keras 3: setting `model.trainable`
+    leaves a nested model that was frozen frozen)."""
+    model.trainable = True
+    for layer in model.layers:
+        layer.trainable = True
 
 
 def make_loss(config: TrainConfig, train_counts: list[int]):

@@ -37,8 +37,8 @@ RUN = OutputKind(
     "run",
     RUN_FILES,
     lambda record, e: e.name.startswith("eval-") and proven(e, EVALUATION),
-    resumable=False,
     staging=(".*.partial",),  # an evaluation being written
+    progress="resume/state.json",  # an interrupted fit that --resume continues
 )
 CV = OutputKind(
     "train cv folder",

@@ -9,6 +9,7 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -70,6 +71,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         self.n_classes, self.size, self.batch, self.resize = n_classes, size, batch, resize
         self.shuffle, self.seed, self.full, self.pad_to, self.epoch = shuffle, seed, full, pad_to, 0
         self._order = self._draw_order()
+        self._served, self._lock = 0, threading.Lock()  # batches served since the last order
         self._cache = np.zeros((len(self.paths), size, size, 3), np.uint8) if cache else None
         self._cached = np.zeros(len(self.paths), bool)
 
@@ -82,6 +84,8 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         return -(-len(self.paths) // self.batch)
 
     def __getitem__(self, index: int):
+        with self._lock:
+            self._served += 1
         rows = self._order[index * self.batch : (index + 1) * self.batch]
         if self.full and len(rows) < min(self.batch, len(self.paths)):
             rows = np.concatenate([rows, self._order[: self.batch - len(rows)]])
@@ -118,7 +122,18 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
             raise DataChanged(self.failure) from None
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
+        """A new (seed, epoch) order once a whole epoch was served: Keras also calls this when
+        a fit starts or ends (after reading one batch for its shapes), and those calls must
+        not count, or the order of an epoch would depend on how many fits came before."""
+        with self._lock:
+            whole, self._served = self._served >= len(self), 0
+        if whole:
+            self.epoch += 1
+            self._order = self._draw_order()
+
+    def start_at(self, epoch: int) -> None:
+        """Serve epoch `epoch` next, in its own (seed, epoch) order: a resumed run."""
+        self.epoch = epoch
         self._order = self._draw_order()
 
 

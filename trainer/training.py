@@ -94,6 +94,7 @@ def train_run(
             n_classes=len(class_names),
             callbacks=callbacks,
             progress=progress,
+            settings=_resume_key(config, train, val, class_names),
         )
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
@@ -164,6 +165,27 @@ def _batches(
     return train_ds, val_ds
 
 
+def _resume_key(config: TrainConfig, train, val, class_names: list[str]) -> dict:
+    """What a resumed run must share with the interrupted one: the config, the classes and
+    every file trained and validated on (name, size, modification time)."""
+    import hashlib
+
+    def digest(table: pd.DataFrame) -> str:
+        h = hashlib.sha256()
+        sizes = table["size"] if "size" in table else [None] * len(table)
+        mtimes = table["mtime_ns"] if "mtime_ns" in table else [None] * len(table)
+        for name, size, mtime in zip(table.file, sizes, mtimes, strict=True):
+            h.update(f"{name}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()[:16]
+
+    return {
+        "config": config.to_dict(),
+        "classes": list(class_names),
+        "train": digest(train),
+        "validation": digest(val),
+    }
+
+
 def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
     """Each file's (size, mtime_ns) as scanned, where the table has them (None: unchecked)."""
     if "size" not in table or "mtime_ns" not in table:
@@ -185,13 +207,20 @@ def _train_model(
     n_classes: int,
     callbacks: tuple,
     progress: bool,
+    settings: dict,
 ):
     """The model with the best epoch's weights: frozen base, then (optionally) fine-tuning.
 
     One checkpoint across both phases, so the model kept is the best epoch of the whole run,
-    the one metrics.json names. EarlyStopping only stops."""
+    the one metrics.json names. EarlyStopping only stops. Every epoch's end saves what a
+    resumed run needs (trainer.resume); a folder holding such a state continues from it."""
     keras = backend.keras()
-    from .models import build_model, make_loss
+    from . import resume
+    from .models import build_model, make_loss, unfreeze
+
+    state = resume.load(folder, settings)
+    fine_tune = config.freeze_base and config.fine_tune_epochs > 0
+    phase, done, stopped = resume.starting_point(state)
 
     def compile_model(model, lr):
         model.compile(
@@ -204,43 +233,72 @@ def _train_model(
 
     with runtime.scope():
         model = build_model(config, n_classes)
-        compile_model(model, config.lr)
+        if phase["phase"] == 2:
+            unfreeze(model)
+        compile_model(model, config.lr / 10 if phase["phase"] == 2 else config.lr)
     if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
         fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
-    mode = MONITORS[config.monitor]
+    early, checkpoint, saver = _progress_callbacks(config, folder, settings, phase)
+    if state is not None:
+        resume.restore(folder, state, model, callbacks=(early, checkpoint, saver))
+        train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
     fit = partial(
         model.fit,
         train_ds,
         validation_data=val_ds,
         callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor=config.monitor, mode=mode, patience=config.patience
-            ),
+            early,
             keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
-            keras.callbacks.ModelCheckpoint(
-                str(best_weights),
-                monitor=config.monitor,
-                mode=mode,
-                save_best_only=True,
-                save_weights_only=True,
-            ),
+            checkpoint,
             *callbacks,
+            saver,  # last: it records the others' state
         ],
         verbose=_verbosity(progress),
         shuffle=False,  # ImageBatches shuffles
     )
-    history = fit(epochs=config.epochs)
-    if config.freeze_base and config.fine_tune_epochs > 0:
-        with runtime.scope():
-            model.trainable = True
-            compile_model(model, config.lr / 10)
-        done = len(history.epoch)
-        fit(initial_epoch=done, epochs=done + config.fine_tune_epochs)
+    if phase["phase"] == 1:
+        if not stopped and done < config.epochs:
+            done += len(fit(initial_epoch=done, epochs=config.epochs).epoch)
+        if fine_tune:  # the base joins in, at a tenth of the learning rate
+            with runtime.scope():
+                unfreeze(model)
+                compile_model(model, config.lr / 10)
+            phase.update(phase=2, phase1_epochs=done)
+            stopped = False
+    if phase["phase"] == 2:
+        end = phase["phase1_epochs"] + config.fine_tune_epochs
+        if not stopped and done < end:
+            fit(initial_epoch=done, epochs=end)
     if best_weights.exists():
-        model.load_weights(best_weights)
+        with warnings.catch_warnings():  # saved beside a first phase's optimizer: not needed
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model.load_weights(best_weights)
         best_weights.unlink()
+    resume.discard(folder)
     return model
+
+
+def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase: dict):
+    """Early stopping, the best epoch's checkpoint, and the state saver that records both."""
+    keras = backend.keras()
+    from . import resume
+
+    mode = MONITORS[config.monitor]
+    early = resume.early_stopping_class()(
+        monitor=config.monitor, mode=mode, patience=config.patience
+    )
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(folder / "best.weights.h5"),
+        monitor=config.monitor,
+        mode=mode,
+        save_best_only=True,
+        save_weights_only=True,
+    )
+    saver = resume.callback(
+        folder, settings, early_stopping=early, checkpoint=checkpoint, phase=phase
+    )
+    return early, checkpoint, saver
 
 
 def _epochs(history: pd.DataFrame, monitor: str) -> dict:
@@ -290,7 +348,8 @@ def fit(
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
     The run folder appears whole when training ends, or not at all; an earlier run there is
-    replaced only with existing=Existing.OVERWRITE. In multi-worker training (TF_CONFIG) only
+    replaced only with existing=Existing.OVERWRITE. A killed run is continued from its last
+    finished epoch with existing=Existing.RESUME, to the same scores. In multi-worker training (TF_CONFIG) only
     the chief writes it; the other workers' copies are discarded.
     """
     config = config or TrainConfig()
@@ -305,6 +364,10 @@ def fit(
         check_inputs(Path(out).resolve(), inputs)
         return _fit_folder(data, None, config, val, progress)
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
+        if c.resuming:
+            raise TrainError(
+                f"{c.path} is a finished run: nothing to resume (--overwrite replaces it)"
+            )
         return _fit_folder(data, c, config, val, progress)
 
 

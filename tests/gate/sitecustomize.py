@@ -54,3 +54,26 @@ if _GATE:
 
     io.open = builtins.open = _open_gated
     os.replace = _replace_gated
+
+# BALANCED_AUG_HOLD="SUFFIX<pathsep>N": once the N-th file whose name ends with SUFFIX has
+# been renamed into place (a run's N-th saved state, say), this process stops for good, so a
+# kill lands right after that moment.
+_HOLD = os.environ.get("BALANCED_AUG_HOLD")
+
+if _HOLD:
+    import time as _time
+
+    _SUFFIX, _COUNT = _HOLD.split(os.pathsep)
+    _seen = [0]
+    _replace_held = os.replace
+
+    def _replace_then_hold(src, dst, *args, **kwargs):
+        result = _replace_held(src, dst, *args, **kwargs)
+        if os.fspath(dst).endswith(_SUFFIX):
+            _seen[0] += 1
+            if _seen[0] >= int(_COUNT):
+                while True:
+                    _time.sleep(1)
+        return result
+
+    os.replace = _replace_then_hold

@@ -1,0 +1,170 @@
+"""A killed `train fit` continues from its last finished epoch (`--resume`), as if never killed.
+
+Keras' BackupAndRestore is the anchor: at every epoch's end the model's and the optimizer's
+variables are saved and a resumed fit starts at the next epoch. What it leaves out is saved
+here too, so a resumed run ends with the same scores as an uninterrupted one: the dropout
+layers' random streams (Keras' seed-generator states are not in `save_weights`), early
+stopping's count and best value, the best epoch's weights and score, the training phase (a
+frozen base, then fine-tuning) and the number of history rows. The (seed, epoch) rule of the
+input pipeline gives the shuffle order back from the epoch alone.
+
+Everything lives in `resume/` inside the staged run folder, written so that a kill at any
+moment leaves the last complete state readable: each epoch's files under new names, then
+`state.json` (atomic) naming them, then the older files removed. The folder is removed when
+the run completes, before the run folder appears.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from balancer.errors import TrainError
+from balancer.ownership import differences, write_json
+
+from . import backend
+
+FOLDER = "resume"
+STATE = f"{FOLDER}/state.json"  # relative to the run folder being written
+
+
+def seed_states(model) -> list:
+    """The model's random-stream variables (dropout's seed generators), in a fixed order."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def load(folder: Path, settings: dict) -> dict | None:
+    """The saved state of an interrupted run in `folder`, None when there is none; one line
+    when it belongs to other settings or data, or cannot be read."""
+    path = folder / STATE
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_bytes())
+        saved = state["settings"]
+        int(state["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TrainError(f"{path} cannot be read: --overwrite starts the run again") from None
+    if saved != settings:
+        raise TrainError(
+            f"--resume with other settings or data than the interrupted run "
+            f"({differences(saved, settings)}): --overwrite starts again"
+        )
+    return state
+
+
+def starting_point(state: dict | None) -> tuple[dict, int, bool]:
+    """(phase, epochs done, whether early stopping had ended the phase) to start from."""
+    if state is None:
+        return {"phase": 1, "phase1_epochs": None}, 0, False
+    phase = {"phase": state["phase"], "phase1_epochs": state["phase1_epochs"]}
+    return phase, state["epochs_done"], state["stopped"]
+
+
+def restore(folder: Path, state: dict, model, *, callbacks: tuple) -> None:
+    """Put the model, its optimizer, its random streams, the best epoch's weights and score,
+    early stopping's count and the history back as they were when `state` was saved.
+    `callbacks`: (early stopping, checkpoint, the saver)."""
+    early, checkpoint, saver = callbacks
+    if state["checkpoint_best"] is not None:
+        checkpoint.best = saver.best_seen = state["checkpoint_best"]
+    saver.best_file = state["best_weights"]
+    early.restored = state["early_stopping"]
+    truncate_history(folder / "history.csv", state["epochs_done"])
+    base = folder / FOLDER
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(base / state["weights"])
+    for variable, value in zip(seed_states(model), np.load(base / state["seeds"]), strict=True):
+        variable.assign(value)
+    if state.get("best_weights"):
+        shutil.copyfile(base / state["best_weights"], folder / "best.weights.h5")
+
+
+def callback(folder: Path, settings: dict, *, early_stopping, checkpoint, phase: dict):
+    """The Keras callback that saves the state at every epoch's end; it must come last, after
+    the callbacks whose state it records. `phase` is shared with the caller:
+    {"phase": 1 or 2, "phase1_epochs": epochs the first phase ran, once it ended}."""
+    keras = backend.keras()
+    base = folder / FOLDER
+
+    class SaveProgress(keras.callbacks.Callback):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_seen = checkpoint.best
+            self.best_file: str | None = None
+            self.done = 0
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            base.mkdir(exist_ok=True)
+            done = epoch + 1
+            weights, seeds = f"epoch-{done:05d}.weights.h5", f"epoch-{done:05d}.seeds.npy"
+            self.model.save_weights(base / weights)
+            np.save(base / seeds, np.stack([v.numpy() for v in seed_states(self.model)]))
+            if checkpoint.best != self.best_seen:  # this epoch is the best so far
+                self.best_seen = checkpoint.best
+                self.best_file = f"best-{done:05d}.weights.h5"
+                shutil.copyfile(folder / "best.weights.h5", base / self.best_file)
+            self.done = done
+            state = {
+                "settings": settings,
+                "epochs_done": done,
+                "stopped": bool(self.model.stop_training),  # early stopping ended the phase
+                **phase,
+                "weights": weights,
+                "seeds": seeds,
+                "best_weights": self.best_file,
+                "checkpoint_best": _number(checkpoint.best),
+                "early_stopping": {
+                    "wait": early_stopping.wait,
+                    "best": _number(early_stopping.best),
+                    "best_epoch": early_stopping.best_epoch,
+                },
+            }
+            write_json(base / "state.json", state)
+            keep = {weights, seeds, self.best_file, "state.json"}
+            for old in base.iterdir():
+                if old.name not in keep:
+                    old.unlink(missing_ok=True)
+
+    return SaveProgress()
+
+
+def _number(value):
+    """A monitored value as JSON keeps it (None stays None)."""
+    return None if value is None else float(value)
+
+
+def early_stopping_class():
+    """Keras' EarlyStopping that can start from a saved count and best value."""
+    keras = backend.keras()
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        restored: dict | None = None
+
+        def on_train_begin(self, logs=None) -> None:
+            super().on_train_begin(logs)
+            if self.restored:
+                self.wait = self.restored["wait"]
+                self.best = self.restored["best"]
+                self.best_epoch = self.restored["best_epoch"]
+                self.restored = None
+
+    return ResumableEarlyStopping
+
+
+def truncate_history(path: Path, rows: int) -> None:
+    """Keep the header and the first `rows` epochs of history.csv (an epoch logged after the
+    last saved state is run again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[: 1 + rows]), encoding="utf-8")
+
+
+def discard(folder: Path) -> None:
+    """The run is complete: its resume state goes."""
+    shutil.rmtree(folder / FOLDER, ignore_errors=True)
