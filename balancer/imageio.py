@@ -213,6 +213,25 @@ def _flags(fmt: str, header: Header | None, check_only: bool, at_least: int | No
     return (grey if header and header.channels == 1 else color) | cv2.IMREAD_IGNORE_ORIENTATION
 
 
+def without_icc(data: bytes) -> bytes:
+    """PNG bytes without their iCCP chunk (a colour profile). libpng prints a warning on
+    stderr for many broken profiles, once per decode, between progress bars; OpenCV never
+    applies a profile, so the pixels are the same without it."""
+    if b"iCCP" not in data[:1 << 16]:
+        return data
+    parts, i = [data[:8]], 8
+    while i + 8 <= len(data):
+        length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+        if kind == b"IDAT":  # profiles come before the image data
+            parts.append(data[i:])
+            return b"".join(parts)
+        end = i + 12 + length
+        if kind != b"iCCP":
+            parts.append(data[i:end])
+        i = end
+    return data
+
+
 def decode(
     data: bytes,
     check_only: bool = False,
@@ -242,6 +261,8 @@ def decode(
             f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)"
         )
     flags = _flags(fmt, header, check_only, at_least)
+    if fmt == "png":
+        data = without_icc(data)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:

@@ -666,6 +666,6 @@ def test_a_class_missing_from_validation_is_named(recwarn):
     val = pd.DataFrame({"label": ["a", "b"], "origin": "original"})
     assert absent_classes(val, ["a", "b", "c"], train) == [
         "class 'c' has no validation image (1 original(s) in all, all in training): "
-        "its scores are not measured"
+        "its F1 is not measured and counts as 0 in macro F1"
     ]
     assert any("class 'c'" in str(w.message) for w in recwarn)

@@ -44,7 +44,8 @@ def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
 
 
-def test_macro_f1_averages_over_the_classes_with_images_and_names_the_rest():
+def test_macro_f1_is_over_every_class_as_keras_counts_it_and_names_the_absent():
+    import keras
     import numpy as np
 
     from trainer.evaluation import scores, summary
@@ -53,8 +54,12 @@ def test_macro_f1_averages_over_the_classes_with_images_and_names_the_rest():
     y_pred = np.array([0, 0, 1, 0])
     s = scores(y_true, y_pred, ["a", "b", "c"])
     assert s["absent_classes"] == ["c"]
-    assert abs(s["macro_f1"] - (0.8 + 2 / 3) / 2) < 1e-9  # a: F1 0.8, b: 2/3; c not counted
-    assert "over 2 classes; not scored, no image: c" in summary(s)
+    assert abs(s["macro_f1"] - (0.8 + 2 / 3 + 0) / 3) < 1e-9  # c: nothing to score, counts 0
+    f1 = keras.metrics.F1Score(average="macro")  # what early stopping watches
+    f1.update_state(np.eye(3)[y_true], np.eye(3)[y_pred])
+    assert abs(float(f1.result()) - s["macro_f1"]) < 1e-6
+    assert s["per_class"]["c"]["f1"] is None and s["per_class"]["c"]["recall"] is None
+    assert "over 3 classes (no image of c: each counted as 0)" in summary(s)
     assert "  c " not in summary(s)
 
 
@@ -120,22 +125,35 @@ def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_study_suggests_only_transforms_that_beat_the_baseline_in_rank_order():
-    from trainer.study import ranking, suggested_transforms
+def test_study_suggests_only_transforms_that_beat_the_noise_between_folds():
+    import numpy as np
 
-    summary = pd.DataFrame(
-        {
-            "model": "b0",
-            "loss": "focal",
-            "arm": ["baseline", "flip", "rotate", "zoom", "crop"],
-            "macro_f1_mean": [0.50, 0.40, 0.60, 0.60, 0.70],
-            "accuracy_mean": [0.5, 0.5, 0.6, 0.7, 0.5],
-        }
+    from trainer.study import ranking, suggested_transforms, summarize
+
+    base = [0.50, 0.52, 0.48, 0.50]
+    per_fold = {
+        "baseline": base,
+        "crop": [b + 0.10 for b in base],  # better in every fold: beats the noise
+        "zoom": [0.70, 0.40, 0.65, 0.45],  # better on average, but noisier than its gain
+        "rotate": [b + 0.02 for b in base],  # a little better in every fold: still beats it
+        "flip": [b - 0.05 for b in base],  # worse
+    }
+    results = pd.DataFrame(
+        [
+            {"model": "b0", "loss": "focal", "arm": arm, "fold": k, "accuracy": 0.5, "macro_f1": f}
+            for arm, scores in per_fold.items()
+            for k, f in enumerate(scores)
+        ]
     )
+    summary = summarize(results, [])
+    gains = summary.set_index("arm")
+    assert gains.gain_mean["crop"] == pytest.approx(0.10)
+    assert gains.gain_se["zoom"] == pytest.approx(np.std([0.2, -0.12, 0.17, -0.05], ddof=1) / 2)
     assert list(ranking(summary).arm) == ["crop", "zoom", "rotate", "flip"]
-    assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,zoom,rotate"
-    summary.loc[summary.arm == "baseline", "macro_f1_mean"] = 0.9
-    assert suggested_transforms(summary, 5, {}) == ""
+    assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,rotate"
+    assert suggested_transforms(summary, 1, {}) == "crop"
+    worse = results.assign(macro_f1=np.where(results.arm == "baseline", 0.9, results.macro_f1))
+    assert suggested_transforms(summarize(worse, []), 5, {}) == ""
 
 
 def test_json_and_help_conventions(tmp_path):

@@ -258,6 +258,13 @@ def cv(
         ..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."
     ),
     folds: int = typer.Option(5, help=f"Number of folds ({FOLDS})."),
+    nmin: int | None = typer.Option(
+        None,
+        help=f"Balance each fold's training part from its own originals, every class up to N ({COUNT}): the paper's method inside the folds.",
+    ),
+    transforms: str = typer.Option(
+        "paper", help="With --nmin: the transforms of the copies (as `balance build`)."
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -273,11 +280,12 @@ def cv(
     """k-fold cross-validation, grouped by source image.
 
     StratifiedGroupKFold over the originals: no copy of a validation image ever trains, and
-    each fold is scored on its untouched originals.
+    each fold is scored on its untouched originals. With --nmin, each fold's training part
+    is balanced from its own originals (the paper's method, inside the folds).
 
     \b
     Example:
-      train cv data/balanced --folds 5 --out runs/b0-cv
+      train cv photos/ --nmin 1500 --transforms crop,rotate,cutout,width,zoom --folds 5
     """
     from .crossval import cross_validate
 
@@ -291,13 +299,20 @@ def cv(
             folds=folds,
             existing=_existing(overwrite, "resume"),
             progress=not quiet,
+            nmin=nmin,
+            transforms=transforms,
         )
     if as_json:
         print(json.dumps(result, indent=2))
         return
     print("fold  accuracy  macro F1")
     for row in result["folds"]:
-        print(f"{row['fold']:>4}  {row['accuracy']:8.4f}  {row['macro_f1']:8.4f}")
+        absent = (
+            f"  (no image of {row['absent_classes']}: counted as 0)"
+            if row["absent_classes"]
+            else ""
+        )
+        print(f"{row['fold']:>4}  {row['accuracy']:8.4f}  {row['macro_f1']:8.4f}{absent}")
     a, f = result["accuracy"], result["macro_f1"]
     print(f"mean  {a['mean']:.4f} ± {a['std']:.4f}  {f['mean']:.4f} ± {f['std']:.4f}")
     print(f"folder: {result['out']}")
@@ -460,8 +475,9 @@ def study_transforms_cmd(
     """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
 
     Each transform alone doubles every fold's training set once; the ranking is by mean
-    macro F1 (ties: accuracy, then name), and only transforms that beat the baseline are
-    suggested for `balance build`.
+    macro F1 (ties: accuracy, then name), and only transforms whose gain over the baseline,
+    fold by fold, is above zero by more than one standard error are suggested for
+    `balance build`.
 
     \b
     Example:
@@ -499,7 +515,10 @@ def study_transforms_cmd(
     if result["suggested"]:
         print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
     else:
-        print("no transform beat the baseline's macro F1: nothing to suggest")
+        print(
+            "the study cannot tell: no transform beats the baseline by more than the noise "
+            "between folds (its paired gain in macro F1 minus one standard error is not above 0)"
+        )
 
 
 @study_app.command("ablation")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from balancer.atomic import write_atomic
-from balancer.errors import TrainError
+from balancer.errors import ToolWarning, TrainError
+from balancer.limits import COUNT
 from balancer.manifest import CSV_LINE_END
 from balancer.ownership import Claim, Existing, claim
+from balancer.parallel import default_workers
+from balancer.transforms import PAPER_SET, parse_transforms
 
+from .balancing import Arm, training_table
 from .config import FOLDS, TrainConfig
-from .data import Folder, grouped_folds, list_folder
+from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
 from .training import train_run
@@ -35,16 +40,27 @@ def cross_validate(
     folds: int = 5,
     existing: Existing = Existing.RESUME,
     progress: bool = True,
+    *,
+    nmin: int | None = None,
+    transforms: str = PAPER_SET,
 ) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
+    With `nmin`, each fold's training part is balanced from its own originals (every class
+    up to N_min, one transform from `transforms` per copy), as the paper's method runs
+    inside each fold; without it, DATA trains as it is (a balanced folder keeps each copy
+    with its original, but its folds are no longer balanced, which a warning shows).
     Writes OUT/fold-<k>/ (a full run folder each, appearing whole), cv.csv (one row per
-    fold) and cv.json (per fold and mean +- std of accuracy and macro F1). By default a
-    folder holding the same cross-validation of the same data is resumed: finished folds
-    are read back, not trained again; Existing.OVERWRITE replaces it.
+    fold) and cv.json (per fold and mean +- std of accuracy and macro F1, and the classes a
+    fold had no validation image of). By default a folder holding the same
+    cross-validation of the same data is resumed: finished folds are read back, not
+    trained again; Existing.OVERWRITE replaces it.
     """
     config = config or TrainConfig()
     FOLDS.check(folds, "--folds", TrainError)
+    if nmin is not None:
+        COUNT.check(nmin, "--nmin", TrainError)
+    chosen = parse_transforms(transforms) if nmin is not None else None
     config.check_weights()
     folder = list_folder(data, progress=progress)
     settings = {
@@ -52,6 +68,7 @@ def cross_validate(
         "data_digest": folder.digest(),
         "folds": folds,
         "config": config.to_dict(),
+        "balance": None if chosen is None else {"nmin": nmin, "transforms": chosen},
     }
     with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
         c.check_resume(settings, "settings or data")
@@ -62,11 +79,26 @@ def cross_validate(
 def _cross_validate(
     c: Claim, folder: Folder, config: TrainConfig, settings: dict, progress: bool
 ) -> dict:
-    folds = settings["folds"]
+    folds, balance = settings["folds"], settings["balance"]
+    splits = list(grouped_folds(folder.table, folds, config.seed))
+    if balance is None and folder.has_manifest:
+        _say_unbalanced(splits, folder.class_names)
     rows = []
-    for k, (train, val) in enumerate(grouped_folds(folder.table, folds, config.seed)):
+    for k, (train, val) in enumerate(splits):
         run = c.path / f"fold-{k}"
         if not (run / RUN.record).is_file():
+            if balance is not None:
+                arm = Arm("ROS + T", balance["transforms"], balance=True)
+                train = training_table(
+                    arm,
+                    originals_only(train),
+                    folder.scan,
+                    cache=c.path / "data" / f"fold-{k}",
+                    class_names=folder.class_names,
+                    nmin=balance["nmin"],
+                    seed=config.seed + k,
+                    workers=default_workers(),
+                )
             if progress:
                 print(
                     f"fold {k + 1}/{folds}: {len(train)} training, {len(val)} validation files",
@@ -83,15 +115,23 @@ def _cross_validate(
                     extra={"fold": k, "folds": folds},
                 )
         m = read_metrics(run / RUN.record)
+        absent = m.get("absent_classes") or []
+        if absent and progress:
+            print(
+                f"fold {k + 1}/{folds}: no validation image of {', '.join(absent)}: "
+                "each counts as 0 in its macro F1",
+                file=sys.stderr,
+            )
         rows.append(
             {
                 "fold": k,
                 "accuracy": m["accuracy"],
                 "macro_f1": m["macro_f1"],
                 "weighted_f1": m["weighted_f1"],
-                "train_files": len(train),
+                "train_files": m["data"]["train"].get("files", len(train)),
                 "validation_files": len(val),
                 "epochs_run": m["epochs_run"],
+                "absent_classes": " ".join(absent),
             }
         )
     table = pd.DataFrame(rows)
@@ -106,6 +146,29 @@ def _cross_validate(
             "config": config.to_dict(),
             "grouped_by_source": folder.has_manifest,
             "class_names": folder.class_names,
+            "macro_f1_over": "every class of the data; a class with no validation image in a "
+            "fold counts as 0 there (as early stopping's F1 counts it)",
         }
     )
     return {**result, "out": str(c.path)}
+
+
+def _say_unbalanced(splits: list, class_names: list[str]) -> None:
+    """A warning when a balanced folder's folds are not balanced any more: the class whose
+    training count varies most across folds, with its counts."""
+    counts = {c: [int((train.label == c).sum()) for train, _ in splits] for c in class_names}
+    spread = {c: max(v) - min(v) for c, v in counts.items()}
+    worst = max(spread, key=lambda c: spread[c])
+    sizes = [int(len(train)) for train, _ in splits]
+    per_fold = [{c: counts[c][k] for c in class_names} for k in range(len(splits))]
+    unequal = any(len(set(f.values())) > 1 for f in per_fold)
+    if spread[worst] == 0 and not unequal:
+        return
+    warnings.warn(
+        "cross-validating a balanced folder keeps every copy with its original, but its "
+        f"folds' training parts are no longer balanced (class '{worst}': "
+        f"{'/'.join(map(str, counts[worst]))} training images in the {len(sizes)} folds); "
+        "`train cv SRC --nmin N --transforms T` balances inside each fold instead",
+        ToolWarning,
+        stacklevel=3,
+    )

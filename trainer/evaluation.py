@@ -19,8 +19,10 @@ from .outputs import EVALUATION, draw_plots, plot_confusion
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, macro and weighted F1, per-class precision/recall/F1/support, confusion matrix.
 
-    Macro F1 averages over the classes present in y_true (a class with no image to score
-    would count as 0 and drag the mean down); those absent are listed in `absent_classes`.
+    Macro F1 is over every class of the data (the same class set in every fold and run): a
+    class with no image here counts as 0, as Keras' F1Score counts it, so the number early
+    stopping watches is the number reported. Such a class is named in `absent_classes`, and
+    its own F1 and recall are missing (None), not 0: nothing measured them.
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -30,12 +32,16 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     )
 
     labels = list(range(len(class_names)))
-    present = sorted(set(np.asarray(y_true).tolist()))
+    present = set(np.asarray(y_true).tolist())
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+
+    def measured(value, i):
+        return float(value) if i in present else None
+
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(
-            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
         ),
         "weighted_f1": float(
             f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
@@ -44,8 +50,8 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
         "per_class": {
             name: {
                 "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
+                "recall": measured(r[i], i),
+                "f1": measured(f[i], i),
                 "support": int(s[i]),
             }
             for i, name in enumerate(class_names)
@@ -55,22 +61,22 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     }
 
 
+def absent_note(metrics: dict) -> str:
+    """' (no image of c, d: each counted as 0)' when classes had nothing to score, else ''."""
+    absent = metrics.get("absent_classes") or []
+    return f" (no image of {', '.join(absent)}: each counted as 0)" if absent else ""
+
+
 def summary(metrics: dict, worst: int = 3) -> str:
     """A short table: accuracy, macro F1 and the classes with the lowest F1."""
-    absent = metrics.get("absent_classes", [])
     per = sorted(
-        ((k, v) for k, v in metrics["per_class"].items() if k not in absent),
+        ((k, v) for k, v in metrics["per_class"].items() if v["f1"] is not None),
         key=lambda kv: kv[1]["f1"],
     )[:worst]
-    scored = (
-        f" (over {len(metrics['per_class']) - len(absent)} classes; not scored, no image: "
-        f"{', '.join(absent)})"
-        if absent
-        else ""
-    )
     lines = [
         f"accuracy   {metrics['accuracy']:.4f}",
-        f"macro F1   {metrics['macro_f1']:.4f}{scored}",
+        f"macro F1   {metrics['macro_f1']:.4f} over {len(metrics['per_class'])} classes"
+        + absent_note(metrics),
         "worst classes (F1, recall, support):",
     ]
     lines += [f"  {name:<16} {m['f1']:.3f}  {m['recall']:.3f}  {m['support']}" for name, m in per]
@@ -95,7 +101,8 @@ def read_metrics(path: Path, kind: str = "run") -> dict:
             problems.append("epochs_run")
         per_class = info.get("per_class")
         if not isinstance(per_class, dict) or not all(
-            isinstance(v, dict) and _number(v.get("f1")) for v in per_class.values()
+            isinstance(v, dict) and (v.get("f1") is None or _number(v.get("f1")))
+            for v in per_class.values()
         ):
             problems.append("per_class")
         data = info.get("data")
@@ -198,7 +205,7 @@ def evaluate(
             write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
             title = (
                 f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
-                f"macro F1 {metrics['macro_f1']:.3f}"
+                f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
             )
             draw_plots(
                 tmp,

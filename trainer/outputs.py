@@ -45,7 +45,10 @@ CV = OutputKind(
     "cv.json",
     "cv",
     frozenset({"cv.json", "cv.csv"}),
-    lambda record, e: re.fullmatch(r"fold-\d+", e.name) is not None and proven(e, RUN),
+    lambda record, e: (
+        (re.fullmatch(r"fold-\d+", e.name) is not None and proven(e, RUN))
+        or (e.name == "data" and _copies(e, 2))  # --nmin: each fold's copies
+    ),
     staging=(".*.partial",),
 )
 
@@ -70,17 +73,18 @@ def _study_runs(runs: Path) -> bool:
     return level(runs, 0)
 
 
-def _study_data(data: Path) -> bool:
-    """data/fold-<k>/<arm>/<class>/<written images>: the copies made for each fold."""
+def _copies(data: Path, depth: int) -> bool:
+    """The copies made for each fold: folders `depth` deep (data/fold-<k>/[<arm>/]<class>/),
+    then only the image files the balancer writes."""
 
-    def level(folder: Path, depth: int) -> bool:
+    def level(folder: Path, below: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():
             return False
-        if depth == 3:
+        if below == 0:
             return files_only(folder, is_written)
-        return all(level(entry, depth + 1) for entry in folder.iterdir())
+        return all(level(entry, below - 1) for entry in folder.iterdir())
 
-    return level(data, 0)
+    return level(data, depth)
 
 
 STUDY = OutputKind(
@@ -88,9 +92,7 @@ STUDY = OutputKind(
     "study.json",
     "study",
     frozenset({"study.json", "results.csv", "results.md", "results.png"}),
-    lambda record, e: (
-        (e.name == "runs" and _study_runs(e)) or (e.name == "data" and _study_data(e))
-    ),
+    lambda record, e: (e.name == "runs" and _study_runs(e)) or (e.name == "data" and _copies(e, 3)),
     staging=("runs/*/*/.*.partial",),
 )
 

@@ -8,7 +8,6 @@ of one never trains. Each finished run is a run folder; a study resumes by skipp
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,25 +22,14 @@ from balancer.limits import COUNT
 from balancer.manifest import CSV_LINE_END
 from balancer.ownership import Claim, Existing, claim
 from balancer.parallel import resolve_workers
-from balancer.plan import class_targets, make_plan
-from balancer.source import Scan
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms
-from balancer.writing import run_items
 
+from .balancing import Arm, training_table
 from .config import FOLDS, TOP, TrainConfig
-from .data import Folder, class_counts, grouped_folds, list_folder, originals_only
+from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import RUN, STUDY
 from .training import epoch_progress, train_run
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One way of making the training set from a fold's training originals."""
-
-    name: str
-    transforms: dict | None = None  # None: no copies; {}: plain copies (ROS); else one each
-    balance: bool = False  # True: up to N_min per class (ROS); False: one copy per image
 
 
 def transform_arms(transforms: dict) -> list[Arm]:
@@ -57,54 +45,6 @@ def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
         Arm("ROS + all transforms", every, True),
         Arm("ROS + T", dict(transforms), True),
     ]
-
-
-def training_table(
-    arm: Arm,
-    train: pd.DataFrame,
-    found: Scan,
-    *,
-    cache: Path,
-    class_names: list[str],
-    nmin: int | None,
-    seed: int,
-    workers: int,
-) -> pd.DataFrame:
-    """The fold's training originals plus the arm's copies, made from them alone."""
-    if arm.transforms is None:
-        return train
-    counts = class_counts(train, class_names)
-    counts = {c: n for c, n in counts.items() if n}
-    targets = (
-        class_targets(counts, nmin=nmin) if arm.balance else {c: 2 * n for c, n in counts.items()}
-    )
-    by_path = {im.path: im for ims in found.images.values() for im in ims}
-    images = {c: [by_path[f] for f in train.file[train.label == c]] for c in counts}
-    copies = [
-        it for it in make_plan(images, targets, arm.transforms, seed) if it.origin == "augmented"
-    ]
-    if arm.transforms:
-        run_items(found.root, cache, copies, workers, progress=False)
-        paths = [str(cache / it.file_name) for it in copies]
-        files = [f"{cache.name}/{it.file_name}" for it in copies]
-        stamps = [os.stat(p) for p in paths]  # as written: a change under the run is noticed
-        sizes, mtimes = [st.st_size for st in stamps], [st.st_mtime_ns for st in stamps]
-    else:  # plain random over-sampling: the same original file, listed again
-        paths = [str(found.root / it.source) for it in copies]
-        files = [it.source for it in copies]
-        sizes, mtimes = [it.size for it in copies], [it.mtime_ns for it in copies]
-    extra = pd.DataFrame(
-        {
-            "path": paths,
-            "file": files,
-            "label": [it.label for it in copies],
-            "source": [it.source for it in copies],
-            "origin": "augmented",
-            "size": sizes,
-            "mtime_ns": mtimes,
-        }
-    )
-    return pd.concat([train, extra], ignore_index=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +196,8 @@ def _result_row(m: dict, run: tuple) -> dict:
         "epochs_run": m["epochs_run"],
         "train_files": m["data"]["train"]["files"],
         "validation_files": m["data"]["validation"]["files"],
-        **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},
+        **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},  # None: no image
+        "absent_classes": " ".join(m.get("absent_classes") or []),
         "config": json.dumps(m["config"], sort_keys=True),
     }
 
@@ -268,7 +209,7 @@ def _write_results(
     write_atomic(out / "results.csv", text.encode("utf-8"))
     summary = summarize(results, class_names)
     kind = settings["study"]
-    markdown = results_markdown(summary, kind, settings)
+    markdown = results_markdown(summary, kind, settings, results)
     write_atomic(out / "results.md", markdown.encode("utf-8"))
     plot_study(summary, out / "results.png", kind, settings)
     return summary
@@ -279,7 +220,9 @@ def _slug(name: str) -> str:
 
 
 def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
-    """Mean and std over folds per model, loss and arm, in the arms' order."""
+    """Mean and std over folds per model, loss and arm, in the arms' order (a class's F1 over
+    the folds that had a validation image of it), and each arm's paired gain over the
+    baseline (`paired_gains`)."""
     metrics = ["accuracy", "macro_f1"] + [f"f1_{c}" for c in class_names]
     grouped = results.groupby(["model", "loss", "arm"], sort=False)
     out = (
@@ -289,7 +232,40 @@ def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
         .join(grouped[["accuracy", "macro_f1"]].std(ddof=1).fillna(0).add_suffix("_std"))
     )
     out["folds"] = grouped.size()
-    return out.reset_index()
+    return out.reset_index().merge(paired_gains(results), on=["model", "loss", "arm"], how="left")
+
+
+def paired_gains(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model, loss and arm: the arm's macro F1 minus the baseline's in the same fold, as
+    mean and standard error over the folds, and whether it beats the noise between folds:
+    mean minus one standard error above 0 (with at least two folds)."""
+    key = ["model", "loss", "fold"]
+    base = results[results.arm == "baseline"].set_index(key).macro_f1
+    rows = []
+    for (model, loss, arm), g in results[results.arm != "baseline"].groupby(
+        ["model", "loss", "arm"], sort=False
+    ):
+        d = (g.set_index(key).macro_f1 - base).dropna()
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        mean = float(d.mean()) if len(d) else float("nan")
+        rows.append(
+            {
+                "model": model,
+                "loss": loss,
+                "arm": arm,
+                "gain_mean": mean,
+                "gain_se": se,
+                "beats_noise": bool(len(d) > 1 and mean - se > 0),
+            }
+        )
+    columns = ["model", "loss", "arm", "gain_mean", "gain_se", "beats_noise"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+NOISE_RULE = (
+    "a transform is suggested when its paired gain in macro F1 over the baseline (fold by "
+    "fold) is above zero by more than one standard error of that gain"
+)
 
 
 def ranking(summary: pd.DataFrame) -> pd.DataFrame:
@@ -305,15 +281,11 @@ def ranking(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> str:
-    """The best `top` transforms that beat the baseline's mean macro F1, as a --transforms
-    value ("" when none does)."""
+    """The best `top` transforms whose gain over the baseline beats the noise between folds
+    (NOISE_RULE), as a --transforms value ("" when none does: the study cannot tell)."""
     ranked = ranking(summary)
-    first = summary[
-        (summary.model == summary.model.iloc[0]) & (summary.loss == summary.loss.iloc[0])
-    ]
-    baseline = first.macro_f1_mean[first.arm == "baseline"]
-    if len(baseline):
-        ranked = ranked[ranked.macro_f1_mean > float(baseline.iloc[0])]
+    if "beats_noise" in ranked:
+        ranked = ranked[ranked.beats_noise.fillna(False).astype(bool)]
     names = list(ranked.arm[:top])
     return ",".join(
         n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
@@ -321,30 +293,50 @@ def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> s
     )
 
 
-def results_markdown(summary: pd.DataFrame, kind: str, settings: dict) -> str:
+def results_markdown(summary: pd.DataFrame, kind: str, settings: dict, results=None) -> str:
+    """The paper-shaped table (every score from 0 to 1), the rule for suggestions, and the
+    folds whose validation lacked a class."""
     classes = [c[3:-5] for c in summary.columns if c.startswith("f1_") and c.endswith("_mean")]
-    head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"] + [
-        f"F1 {c}" for c in classes
-    ]
+    head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"]
+    head += ["macro F1 gain over baseline (mean ± SE)"] + [f"F1 {c}" for c in classes]
     lines = [
         f"# Study: {kind}",
         "",
         f"{settings['folds']}-fold cross-validation grouped by source on {settings['source']};"
-        " scores on each fold's untouched validation originals.",
+        " scores on each fold's untouched validation originals, all from 0 to 1.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
+
+    def number(x, fmt=".3f") -> str:
+        return "n/a" if x is None or pd.isna(x) else format(x, fmt)
+
     for r in summary.itertuples(index=False):
         d = r._asdict()
+        gain = (
+            ""
+            if r.arm == "baseline" or pd.isna(d.get("gain_mean"))
+            else f"{d['gain_mean']:+.3f} ± {number(d.get('gain_se'))}"
+            + (" ✓" if d.get("beats_noise") else "")
+        )
         cells = [
             r.model,
             r.loss,
             r.arm,
-            f"{100 * r.accuracy_mean:.2f}% ± {100 * r.accuracy_std:.2f}",
+            f"{r.accuracy_mean:.3f} ± {r.accuracy_std:.3f}",
             f"{r.macro_f1_mean:.3f} ± {r.macro_f1_std:.3f}",
-        ] + [f"{d[f'f1_{c}_mean']:.3f}" for c in classes]
+            gain,
+        ] + [number(d[f"f1_{c}_mean"]) for c in classes]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"✓: beats the noise between folds ({NOISE_RULE})."]
+    if results is not None and "absent_classes" in results:
+        lacking = results[results.absent_classes.fillna("") != ""]
+        for fold, names in sorted(set(zip(lacking.fold, lacking.absent_classes, strict=True))):
+            lines.append(
+                f"Fold {fold} has no validation image of {', '.join(names.split())}: each "
+                "counts as 0 in that fold's macro F1, and its own F1 is left out of the mean."
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ from .data import (
     originals_only,
     shared_files,
 )
-from .evaluation import scores
+from .evaluation import absent_note, scores
 from .outputs import RUN, draw_plots, plot_confusion, plot_curves
 from .runtime import fit_multi_worker, pad_to, plan_cache
 from .runtime import setup as runtime_setup
@@ -121,7 +121,10 @@ def train_run(
         }
     )
     write_json(folder / "metrics.json", stamp(RUN, metrics))
-    title = f"validation: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+    title = (
+        f"validation: accuracy {metrics['accuracy']:.3f}, "
+        f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
+    )
     draw_plots(  # last: the model and its scores are written whatever happens to a picture
         folder,
         confusion_matrix=lambda path: plot_confusion(
@@ -319,7 +322,7 @@ def absent_classes(
             n = int((originals_only(train).label == name).sum())
             found.append(
                 f"class '{name}' has no validation image ({n} original(s) in all, "
-                "all in training): its scores are not measured"
+                "all in training): its F1 is not measured and counts as 0 in macro F1"
             )
             warnings.warn(found[-1], ToolWarning, stacklevel=2)
     return found
