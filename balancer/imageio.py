@@ -217,7 +217,7 @@ def without_icc(data: bytes) -> bytes:
     """PNG bytes without their iCCP chunk (a colour profile). libpng prints a warning on
     stderr for many broken profiles, once per decode, between progress bars; OpenCV never
     applies a profile, so the pixels are the same without it."""
-    if b"iCCP" not in data[:1 << 16]:
+    if b"iCCP" not in data[: 1 << 16]:
         return data
     parts, i = [data[:8]], 8
     while i + 8 <= len(data):
