@@ -125,3 +125,53 @@ def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(t
         text=True,
     )
     assert "iCCP" in bare.stderr  # what OpenCV alone prints, once per decode
+
+
+def test_balanced_class_weights_reach_the_loss_as_sample_weights(tmp_path):
+    from trainer.pipeline import ImageBatches
+    from trainer.training import class_weights
+
+    weights = class_weights([80, 15, 5, 0])
+    assert weights[:3] == pytest.approx([100 / 320, 100 / 60, 100 / 20]) and weights[3] == 0
+    paths = [str(write_image(tmp_path / f"{i}.png", photo(12, 12, seed=i))) for i in range(4)]
+    batches = ImageBatches(paths, [0, 1, 2, 2], n_classes=4, size=8, batch=4, class_weights=weights)
+    _, labels, w = batches[0]
+    assert w.tolist() == pytest.approx([weights[k] for k in labels.argmax(1)])
+
+
+def test_learning_rate_schedules_warm_up_and_decay():
+    import keras
+
+    from balancer.errors import TrainError
+    from trainer.config import TrainConfig
+    from trainer.models import learning_rate
+
+    def at(schedule, step):
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
+    steps = 10  # per epoch
+    assert learning_rate(TrainConfig(lr=0.1), 0.1, steps, epochs=5) == 0.1
+    warm = learning_rate(TrainConfig(lr=0.1, warmup_epochs=2), 0.1, steps, epochs=5, warmup=2)
+    assert (
+        at(warm, 0) == 0
+        and at(warm, 10) == pytest.approx(0.05)
+        and at(warm, 40) == pytest.approx(0.1)
+    )
+    cosine = learning_rate(TrainConfig(lr=0.1, lr_schedule="cosine"), 0.1, steps, epochs=5)
+    assert at(cosine, 0) == pytest.approx(0.1) and at(cosine, 25) == pytest.approx(0.05)
+    assert at(cosine, 50) == pytest.approx(0, abs=1e-7)
+    with pytest.raises(TrainError, match="--warmup-epochs goes with"):
+        TrainConfig(lr_schedule="plateau", warmup_epochs=1)
+
+
+def test_a_resumed_callback_gets_its_counts_back():
+    import keras
+
+    from trainer.resume import resumable
+
+    cls = resumable(keras.callbacks.ReduceLROnPlateau, ("wait", "best", "cooldown_counter"))
+    cb = cls(monitor="val_loss", patience=3)
+    cb.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    cb.restored = {"wait": 2, "best": 0.25, "cooldown_counter": 0}
+    cb.on_train_begin()
+    assert cb.state() == {"wait": 2, "best": 0.25, "cooldown_counter": 0}

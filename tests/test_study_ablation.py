@@ -21,15 +21,16 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
     summary = study_ablation(
         src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS, progress=False
     )
-    assert list(summary.arm) == ["baseline", "ROS", "ROS + all transforms", "ROS + T"]
-    for slug in ("baseline", "ros", "ros+all-transforms", "ros+t"):
+    arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
+    assert list(summary.arm) == arms
+    for slug in ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t"):
         for fold, files in run_files(out, slug):
             train, val = files[files.split == "train"], files[files.split == "validation"]
             assert (val.origin == "original").all()
             assert not set(train.source) & set(val.source), (slug, fold)
             assert not set(train.file) & set(val.file)
             counts = train.label.value_counts().to_dict()
-            if slug == "baseline":
+            if slug in ("baseline", "class-weight"):  # no copies: the originals only
                 assert (train.origin == "original").all()
             else:  # every class of the fold's training part brought up to N_min (never down)
                 originals = train[train.origin == "original"].label.value_counts().to_dict()
@@ -38,6 +39,8 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
                 assert set(train.file[train.origin == "augmented"]) <= set(
                     train.file[train.origin == "original"]
                 )
+    weighted = json.loads((out / "runs/vgg16-focal/class-weight/fold-0/metrics.json").read_text())
+    assert weighted["config"]["class_weight"] == "balanced"
     md = (out / "results.md").read_text()
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md
     record = json.loads((out / "study.json").read_text())

@@ -386,3 +386,35 @@ def test_same_seed_same_run(tmp_path):
     assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
     w1, w2 = (keras.models.load_model(r / "model.keras", compile=False).get_weights() for r in runs)
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2, strict=False))
+
+
+@pytest.mark.slow
+def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_path):
+    import keras
+
+    from balancer.ownership import Existing
+
+    data = make_folder(tmp_path / "data", {"a": 8, "b": 4}, size=32)
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(
+                (epoch, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            )
+
+    config = TrainConfig(
+        **{**FAST, "epochs": 2, "lr": 0.01},
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        class_weight="balanced",
+    )
+    m = fit(data, tmp_path / "run", config, progress=False, callbacks=[Count()], tensorboard=True)
+    assert [e for e, _ in seen] == [0, 1]
+    assert seen[0][1] == pytest.approx(0.01, rel=1e-3)  # warmed up by the end of epoch 1
+    assert seen[1][1] < 1e-6  # then decayed to 0
+    assert m["config"]["class_weight"] == "balanced" and m["config"]["lr_schedule"] == "cosine"
+    logs = tmp_path / "run" / "logs"
+    assert any("tfevents" in p.name for p in logs.rglob("*"))
+    fit(data, tmp_path / "run", config, progress=False, existing=Existing.OVERWRITE)  # logs: ours
+    assert not (tmp_path / "run" / "logs").exists()

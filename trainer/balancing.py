@@ -26,6 +26,7 @@ class Arm:
     name: str
     transforms: dict | None = None  # None: no copies; {}: plain copies (ROS); else one each
     balance: bool = False  # True: up to N_min per class (ROS); False: one copy per image
+    class_weight: bool = False  # True: no copies, balanced class weights in the loss instead
 
 
 def training_table(

@@ -91,6 +91,27 @@ TRAIN_OPTIONS = {
             help=f"Adam learning rate ({LIMITS['lr']}; for the global batch: scale it yourself when you scale the batch).",
         ),
     ),
+    "lr_schedule": (
+        str,
+        typer.Option(
+            _D.lr_schedule,
+            help="constant, cosine (to 0 over the run) or plateau (a tenth after a third of --patience without improvement).",
+        ),
+    ),
+    "warmup_epochs": (
+        int,
+        typer.Option(
+            _D.warmup_epochs,
+            help=f"Raise the learning rate linearly from 0 over these first epochs ({LIMITS['warmup_epochs']}).",
+        ),
+    ),
+    "class_weight": (
+        str,
+        typer.Option(
+            _D.class_weight,
+            help="none, or balanced: each class weighs n / (classes x its count) in the loss (the cheapest baseline beside over-sampling).",
+        ),
+    ),
     "batch": (
         int,
         typer.Option(
@@ -220,6 +241,9 @@ def fit(
         "--resume",
         help="Continue a killed run from its last finished epoch (same options and data): it ends as if never killed.",
     ),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Write TensorBoard logs into the run folder (RUN/logs)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     **train,
@@ -242,7 +266,15 @@ def fit(
 
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with logs_to_stderr(), on_interrupt(RESUMABLE):
-        metrics = fit_run(data, out, config, val=val, existing=existing, progress=not quiet)
+        metrics = fit_run(
+            data,
+            out,
+            config,
+            val=val,
+            existing=existing,
+            progress=not quiet,
+            tensorboard=tensorboard,
+        )
     report_skipped(metrics["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))

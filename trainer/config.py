@@ -72,6 +72,8 @@ CHOICES = {
     "jit": JIT_MODES,
     "precision": ("auto", "mixed", "float32"),
     "cache": ("auto", "on", "off"),
+    "class_weight": ("none", "balanced"),
+    "lr_schedule": ("constant", "cosine", "plateau"),
 }
 CACHE_SHARE = 0.5  # --cache auto keeps the decoded images when they take at most this share
 # of the memory available when training starts
@@ -87,6 +89,7 @@ LIMITS = {
     "patience": Interval(0, 100_000, integer=True),
     "val_split": Interval(0, 1, "neither"),
     "seed": Interval(0, 2**32 - 1, integer=True),  # NumPy's and Keras' seeds
+    "warmup_epochs": Interval(0, 10_000, integer=True),
 }
 ALPHA = Interval(0, 1)  # focal alpha, when it is a number
 FOLDS = Interval(2, 1000, integer=True)
@@ -113,6 +116,9 @@ class TrainConfig:
     alpha: str = "0.25"  # a float, or 'balanced' (per class, from inverse frequency)
     gamma: float = 2.0
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # 'constant', 'cosine' (to 0 over the run) or 'plateau'
+    warmup_epochs: int = 0  # the learning rate rises linearly from 0 over these first epochs
+    class_weight: str = "none"  # 'balanced': each class weighs n / (classes x n_class) in the loss
     batch: int = 128
     epochs: int = 300
     patience: int = 10
@@ -145,6 +151,11 @@ class TrainConfig:
                     f"--alpha must be a number or 'balanced' (got '{self.alpha}')"
                 ) from None
             ALPHA.check(alpha, "--alpha", TrainError)
+        if self.warmup_epochs and self.lr_schedule == "plateau":
+            raise TrainError(
+                "--warmup-epochs goes with --lr-schedule constant or cosine (plateau lowers "
+                "the rate itself)"
+            )
 
     @property
     def size(self) -> int:

@@ -70,6 +70,27 @@ def build_model(config: TrainConfig, n_classes: int):
     return keras.Model(inputs, outputs, name=config.model.replace("-", "_"))
 
 
+def learning_rate(config: TrainConfig, lr: float, steps: int, *, epochs: int, warmup: int = 0):
+    """The optimizer's learning rate for a phase of `epochs` epochs of `steps` steps: `lr`,
+    or a Keras schedule: a linear warm-up from 0 over `warmup` epochs, then constant (or
+    cosine decay to 0 over the rest, `--lr-schedule cosine`). A function of the optimizer's
+    step count, so a resumed run follows it exactly."""
+    warm = warmup * steps
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warm else lr,
+            decay_steps=max(1, epochs * steps - warm),
+            alpha=0.0,
+            warmup_target=lr if warm else None,
+            warmup_steps=warm,
+        )
+    if warm:  # constant after the warm-up: a cosine that never decays
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=1, alpha=1.0, warmup_target=lr, warmup_steps=warm
+        )
+    return lr
+
+
 def unfreeze(model) -> None:
     """Make every layer trainable, the base's included (Keras 3: setting `model.trainable`
     leaves a nested model that was frozen frozen)."""

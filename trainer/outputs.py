@@ -31,12 +31,27 @@ EVALUATION_FILES = frozenset({"metrics.json", "confusion_matrix.png"})
 EVALUATION = OutputKind(
     "train evaluation folder", "metrics.json", "evaluation", EVALUATION_FILES, resumable=False
 )
+
+
+def _tensorboard_logs(folder: Path) -> bool:
+    """logs/: TensorBoard's event files, in subfolders (train, validation) or not."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(
+        (p.is_dir() and not p.is_symlink()) or (p.is_file() and "tfevents" in p.name)
+        for p in folder.rglob("*")
+    )
+
+
 RUN = OutputKind(
     "train run folder",
     "metrics.json",
     "run",
     RUN_FILES,
-    lambda record, e: e.name.startswith("eval-") and proven(e, EVALUATION),
+    lambda record, e: (
+        (e.name.startswith("eval-") and proven(e, EVALUATION))
+        or (e.name == "logs" and _tensorboard_logs(e))
+    ),
     staging=(".*.partial",),  # an evaluation being written
     progress="resume/state.json",  # an interrupted fit that --resume continues
 )

@@ -43,6 +43,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
     that does not split evenly over that many devices (JAX's DataParallel needs it to) is
     padded with repeats of its first image, which carry sample weight 0 (every batch then
     has weights); images only: predictions for the padding are cut off by `predict`.
+    class_weights: each label's weight in the loss (`--class-weight balanced`).
     """
 
     def __init__(
@@ -61,11 +62,15 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         pad_to: int = 1,
         threads: int | None = None,
         stamps: Sequence[tuple[int, int] | None] | None = None,
+        class_weights: Sequence[float] | None = None,
     ):
         threads = threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
         self.stamps = None if stamps is None else list(stamps)
+        self.class_weights = (
+            None if class_weights is None else np.asarray(class_weights, np.float32)
+        )
         self.failure: str | None = None  # the first file that could not be read, and why
         self.labels = None if labels is None else np.asarray(labels, np.int64)
         self.n_classes, self.size, self.batch, self.resize = n_classes, size, batch, resize
@@ -97,9 +102,12 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         if self.labels is None:
             return (images,)
         labels = np.eye(self.n_classes, dtype=np.float32)[self.labels[rows]]
-        if self.pad_to == 1:
+        if self.pad_to == 1 and self.class_weights is None:
             return images, labels
-        return images, labels, (np.arange(len(rows)) < real).astype(np.float32)
+        weights = (np.arange(len(rows)) < real).astype(np.float32)
+        if self.class_weights is not None:
+            weights *= self.class_weights[self.labels[rows]]
+        return images, labels, weights
 
     def _image(self, i: int) -> np.ndarray:
         if self._cache is None:

@@ -64,15 +64,15 @@ def starting_point(state: dict | None) -> tuple[dict, int, bool]:
     return phase, state["epochs_done"], state["stopped"]
 
 
-def restore(folder: Path, state: dict, model, *, callbacks: tuple) -> None:
+def restore(folder: Path, state: dict, model, *, checkpoint, saver, stateful: dict) -> None:
     """Put the model, its optimizer, its random streams, the best epoch's weights and score,
-    early stopping's count and the history back as they were when `state` was saved.
-    `callbacks`: (early stopping, checkpoint, the saver)."""
-    early, checkpoint, saver = callbacks
+    the stateful callbacks' counts (early stopping, a plateau schedule) and the history back
+    as they were when `state` was saved."""
     if state["checkpoint_best"] is not None:
         checkpoint.best = saver.best_seen = state["checkpoint_best"]
     saver.best_file = state["best_weights"]
-    early.restored = state["early_stopping"]
+    for name, cb in stateful.items():
+        cb.restored = state["callbacks"].get(name)
     truncate_history(folder / "history.csv", state["epochs_done"])
     base = folder / FOLDER
     if model.optimizer is not None and not model.optimizer.built:
@@ -84,10 +84,11 @@ def restore(folder: Path, state: dict, model, *, callbacks: tuple) -> None:
         shutil.copyfile(base / state["best_weights"], folder / "best.weights.h5")
 
 
-def callback(folder: Path, settings: dict, *, early_stopping, checkpoint, phase: dict):
+def callback(folder: Path, settings: dict, *, stateful: dict, checkpoint, phase: dict):
     """The Keras callback that saves the state at every epoch's end; it must come last, after
-    the callbacks whose state it records. `phase` is shared with the caller:
-    {"phase": 1 or 2, "phase1_epochs": epochs the first phase ran, once it ended}."""
+    the callbacks whose state it records (`stateful`: {name: callback made by `resumable`}).
+    `phase` is shared with the caller: {"phase": 1 or 2, "phase1_epochs": epochs the first
+    phase ran, once it ended}."""
     keras = backend.keras()
     base = folder / FOLDER
 
@@ -118,11 +119,7 @@ def callback(folder: Path, settings: dict, *, early_stopping, checkpoint, phase:
                 "seeds": seeds,
                 "best_weights": self.best_file,
                 "checkpoint_best": _number(checkpoint.best),
-                "early_stopping": {
-                    "wait": early_stopping.wait,
-                    "best": _number(early_stopping.best),
-                    "best_epoch": early_stopping.best_epoch,
-                },
+                "callbacks": {name: cb.state() for name, cb in stateful.items()},
             }
             write_json(base / "state.json", state)
             keep = {weights, seeds, self.best_file, "state.json"}
@@ -138,22 +135,32 @@ def _number(value):
     return None if value is None else float(value)
 
 
-def early_stopping_class():
-    """Keras' EarlyStopping that can start from a saved count and best value."""
-    keras = backend.keras()
+def resumable(cls, attributes: tuple[str, ...]):
+    """A Keras callback class whose counts (`attributes`) a resumed run puts back: Keras
+    resets them when a fit begins, so they are set again right after."""
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    class Resumable(cls):
         restored: dict | None = None
 
         def on_train_begin(self, logs=None) -> None:
             super().on_train_begin(logs)
             if self.restored:
-                self.wait = self.restored["wait"]
-                self.best = self.restored["best"]
-                self.best_epoch = self.restored["best_epoch"]
+                for name, value in self.restored.items():
+                    setattr(self, name, value)
                 self.restored = None
 
-    return ResumableEarlyStopping
+        def state(self) -> dict:
+            return {name: _plain(getattr(self, name)) for name in attributes}
+
+    Resumable.__name__ = f"Resumable{cls.__name__}"
+    return Resumable
+
+
+def _plain(value):
+    """A callback's count or best value as JSON keeps it."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return float(value)
 
 
 def truncate_history(path: Path, rows: int) -> None:

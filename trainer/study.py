@@ -38,9 +38,11 @@ def transform_arms(transforms: dict) -> list[Arm]:
 
 
 def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
-    """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T."""
+    """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T; and
+    class weights, the cheapest way to weigh the rare classes, to compare ROS with."""
     return [
         Arm("baseline"),
+        Arm("class weight", class_weight=True),
         Arm("ROS", {}, True),
         Arm("ROS + all transforms", every, True),
         Arm("ROS + T", dict(transforms), True),
@@ -167,7 +169,8 @@ def _one_run(
             seed=spec.config.seed + k,
             workers=workers,
         )
-        run_config = replace(spec.config, model=model, loss=loss)
+        weight = "balanced" if arm.class_weight else spec.config.class_weight
+        run_config = replace(spec.config, model=model, loss=loss, class_weight=weight)
         with c.staged(part) as tmp:
             bar.set_description(f"study {spec.kind}: fold {k + 1}/{spec.folds} {arm.name}")
             train_run(

@@ -7,6 +7,8 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,7 @@ def _batches(
         cache=cache,
         pad_to=pad_to(),
     )
+    counts = list(class_counts(train, class_names).values())
     train_ds = ImageBatches(
         train.path,
         label_indices(train, class_names),
@@ -162,6 +165,7 @@ def _batches(
         full=True,
         seed=config.seed,
         stamps=_stamps(train),
+        class_weights=class_weights(counts) if config.class_weight == "balanced" else None,
         **common,
     )
     val_ds = ImageBatches(val.path, label_indices(val, class_names), stamps=_stamps(val), **common)
@@ -187,6 +191,13 @@ def _resume_key(config: TrainConfig, train, val, class_names: list[str]) -> dict
         "train": digest(train),
         "validation": digest(val),
     }
+
+
+def class_weights(counts: list[int]) -> list[float]:
+    """scikit-learn's 'balanced' class weights, n / (classes x n_class): a class absent from
+    training weighs 0 (nothing to weigh)."""
+    total, n = sum(counts), len(counts)
+    return [total / (n * c) if c else 0.0 for c in counts]
 
 
 def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
@@ -219,15 +230,16 @@ def _train_model(
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
     keras = backend.keras()
     from . import resume
-    from .models import build_model, make_loss, unfreeze
+    from .models import build_model, learning_rate, make_loss, unfreeze
 
     state = resume.load(folder, settings)
     fine_tune = config.freeze_base and config.fine_tune_epochs > 0
     phase, done, stopped = resume.starting_point(state)
 
-    def compile_model(model, lr):
+    def compile_model(model, lr, epochs, warmup=0):
+        rate = learning_rate(config, lr, len(train_ds), epochs=epochs, warmup=warmup)
         model.compile(
-            optimizer=keras.optimizers.Adam(lr),
+            optimizer=keras.optimizers.Adam(rate),
             loss=make_loss(config, train_counts),
             metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
             jit_compile=runtime.jit,
@@ -238,20 +250,22 @@ def _train_model(
         model = build_model(config, n_classes)
         if phase["phase"] == 2:
             unfreeze(model)
-        compile_model(model, config.lr / 10 if phase["phase"] == 2 else config.lr)
+            compile_model(model, config.lr / 10, config.fine_tune_epochs)
+        else:
+            compile_model(model, config.lr, config.epochs, config.warmup_epochs)
     if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
         fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
-    early, checkpoint, saver = _progress_callbacks(config, folder, settings, phase)
+    stateful, checkpoint, saver = _progress_callbacks(config, folder, settings, phase)
     if state is not None:
-        resume.restore(folder, state, model, callbacks=(early, checkpoint, saver))
+        resume.restore(folder, state, model, checkpoint=checkpoint, saver=saver, stateful=stateful)
         train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
     fit = partial(
         model.fit,
         train_ds,
         validation_data=val_ds,
         callbacks=[
-            early,
+            *stateful.values(),
             keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
             checkpoint,
             *callbacks,
@@ -266,7 +280,7 @@ def _train_model(
         if fine_tune:  # the base joins in, at a tenth of the learning rate
             with runtime.scope():
                 unfreeze(model)
-                compile_model(model, config.lr / 10)
+                compile_model(model, config.lr / 10, config.fine_tune_epochs)
             phase.update(phase=2, phase1_epochs=done)
             stopped = False
     if phase["phase"] == 2:
@@ -283,14 +297,29 @@ def _train_model(
 
 
 def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase: dict):
-    """Early stopping, the best epoch's checkpoint, and the state saver that records both."""
+    """The callbacks with a state a resumed run needs ({name: callback}: early stopping, the
+    plateau schedule), the best epoch's checkpoint, and the saver that records them."""
     keras = backend.keras()
     from . import resume
 
     mode = MONITORS[config.monitor]
-    early = resume.early_stopping_class()(
-        monitor=config.monitor, mode=mode, patience=config.patience
-    )
+    early_stopping = resume.resumable(keras.callbacks.EarlyStopping, ("wait", "best", "best_epoch"))
+    stateful = {
+        "early_stopping": early_stopping(
+            monitor=config.monitor, mode=mode, patience=config.patience
+        )
+    }
+    if config.lr_schedule == "plateau":  # a tenth of the rate after a third of the patience
+        plateau = resume.resumable(
+            keras.callbacks.ReduceLROnPlateau, ("wait", "best", "cooldown_counter")
+        )
+        stateful["plateau"] = plateau(
+            monitor=config.monitor,
+            mode=mode,
+            factor=0.1,
+            patience=max(1, config.patience // 3),
+            min_lr=config.lr / 1000,
+        )
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(folder / "best.weights.h5"),
         monitor=config.monitor,
@@ -298,10 +327,8 @@ def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase
         save_best_only=True,
         save_weights_only=True,
     )
-    saver = resume.callback(
-        folder, settings, early_stopping=early, checkpoint=checkpoint, phase=phase
-    )
-    return early, checkpoint, saver
+    saver = resume.callback(folder, settings, stateful=stateful, checkpoint=checkpoint, phase=phase)
+    return stateful, checkpoint, saver
 
 
 def _epochs(history: pd.DataFrame, monitor: str) -> dict:
@@ -347,13 +374,18 @@ def fit(
     val: str | Path | None = None,
     existing: Existing = Existing.ERROR,
     progress: bool = True,
+    callbacks: Sequence = (),
+    tensorboard: bool = False,
 ) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
+    `callbacks`: Keras callbacks of yours, run with the trainer's own (after them, before the
+    state a resumed run needs is saved). `tensorboard`: TensorBoard logs in RUN/logs.
+
     The run folder appears whole when training ends, or not at all; an earlier run there is
     replaced only with existing=Existing.OVERWRITE. A killed run is continued from its last
-    finished epoch with existing=Existing.RESUME, to the same scores. In multi-worker training (TF_CONFIG) only
-    the chief writes it; the other workers' copies are discarded.
+    finished epoch with existing=Existing.RESUME, to the same scores. In multi-worker
+    training (TF_CONFIG) only the chief writes it; the other workers' copies are discarded.
     """
     config = config or TrainConfig()
     config.check_weights()
@@ -363,18 +395,41 @@ def fit(
             f"the validation folder {val} overlaps the data folder {data}: "
             "validation would not be held out"
         )
+    if tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise TrainError(
+                "--tensorboard needs TensorBoard: pip install 'balanced-aug[tensorboard]'"
+            )
+    extras = Extras(progress, tuple(callbacks), tensorboard)
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
-        return _fit_folder(data, None, config, val, progress)
+        return _fit_folder(data, None, config, val, extras)
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
         if c.resuming:
             raise TrainError(
                 f"{c.path} is a finished run: nothing to resume (--overwrite replaces it)"
             )
-        return _fit_folder(data, c, config, val, progress)
+        return _fit_folder(data, c, config, val, extras)
 
 
-def _fit_folder(data, c: Claim | None, config: TrainConfig, val, progress: bool) -> dict:
+@dataclass(frozen=True)
+class Extras:
+    """What a fit adds that does not shape the model: progress, your callbacks, logs."""
+
+    progress: bool = True
+    callbacks: tuple = ()
+    tensorboard: bool = False
+
+    def for_folder(self, folder: Path) -> tuple:
+        keras = backend.keras()
+        logs = (keras.callbacks.TensorBoard(str(folder / "logs")),) if self.tensorboard else ()
+        return (*self.callbacks, *logs)
+
+
+def _fit_folder(data, c: Claim | None, config: TrainConfig, val, extras: Extras) -> dict:
+    progress = extras.progress
     folder = list_folder(data, progress=progress)
     if val is not None:
         val_folder = list_folder(val, progress=progress)
@@ -405,10 +460,18 @@ def _fit_folder(data, c: Claim | None, config: TrainConfig, val, progress: bool)
                 Path(tmp),
                 progress=progress,
                 extra=extra,
+                callbacks=extras.for_folder(Path(tmp)),
             )
     with c.staged() as tmp:
         metrics = train_run(
-            train, validation, folder.class_names, config, tmp, progress=progress, extra=extra
+            train,
+            validation,
+            folder.class_names,
+            config,
+            tmp,
+            progress=progress,
+            extra=extra,
+            callbacks=extras.for_folder(tmp),
         )
     metrics["out"] = str(c.path)
     return metrics
