@@ -32,7 +32,7 @@ from .ownership import (
     stamp,
 )
 from .parallel import Pool, RunOptions, pool
-from .plan import Item, check_seed, check_target, class_targets, make_plan
+from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .source import Scan, check_source, scan, sizes_by_class
 from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited
 from .writing import Writing, is_written, run_items
@@ -117,6 +117,13 @@ class BuildResult:
     items: list[Item]  # the plan; empty for a dry run (the counts are in record)
     record: dict = field(default_factory=dict)
     written: bool = False  # False for a dry run
+
+    def __repr__(self) -> str:
+        what = "written" if self.written else "planned"
+        return (
+            f"BuildResult(out={str(self.out)!r}, files={sum(self.targets.values())}, "
+            f"classes={len(self.targets)}, {what})"
+        )
 
 
 def _source_changes(previous: dict, found: Scan) -> str:
@@ -245,7 +252,7 @@ def _record(
             "empty_classes": found.empty,
             "skipped": found.skipped_list(),
             "ignored": found.ignored,
-            "warnings": unsuited(chosen, sizes_by_class(found)),
+            "warnings": unsuited(chosen, sizes_by_class(found)) + thin_classes(counts, targets),
         },
     )
 

@@ -193,7 +193,9 @@ def stats_cmd(
         "paper",
         help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes.",
     ),
-    plot: Path | None = typer.Option(None, help="Write a bar chart of the counts to this PNG."),
+    plot: Path | None = typer.Option(
+        None, help="Write a bar chart of the counts here (.png, .svg, .pdf or .jpg)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
     workers: int | None = typer.Option(
         None, "--workers", "-j", help="Worker processes for checking images."
@@ -212,10 +214,12 @@ def stats_cmd(
     """
     from .ownership import claim_file
     from .parallel import RunOptions
+    from .plotting import figure_format
     from .stats import folder_stats, plot_counts
 
     if plot:  # refused now, not after the scan
         claim_file(plot, inputs={"folder": src}, overwrite=overwrite)
+        figure_format(plot)
     stats = folder_stats(
         src,
         nmin=nmin,

@@ -93,6 +93,23 @@ def class_targets(
     return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}
 
 
+THIN = 10  # an original reused more often than this for copies: the class is named
+
+
+def thin_classes(counts: Mapping[str, int], targets: Mapping[str, int]) -> list[str]:
+    """Warnings for classes whose copies reuse each original more than THIN times: their
+    copies will be variations on very few pictures."""
+    found = []
+    for label, n in counts.items():
+        copies = targets[label] - n
+        if n and copies / n > THIN:
+            found.append(
+                f"class '{label}' has {n} original(s) for {copies:,} copies (each reused about "
+                f"{copies / n:.0f} times): its copies are variations on very few pictures"
+            )
+    return found
+
+
 def even_reuse(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """k draws from range(n), each index used floor(k/n) or ceil(k/n) times, in random order."""
     uses = np.full(n, k // n)

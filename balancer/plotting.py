@@ -13,15 +13,34 @@ def pyplot():
     return plt
 
 
+FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def figure_format(path) -> str:
+    """The format a picture's name asks for; BalanceError for a name no format has."""
+    from pathlib import Path
+
+    from .errors import BalanceError
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise BalanceError(
+            f"{path}: a picture's name ends in {', '.join(FIGURE_FORMATS)} (got '{suffix}')"
+        )
+    return FIGURE_FORMATS[suffix]
+
+
 def save_figure(fig, path) -> None:
-    """Lay the figure out, write it as PNG atomically (whole or not at all), close it."""
+    """Lay the figure out, write it in the format its name says (PNG, SVG, PDF, JPEG)
+    atomically (whole or not at all), close it."""
     import io
     from pathlib import Path
 
     from .atomic import write_atomic
 
+    fmt = figure_format(path)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format=fmt, dpi=110)
     pyplot().close(fig)
     write_atomic(Path(path), buf.getvalue())

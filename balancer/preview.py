@@ -88,6 +88,18 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 95
 
 
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _sheet_target(out, inputs: dict, overwrite: bool) -> Path:
+    """Where a contact sheet goes: a .png or .jpg name, claimed as a single output file."""
+    if Path(out).suffix.lower() not in SHEET_SUFFIXES:
+        raise BalanceError(
+            f"{out}: a contact sheet's name ends in .png or .jpg (got '{Path(out).suffix}')"
+        )
+    return claim_file(out, inputs=inputs, overwrite=overwrite)
+
+
 def _save(image: np.ndarray, path: Path) -> None:
     """PNG, or JPEG when the name says so (.jpg, .jpeg)."""
     write_atomic(path, imageio.encode(image, output_format(path.name), SHEET_QUALITY))
@@ -165,7 +177,7 @@ def preview_transforms(
 
     `view` (as_trained(...)) shows every tile as the trainer will see it. OUT is never
     written inside SRC, and replaces an existing file only with overwrite=True."""
-    target = claim_file(out, inputs={"source folder": Path(src)}, overwrite=overwrite)
+    target = _sheet_target(out, {"source folder": Path(src)}, overwrite)
     rows = []
     sources = pick_sources(src, n, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
@@ -195,7 +207,7 @@ def preview_manifest(
     ROWS.check(n, "--n")
     SEED.check(seed, "--seed")
     folder = Path(folder)
-    target = claim_file(out, inputs={"balanced folder": folder}, overwrite=overwrite)
+    target = _sheet_target(out, {"balanced folder": folder}, overwrite)
     m = read_manifest(folder)
     aug = m[m.origin == "augmented"]
     if aug.empty:

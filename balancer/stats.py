@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .manifest import is_balanced_folder, read_manifest
 from .parallel import RunOptions, pool
-from .plan import check_target, class_targets
+from .plan import check_target, class_targets, thin_classes
 from .source import check_source, scan, sizes_by_class
 from .transforms import parse_transforms, unsuited
 
@@ -78,6 +78,7 @@ def folder_stats(
             result["classes"][label].update(
                 copies=targets[label] - counts[label], after=targets[label]
             )
+        result["warnings"] += thin_classes(counts, targets)
         result["plan"] = {
             "copies": sum(targets.values()) - sum(counts.values()),
             "after": sum(targets.values()),
@@ -91,14 +92,15 @@ def plot_counts(stats: dict, path: str | Path, *, overwrite: bool = False) -> No
     """Bar chart of images per class: before/after a plan, or originals/augmented copies.
     Never written inside the folder it counts, nor over a file unless overwrite=True."""
     from .ownership import claim_file
-    from .plotting import pyplot, save_figure
+    from .plotting import figure_format, pyplot, save_figure
 
     target = claim_file(path, inputs={"folder": Path(stats["folder"])}, overwrite=overwrite)
+    figure_format(path)
     plt = pyplot()
 
     classes = stats["classes"]
     labels = list(classes)
-    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(labels) + 2), 4))
+    fig, ax = plt.subplots(figsize=(min(16, max(5, 0.55 * len(labels) + 2)), 4))
     x = range(len(labels))
     if stats["balanced_folder"]:
         orig = [classes[c]["originals"] for c in labels]
@@ -109,12 +111,15 @@ def plot_counts(stats: dict, path: str | Path, *, overwrite: bool = False) -> No
         ax.bar([i + 0.2 for i in x], [classes[c]["after"] for c in labels], 0.4, label="after")
     else:
         ax.bar(x, [classes[c]["count"] for c in labels], label="images")
-    ax.set_xticks(
-        list(x),
-        labels,
-        rotation=45 if len(labels) > 8 else 0,
-        ha="right" if len(labels) > 8 else "center",
-    )
+    if len(labels) <= 60:  # names that can be read; beyond, the class index
+        ax.set_xticks(
+            list(x),
+            labels,
+            rotation=45 if len(labels) > 8 else 0,
+            ha="right" if len(labels) > 8 else "center",
+        )
+    else:
+        ax.set_xlabel(f"class (index in sorted order, {len(labels)} classes)")
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if "plan" in stats:
         ratio += f" -> {stats['plan']['imbalance_ratio_after']:.1f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,12 @@ def held_env(suffix: str, count: int) -> dict[str, str]:
     `count`-th file ending with `suffix` into place (tests/gate/sitecustomize.py)."""
     path = os.pathsep.join(p for p in (str(GATE), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, "BALANCED_AUG_HOLD": f"{suffix}{os.pathsep}{count}"}
+
+
+def as_from_a_terminal() -> None:
+    """In the child: SIGINT delivered and default, as for a terminal's foreground job. A
+    signal mask is inherited across exec, and a library in this test process (a process
+    pool's helper, spawned with SIGINT blocked) can leave SIGINT blocked here; Python never
+    unblocks it, so Ctrl-C would never arrive."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

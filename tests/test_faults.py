@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import (
     REPO,
+    as_from_a_terminal,
     assert_one_line_error,
     finished_files,
     gated_env,
@@ -26,21 +27,12 @@ from helpers import (
 CLI = [sys.executable, "-c", "from balancer.cli import main; main()"]
 
 
-def _as_from_a_terminal() -> None:
-    """In the child: SIGINT delivered and default, as for a terminal's foreground job. A
-    signal mask is inherited across exec, and a library in this test process (a process
-    pool's helper, spawned with SIGINT blocked) can leave SIGINT blocked here; Python never
-    unblocks it, so Ctrl-C would never arrive."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start(args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         CLI + [str(a) for a in args],
         cwd=REPO,
         start_new_session=True,
-        preexec_fn=_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

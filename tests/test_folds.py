@@ -129,3 +129,34 @@ def test_a_studys_class_with_no_image_in_a_fold_is_missing_not_0():
     assert summary.f1_c_mean.item() == 1.0  # perfect where measured: not 0.5
     md = results_markdown(summary, "transforms", {"folds": 2, "source": "x"}, results)
     assert "Fold 0 has no validation image of c" in md and "%" not in md
+
+
+@pytest.mark.slow
+def test_folds_sharing_one_compiled_model_score_as_fresh_builds(tmp_path, monkeypatch):
+    """The reused model is reset to its start for every fold: the same scores and history as
+    a model built afresh per fold, with one build instead of one per fold."""
+    import trainer.reuse
+    from trainer.config import TrainConfig
+    from trainer.crossval import cross_validate
+
+    built = []
+    real = trainer.reuse.Reuse.model
+
+    def counting(self, key, build):
+        model = real(self, key, build)
+        built.append(self.built)
+        return model
+
+    monkeypatch.setattr(trainer.reuse.Reuse, "model", counting)
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 6}, size=24)
+    config = TrainConfig(model="vgg16", weights="none", image_size=32, epochs=2, batch=4)
+    shared = cross_validate(src, tmp_path / "shared", config, folds=3, progress=False)
+    assert built == [1, 1, 1]  # built once, handed back twice
+    fresh = cross_validate(
+        src, tmp_path / "fresh", config, folds=3, progress=False, reuse_model=False
+    )
+    assert [f["macro_f1"] for f in shared["folds"]] == [f["macro_f1"] for f in fresh["folds"]]
+    for k in range(3):
+        a = pd.read_csv(tmp_path / "shared" / f"fold-{k}" / "history.csv")
+        b = pd.read_csv(tmp_path / "fresh" / f"fold-{k}" / "history.csv")
+        assert a.equals(b), k

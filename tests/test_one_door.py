@@ -19,6 +19,7 @@ from helpers import (
     ONE,
     QUIET,
     REPO,
+    as_from_a_terminal,
     assert_one_line_error,
     finished_files,
     gated_env,
@@ -715,13 +716,14 @@ def test_ctrl_c_in_train_fit_is_one_line_and_keeps_only_what_resume_needs(tmp_pa
 
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=24)
     args = ["fit", data, "--out", tmp_path / "runs" / "r", "--weights", "none", "--eager"]
-    args += ["--image-size", "32", "--epochs", "100000", "--batch", "4"]
-    proc = subprocess.Popen(
+    args += ["--image-size", "32", "--epochs", "100000", "--patience", "100000", "--batch", "4"]
+    proc = subprocess.Popen(  # a run that cannot end by itself: only Ctrl-C stops it
         [sys.executable, "-c", "from trainer.cli import main; main()", *map(str, args)],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,  # SIGINT unblocked, as a terminal's job has it
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)

@@ -250,3 +250,27 @@ def test_preview_writes_the_format_its_name_says_and_study_titles_name_nmin_and_
     assert (
         study_title("ablation", settings) == "study: ablation, 3 folds, N_min 100, T = crop,rotate"
     )
+
+
+def test_pictures_take_the_format_their_name_says_and_thin_classes_are_named(tmp_path):
+    from helpers import ONE, assert_one_line_error
+
+    from balancer import BuildSettings, build
+
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 2})
+    for name, magic in (("c.svg", b"<?xml"), ("c.pdf", b"%PDF"), ("c.jpg", b"\xff\xd8")):
+        proc = run_cli("balancer", "stats", src, "--plot", tmp_path / name, "-q")
+        assert proc.returncode == 0 and (tmp_path / name).read_bytes()[: len(magic)] == magic
+    assert_one_line_error(run_cli("balancer", "stats", src, "--plot", tmp_path / "c.gif"), ".gif")
+    assert_one_line_error(
+        run_cli("balancer", "preview", src, "-o", tmp_path / "s.tiff"), "ends in .png or .jpg"
+    )
+    assert not (tmp_path / "s.tiff").exists() and not (tmp_path / "c.gif").exists()
+    result = build(src, tmp_path / "out", BuildSettings(nmin=40, transforms="flip"), run=ONE)
+    assert any(
+        "class 'b' has 2 original(s) for 38 copies (each reused about 19 times)" in w
+        for w in result.record["warnings"]
+    )
+    assert (
+        repr(result) == f"BuildResult(out={str(tmp_path / 'out')!r}, files=80, classes=2, written)"
+    )

@@ -22,6 +22,7 @@ from .config import FOLDS, TrainConfig
 from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
+from .reuse import Reuse
 from .training import train_run
 
 
@@ -43,6 +44,7 @@ def cross_validate(
     *,
     nmin: int | None = None,
     transforms: str = PAPER_SET,
+    reuse_model: bool = True,
 ) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
@@ -54,7 +56,8 @@ def cross_validate(
     fold) and cv.json (per fold and mean +- std of accuracy and macro F1, and the classes a
     fold had no validation image of). By default a folder holding the same
     cross-validation of the same data is resumed: finished folds are read back, not
-    trained again; Existing.OVERWRITE replaces it.
+    trained again; Existing.OVERWRITE replaces it. The folds share one compiled model
+    (`reuse_model`), reset to its start for each: its step is traced once, not per fold.
     """
     config = config or TrainConfig()
     FOLDS.check(folds, "--folds", TrainError)
@@ -73,14 +76,15 @@ def cross_validate(
     with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
         c.check_resume(settings, "settings or data")
         c.begin({"settings": settings})
-        return _cross_validate(c, folder, config, settings, progress)
+        return _cross_validate(c, folder, config, settings, progress, reuse_model)
 
 
-def _cross_validate(
-    c: Claim, folder: Folder, config: TrainConfig, settings: dict, progress: bool
+def _cross_validate(  # noqa: PLR0917  (the cv's own parts, in order)
+    c: Claim, folder: Folder, config: TrainConfig, settings: dict, progress: bool, reuse_model: bool
 ) -> dict:
     folds, balance = settings["folds"], settings["balance"]
     splits = list(grouped_folds(folder.table, folds, config.seed))
+    reuse = Reuse(enabled=reuse_model)
     if balance is None and folder.has_manifest:
         _say_unbalanced(splits, folder.class_names)
     rows = []
@@ -113,6 +117,7 @@ def _cross_validate(
                     tmp,
                     progress=progress,
                     extra={"fold": k, "folds": folds},
+                    reuse=reuse,
                 )
         m = read_metrics(run / RUN.record)
         absent = m.get("absent_classes") or []

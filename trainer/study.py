@@ -29,6 +29,7 @@ from .config import FOLDS, TOP, TrainConfig
 from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import RUN, STUDY
+from .reuse import Reuse
 from .training import epoch_progress, train_run
 
 
@@ -131,10 +132,17 @@ def run_study(
             unit="run",
             disable=None if progress else True,
         )
-        rows = []
+        rows, reuse = [], Reuse()
         for i, (k, model, loss, arm) in enumerate(runs, start=1):
             m = _one_run(
-                spec, c, folder, splits[k], (k, model, loss, arm), bar=bar, workers=workers
+                spec,
+                c,
+                folder,
+                splits[k],
+                (k, model, loss, arm),
+                bar=bar,
+                workers=workers,
+                reuse=reuse,
             )
             rows.append(_result_row(m, (k, model, loss, arm)))
             bar.update()
@@ -151,7 +159,7 @@ def run_study(
 
 
 def _one_run(
-    spec: StudySpec, c: Claim, folder: Folder, split, run: tuple, *, bar, workers: int
+    spec: StudySpec, c: Claim, folder: Folder, split, run: tuple, *, bar, workers: int, reuse: Reuse
 ) -> dict:
     """One run's metrics: read back when its run folder is finished, else trained."""
     k, model, loss, arm = run
@@ -182,6 +190,7 @@ def _one_run(
                 progress=False,
                 extra={"study": spec.kind, "arm": arm.name, "fold": k},
                 callbacks=(epoch_progress(bar, run_config),),
+                reuse=reuse,
             )
     return read_metrics(metrics_file)
 

@@ -33,6 +33,7 @@ from .data import (
 )
 from .evaluation import absent_note, scores
 from .outputs import RUN, draw_plots, plot_confusion, plot_curves
+from .reuse import Reuse
 from .runtime import fit_multi_worker, pad_to, plan_cache
 from .runtime import setup as runtime_setup
 
@@ -68,11 +69,13 @@ def train_run(
     progress: bool = True,
     extra: dict | None = None,
     callbacks: tuple = (),
+    reuse: Reuse | None = None,
 ) -> dict:
     """Train on `train`, early-stop on `val`, write model and reports into `folder`.
 
     Returns the validation scores (with the best weights) plus the config, data counts
-    and `extra`, as written to metrics.json.
+    and `extra`, as written to metrics.json. `reuse` (a cv's or a study's) hands back the
+    model the previous run compiled when nothing that shapes it changed, reset to its start.
     """
     keras = backend.keras()
     keras.utils.set_random_seed(config.seed)
@@ -97,6 +100,7 @@ def train_run(
             callbacks=callbacks,
             progress=progress,
             settings=_resume_key(config, train, val, class_names),
+            reuse=reuse,
         )
     model.save(folder / "model.keras")
     files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
@@ -222,6 +226,7 @@ def _train_model(
     callbacks: tuple,
     progress: bool,
     settings: dict,
+    reuse: Reuse | None = None,
 ):
     """The model with the best epoch's weights: frozen base, then (optionally) fine-tuning.
 
@@ -230,29 +235,14 @@ def _train_model(
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
     keras = backend.keras()
     from . import resume
-    from .models import build_model, learning_rate, make_loss, unfreeze
+    from .models import unfreeze
 
     state = resume.load(folder, settings)
     fine_tune = config.freeze_base and config.fine_tune_epochs > 0
     phase, done, stopped = resume.starting_point(state)
 
-    def compile_model(model, lr, epochs, warmup=0):
-        rate = learning_rate(config, lr, len(train_ds), epochs=epochs, warmup=warmup)
-        model.compile(
-            optimizer=keras.optimizers.Adam(rate),
-            loss=make_loss(config, train_counts),
-            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-            jit_compile=runtime.jit,
-            run_eagerly=config.eager,
-        )
-
-    with runtime.scope():
-        model = build_model(config, n_classes)
-        if phase["phase"] == 2:
-            unfreeze(model)
-            compile_model(model, config.lr / 10, config.fine_tune_epochs)
-        else:
-            compile_model(model, config.lr, config.epochs, config.warmup_epochs)
+    compiler = _Compiler(config, runtime, train_counts, steps=len(train_ds), progress=progress)
+    model = compiler.model(n_classes, second_phase=phase["phase"] == 2, reuse=reuse)
     if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
         fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
@@ -280,7 +270,7 @@ def _train_model(
         if fine_tune:  # the base joins in, at a tenth of the learning rate
             with runtime.scope():
                 unfreeze(model)
-                compile_model(model, config.lr / 10, config.fine_tune_epochs)
+                compiler.compile(model, config.lr / 10, config.fine_tune_epochs)
             phase.update(phase=2, phase1_epochs=done)
             stopped = False
     if phase["phase"] == 2:
@@ -294,6 +284,69 @@ def _train_model(
         best_weights.unlink()
     resume.discard(folder)
     return model
+
+
+@dataclass(frozen=True)
+class _Compiler:
+    """Builds and compiles a run's model: Adam on the learning-rate schedule, the loss, accuracy
+    and the macro F1 early stopping watches."""
+
+    config: TrainConfig
+    runtime: Any
+    train_counts: list[int]
+    steps: int  # per epoch: a schedule's length
+    progress: bool = True
+
+    def compile(self, model, lr: float, epochs: int, warmup: int = 0) -> None:
+        keras = backend.keras()
+        from .models import learning_rate, make_loss
+
+        rate = learning_rate(self.config, lr, self.steps, epochs=epochs, warmup=warmup)
+        model.compile(
+            optimizer=keras.optimizers.Adam(rate),
+            loss=make_loss(self.config, self.train_counts),
+            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+            jit_compile=self.runtime.jit,
+            run_eagerly=self.config.eager,
+        )
+
+    def build(self, n_classes: int, *, second_phase: bool):
+        from .models import build_model, unfreeze
+
+        config = self.config
+        if self.progress:  # the first epoch after this is slow: say why, now
+            print(
+                f"building {config.model} at {config.size} px (its first epoch also traces "
+                "the training step: minutes on a CPU)",
+                file=sys.stderr,
+            )
+        with self.runtime.scope():
+            model = build_model(config, n_classes)
+            if second_phase:
+                unfreeze(model)
+                self.compile(model, config.lr / 10, config.fine_tune_epochs)
+            else:
+                self.compile(model, config.lr, config.epochs, config.warmup_epochs)
+            model.optimizer.build(model.trainable_variables)  # its state can be saved, reset
+        return model
+
+    def model(self, n_classes: int, *, second_phase: bool, reuse: Reuse | None):
+        """A fresh model, or (one phase, `reuse` given) the one the last run compiled when
+        nothing that shapes it changed, reset to its start."""
+        config = self.config
+        if reuse is None or (config.freeze_base and config.fine_tune_epochs > 0):
+            return self.build(n_classes, second_phase=second_phase)
+        from .models import make_loss
+
+        scheduled = config.lr_schedule != "constant" or config.warmup_epochs
+        outside = ("class_weight", "cache", "monitor", "patience")  # not in the compiled step
+        key = {
+            "config": {k: v for k, v in config.to_dict().items() if k not in outside},
+            "classes": n_classes,
+            "loss": make_loss(config, self.train_counts).get_config(),
+            "steps": self.steps if scheduled else None,  # a schedule's length
+        }
+        return reuse.model(key, lambda: self.build(n_classes, second_phase=False))
 
 
 def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase: dict):
