@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balancer.atomic import write_atomic
 from balancer.errors import TrainError
 from balancer.ownership import differences, write_json
 
@@ -169,7 +170,7 @@ def truncate_history(path: Path, rows: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[: 1 + rows]), encoding="utf-8")
+    write_atomic(path, "".join(lines[: 1 + rows]).encode("utf-8"))
 
 
 def discard(folder: Path) -> None:
