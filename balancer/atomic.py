@@ -24,6 +24,7 @@ def stop_writes_when_parent_dies(pid: int | None) -> None:
 
 
 def parent_gone() -> bool:
+    """Whether the folder a write goes into vanished (a user removed it mid-run)."""
     pid = _GUARD_PID
     return pid is not None and os.getpid() != pid and os.getppid() != pid
 

@@ -68,8 +68,8 @@ class BuildSettings:
                     f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}"
                 )
             chosen[name] = TRANSFORMS[name].check(magnitude)
-        QUALITY.check(self.quality, "--quality")
-        IMAGE_MB.check(self.max_image_mb, "--max-image-mb")
+        QUALITY.check(self.quality, "quality")
+        IMAGE_MB.check(self.max_image_mb, "max_image_mb")
         check_seed(self.seed)
         per_class = dict(sorted(check_target(self.nmin, self.target, self.per_class).items()))
         object.__setattr__(self, "transforms", chosen)
@@ -82,6 +82,7 @@ class BuildSettings:
 
     @property
     def writing(self) -> Writing:
+        """How this build writes each file (format, quality, size limit)."""
         return Writing(quality=self.quality, max_image_mb=self.max_image_mb, link=self.link)
 
     def key(self, found: Scan) -> dict:
@@ -111,6 +112,8 @@ BUILD_OUTPUT = OutputKind(
 
 @dataclass
 class BuildResult:
+    """A build's outcome: where it went, the scan, the targets, the planned items, the record."""
+
     out: Path
     scan: Scan
     targets: dict[str, int]

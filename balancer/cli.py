@@ -61,6 +61,7 @@ def parse_per_class(values: list[str]) -> dict[str, int]:
 
 
 def counts_table(counts: dict[str, dict]) -> str:
+    """Before, copies and after per class, with a total row."""
     return text_table(counts, ["before", "copies", "after"], total=True)
 
 
@@ -242,6 +243,7 @@ def stats_cmd(
 
 
 def stats_table(stats: dict) -> str:
+    """`balance stats` as a table: one row per class."""
     classes = stats["classes"]
     cols = (
         ["originals", "augmented", "count"]
@@ -276,7 +278,9 @@ def preview_cmd(
     transforms: str = typer.Option(
         "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper' or 'all'."
     ),
-    n: int = typer.Option(4, help=f"Rows: source images, from different classes in turn ({ROWS})."),
+    rows: int = typer.Option(
+        4, help=f"Rows: source images, from different classes in turn ({ROWS})."
+    ),
     seed: int = typer.Option(0, help="Which images and which draws."),
     from_manifest: bool = typer.Option(
         False,
@@ -287,8 +291,8 @@ def preview_cmd(
         None,
         help="Show every tile as `train --resize MODE` feeds it to the model: stretch, crop or pad.",
     ),
-    size: int = typer.Option(
-        224, help=f"With --resize: the model's input side (train's --image-size; {SIDE})."
+    image_size: int = typer.Option(
+        224, help=f"With --resize: the model's input side, as train's --image-size ({SIDE})."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
@@ -305,16 +309,16 @@ def preview_cmd(
     from .preview import as_stored, as_trained, preview_manifest, preview_transforms
     from .transforms import parse_transforms
 
-    view = as_trained(resize, size) if resize else as_stored
+    view = as_trained(resize, image_size) if resize else as_stored
     if from_manifest:
-        rows, cols = preview_manifest(src, out, n=n, seed=seed, view=view, overwrite=overwrite)
+        shown = preview_manifest(src, out, rows=rows, seed=seed, view=view, overwrite=overwrite)
     else:
         chosen = parse_transforms(transforms)
-        rows, cols = preview_transforms(
-            src, chosen, out, n=n, seed=seed, view=view, overwrite=overwrite
+        shown = preview_transforms(
+            src, chosen, out, rows=rows, seed=seed, view=view, overwrite=overwrite
         )
     if not quiet:
-        print(f"wrote {out} ({rows} rows x {cols} tiles)")
+        print(f"wrote {out} ({shown[0]} rows x {shown[1]} tiles)")
 
 
 @app.command("split")

@@ -63,6 +63,7 @@ def on_interrupt(hint: str) -> Iterator[None]:
 
 
 def warn(message: str) -> None:
+    """`warning: message` on stderr."""
     print(f"warning: {message}", file=sys.stderr)
 
 
@@ -128,7 +129,7 @@ def _run(app: typer.Typer) -> int:
             print(f"error: {exc.format_message()}", file=sys.stderr)
             code = exc.exit_code
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.for_command_line()}", file=sys.stderr)
         code = 1
     except OSError as exc:  # disk full, permission denied, ...: the system's words, one line
         where = f": {exc.filename}" if exc.filename else ""

@@ -1,8 +1,27 @@
 """The exceptions and warnings a user can cause: the message is the one line the CLI prints."""
 
+from __future__ import annotations
+
+import re
+
 
 class UserError(Exception):
-    """A user error (bad option, bad folder, unwritable output): one clear line, no traceback."""
+    """A user error (bad option, bad folder, unwritable output): one clear line, no traceback.
+
+    `parameters`: the library parameters the message names, in the library's terms ("nmin
+    must be ..."); the command line shows each as its option ("--nmin must be ...")."""
+
+    def __init__(self, message: str, *, parameters: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.parameters = parameters
+
+    def for_command_line(self) -> str:
+        """The message with each parameter spelt as the command line's option."""
+        text = str(self)
+        for name in self.parameters:
+            option = "--" + name.replace("_", "-")
+            text = re.sub(rf"(?<![\w\-'])({re.escape(name)})(?![\w\-'])", option, text)
+        return text
 
 
 class BalanceError(UserError):
@@ -11,6 +30,14 @@ class BalanceError(UserError):
 
 class TrainError(UserError):
     """A user error of the trainer."""
+
+
+class BalanceValueError(BalanceError, ValueError):
+    """A value out of range or not among the choices, given to the balancer's library."""
+
+
+class TrainValueError(TrainError, ValueError):
+    """A value out of range or not among the choices, given to the trainer's library."""
 
 
 class ToolWarning(UserWarning):

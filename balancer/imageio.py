@@ -84,6 +84,8 @@ def jpeg_is_complete(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Loaded:
+    """A decoded image with the facts read on the way: format, orientation, size, mtime."""
+
     image: np.ndarray  # HxW or HxWxC (C = 3 or 4, BGR[A]), uint8 or uint16; upright
     fmt: str  # 'jpeg' | 'png' | 'other'
     orientation: int = 1  # the file's EXIF orientation (1: stored upright), already applied
@@ -92,6 +94,8 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Header:
+    """What an image's header says before decoding: size, channels, depth, orientation."""
+
     width: int
     height: int
     channels: int  # as OpenCV decodes them (palette and 1-bit images: 3 or 1)
@@ -106,6 +110,7 @@ class Header:
 
     @property
     def decoded_bytes(self) -> int:
+        """The bytes the decoded pixels would take."""
         return self.width * self.height * self.channels * self.sample_bytes
 
 
@@ -313,6 +318,7 @@ def load(
     expect: Stamp | None = None,
     at_least: int | None = None,
 ) -> Loaded:
+    """Read and decode a file whole (BadImage, with the reason, for anything else)."""
     try:
         return decode(read_bytes(path, expect), check_only, max_bytes, at_least)
     except OSError as exc:

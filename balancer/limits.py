@@ -1,18 +1,20 @@
 """Every option's default and allowed range, written once as data.
 
 An `Interval` (scikit-learn's `Interval` habit) gives the help text, the error message and
-the edges a test tries, from the same numbers: `QUALITY.check(101, "--quality")` raises
-"--quality must be an integer in [1, 100] (got 101)", and `str(QUALITY)` is the text
+the edges a test tries, from the same numbers: `QUALITY.check(101, "quality")` raises a
+ValueError "quality must be an integer in [1, 100] (got 101)" (the command line says
+--quality), `QUALITY.check("90", "quality")` a TypeError, and `str(QUALITY)` is the text
 `--help` shows.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
-from .errors import BalanceError, UserError
+from .errors import BalanceValueError, UserError
 
 Closed = Literal["both", "left", "right", "neither"]
 
@@ -28,15 +30,16 @@ class Interval:
     integer: bool = False
 
     def __contains__(self, value: object) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not _is_number(value):
             return False
-        if not math.isfinite(value) or (self.integer and value != int(value)):
+        x = int(value) if isinstance(value, numbers.Integral) else float(value)  # exact ints
+        if not math.isfinite(x) or (self.integer and x != int(x)):
             return False
         if self.low is not None:
-            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
+            if x < self.low or (x == self.low and self.closed in ("right", "neither")):
                 return False
         if self.high is not None:
-            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
+            if x > self.high or (x == self.high and self.closed in ("left", "neither")):
                 return False
         return True
 
@@ -53,11 +56,14 @@ class Interval:
             return f"{kind} {'<=' if high_closed else '<'} {_num(self.high)}"
         return f"{kind} (finite)"
 
-    def check(self, value, name: str, error: type[UserError] = BalanceError):
-        """`value` when it lies inside; else `error` naming the option and the value."""
+    def check(self, value, name: str, error: type[UserError] = BalanceValueError):
+        """`value` when it lies inside; else `error` (a ValueError) naming the parameter and
+        the value, or a TypeError when it is not a number (a bool is not)."""
+        if not _is_number(value):
+            raise TypeError(f"{name} must be {self}, not {type(value).__name__}")
         if value not in self:
             shown = f"{value:g}" if isinstance(value, float) else repr(value)
-            raise error(f"{name} must be {self} (got {shown})")
+            raise error(f"{name} must be {self} (got {shown})", parameters=(name.split()[0],))
         return value
 
     def edges(self) -> list[tuple[float, bool]]:
@@ -76,6 +82,10 @@ class Interval:
             if not closed:
                 found.append((inward, True))
         return found
+
+
+def _is_number(value: object) -> TypeGuard[numbers.Real]:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _num(x: float) -> str:

@@ -42,6 +42,7 @@ def manifest_rows(items: Iterable, written: dict[str, tuple[str | None, str]]) -
 
 
 def csv_bytes(rows: Iterable[dict], columns: list[str]) -> bytes:
+    """Rows as CSV bytes (UTF-8, the manifest's line end) in the order of `columns`."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=CSV_LINE_END)
     writer.writeheader()
@@ -143,6 +144,7 @@ def read_manifest(folder: str | Path):
 
 
 def write_record(out: Path, record: dict) -> None:
+    """Write OUT's balance.json atomically."""
     write_json(Path(out) / RECORD, record)
 
 

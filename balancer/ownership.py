@@ -84,6 +84,7 @@ class OutputKind:
     progress: str | None = None  # a file in a staging folder that makes it worth resuming
 
     def owns(self, record: dict, entry: Path) -> bool:
+        """Whether `entry` in an output is one this kind of output writes, per its record."""
         name = entry.name
         if name in self.files or (
             name.endswith(TEMP_SUFFIX) and name[: -len(TEMP_SUFFIX)] in self.files
@@ -103,6 +104,7 @@ def stamp(kind: OutputKind, record: Mapping) -> dict:
 
 
 def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a path, None when it does not exist: the same folder by any name."""
     try:
         st = os.stat(path)
     except OSError:
@@ -239,6 +241,7 @@ def clear(out: Path, kind: OutputKind, record: dict) -> None:
 
 
 def remove(entry: Path) -> None:
+    """Remove a file, a link or a folder tree."""
     if entry.is_dir() and not entry.is_symlink():
         shutil.rmtree(entry)
     else:
@@ -246,6 +249,7 @@ def remove(entry: Path) -> None:
 
 
 def plain_file(entry: Path) -> bool:
+    """A regular file, not a link."""
     return entry.is_file() and not entry.is_symlink()
 
 
@@ -395,6 +399,7 @@ class Claim:
 
     @property
     def resuming(self) -> bool:
+        """Whether this claim continues an earlier run of the output."""
         return self.previous is not None and self.existing is Existing.RESUME
 
     def check_resume(self, settings: Mapping, what: str = "settings") -> None:

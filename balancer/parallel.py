@@ -13,7 +13,7 @@ from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 
-from .errors import BalanceError, ToolWarning
+from .errors import BalanceError, BalanceValueError, ToolWarning
 from .limits import WORKERS
 
 
@@ -31,7 +31,7 @@ def resolve_workers(workers: int | None) -> int:
     cores = default_workers()
     if workers is None:
         return cores
-    WORKERS.check(workers, "--workers")
+    WORKERS.check(workers, "workers")
     if workers > cores:
         warnings.warn(
             f"--workers {workers} is more than the {cores} cores here; using {cores}",
@@ -57,13 +57,16 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise BalanceError(
-                f"unknown --backend '{self.backend}'; choose {' or '.join(BACKENDS)}"
+            raise BalanceValueError(
+                f"unknown backend '{self.backend}'; choose {' or '.join(BACKENDS)}",
+                parameters=("backend",),
             )
         if self.scheduler and self.backend != "dask":
-            raise BalanceError("--scheduler goes with --backend dask")
+            raise BalanceValueError(
+                "scheduler goes with backend dask", parameters=("scheduler", "backend")
+            )
         if self.workers is not None:
-            WORKERS.check(self.workers, "--workers")
+            WORKERS.check(self.workers, "workers")
 
 
 QUIET = RunOptions(progress=False)

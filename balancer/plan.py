@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from .errors import BalanceError
+from .errors import BalanceValueError
 from .limits import COUNT, SEED
 from .source import SourceImage
 
@@ -40,7 +40,8 @@ class Item:
 
 
 def check_seed(seed: int) -> int:
-    return SEED.check(seed, "--seed")
+    """The seed, once it is in range."""
+    return SEED.check(seed, "seed")
 
 
 def class_rng(seed: int, label: str) -> np.random.Generator:
@@ -55,17 +56,22 @@ def check_target(
     """The per-class counts as a dict, once the three ways of saying a target make sense."""
     per_class = dict(per_class or {})
     if nmin is not None and target is not None:
-        raise BalanceError("give either --nmin or --target, not both")
+        raise BalanceValueError(
+            "give either nmin or target, not both", parameters=("nmin", "target")
+        )
     if nmin is None and target is None and not per_class:
-        raise BalanceError(
-            "say how many images per class: --nmin N, --target majority or --per-class NAME=N"
+        raise BalanceValueError(
+            "say how many images per class: nmin, target ('majority') or per_class",
+            parameters=("nmin", "target", "per_class"),
         )
     if nmin is not None:
-        COUNT.check(nmin, "--nmin")
+        COUNT.check(nmin, "nmin")
     if target is not None and target != "majority":
-        raise BalanceError(f"unknown --target '{target}'; the only target is 'majority'")
+        raise BalanceValueError(
+            f"unknown target '{target}'; the only target is 'majority'", parameters=("target",)
+        )
     for label, n in per_class.items():
-        COUNT.check(n, f"--per-class {label}")
+        COUNT.check(n, f"per_class {label}")
     return per_class
 
 
@@ -85,9 +91,10 @@ def class_targets(
     per_class = check_target(nmin, target, per_class)
     unknown = sorted(set(per_class) - set(counts))
     if unknown:
-        raise BalanceError(
-            f"--per-class names unknown class(es) {', '.join(unknown)}; "
-            f"classes are {', '.join(counts)}"
+        raise BalanceValueError(
+            f"per_class names unknown class(es) {', '.join(unknown)}; "
+            f"classes are {', '.join(counts)}",
+            parameters=("per_class",),
         )
     base = max(counts.values()) if target == "majority" else (nmin or 0)
     return {label: max(n, per_class.get(label, base)) for label, n in counts.items()}

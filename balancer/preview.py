@@ -12,7 +12,7 @@ import numpy as np
 
 from . import imageio
 from .atomic import write_atomic
-from .errors import BalanceError, ToolWarning
+from .errors import BalanceError, BalanceValueError, ToolWarning
 from .imageio import BadImage, cv2, load
 from .limits import ROWS, SEED, SIDE
 from .manifest import MANIFEST, read_manifest
@@ -112,27 +112,30 @@ class View:
     the side a file needs to be decoded at for it (a large JPEG decodes at a fraction)."""
 
     mode: str | None = None
-    size: int = TILE
+    image_size: int = TILE
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in RESIZE_MODES:
-            raise BalanceError(
-                f"--resize must be one of {', '.join(RESIZE_MODES)} (got '{self.mode}')"
+            raise BalanceValueError(
+                f"resize must be one of {', '.join(RESIZE_MODES)} (got '{self.mode}')",
+                parameters=("resize",),
             )
-        SIDE.check(self.size, "--size")
+        SIDE.check(self.image_size, "image_size")
 
     @property
     def at_least(self) -> int:
-        return self.size
+        """The side a file must be decoded at for this view."""
+        return self.image_size
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return image if self.mode is None else to_square(image, self.size, self.mode)
+        """The image as this view shows it."""
+        return image if self.mode is None else to_square(image, self.image_size, self.mode)
 
 
-def as_trained(mode: str, size: int) -> View:
+def as_trained(resize: str, image_size: int) -> View:
     """What `train --resize MODE --image-size SIZE` makes of an image: stretched to a square,
     the centred square cropped, or padded with black."""
-    return View(mode, size)
+    return View(resize, image_size)
 
 
 as_stored = View()
@@ -140,6 +143,8 @@ as_stored = View()
 
 def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """n readable images from different classes in turn, chosen with the seed."""
+    ROWS.check(n, "rows")
+    SEED.check(seed, "seed")
     listing = list_source(src)
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = defaultdict(list)
@@ -167,7 +172,7 @@ def preview_transforms(
     src: str | Path,
     transforms: Mapping[str, float | None],
     out: str | Path,
-    n: int = 4,
+    rows: int = 4,
     seed: int = 0,
     view: View = as_stored,
     *,
@@ -178,8 +183,8 @@ def preview_transforms(
     `view` (as_trained(...)) shows every tile as the trainer will see it. OUT is never
     written inside SRC, and replaces an existing file only with overwrite=True."""
     target = _sheet_target(out, {"source folder": Path(src)}, overwrite)
-    rows = []
-    sources = pick_sources(src, n, seed)
+    tiles = []
+    sources = pick_sources(src, rows, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
         warnings.warn(message, ToolWarning, stacklevel=2)
     for i, (rel, image) in enumerate(sources):
@@ -187,15 +192,15 @@ def preview_transforms(
         for j, (name, magnitude) in enumerate(transforms.items()):
             result, params = TRANSFORMS[name](image, np.random.default_rng([seed, i, j]), magnitude)
             row.append(tile(view(result), [name, describe_params(params)]))
-        rows.append(row)
-    _save(sheet(rows), target)
-    return len(rows), 1 + len(transforms)
+        tiles.append(row)
+    _save(sheet(tiles), target)
+    return len(tiles), 1 + len(transforms)
 
 
 def preview_manifest(
     folder: str | Path,
     out: str | Path,
-    n: int = 4,
+    rows: int = 4,
     per_row: int = 5,
     seed: int = 0,
     view: View = as_stored,
@@ -204,8 +209,8 @@ def preview_manifest(
 ) -> tuple[int, int]:
     """Rows of: an original of a balanced folder, then its generated copies (up to per_row).
     The files are decoded at the scale the tile needs (a large JPEG at a fraction)."""
-    ROWS.check(n, "--n")
-    SEED.check(seed, "--seed")
+    ROWS.check(rows, "rows")
+    SEED.check(seed, "seed")
     folder = Path(folder)
     target = _sheet_target(out, {"balanced folder": folder}, overwrite)
     m = read_manifest(folder)
@@ -217,11 +222,11 @@ def preview_manifest(
     for label in rng.permutation(sorted(aug.label.unique())):
         choices = sorted(aug[aug.label == label].source.unique())
         sources.append(choices[rng.integers(len(choices))])
-    rows = []
+    tiles = []
     originals = dict(
         zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=True)
     )
-    for source in sources[:n]:
+    for source in sources[:rows]:
         original = originals.get(source)
         if original is None:
             raise BalanceError(f"{folder / MANIFEST} has no row for the original {source}")
@@ -231,9 +236,9 @@ def preview_manifest(
                 raise BalanceError(f"{folder / MANIFEST}: the copy {r.file_name} has no params")
             image = view(_load(folder, r.file_name, view.at_least))
             row.append(tile(image, [r.augmentation, describe_params(r.params)]))
-        rows.append(row)
-    _save(sheet(rows), target)
-    return len(rows), max(len(r) for r in rows)
+        tiles.append(row)
+    _save(sheet(tiles), target)
+    return len(tiles), max(len(r) for r in tiles)
 
 
 def _load(folder: Path, name: str, at_least: int) -> np.ndarray:

@@ -31,6 +31,8 @@ RESERVED_NAMES = frozenset({"manifest.csv", "balance.json", "split.csv", "split.
 
 @dataclass(frozen=True, slots=True)  # slots: a million of them take half the memory
 class SourceImage:
+    """A readable source image: class, path, format and the stamp that proves it unchanged."""
+
     path: str  # posix, relative to the source root: "<class>/<...>/<name>"
     label: str
     fmt: str  # 'jpeg' | 'png' | 'other' (by content, not extension)
@@ -43,6 +45,8 @@ class SourceImage:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
+    """A source file left out, and why."""
+
     path: str
     reason: str
 
@@ -62,9 +66,11 @@ class Scan:
     ignored: int = 0  # hidden files and OS junk
 
     def skipped_list(self) -> list[dict[str, str]]:
+        """The skipped files as {path, reason} dicts (balance.json's form)."""
         return [s.as_dict() for s in self.skipped]
 
     def counts(self) -> dict[str, int]:
+        """Readable images per class."""
         return {label: len(images) for label, images in self.images.items()}
 
     def digest(self) -> str:
@@ -87,6 +93,7 @@ def sizes_by_class(found: Scan) -> dict[str, list[tuple[int, int]]]:
 
 
 def is_hidden(name: str) -> bool:
+    """A dotfile or OS junk (Thumbs.db, desktop.ini, ...): never an image of the data."""
     return name.startswith(".") or name.lower() in JUNK_NAMES
 
 
@@ -96,6 +103,7 @@ def printable(name: str) -> str:
 
 
 def is_utf8(name: str) -> bool:
+    """Whether a file name is valid UTF-8 (a name that is not cannot go into the manifest)."""
     try:
         name.encode("utf-8")
         return True
@@ -117,6 +125,7 @@ def check_chunk(root: str, paths: list[str], max_bytes: int | None = None) -> li
 
 
 def check_source(src: str | Path) -> Path:
+    """SRC as a resolved folder, or one line saying why it cannot be read."""
     src = Path(src)
     if not src.exists():
         raise BalanceError(f"source folder not found: {src}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BalanceError
+from .errors import BalanceError, BalanceValueError
 from .limits import SPLIT_FRACTION
 from .manifest import MANIFEST, is_balanced_folder, write_csv
 from .ownership import Existing, OutputKind, check_claim, claim, files_only
@@ -53,6 +53,8 @@ def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
 
 @dataclass
 class SplitResult:
+    """A split's outcome: the output folder, files per part and class, what was skipped."""
+
     out: Path
     counts: dict[str, dict[str, int]]  # label -> {train, val, test}
     warnings: list[str] = field(default_factory=list)
@@ -79,12 +81,16 @@ def split(
     finished with Existing.RESUME or replaced with Existing.OVERWRITE. A balanced folder is
     refused: its copies would land in another part than their originals.
     """
-    SPLIT_FRACTION.check(test, "--test")
-    SPLIT_FRACTION.check(val, "--val")
+    SPLIT_FRACTION.check(test, "test")
+    SPLIT_FRACTION.check(val, "val")
     if test + val >= 1:
-        raise BalanceError(f"--test + --val must stay below 1 (got {test} + {val})")
+        raise BalanceValueError(
+            f"test + val must stay below 1 (got {test} + {val})", parameters=("test", "val")
+        )
     if test == 0 and val == 0:
-        raise BalanceError("nothing to split: give --test and/or --val")
+        raise BalanceValueError(
+            "nothing to split: give test and/or val", parameters=("test", "val")
+        )
     check_seed(seed)
     root = check_source(src)
     if is_balanced_folder(root):

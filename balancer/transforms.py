@@ -47,11 +47,13 @@ def _center(shape: Shape) -> tuple[float, float]:
 
 
 def apply_blur(image: np.ndarray, p: Params) -> np.ndarray:
+    """Gaussian blur with the drawn kernel size."""
     k = p["ksize"]
     return cv2.GaussianBlur(image, (k, k), 0)
 
 
 def apply_crop(image: np.ndarray, p: Params) -> np.ndarray:
+    """The drawn window, as it is (smaller than the image)."""
     return image[p["y"] : p["y"] + p["height"], p["x"] : p["x"] + p["width"]].copy()
 
 
@@ -59,19 +61,23 @@ _FLIP_CODES = {"horizontal": 1, "vertical": 0, "both": -1}
 
 
 def apply_flip(image: np.ndarray, p: Params) -> np.ndarray:
+    """Mirror in the drawn direction: horizontal, vertical or both."""
     return cv2.flip(image, _FLIP_CODES[p["mode"]])
 
 
 def apply_rotate(image: np.ndarray, p: Params) -> np.ndarray:
+    """Rotate by the drawn angle about the centre, the corners filled by reflection."""
     return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), p["degrees"], 1.0))
 
 
 def apply_translate(image: np.ndarray, p: Params) -> np.ndarray:
+    """Shift by the drawn offsets, the uncovered edge filled by reflection."""
     h, w = image.shape[:2]
     return _warp(image, np.array([[1, 0, p["x"] * w], [0, 1, p["y"] * h]], np.float64))
 
 
 def apply_cutout(image: np.ndarray, p: Params) -> np.ndarray:
+    """Fill the drawn square (centred on x, y; clipped at the edges) with mid-grey."""
     out = image.copy()
     half = p["size"] // 2
     y0, x0 = max(0, p["y"] - half), max(0, p["x"] - half)
@@ -81,6 +87,7 @@ def apply_cutout(image: np.ndarray, p: Params) -> np.ndarray:
 
 
 def apply_contrast(image: np.ndarray, p: Params) -> np.ndarray:
+    """Scale each pixel's distance from its channel's mean by the drawn factor."""
     # One channel at a time, in place: a float copy of one plane, not of the whole image.
     out = image.copy()
     color = _color(out)
@@ -107,14 +114,17 @@ def _resize_axis(image: np.ndarray, factor: float, axis: int) -> np.ndarray:
 
 
 def apply_height(image: np.ndarray, p: Params) -> np.ndarray:
+    """Stretch or squeeze vertically by the drawn factor: the height changes, the width not."""
     return _resize_axis(image, p["factor"], axis=0)
 
 
 def apply_width(image: np.ndarray, p: Params) -> np.ndarray:
+    """Stretch or squeeze horizontally by the drawn factor: the width changes, the height not."""
     return _resize_axis(image, p["factor"], axis=1)
 
 
 def apply_zoom(image: np.ndarray, p: Params) -> np.ndarray:
+    """Zoom about the centre, keeping the size; edges filled by reflection."""
     # Keras RandomZoom: a positive factor zooms out (the view grows by 1 + zoom).
     scale = 1.0 / (1.0 + p["zoom"])
     return _warp(image, cv2.getRotationMatrix2D(_center(image.shape), 0.0, scale))
@@ -150,10 +160,13 @@ def _uniform(rng: np.random.Generator, m: float, floor: float, count: int = 1) -
 
 
 def draw_blur(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """An odd kernel size from 3 up to the magnitude."""
     return {"ksize": 2 * int(rng.integers(1, int(m) // 2 + 1)) + 1}
 
 
 def draw_crop(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """A window of the magnitude's side (a fraction of the shorter side, or pixels) at a
+    random place; never the whole image."""
     h, w = shape[:2]
     side = pixels(m, shape)
     ch, cw = min(side, h), min(side, w)
@@ -171,19 +184,25 @@ def draw_crop(shape: Shape, rng: np.random.Generator, m: float, floor: float) ->
 
 
 def draw_flip(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """horizontal, vertical or both, with equal chances."""
     return {"mode": list(_FLIP_CODES)[int(rng.integers(0, 3))]}
 
 
 def draw_rotate(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """An angle within +- magnitude x 360 degrees (a fraction of a turn, as Keras'
+    RandomRotation's factor)."""
     return {"degrees": _uniform(rng, m, floor) * 360.0}
 
 
 def draw_translate(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """Offsets within +- the magnitude, as fractions of the width and the height."""
     x, y = _uniform(rng, m, floor, count=2)
     return {"x": x, "y": y}
 
 
 def draw_cutout(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """A square of 1 up to the magnitude's side (a fraction of the shorter side, or pixels),
+    centred on a random pixel."""
     h, w = shape[:2]
     return {
         "size": int(rng.integers(1, pixels(m, shape) + 1)),
@@ -193,10 +212,13 @@ def draw_cutout(shape: Shape, rng: np.random.Generator, m: float, floor: float) 
 
 
 def draw_factor(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """A factor in 1 +- the magnitude, not nearer 1 than max(NEAR_ZERO x magnitude, floor)."""
     return {"factor": 1.0 + _uniform(rng, m, floor)}
 
 
 def draw_zoom(shape: Shape, rng: np.random.Generator, m: float, floor: float) -> Params:
+    """A zoom in +- the magnitude (Keras RandomZoom's sign), not nearer 0 than
+    max(NEAR_ZERO x magnitude, floor)."""
     return {"zoom": _uniform(rng, m, floor)}
 
 
@@ -233,6 +255,8 @@ def _always(shape: Shape, p: Params) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class Transform:
+    """One transform: its draw, its kernel, its magnitude's default and range, its summary."""
+
     name: str
     summary: str
     default: float | None  # the magnitude; None for transforms that take none
@@ -267,6 +291,7 @@ class Transform:
     def __call__(
         self, image: np.ndarray, rng: np.random.Generator, magnitude: float | None = None
     ) -> tuple[np.ndarray, Params]:
+        """The transformed image and the drawn parameters (redrawn until the image changes)."""
         params = self.draw(image.shape, rng, self.check(magnitude))
         return self.apply(image, params), params
 

@@ -40,11 +40,12 @@ class Writing:
     link: bool = False
 
     def __post_init__(self) -> None:
-        QUALITY.check(self.quality, "--quality")
-        IMAGE_MB.check(self.max_image_mb, "--max-image-mb")
+        QUALITY.check(self.quality, "quality")
+        IMAGE_MB.check(self.max_image_mb, "max_image_mb")
 
     @property
     def max_bytes(self) -> int:
+        """The decoded-size limit in bytes."""
         return image_bytes(self.max_image_mb)
 
 

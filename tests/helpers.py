@@ -13,6 +13,7 @@ import numpy as np
 
 from balancer.opencv import cv2
 from balancer.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
+from trainer.control import RunControl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 
 ONE = RunOptions(workers=1, progress=False)  # a library call in one process, no bar
+SILENT = RunControl(progress=False)  # a trainer library call without progress output
 
 
 GATE = Path(__file__).resolve().parent / "gate"

@@ -206,7 +206,7 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
         "flip",
         "--folds",
         "2",
-        "--models",
+        "--model",
         "vgg16",
         "--json",
         *SMALL,

@@ -205,7 +205,9 @@ def test_link_and_other_formats(tmp_path):
             id="unknown-transform",
         ),
         pytest.param(
-            lambda p: ["build", p.small_src, "--out", p.out], ["--nmin N"], id="no-target"
+            lambda p: ["build", p.small_src, "--out", p.out],
+            ["--nmin, --target ('majority') or --per-class"],
+            id="no-target",
         ),
         pytest.param(
             lambda p: ["build", p.small_src, "--out", p.out, "--nmin", "x"],

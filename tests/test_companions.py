@@ -63,7 +63,7 @@ def test_preview_sheet_grid(src, tmp_path):
         tmp_path / "s.png",
         "--transforms",
         "rotate,zoom,cutout=10",
-        "--n",
+        "--rows",
         "3",
     )
     assert proc.returncode == 0, proc.stderr
@@ -78,7 +78,7 @@ def test_preview_sheet_grid(src, tmp_path):
         "-o",
         tmp_path / "m.png",
         "--from-manifest",
-        "--n",
+        "--rows",
         "2",
     )
     assert proc.returncode == 0, proc.stderr

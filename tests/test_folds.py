@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import ONE, make_folder
+from helpers import ONE, SILENT, RunControl, make_folder
 
 from balancer import BuildSettings, build
 
@@ -45,7 +45,7 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
 
     src = make_folder(tmp_path / "src", {"a": 12, "b": 6, "c": 3}, size=24)
     result = cross_validate(
-        src, tmp_path / "cv", folds=3, progress=False, nmin=10, transforms="flip,rotate"
+        src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
     )
     assert len(recorded) == 3
     for train, val in recorded:
@@ -63,12 +63,12 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
         "cv.csv",
         "cv.json",
         "data",
-        "fold-0",
         "fold-1",
         "fold-2",
+        "fold-3",
     ]
     again = cross_validate(
-        src, tmp_path / "cv", folds=3, progress=False, nmin=10, transforms="flip,rotate"
+        src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
     )
     assert again["folds"] == result["folds"] and len(recorded) == 3  # resumed: nothing retrained
 
@@ -80,14 +80,14 @@ def test_cv_of_a_balanced_folder_says_its_folds_are_not_balanced(tmp_path, recor
     out = tmp_path / "balanced"
     build(src, out, BuildSettings(nmin=12, transforms="flip"), run=ONE)
     with pytest.warns(UserWarning, match=r"no longer balanced \(class '.*': \d+/\d+/\d+ training"):
-        cross_validate(out, tmp_path / "cv", folds=3, progress=False)
+        cross_validate(out, tmp_path / "cv", folds=3, control=SILENT)
 
 
 def test_a_fold_without_a_class_counts_it_as_0_and_says_so(tmp_path, recorded):
     from trainer.crossval import cross_validate
 
     src = make_folder(tmp_path / "src", {"a": 6, "b": 6, "c": 2}, size=24)
-    result = cross_validate(src, tmp_path / "cv", folds=3, progress=False)
+    result = cross_validate(src, tmp_path / "cv", folds=3, control=SILENT)
     lacking = [f for f in result["folds"] if f["absent_classes"]]
     assert lacking and all(f["absent_classes"] == "c" for f in lacking)
     for f in result["folds"]:  # perfect predictions: 1 over the classes there, 0 for c
@@ -105,7 +105,7 @@ def test_a_studys_class_with_no_image_in_a_fold_is_missing_not_0():
                 "model": "b0",
                 "loss": "focal",
                 "arm": "baseline",
-                "fold": 0,
+                "fold": 1,
                 "accuracy": 1.0,
                 "macro_f1": 2 / 3,
                 "f1_a": 1.0,
@@ -116,7 +116,7 @@ def test_a_studys_class_with_no_image_in_a_fold_is_missing_not_0():
                 "model": "b0",
                 "loss": "focal",
                 "arm": "baseline",
-                "fold": 1,
+                "fold": 2,
                 "accuracy": 1.0,
                 "macro_f1": 1.0,
                 "f1_a": 1.0,
@@ -128,7 +128,7 @@ def test_a_studys_class_with_no_image_in_a_fold_is_missing_not_0():
     summary = summarize(results, ["a", "c"])
     assert summary.f1_c_mean.item() == 1.0  # perfect where measured: not 0.5
     md = results_markdown(summary, "transforms", {"folds": 2, "source": "x"}, results)
-    assert "Fold 0 has no validation image of c" in md and "%" not in md
+    assert "Fold 1 has no validation image of c" in md and "%" not in md
 
 
 @pytest.mark.slow
@@ -150,13 +150,17 @@ def test_folds_sharing_one_compiled_model_score_as_fresh_builds(tmp_path, monkey
     monkeypatch.setattr(trainer.reuse.Reuse, "model", counting)
     src = make_folder(tmp_path / "src", {"a": 8, "b": 6}, size=24)
     config = TrainConfig(model="vgg16", weights="none", image_size=32, epochs=2, batch=4)
-    shared = cross_validate(src, tmp_path / "shared", config, folds=3, progress=False)
+    shared = cross_validate(src, tmp_path / "shared", config, folds=3, control=SILENT)
     assert built == [1, 1, 1]  # built once, handed back twice
     fresh = cross_validate(
-        src, tmp_path / "fresh", config, folds=3, progress=False, reuse_model=False
+        src,
+        tmp_path / "fresh",
+        config,
+        folds=3,
+        control=RunControl(progress=False, reuse_model=False),
     )
     assert [f["macro_f1"] for f in shared["folds"]] == [f["macro_f1"] for f in fresh["folds"]]
-    for k in range(3):
+    for k in (1, 2, 3):
         a = pd.read_csv(tmp_path / "shared" / f"fold-{k}" / "history.csv")
         b = pd.read_csv(tmp_path / "fresh" / f"fold-{k}" / "history.csv")
         assert a.equals(b), k

@@ -19,6 +19,8 @@ from helpers import (
     ONE,
     QUIET,
     REPO,
+    SILENT,
+    RunControl,
     as_from_a_terminal,
     assert_one_line_error,
     finished_files,
@@ -100,8 +102,8 @@ def test_fit_never_deletes_a_sibling_it_did_not_make(tmp_path, no_training):
     stale = _new_staging(runs / "r")  # what a killed `train fit --out runs/r` leaves
     (stale / "model.keras").write_bytes(b"half")
     before = {**tree_digest(mine), **tree_digest(lookalike)}
-    fit(data, runs / "r", progress=False)
-    fit(data, runs / "r", existing=Existing.OVERWRITE, progress=False)
+    fit(data, runs / "r", control=SILENT)
+    fit(data, runs / "r", existing=Existing.OVERWRITE, control=SILENT)
     assert {**tree_digest(mine), **tree_digest(lookalike)} == before
     assert not stale.exists(), "our own staging folder is removed on the next run"
     assert sorted(p.name for p in runs.iterdir()) == [".r.abc.partial", ".r.old", "r"]
@@ -114,11 +116,11 @@ def test_a_killed_evaluation_never_blocks_overwriting_its_run(tmp_path, no_train
 
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
     run = tmp_path / "run"
-    fit(data, run, progress=False)
+    fit(data, run, control=SILENT)
     _new_staging(run / "eval-test")  # a killed `train evaluate run test`
     with claim(run, RUN, inputs={}, existing=Existing.OVERWRITE) as c:
         assert c.previous is not None
-    fit(data, run, existing=Existing.OVERWRITE, progress=False)
+    fit(data, run, existing=Existing.OVERWRITE, control=SILENT)
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model.keras"]
 
 
@@ -126,11 +128,11 @@ def test_study_overwrite_refuses_a_users_notes_under_runs_and_data(tmp_path):
     from trainer.outputs import STUDY
 
     out = tmp_path / "study"
-    fold = out / "runs" / "efficientnet-b0-focal" / "baseline" / "fold-0"
+    fold = out / "runs" / "efficientnet-b0-focal" / "baseline" / "fold-1"
     fold.mkdir(parents=True)
     (fold / "model.keras").write_bytes(b"m")
     (fold / "metrics.json").write_text(json.dumps(fake_metrics()))
-    write_image(out / "data" / "fold-0" / "rotate" / "a" / "x__aug0_rotate.jpg", textured(8, 8))
+    write_image(out / "data" / "fold-1" / "rotate" / "a" / "x__aug0_rotate.jpg", textured(8, 8))
     record = {"tool": "balanced-aug", "kind": "study", "settings": {"folds": 2}}
     (out / "study.json").write_text(json.dumps(record))
     for notes in (
@@ -138,7 +140,7 @@ def test_study_overwrite_refuses_a_users_notes_under_runs_and_data(tmp_path):
         out / "runs" / "efficientnet-b0-focal" / "baseline" / "notes.txt",
         fold / "notes.txt",
         out / "data" / "notes.txt",
-        out / "data" / "fold-0" / "rotate" / "a" / "notes.txt",
+        out / "data" / "fold-1" / "rotate" / "a" / "notes.txt",
     ):
         notes.write_text("mine")
         before = tree_digest(out)
@@ -195,10 +197,10 @@ def test_cv_and_study_write_every_file_atomically(tmp_path, no_training, monkeyp
 
     monkeypatch.setattr(balancer.atomic, "_replace_via_temp", spy)
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
-    cross_validate(data, tmp_path / "cv", folds=2, progress=False)
+    cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
     assert {"cv.csv", "cv.json"} <= set(written)
     rows = pd.DataFrame(
-        {"arm": ["baseline"] * 2, "fold": [0, 1], "model": "b0", "loss": "focal"}
+        {"arm": ["baseline"] * 2, "fold": [1, 2], "model": "b0", "loss": "focal"}
         | {"accuracy": [0.5, 0.6], "macro_f1": [0.4, 0.5], "f1_a": [0.1, 0.2], "f1_b": [0.3, 0.4]}
     )
     (tmp_path / "s").mkdir()
@@ -333,26 +335,26 @@ def test_cv_resumes_only_over_the_same_data(tmp_path, no_training):
     from trainer.crossval import cross_validate
 
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
-    cross_validate(data, tmp_path / "cv", folds=2, progress=False)
+    cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
     before = tree_digest(tmp_path / "cv")
-    cross_validate(data, tmp_path / "cv", folds=2, progress=False)  # same data: resumed
-    assert tree_digest(tmp_path / "cv")["fold-0/metrics.json"] == before["fold-0/metrics.json"]
+    cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)  # same data: resumed
+    assert tree_digest(tmp_path / "cv")["fold-1/metrics.json"] == before["fold-1/metrics.json"]
     victim = data / "b" / "b_000.jpg"
     st = victim.stat()
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # edited in place
     with pytest.raises(UserError, match="other settings or data .data_digest was"):
-        cross_validate(data, tmp_path / "cv", folds=2, progress=False)
+        cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
     with pytest.raises(UserError, match="folds was 2, now 3.*--overwrite replaces it"):
         os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-        cross_validate(data, tmp_path / "cv", folds=3, progress=False)
+        cross_validate(data, tmp_path / "cv", folds=3, control=SILENT)
     assert tree_digest(tmp_path / "cv") == before
-    cross_validate(data, tmp_path / "cv", folds=3, existing=Existing.OVERWRITE, progress=False)
+    cross_validate(data, tmp_path / "cv", folds=3, existing=Existing.OVERWRITE, control=SILENT)
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
         "cv.csv",
         "cv.json",
-        "fold-0",
         "fold-1",
         "fold-2",
+        "fold-3",
     ]
 
 
@@ -412,8 +414,7 @@ def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
             folder.class_names,
             config,
             tmp_path / "run",
-            progress=False,
-            callbacks=(ReplaceAFile(),),
+            control=RunControl(progress=False, callbacks=(ReplaceAFile(),)),
         )
 
 
@@ -481,7 +482,11 @@ def test_a_damaged_manifest_is_one_line_and_never_read_outside(tmp_path, damage,
         (None, "{not json", "is not a readable record"),
         (None, json.dumps({"tool": "balanced-aug", "kind": "run", "class_names": "ab"}), "damaged"),
         (None, json.dumps({**fake_metrics(), "accuracy": "high", "epochs_run": 1.5}), "accuracy"),
-        (None, json.dumps({**fake_metrics(), "config": {"epochs": "many"}}), "--epochs"),
+        (
+            None,
+            json.dumps({**fake_metrics(), "config": {"epochs": "many"}}),
+            "its config says epochs must be an integer",
+        ),
     ],
 )
 def test_a_damaged_run_folder_is_one_line(tmp_path, model, metrics, fragment):
@@ -535,7 +540,7 @@ def test_preview_from_a_manifest_missing_an_original_row_or_params(tmp_path):
         m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
         damage()
         proc = cli(
-            "balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png", "--n", "2"
+            "balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png", "--rows", "2"
         )
         assert_one_line_error(proc, fragment)
         assert not (tmp_path / "p.png").exists()
@@ -615,7 +620,7 @@ def test_configs_are_frozen_and_a_gone_weights_file_only_matters_for_training(tm
     (run / "model.keras").write_bytes(b"m")
     (run / "metrics.json").write_text(json.dumps({**fake_metrics(), "config": {"weights": gone}}))
     assert Run(run).config.weights == gone  # the run folder still reads
-    with pytest.raises(TrainError, match="--weights: no such file"):
+    with pytest.raises(TrainError, match="weights: no such file"):
         TrainConfig(weights=gone).check_weights()
 
 
@@ -627,10 +632,10 @@ def test_every_record_names_the_tool_version(tmp_path, no_training):
     src = make_folder(tmp_path / "src", {"a": 4, "b": 4}, size=16)
     build(src, tmp_path / "b", BuildSettings(nmin=4, transforms="flip"), run=ONE)
     split(src, tmp_path / "s", test=0.25, run=ONE)
-    cross_validate(src, tmp_path / "cv", folds=2, progress=False)
+    cross_validate(src, tmp_path / "cv", folds=2, control=SILENT)
     for record in ("b/balance.json", "s/split.json", "cv/cv.json"):
         assert json.loads((tmp_path / record).read_text())["version"] == __version__, record
-    fit(src, tmp_path / "run", progress=False)  # the stand-in's record; the real one:
+    fit(src, tmp_path / "run", control=SILENT)  # the stand-in's record; the real one:
     from balancer.ownership import stamp
     from trainer.outputs import RUN
 
@@ -698,7 +703,7 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
 
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=16)
     cv = tmp_path / "cv"
-    cross_validate(data, cv, folds=5, progress=False)
+    cross_validate(data, cv, folds=5, control=SILENT)
     record = json.loads((cv / "cv.json").read_text())
     (cv / "cv.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed
     for fold in ("fold-3", "fold-4"):
@@ -709,16 +714,40 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
     assert_one_line_error(proc, "folds was 5, now 2", "--overwrite replaces it")
 
 
+ENDLESS = ["--weights", "none", "--eager", "--image-size", "32", "--batch", "4"]
+CTRL_C = {  # command -> (arguments after DATA and OUT, what the interrupted line says)
+    "fit": (
+        ["--epochs", "100000", "--patience", "100000"],
+        "--resume continues from the last finished epoch",
+    ),
+    "cv": (
+        ["--folds", "2", "--epochs", "100000", "--patience", "100000"],
+        "finished runs are kept: run the same command again to go on",
+    ),
+    "study": (
+        ["--folds", "2", "--transforms", "rotate", "--model", "vgg16", "--epochs", "100000"],
+        "finished runs are kept: run the same command again to go on",
+    ),
+}
+
+
 @pytest.mark.slow
-def test_ctrl_c_in_train_fit_is_one_line_and_keeps_only_what_resume_needs(tmp_path):
+@pytest.mark.parametrize("command", CTRL_C)
+def test_ctrl_c_stops_every_train_command_in_one_line_saying_how_to_go_on(tmp_path, command):
+    """A run that cannot end by itself, Ctrl-C at its second epoch (seen in the epoch lines a
+    log gets, with their estimate of the time left): exit 130, one line, no traceback, and
+    what a later run needs is kept."""
     import signal
     import threading
 
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=24)
-    args = ["fit", data, "--out", tmp_path / "runs" / "r", "--weights", "none", "--eager"]
-    args += ["--image-size", "32", "--epochs", "100000", "--patience", "100000", "--batch", "4"]
-    proc = subprocess.Popen(  # a run that cannot end by itself: only Ctrl-C stops it
-        [sys.executable, "-c", "from trainer.cli import main; main()", *map(str, args)],
+    out = tmp_path / "runs" / "r"
+    extra, hint = CTRL_C[command]
+    args = [*command.replace("study", "study transforms").split(), data, "--out", out]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from trainer.cli import main; main()", *map(str, args)]
+        + ENDLESS
+        + extra,
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
@@ -728,14 +757,20 @@ def test_ctrl_c_in_train_fit_is_one_line_and_keeps_only_what_resume_needs(tmp_pa
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
-    wait_until(lambda: any("Epoch 2/" in ln for ln in lines), proc)  # training, for sure
+    wait_until(lambda: any("epoch 2/100000" in ln for ln in lines), proc)  # training, for sure
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=T)
     reader.join(timeout=T)
     stderr = "".join(lines)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
-    assert "interrupted: the run folder appears only when training ends" in stderr
-    assert "--resume continues from the last finished epoch" in stderr
-    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert len(left) == 1 and left[0].startswith(".r.") and left[0].endswith(".partial")
-    assert (tmp_path / "runs" / left[0] / "resume" / "state.json").is_file()
+    assert "interrupted: " in stderr.splitlines()[-1] and hint in stderr.splitlines()[-1]
+    second = next(ln for ln in lines if "epoch 2/100000" in ln)
+    assert "left" in second and second.count("\n") == 1  # one line, with an estimate
+    if command == "fit":  # the staged run folder, holding what --resume needs, and nothing else
+        left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+        assert len(left) == 1 and left[0].startswith(".r.") and left[0].endswith(".partial")
+        assert (tmp_path / "runs" / left[0] / "resume" / "state.json").is_file()
+    else:  # the folder is there, marked unfinished, with no finished run in it yet
+        record = json.loads(next(out.glob("*.json")).read_text())
+        assert record["status"] == "running"
+        assert not list(out.rglob("model.keras"))

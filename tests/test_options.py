@@ -1,8 +1,10 @@
 """Every option's range is data: the same numbers give the help, the error and these edges.
 
 For each range the value at each end and just beyond it are tried where the option is
-checked (a library call, before anything is written); the command's --help shows the
-range in the words the error uses.
+checked (a library call, before anything is written): a value outside is a ValueError in
+the library's terms (`nmin must be ...`) that the command line shows as its option
+(`--nmin must be ...`), a value of the wrong type a TypeError; the command's --help shows
+the range in the words the error uses.
 """
 
 import math
@@ -18,7 +20,7 @@ from balancer.parallel import RunOptions
 from balancer.preview import as_trained
 from balancer.splitting import split
 from balancer.transforms import TRANSFORMS, parse_transforms
-from trainer.config import ALPHA, FOLDS, LIMITS, TOP, TrainConfig, option
+from trainer.config import FOLDS, LIMITS, TOP, TrainConfig, option
 
 
 def tries(interval):
@@ -30,6 +32,7 @@ def tries(interval):
 
 
 def assert_edges(interval, name: str, call) -> None:
+    """`name`: the library's parameter; the command line's option is --name-with-dashes."""
     message = re.escape(f"{name} must be {interval}")
     for value, inside in tries(interval):
         if inside:
@@ -38,19 +41,27 @@ def assert_edges(interval, name: str, call) -> None:
             except UserError as exc:  # another check may refuse it later: never this one
                 assert not re.search(message, str(exc)), (value, str(exc))
         else:
-            with pytest.raises(UserError, match=message):
+            with pytest.raises(UserError, match=message) as caught:
                 call(value)
+            assert isinstance(caught.value, ValueError)
+            shown = caught.value.for_command_line()
+            assert shown.startswith(option(name) + " must be "), shown
+    for wrong in ("1", True, None, [1]):  # not a number: a TypeError naming the parameter
+        if wrong is None and name in ("image_size", "nmin", "workers"):
+            continue  # None: not given (the model's native size, another target, all cores)
+        with pytest.raises(TypeError, match=f"^{re.escape(name)} must be "):
+            call(wrong)
 
 
 BALANCER = {
-    "--quality": (L.QUALITY, lambda v: BuildSettings(nmin=1, quality=v)),
-    "--max-image-mb": (L.IMAGE_MB, lambda v: BuildSettings(nmin=1, max_image_mb=v)),
-    "--seed": (L.SEED, lambda v: BuildSettings(nmin=1, seed=v)),
-    "--nmin": (L.COUNT, lambda v: BuildSettings(nmin=v)),
-    "--workers": (L.WORKERS, lambda v: RunOptions(workers=v)),
-    "--test": (L.SPLIT_FRACTION, lambda v: split("no-such-folder", "o", test=v, val=0)),
-    "--val": (L.SPLIT_FRACTION, lambda v: split("no-such-folder", "o", test=0, val=v)),
-    "--size": (L.SIDE, lambda v: as_trained("stretch", v)),
+    "quality": (L.QUALITY, lambda v: BuildSettings(nmin=1, quality=v)),
+    "max_image_mb": (L.IMAGE_MB, lambda v: BuildSettings(nmin=1, max_image_mb=v)),
+    "seed": (L.SEED, lambda v: BuildSettings(nmin=1, seed=v)),
+    "nmin": (L.COUNT, lambda v: BuildSettings(nmin=v)),
+    "workers": (L.WORKERS, lambda v: RunOptions(workers=v)),
+    "test": (L.SPLIT_FRACTION, lambda v: split("no-such-folder", "o", test=v, val=0)),
+    "val": (L.SPLIT_FRACTION, lambda v: split("no-such-folder", "o", test=0, val=v)),
+    "image_size": (L.SIDE, lambda v: as_trained("stretch", v)),
 }
 
 
@@ -62,21 +73,22 @@ def test_balancer_options_at_both_edges(name):
 
 @pytest.mark.parametrize("name", sorted(LIMITS))
 def test_trainer_options_at_both_edges(name):
-    assert_edges(LIMITS[name], option(name), lambda v: TrainConfig(**{name: v}))
+    assert_edges(LIMITS[name], name, lambda v: TrainConfig(**{name: v}))
 
 
 def test_alpha_folds_top_and_the_studys_nmin_at_both_edges(tmp_path):
     from trainer.study import StudySpec, ablation_arms, study_transforms
 
-    assert_edges(ALPHA, "--alpha", lambda v: TrainConfig(alpha=str(v)))
+    with pytest.raises(ValueError, match="alpha must be a number or 'balanced'"):
+        TrainConfig(alpha="some")
     config = TrainConfig(weights="none")
     arms = tuple(ablation_arms({"flip": None}, {"flip": None}))
-    assert_edges(FOLDS, "--folds", lambda v: StudySpec(kind="x", arms=(), folds=v, config=config))
+    assert_edges(FOLDS, "folds", lambda v: StudySpec(kind="x", arms=(), folds=v, config=config))
     assert_edges(
-        L.COUNT, "--nmin", lambda v: StudySpec(kind="ablation", arms=arms, nmin=v, config=config)
+        L.COUNT, "nmin", lambda v: StudySpec(kind="ablation", arms=arms, nmin=v, config=config)
     )
     missing = tmp_path / "missing"
-    assert_edges(TOP, "--top", lambda v: study_transforms(missing, tmp_path / "o", config, top=v))
+    assert_edges(TOP, "top", lambda v: study_transforms(missing, tmp_path / "o", config, top=v))
     assert not (tmp_path / "o").exists()
 
 

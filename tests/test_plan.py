@@ -29,8 +29,8 @@ def test_targets_majority_and_per_class_override():
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        ({}, "--nmin N"),
-        ({"nmin": 0}, "--nmin must be an integer in [1, 1,000,000,000] (got 0)"),
+        ({}, "nmin, target ('majority') or per_class"),
+        ({"nmin": 0}, "nmin must be an integer in [1, 1,000,000,000] (got 0)"),
         ({"target": "minority"}, "majority"),
         ({"nmin": 5, "target": "majority"}, "not both"),
         ({"per_class": {"zebra": 4}}, "zebra"),

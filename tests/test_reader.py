@@ -160,7 +160,7 @@ def test_learning_rate_schedules_warm_up_and_decay():
     cosine = learning_rate(TrainConfig(lr=0.1, lr_schedule="cosine"), 0.1, steps, epochs=5)
     assert at(cosine, 0) == pytest.approx(0.1) and at(cosine, 25) == pytest.approx(0.05)
     assert at(cosine, 50) == pytest.approx(0, abs=1e-7)
-    with pytest.raises(TrainError, match="--warmup-epochs goes with"):
+    with pytest.raises(TrainError, match="warmup_epochs goes with lr_schedule"):
         TrainConfig(lr_schedule="plateau", warmup_epochs=1)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from helpers import (
     REPO,
+    SILENT,
     RunOptions,
     assert_one_line_error,
     make_folder,
@@ -246,7 +247,7 @@ def test_only_the_chief_writes_the_run_folder(tf_config, chief, tmp_path, monkey
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
-    training.fit(data, tmp_path / "run", progress=False)
+    training.fit(data, tmp_path / "run", control=SILENT)
     assert len(seen) == 1  # every worker trains
     assert (tmp_path / "run").exists() is chief
     assert ((tmp_path / "run" / "metrics.json").is_file()) is chief

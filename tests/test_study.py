@@ -5,7 +5,7 @@ import os
 
 import pandas as pd
 import pytest
-from helpers import assert_one_line_error, make_folder, run_cli
+from helpers import SILENT, assert_one_line_error, make_folder, run_cli
 
 from trainer import TrainConfig
 from trainer.study import study_transforms
@@ -34,13 +34,13 @@ def run_files(study, arm_slug):
 def test_transform_study_outputs_and_resume(src, tmp_path):
     out = tmp_path / "st"
     result = study_transforms(
-        src, out, TINY, transforms="rotate,flip", folds=2, top=1, models=MODELS, progress=False
+        src, out, TINY, transforms="rotate,flip", folds=2, top=1, models=MODELS, control=SILENT
     )
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 6  # (baseline, rotate, flip) x 2 folds
     assert sorted(results.arm.unique()) == ["baseline", "flip", "rotate"]
     assert {"accuracy", "macro_f1", "f1_a", "f1_b", "f1_c", "config"} <= set(results.columns)
-    for fold in (0, 1):  # each transform arm doubles exactly the fold's training originals
+    for fold in (1, 2):  # each transform arm doubles exactly the fold's training originals
         base = results[(results.arm == "baseline") & (results.fold == fold)].train_files.item()
         for arm in ("rotate", "flip"):
             assert (
@@ -83,7 +83,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
         "1",
         "--weights",
         "none",
-        "--models",
+        "--model",
         "vgg16",
         "--image-size",
         "32",
@@ -115,7 +115,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
             "2",
             "--weights",
             "none",
-            "--models",
+            "--model",
             "vgg16",
         ),
         "other study or data",
@@ -133,8 +133,8 @@ def test_study_user_errors_leave_nothing(src, tmp_path):
         (["study", "ablation", one, "--nmin", "5", "--out", tmp_path / "s"], ["need at least 2"]),
         (["study", "ablation", src, "--out", tmp_path / "s"], ["--nmin"]),
         (
-            ["study", "transforms", src, "--out", tmp_path / "s", "--models", "alexnet"],
-            ["unknown model"],
+            ["study", "transforms", src, "--out", tmp_path / "s", "--model", "alexnet"],
+            ["unknown --model"],
         ),
         (
             ["study", "transforms", src, "--out", tmp_path / "s", "--transforms", "warp"],

@@ -4,6 +4,7 @@ ever trains. Its own module, so that the test runner can run it beside the other
 import json
 
 import pytest
+from helpers import SILENT
 from test_study import MODELS, TINY, run_files, study_source
 
 from trainer.study import study_ablation
@@ -19,7 +20,7 @@ def src(tmp_path_factory):
 def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path):
     out = tmp_path / "ab"
     summary = study_ablation(
-        src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS, progress=False
+        src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS, control=SILENT
     )
     arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
     assert list(summary.arm) == arms
@@ -39,7 +40,7 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
                 assert set(train.file[train.origin == "augmented"]) <= set(
                     train.file[train.origin == "original"]
                 )
-    weighted = json.loads((out / "runs/vgg16-focal/class-weight/fold-0/metrics.json").read_text())
+    weighted = json.loads((out / "runs/vgg16-focal/class-weight/fold-1/metrics.json").read_text())
     assert weighted["config"]["class_weight"] == "balanced"
     md = (out / "results.md").read_text()
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md

@@ -2,13 +2,14 @@
 
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ONE, assert_one_line_error, make_folder, run_cli
+from helpers import ONE, SILENT, RunControl, assert_one_line_error, make_folder, run_cli
 
 from balancer import BuildSettings, build
 from balancer.opencv import cv2
@@ -35,7 +36,7 @@ def balanced(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(balanced, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "b0"
-    fit(balanced, out, TrainConfig(**FAST), progress=False)
+    fit(balanced, out, TrainConfig(**FAST), control=SILENT)
     return out
 
 
@@ -172,12 +173,15 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     )  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
-    assert "val_f1: " in proc.stderr and "fold 1/2" in proc.stderr and "fold 2/2" in proc.stderr
+    for k in (1, 2):  # in a log: a line per epoch, saying which fold it is
+        assert re.search(
+            rf"^fold {k}/2: epoch 1/1 \(\d+ s\), val F1 [01]\.\d{{3}}$", proc.stderr, re.M
+        )
     result = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert printed["macro_f1"] == result["macro_f1"]
-    assert [f["fold"] for f in result["folds"]] == [0, 1] and result["grouped_by_source"]
+    assert [f["fold"] for f in result["folds"]] == [1, 2] and result["grouped_by_source"]
     assert sum(f["validation_files"] for f in result["folds"]) == 21  # every original once
-    for k in (0, 1):
+    for k in (1, 2):
         m = json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text())
         assert m["data"]["validation"]["augmented"] == 0
     assert result["macro_f1"]["mean"] == pytest.approx(
@@ -187,11 +191,11 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     # resumable like a study: a finished fold is read back, a missing one trained again
     import shutil
 
-    stamp = (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns
-    shutil.rmtree(tmp_path / "cv" / "fold-1")
+    stamp = (tmp_path / "cv" / "fold-1" / "model.keras").stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "cv" / "fold-2")
     from balancer.ownership import _new_staging
 
-    _new_staging(tmp_path / "cv" / "fold-1")  # what a killed fold leaves
+    _new_staging(tmp_path / "cv" / "fold-2")  # what a killed fold leaves
     args = [
         "cv",
         balanced,
@@ -214,12 +218,12 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     ]
     proc = run_cli("trainer", *args)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "cv" / "fold-0" / "model.keras").stat().st_mtime_ns == stamp
+    assert (tmp_path / "cv" / "fold-1" / "model.keras").stat().st_mtime_ns == stamp
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
         "cv.csv",
         "cv.json",
-        "fold-0",
         "fold-1",
+        "fold-2",
     ]
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["folds"] == result["folds"]
     assert_one_line_error(
@@ -251,7 +255,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         ),
         pytest.param(
             lambda p: ["fit", p.balanced, "--model", "efficientnet-b9"],
-            ["unknown model", "efficientnet-b7"],
+            ["unknown --model", "efficientnet-b7"],
             id="fit-unknown-model",
         ),
         pytest.param(
@@ -313,7 +317,7 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
             "patience": 5,
         }
     )
-    m = fit(data, tmp_path / "run", config, val=test, progress=False)
+    m = fit(data, tmp_path / "run", config, val=test, control=SILENT)
     assert m["data"]["validation"]["files"] == 9 and m["data"]["train"]["files"] == 18
     assert m["skipped"] == [
         {"path": "b/truncated.jpg", "reason": "truncated JPEG (no end-of-image marker)"}
@@ -329,7 +333,7 @@ def test_val_folder_frozen_base_fine_tune_and_skipped_files(balanced, tmp_path):
     from trainer.evaluation import Run
 
     history = pd.read_csv(tmp_path / "run" / "history.csv")
-    assert m["best_epoch"] == int(history.epoch[history.val_f1.idxmax()]) + 1 <= 2
+    assert m["best_epoch"] == int(history.epoch[history.val_f1.idxmax()]) <= 2
     val = files[files.split == "validation"]
     probs = Run(tmp_path / "run").probabilities([str(test / f) for f in val.file])
     names = sorted(set(val.label))
@@ -382,7 +386,7 @@ def test_same_seed_same_run(tmp_path):
     config = TrainConfig(weights="none", image_size=32, epochs=2, batch=8, eager=True)
     runs = [tmp_path / "r1", tmp_path / "r2"]
     for run in runs:
-        fit(data, run, config, progress=False)
+        fit(data, run, config, control=SILENT)
     assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
     w1, w2 = (keras.models.load_model(r / "model.keras", compile=False).get_weights() for r in runs)
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2, strict=False))
@@ -409,12 +413,18 @@ def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_pat
         warmup_epochs=1,
         class_weight="balanced",
     )
-    m = fit(data, tmp_path / "run", config, progress=False, callbacks=[Count()], tensorboard=True)
+    m = fit(
+        data,
+        tmp_path / "run",
+        config,
+        callbacks=[Count()],
+        control=RunControl(progress=False, tensorboard=True),
+    )
     assert [e for e, _ in seen] == [0, 1]
     assert seen[0][1] == pytest.approx(0.01, rel=1e-3)  # warmed up by the end of epoch 1
     assert seen[1][1] < 1e-6  # then decayed to 0
     assert m["config"]["class_weight"] == "balanced" and m["config"]["lr_schedule"] == "cosine"
     logs = tmp_path / "run" / "logs"
     assert any("tfevents" in p.name for p in logs.rglob("*"))
-    fit(data, tmp_path / "run", config, progress=False, existing=Existing.OVERWRITE)  # logs: ours
+    fit(data, tmp_path / "run", config, control=SILENT, existing=Existing.OVERWRITE)  # logs: ours
     assert not (tmp_path / "run" / "logs").exists()

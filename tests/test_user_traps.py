@@ -229,7 +229,7 @@ def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     assert (seen["pad"][:8] == 0).all() and (seen["pad"][-8:] == 0).all()  # black bars
     assert seen["pad"][8:24].mean() > 20
     assert not np.allclose(seen["crop"], seen["stretch"], atol=5)
-    with __import__("pytest").raises(Exception, match="unknown --resize"):
+    with __import__("pytest").raises(Exception, match="unknown resize"):
         TrainConfig(resize="squash")
 
 

@@ -16,6 +16,7 @@ _EXPORTS = {
     "TrainConfig": ".config",
     "TrainError": "balancer.errors",
     "MODELS": ".config",
+    "RunControl": ".control",
     "fit": ".training",
     "train_run": ".training",
     "evaluate": ".evaluation",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from balancer.errors import TrainError
 
     from .config import MODELS, TrainConfig
+    from .control import RunControl
     from .crossval import cross_validate
     from .data import grouped_folds, holdout, list_folder
     from .evaluation import Run, evaluate, predict, scores

@@ -76,6 +76,7 @@ def _import_quietly():
 
 
 def keras():
+    """The keras module, loaded quietly with the selected backend."""
     return _import_quietly()
 
 

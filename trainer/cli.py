@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from balancer.cli_common import CONTEXT, on_interrupt, report_skipped, run_app, version_flag
-from balancer.limits import COUNT
+from balancer.limits import COUNT, WORKERS
 
 from .config import CACHE_SHARE, FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
 
@@ -20,6 +20,12 @@ RESUMABLE = (
     "--resume continues from the last finished epoch"
 )
 GO_ON = "finished runs are kept: run the same command again to go on"
+WORKERS_OPTION = typer.Option(
+    None,
+    "--workers",
+    "-j",
+    help=f"Threads that read images ({WORKERS}; default: one per core; a study's copies use as many processes). Scores do not depend on it.",
+)
 
 
 def _existing(overwrite: bool, default: str = "error"):
@@ -244,6 +250,7 @@ def fit(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Write TensorBoard logs into the run folder (RUN/logs)."
     ),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     **train,
@@ -257,10 +264,12 @@ def fit(
     Example:
       train fit data/balanced --val data/val --out runs/b0
     """
+    from .control import RunControl
     from .evaluation import summary
     from .training import fit as fit_run
 
     config = TrainConfig(**train)
+    control = RunControl(progress=not quiet, workers=workers, tensorboard=tensorboard)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
     from balancer.ownership import Existing
 
@@ -272,8 +281,7 @@ def fit(
             config,
             val=val,
             existing=existing,
-            progress=not quiet,
-            tensorboard=tensorboard,
+            control=control,
         )
     report_skipped(metrics["skipped"])
     if as_json:
@@ -305,6 +313,7 @@ def cv(
         help="Folder for the folds' runs (default runs/<data>-<model>-cv).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print cv.json on stdout."),
     **train,
@@ -319,9 +328,11 @@ def cv(
     Example:
       train cv photos/ --nmin 1500 --transforms crop,rotate,cutout,width,zoom --folds 5
     """
+    from .control import RunControl
     from .crossval import cross_validate
 
     config = TrainConfig(**train)
+    control = RunControl(progress=not quiet, workers=workers)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
     with logs_to_stderr(), on_interrupt(GO_ON):
         result = cross_validate(
@@ -330,7 +341,7 @@ def cv(
             config,
             folds=folds,
             existing=_existing(overwrite, "resume"),
-            progress=not quiet,
+            control=control,
             nmin=nmin,
             transforms=transforms,
         )
@@ -360,6 +371,7 @@ def evaluate(
         None, "--out", "-o", metavar="OUT", help="Where to write (default RUN/eval-<data>)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics on stdout."),
 ) -> None:
@@ -371,11 +383,13 @@ def evaluate(
     Example:
       train evaluate runs/b0 data/test
     """
+    from .control import RunControl
     from .evaluation import evaluate as evaluate_run
     from .evaluation import summary
 
+    control = RunControl(progress=False, workers=workers)
     with logs_to_stderr(), on_interrupt("nothing was written"):
-        metrics = evaluate_run(run, data, out, existing=_existing(overwrite))
+        metrics = evaluate_run(run, data, out, existing=_existing(overwrite), control=control)
     report_skipped(metrics["data"]["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -394,6 +408,7 @@ def predict(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --csv file."),
     top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings about skipped files."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the predictions as a JSON list on stdout."
@@ -412,6 +427,7 @@ def predict(
     from balancer.manifest import CSV_LINE_END
     from balancer.ownership import claim_file
 
+    from .control import RunControl
     from .evaluation import predict as predict_run
 
     target = None
@@ -419,7 +435,7 @@ def predict(
         inputs = {"run folder": run, "images": path}
         target = claim_file(csv, inputs=inputs, overwrite=overwrite, what="CSV file")
     with logs_to_stderr(), on_interrupt("nothing was written"):
-        table = predict_run(run, path, top_k=top_k)
+        table = predict_run(run, path, top_k=top_k, control=RunControl(workers=workers))
     if not quiet:
         report_skipped(table.attrs["skipped"])
     if as_json:
@@ -469,7 +485,7 @@ study_app = typer.Typer(
     help="The paper's experiments on your data: transform ranking, ablation.",
 )
 app.add_typer(study_app, name="study")
-STUDY_ONLY = ("model", "loss", "val_split")  # lists: --models, --losses; folds, not a split
+STUDY_ONLY = ("model", "loss", "val_split")  # lists there; folds, not a split
 
 
 @study_app.command("transforms")
@@ -491,8 +507,10 @@ def study_transforms_cmd(
         help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3).",
     ),
     folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
-    models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
-    losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+    model: str = typer.Option(
+        "efficientnet-b0", help="A model, or several comma-separated (each trains every fold)."
+    ),
+    loss: str = typer.Option("focal", help="focal, ce, or both comma-separated."),
     transforms: str = typer.Option(
         "all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."
     ),
@@ -500,6 +518,7 @@ def study_transforms_cmd(
         5, help=f"How many of the best to suggest for `balance build` ({TOP})."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     **train,
@@ -513,8 +532,9 @@ def study_transforms_cmd(
 
     \b
     Example:
-      train study transforms photos/ --out study-t --folds 5 --models efficientnet-b0,vgg16
+      train study transforms photos/ --out study-t --folds 5 --model efficientnet-b0,vgg16
     """
+    from .control import RunControl
     from .study import parse_list, study_transforms
 
     config = TrainConfig(**train, epochs=epochs, patience=patience or epochs)
@@ -525,11 +545,11 @@ def study_transforms_cmd(
             config,
             transforms=transforms,
             folds=folds,
-            models=parse_list(models, "--models"),
-            losses=parse_list(losses, "--losses"),
+            models=parse_list(model, "--model"),
+            losses=parse_list(loss, "--loss"),
             top=top,
             existing=_existing(overwrite, "resume"),
-            progress=not quiet,
+            control=RunControl(progress=not quiet, workers=workers),
         )
     if as_json:
         print(
@@ -573,9 +593,12 @@ def study_ablation_cmd(
         help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12').",
     ),
     folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
-    models: str = typer.Option("efficientnet-b0", help="Comma-separated models."),
-    losses: str = typer.Option("focal", help="Comma-separated losses: focal, ce."),
+    model: str = typer.Option(
+        "efficientnet-b0", help="A model, or several comma-separated (each trains every fold)."
+    ),
+    loss: str = typer.Option("focal", help="focal, ce, or both comma-separated."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier study in OUT."),
+    workers: int | None = WORKERS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     **train,
@@ -588,6 +611,7 @@ def study_ablation_cmd(
     Example:
       train study ablation photos/ --nmin 1500 --out study-a --folds 5
     """
+    from .control import RunControl
     from .study import parse_list, study_ablation
 
     with logs_to_stderr(), on_interrupt(GO_ON):
@@ -598,11 +622,11 @@ def study_ablation_cmd(
             nmin=nmin,
             transforms=transforms,
             folds=folds,
-            models=parse_list(models, "--models"),
-            losses=parse_list(losses, "--losses"),
+            models=parse_list(model, "--model"),
+            losses=parse_list(loss, "--loss"),
             every=every,
             existing=_existing(overwrite, "resume"),
-            progress=not quiet,
+            control=RunControl(progress=not quiet, workers=workers),
         )
     if as_json:
         print(json.dumps(summary.to_dict("records"), indent=2))
@@ -611,6 +635,7 @@ def study_ablation_cmd(
 
 
 def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit."""
     run_app(app)
 
 

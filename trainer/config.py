@@ -6,17 +6,20 @@ TrainConfig, gives the command line's help text and is what the tests try at bot
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
 
-from balancer.errors import TrainError
+from balancer.errors import TrainValueError
 from balancer.limits import SIDE, Interval
 from balancer.square import RESIZE_MODES
 
 
 class ModelSpec(NamedTuple):
+    """A model of the table: its Keras class, native side, input conversion, ImageNet file."""
+
     keras_name: str  # the keras.applications class
     side: int  # its native input side
     preprocessing: str  # what its input expects: 'none' (EfficientNet rescales inside) or
@@ -96,6 +99,50 @@ FOLDS = Interval(2, 1000, integer=True)
 TOP = Interval(1, 100, integer=True)
 
 
+def _checked(name: str, value: object, kind: str):
+    """`value` as a plain Python value of `kind` ('int', 'float', 'str', 'bool', 'int | None';
+    NumPy numbers are taken), else a TypeError (a bool is not a number)."""
+    if kind == "int | None" and value is None:
+        return None
+    number = {"int": numbers.Integral, "int | None": numbers.Integral, "float": numbers.Real}
+    if kind in number:
+        if isinstance(value, number[kind]) and not isinstance(value, bool):
+            return float(value) if kind == "float" else int(value)  # type: ignore[call-overload]
+    elif isinstance(value, {"str": str, "bool": bool}[kind]):
+        return value
+    shown = {"int": "an integer", "int | None": "an integer or None", "float": "a number"}
+    raise TypeError(f"{name} must be {shown.get(kind, 'a ' + kind)}, not {type(value).__name__}")
+
+
+# One line per TrainConfig field: what it means (the command line's help adds each range).
+FIELD_DOCS = {
+    "model": "The network: efficientnet-b0 ... -b7, vgg16 or resnet50 (MODELS).",
+    "image_size": "Input side in px; None: the model's native size.",
+    "weights": "'imagenet' (Keras' cache, downloaded once), 'none', or a weights file's path.",
+    "freeze_base": "Train the head only; the base keeps its weights.",
+    "fine_tune_epochs": "With freeze_base: then unfreeze the base and train this many more epochs at lr/10.",
+    "dropout": "Dropout rate before the softmax head.",
+    "loss": "'focal' (Keras' CategoricalFocalCrossentropy) or 'ce' (cross-entropy).",
+    "alpha": "Focal alpha: a number, or 'balanced' (per class, from inverse frequency).",
+    "gamma": "Focal gamma: how much easy examples are down-weighted.",
+    "lr": "Adam's learning rate, for the global batch.",
+    "lr_schedule": "'constant', 'cosine' (to 0 over the run) or 'plateau' (a tenth after a third of patience without gain).",
+    "warmup_epochs": "The learning rate rises linearly from 0 over these first epochs.",
+    "class_weight": "'none', or 'balanced': each class weighs n / (classes x its count) in the loss.",
+    "batch": "The global batch size, split across devices.",
+    "epochs": "The most epochs of the (first) training phase.",
+    "patience": "Stop after this many epochs without a better monitored value; the best weights are kept.",
+    "monitor": "What early stopping and the best checkpoint watch: val_f1, val_accuracy or val_loss.",
+    "val_split": "Validation fraction of the data's originals when no validation folder is given.",
+    "seed": "Seed of the split, the shuffles, the initial weights and dropout.",
+    "cache": "Keep decoded inputs in memory: 'auto' (when they fit), 'on' or 'off'.",
+    "precision": "'auto' (mixed on GPU, float32 on CPU), 'mixed' or 'float32'.",
+    "resize": "How an image becomes the square input: 'stretch', 'crop' (centre) or 'pad'.",
+    "eager": "Run Keras eagerly (no graph tracing): smoke runs on tiny data only.",
+    "jit": "Compile the step with XLA: 'auto' (on GPU; JAX always), 'on' or 'off'.",
+}
+
+
 def option(name: str) -> str:
     """A config field as the command line spells it."""
     return "--" + name.replace("_", "-")
@@ -104,78 +151,103 @@ def option(name: str) -> str:
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that shapes a training run; defaults are the paper's (Jeong & Kim 2021).
-    Frozen: a variant is `dataclasses.replace(config, ...)`, checked again."""
+    Frozen: a variant is `dataclasses.replace(config, ...)`, checked again. Each field's
+    one-line doc is in FIELD_DOCS (and below, under Fields)."""
 
     model: str = "efficientnet-b0"
-    image_size: int | None = None  # None: the model's native size
-    weights: str = "imagenet"  # 'imagenet', 'none' or a path to a weights file
+    image_size: int | None = None
+    weights: str = "imagenet"
     freeze_base: bool = False
-    fine_tune_epochs: int = 0  # with freeze_base: then unfreeze and train this many more
+    fine_tune_epochs: int = 0
     dropout: float = 0.2
-    loss: str = "focal"  # 'focal' | 'ce'
-    alpha: str = "0.25"  # a float, or 'balanced' (per class, from inverse frequency)
+    loss: str = "focal"
+    alpha: str = "0.25"
     gamma: float = 2.0
     lr: float = 1e-4
-    lr_schedule: str = "constant"  # 'constant', 'cosine' (to 0 over the run) or 'plateau'
-    warmup_epochs: int = 0  # the learning rate rises linearly from 0 over these first epochs
-    class_weight: str = "none"  # 'balanced': each class weighs n / (classes x n_class) in the loss
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    class_weight: str = "none"
     batch: int = 128
     epochs: int = 300
     patience: int = 10
     monitor: str = "val_f1"
     val_split: float = 0.2
     seed: int = 0
-    cache: str = "auto"  # keep decoded inputs in memory: 'auto' (when they fit), 'on', 'off'
-    precision: str = "auto"  # 'auto' (mixed on GPU), 'mixed', 'float32'
-    resize: str = "stretch"  # to the square input: 'stretch', 'crop' (centre) or 'pad'
-    eager: bool = False  # Keras run_eagerly: no graph tracing (smoke runs on tiny data only)
-    jit: str = "auto"  # compile the step: 'auto' (XLA on GPU; JAX always), 'on', 'off'
+    cache: str = "auto"
+    precision: str = "auto"
+    resize: str = "stretch"
+    eager: bool = False
+    jit: str = "auto"
 
     def __post_init__(self) -> None:
+        """Each field checked in the library's terms: a TypeError for a value of the wrong
+        type, a ValueError (TrainValueError) for one out of range or not among the choices."""
+        for f in fields(self):  # frozen: the plain value is set as dataclasses set it
+            object.__setattr__(self, f.name, _checked(f.name, getattr(self, f.name), str(f.type)))
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise TrainError(
-                    f"unknown {name if name == 'model' else option(name)} '{value}'; "
-                    f"choose from {', '.join(allowed)}"
+                raise TrainValueError(
+                    f"unknown {name} '{value}'; choose from {', '.join(allowed)}",
+                    parameters=(name,),
                 )
         for name, interval in LIMITS.items():
             value = getattr(self, name)
             if value is not None:
-                interval.check(value, option(name), TrainError)
+                interval.check(value, name, TrainValueError)
         if self.alpha != "balanced":
             try:
                 alpha = float(self.alpha)
             except ValueError:
-                raise TrainError(
-                    f"--alpha must be a number or 'balanced' (got '{self.alpha}')"
+                raise TrainValueError(
+                    f"alpha must be a number or 'balanced' (got '{self.alpha}')",
+                    parameters=("alpha",),
                 ) from None
-            ALPHA.check(alpha, "--alpha", TrainError)
+            ALPHA.check(alpha, "alpha", TrainValueError)
         if self.warmup_epochs and self.lr_schedule == "plateau":
-            raise TrainError(
-                "--warmup-epochs goes with --lr-schedule constant or cosine (plateau lowers "
-                "the rate itself)"
+            raise TrainValueError(
+                "warmup_epochs goes with lr_schedule constant or cosine (plateau lowers "
+                "the rate itself)",
+                parameters=("warmup_epochs", "lr_schedule"),
             )
 
     @property
     def size(self) -> int:
+        """The input side in px: image_size, else the model's native side."""
         return self.image_size or MODELS[self.model].side
+
+    @property
+    def total_epochs(self) -> int:
+        """The most epochs a run trains, fine-tuning included."""
+        return self.epochs + (self.fine_tune_epochs if self.freeze_base else 0)
 
     def check_weights(self) -> None:
         """Before training: a weights file must be there (a finished run folder does not
         need it any more, so this is not checked when a config is read back)."""
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
-            raise TrainError(
-                f"--weights: no such file {self.weights} (use imagenet, none or a path)"
+            raise TrainValueError(
+                f"weights: no such file {self.weights} (use imagenet, none or a path)",
+                parameters=("weights",),
             )
 
     def to_dict(self) -> dict:
+        """The config as a dict of plain values (metrics.json's `config`)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """A config from a dict (unknown keys left out: run folders of other versions)."""
         names = {f.name for f in fields(cls)}
         given = {k: v for k, v in data.items() if k in names}
         if isinstance(given.get("cache"), bool):  # a run folder from before --cache auto
             given["cache"] = "on" if given["cache"] else "off"
         return cls(**given)
+
+
+TrainConfig.__doc__ = (
+    (TrainConfig.__doc__ or "")
+    + "\n\n    Fields:\n"
+    + "".join(
+        f"        {name}: {FIELD_DOCS[name]}\n" for name in (f.name for f in fields(TrainConfig))
+    )
+)

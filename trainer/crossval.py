@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from balancer.atomic import write_atomic
-from balancer.errors import ToolWarning, TrainError
+from balancer.errors import ToolWarning, TrainValueError
 from balancer.limits import COUNT
 from balancer.manifest import CSV_LINE_END
 from balancer.ownership import Claim, Existing, claim
@@ -19,6 +20,7 @@ from balancer.transforms import PAPER_SET, parse_transforms
 
 from .balancing import Arm, training_table
 from .config import FOLDS, TrainConfig
+from .control import RunControl
 from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
@@ -27,6 +29,7 @@ from .training import train_run
 
 
 def mean_std(values) -> dict:
+    """{mean, std} of the values (std with ddof=1; 0 for one value)."""
     values = np.asarray(values, dtype=float)
     return {
         "mean": float(values.mean()),
@@ -38,13 +41,12 @@ def cross_validate(
     data: str | Path,
     out: str | Path,
     config: TrainConfig | None = None,
-    folds: int = 5,
-    existing: Existing = Existing.RESUME,
-    progress: bool = True,
     *,
+    folds: int = 5,
     nmin: int | None = None,
     transforms: str = PAPER_SET,
-    reuse_model: bool = True,
+    existing: Existing = Existing.RESUME,
+    control: RunControl | None = None,
 ) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
@@ -52,21 +54,23 @@ def cross_validate(
     up to N_min, one transform from `transforms` per copy), as the paper's method runs
     inside each fold; without it, DATA trains as it is (a balanced folder keeps each copy
     with its original, but its folds are no longer balanced, which a warning shows).
-    Writes OUT/fold-<k>/ (a full run folder each, appearing whole), cv.csv (one row per
-    fold) and cv.json (per fold and mean +- std of accuracy and macro F1, and the classes a
-    fold had no validation image of). By default a folder holding the same
+    Writes OUT/fold-<k>/ (k from 1; a full run folder each, appearing whole), cv.csv (one
+    row per fold) and cv.json (per fold and mean +- std of accuracy and macro F1, and the
+    classes a fold had no validation image of). By default a folder holding the same
     cross-validation of the same data is resumed: finished folds are read back, not
     trained again; Existing.OVERWRITE replaces it. The folds share one compiled model
-    (`reuse_model`), reset to its start for each: its step is traced once, not per fold.
+    (`control.reuse_model`), reset to its start for each: its step is traced once.
     """
     config = config or TrainConfig()
-    FOLDS.check(folds, "--folds", TrainError)
+    control = control or RunControl()
+    FOLDS.check(folds, "folds", TrainValueError)
     if nmin is not None:
-        COUNT.check(nmin, "--nmin", TrainError)
+        COUNT.check(nmin, "nmin", TrainValueError)
     chosen = parse_transforms(transforms) if nmin is not None else None
     config.check_weights()
-    folder = list_folder(data, progress=progress)
+    folder = list_folder(data, progress=control.progress)
     settings = {
+        "counted_from": 1,  # fold-1 is the first fold (folders of 0.x began at fold-0)
         "data": str(folder.root.resolve()),
         "data_digest": folder.digest(),
         "folds": folds,
@@ -76,19 +80,19 @@ def cross_validate(
     with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
         c.check_resume(settings, "settings or data")
         c.begin({"settings": settings})
-        return _cross_validate(c, folder, config, settings, progress, reuse_model)
+        return _cross_validate(c, folder, config, settings, control)
 
 
-def _cross_validate(  # noqa: PLR0917  (the cv's own parts, in order)
-    c: Claim, folder: Folder, config: TrainConfig, settings: dict, progress: bool, reuse_model: bool
+def _cross_validate(
+    c: Claim, folder: Folder, config: TrainConfig, settings: dict, control: RunControl
 ) -> dict:
-    folds, balance = settings["folds"], settings["balance"]
+    folds, balance, progress = settings["folds"], settings["balance"], control.progress
     splits = list(grouped_folds(folder.table, folds, config.seed))
-    reuse = Reuse(enabled=reuse_model)
+    reuse = Reuse(enabled=control.reuse_model)
     if balance is None and folder.has_manifest:
         _say_unbalanced(splits, folder.class_names)
     rows = []
-    for k, (train, val) in enumerate(splits):
+    for k, (train, val) in enumerate(splits, start=1):
         run = c.path / f"fold-{k}"
         if not (run / RUN.record).is_file():
             if balance is not None:
@@ -100,12 +104,12 @@ def _cross_validate(  # noqa: PLR0917  (the cv's own parts, in order)
                     cache=c.path / "data" / f"fold-{k}",
                     class_names=folder.class_names,
                     nmin=balance["nmin"],
-                    seed=config.seed + k,
-                    workers=default_workers(),
+                    seed=config.seed + k - 1,
+                    workers=control.workers or default_workers(),
                 )
             if progress:
                 print(
-                    f"fold {k + 1}/{folds}: {len(train)} training, {len(val)} validation files",
+                    f"fold {k}/{folds}: {len(train)} training, {len(val)} validation files",
                     file=sys.stderr,
                 )
             with c.staged(run.name) as tmp:
@@ -115,7 +119,7 @@ def _cross_validate(  # noqa: PLR0917  (the cv's own parts, in order)
                     folder.class_names,
                     config,
                     tmp,
-                    progress=progress,
+                    control=replace(control, label=f"fold {k}/{folds}: "),
                     extra={"fold": k, "folds": folds},
                     reuse=reuse,
                 )
@@ -123,7 +127,7 @@ def _cross_validate(  # noqa: PLR0917  (the cv's own parts, in order)
         absent = m.get("absent_classes") or []
         if absent and progress:
             print(
-                f"fold {k + 1}/{folds}: no validation image of {', '.join(absent)}: "
+                f"fold {k}/{folds}: no validation image of {', '.join(absent)}: "
                 "each counts as 0 in its macro F1",
                 file=sys.stderr,
             )

@@ -187,10 +187,12 @@ def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def originals_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are not generated copies."""
     return table[table.origin == "original"].reset_index(drop=True)
 
 
 def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    """Each row's class index in `class_names` (one line naming any unknown class)."""
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(table.label) - set(index))
     if unknown:
@@ -202,6 +204,7 @@ def label_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
 
 
 def class_counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
+    """Rows per class, every class of `class_names` included."""
     counts = table.label.value_counts()
     return {name: int(counts.get(name, 0)) for name in class_names}
 

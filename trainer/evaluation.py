@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.errors import TrainError
+from balancer.errors import TrainError, TrainValueError
 from balancer.ownership import TOOL, Existing, claim, identity, read_json_record, stamp, write_json
 
 from . import backend
 from .config import TrainConfig
+from .control import RunControl
 from .data import label_indices, list_folder, originals_only
 from .outputs import EVALUATION, draw_plots, plot_confusion
 
@@ -121,20 +122,26 @@ def _number(value) -> bool:
 
 
 class Run:
-    """A finished run folder: the model, its config and its class names."""
+    """A finished run folder: the model, its config and its class names. `workers`: the
+    threads that read images for it (None: one per core this process may use)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, workers: int | None = None):
         self.folder = Path(folder)
+        self.workers = workers
         meta = self.folder / "metrics.json"
         if not (self.folder / "model.keras").is_file() or not meta.is_file():
             raise TrainError(f"{self.folder} is not a run folder (no model.keras or metrics.json)")
         info = read_metrics(meta)
-        self.config = TrainConfig.from_dict(info["config"])
+        try:
+            self.config = TrainConfig.from_dict(info["config"])
+        except (TypeError, ValueError) as exc:
+            raise TrainError(f"{meta} is damaged: its config says {exc}") from None
         self.class_names: list[str] = info["class_names"]
         self._model = None
 
     @property
     def model(self):
+        """The run's Keras model, loaded once (one line when the file is damaged)."""
         if self._model is None:
             keras = backend.keras()
             from . import models  # noqa: F401  (registers the model's ImageInput layer)
@@ -154,6 +161,7 @@ class Run:
         return self._model
 
     def probabilities(self, paths) -> np.ndarray:
+        """Each class's probability for each image file (rows in the order of `paths`)."""
         from .pipeline import ImageBatches, predict
         from .runtime import pad_to
 
@@ -168,6 +176,7 @@ class Run:
                 batch=c.batch,
                 resize=c.resize,
                 pad_to=pad_to(),
+                threads=self.workers,
             ),
         )
 
@@ -176,8 +185,9 @@ def evaluate(
     run: str | Path,
     data: str | Path,
     out: str | Path | None = None,
+    *,
     existing: Existing = Existing.ERROR,
-    progress: bool = False,
+    control: RunControl | None = None,
 ) -> dict:
     """Score a run on a labelled folder (originals only, when it has a manifest).
 
@@ -185,12 +195,13 @@ def evaluate(
     a folder that appears whole; an earlier evaluation there is replaced only with
     existing=Existing.OVERWRITE.
     """
-    r = Run(run)
+    control = control or RunControl(progress=False)
+    r = Run(run, workers=control.workers)
     target = Path(out or r.folder / f"eval-{Path(data).resolve().name}").resolve()
     inputs: dict[str, Path | None] = {"data folder": Path(data)}
     if not (identity(target.parent) == identity(r.folder) and target.name.startswith("eval-")):
         inputs["run folder"] = r.folder  # RUN/eval-<name> is where a run keeps its evaluations
-    folder = list_folder(data, progress=progress)
+    folder = list_folder(data, progress=control.progress)
     table = originals_only(folder.table)
     y_true = label_indices(table, r.class_names)
     with claim(target, EVALUATION, inputs=inputs, existing=existing) as c:
@@ -217,14 +228,17 @@ def evaluate(
     return metrics
 
 
-def predict(run: str | Path, path: str | Path, top_k: int = 1) -> pd.DataFrame:
+def predict(
+    run: str | Path, path: str | Path, top_k: int = 1, *, control: RunControl | None = None
+) -> pd.DataFrame:
     """Predicted class and probability (top k) for an image file or every image under a folder.
 
     Files that cannot be read are left out and listed in the result's attrs["skipped"].
+    `control.workers`: the reading threads.
     """
-    r = Run(run)
+    r = Run(run, workers=(control or RunControl()).workers)
     if top_k < 1:
-        raise TrainError(f"--top-k must be at least 1 (got {top_k})")
+        raise TrainValueError(f"top_k must be at least 1 (got {top_k})", parameters=("top_k",))
     path = Path(path)
     if path.is_file():
         root, candidates = path.parent, [path]

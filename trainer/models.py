@@ -27,12 +27,14 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
         self.mode = mode
 
     def call(self, images):
+        """uint8 images as the base model expects them."""
         x = keras.ops.cast(images, self.compute_dtype)
         if self.mode == "caffe":
             x = keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, x.dtype)
         return x
 
     def get_config(self) -> dict:
+        """What Keras saves of this layer."""
         return {**super().get_config(), "mode": self.mode}
 
 
@@ -113,6 +115,7 @@ def make_loss(config: TrainConfig, train_counts: list[int]):
 
 
 def focal_alpha(config: TrainConfig, train_counts: list[int]) -> float | list[float]:
+    """Focal alpha: the configured number, or per class from inverse frequency ('balanced')."""
     if config.alpha != "balanced":
         return float(config.alpha)
     total, n = sum(train_counts), len(train_counts)

@@ -179,7 +179,7 @@ def plot_curves(history, path: Path) -> None:
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + key in history:
                 ax.plot(
-                    history["epoch"] + 1,
+                    history["epoch"],
                     history[prefix + key],
                     style,
                     label=("validation " if prefix else "training ") + key,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from balancer.errors import ToolWarning, TrainError
+from balancer.errors import ToolWarning, TrainValueError
 
 from . import backend
 from .config import CACHE_SHARE, TrainConfig
@@ -23,6 +23,8 @@ from .config import CACHE_SHARE, TrainConfig
 
 @dataclass(frozen=True)
 class Runtime:
+    """Where and how training runs: backend, devices, strategy, precision, XLA."""
+
     backend: str
     gpus: int
     precision: str  # the Keras dtype policy
@@ -50,9 +52,10 @@ def setup(config: TrainConfig) -> Runtime:
     mixed = config.precision == "mixed" or (config.precision == "auto" and gpus > 0)
     policy = ("mixed_bfloat16" if bf16 or not gpus else "mixed_float16") if mixed else "float32"
     if name == "jax" and config.batch % replicas:
-        raise TrainError(
-            f"--batch {config.batch} does not split evenly over the {replicas} "
-            f"devices: use a multiple of {replicas}"
+        raise TrainValueError(
+            f"batch {config.batch} does not split evenly over the {replicas} "
+            f"devices: use a multiple of {replicas}",
+            parameters=("batch",),
         )
     keras.mixed_precision.set_global_policy(policy)
     jit = {"on": True, "off": False}.get(config.jit)
@@ -228,6 +231,7 @@ class CachePlan:
     available: int | None = None  # measured for auto
 
     def describe(self) -> str:
+        """The cache decision as one line."""
         what = f"the {self.images:,} decoded inputs ({self.needed / 2**30:.2f} GiB)"
         if self.mode != "auto":
             return (
@@ -239,6 +243,7 @@ class CachePlan:
         return f"cache auto: off, {what} would take more than {room} (--cache on forces it)"
 
     def as_dict(self) -> dict:
+        """The cache decision for metrics.json."""
         return {"mode": self.mode, "on": self.on, "bytes": self.needed, "available": self.available}
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from balancer.atomic import write_atomic
-from balancer.errors import TrainError
+from balancer.errors import TrainError, TrainValueError
 from balancer.limits import COUNT
 from balancer.manifest import CSV_LINE_END
 from balancer.ownership import Claim, Existing, claim
@@ -26,11 +26,12 @@ from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms
 
 from .balancing import Arm, training_table
 from .config import FOLDS, TOP, TrainConfig
+from .control import RunControl, epoch_report
 from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import RUN, STUDY
 from .reuse import Reuse
-from .training import epoch_progress, train_run
+from .training import train_run
 
 
 def transform_arms(transforms: dict) -> list[Arm]:
@@ -64,9 +65,9 @@ class StudySpec:
     nmin: int | None = None  # the ablation's N_min, per training fold
 
     def __post_init__(self) -> None:
-        FOLDS.check(self.folds, "--folds", TrainError)
+        FOLDS.check(self.folds, "folds", TrainValueError)
         if self.nmin is not None or any(a.balance for a in self.arms):
-            COUNT.check(self.nmin, "--nmin", TrainError)
+            COUNT.check(self.nmin, "nmin", TrainValueError)
         for model in self.models:
             replace(self.config, model=model)  # validates the name
         for loss in self.losses:
@@ -77,6 +78,7 @@ class StudySpec:
         """What a study folder must hold to be resumed: this study, of this data."""
         return {
             "study": self.kind,
+            "counted_from": 1,  # runs/.../fold-1 is the first fold (0.x began at fold-0)
             "source": str(folder.root.resolve()),
             "data_digest": folder.digest(),
             "folds": self.folds,
@@ -90,10 +92,10 @@ class StudySpec:
         }
 
     def runs(self) -> list[tuple[int, str, str, Arm]]:
-        """(fold, model, loss, arm) for every run, in the order they train."""
+        """(fold from 1, model, loss, arm) for every run, in the order they train."""
         return [
             (k, model, loss, arm)
-            for k in range(self.folds)
+            for k in range(1, self.folds + 1)
             for model in self.models
             for loss in self.losses
             for arm in self.arms
@@ -106,16 +108,17 @@ def run_study(
     out: str | Path,
     *,
     existing: Existing = Existing.RESUME,
-    progress: bool = True,
-    workers: int | None = None,
+    control: RunControl | None = None,
 ) -> pd.DataFrame:
     """Train every arm x fold x model x loss; write results.csv, results.md and a plot.
 
     A study folder that holds the same study of the same data is resumed (finished runs are
     read, not redone); Existing.OVERWRITE replaces it.
     """
-    workers = resolve_workers(workers)
-    folder = list_folder(src, workers=workers, progress=progress)
+    control = control or RunControl()
+    progress = control.progress
+    control = replace(control, workers=resolve_workers(control.workers))
+    folder = list_folder(src, workers=control.workers, progress=progress)
     settings = spec.key(folder)
     splits = list(grouped_folds(originals_only(folder.table), spec.folds, spec.config.seed))
     from .models import build_model  # Keras loads here, once the cheap checks have passed
@@ -132,24 +135,24 @@ def run_study(
             unit="run",
             disable=None if progress else True,
         )
-        rows, reuse = [], Reuse()
+        rows, reuse = [], Reuse(enabled=control.reuse_model)
         for i, (k, model, loss, arm) in enumerate(runs, start=1):
+            label = f"[{i}/{len(runs)}] fold {k}/{spec.folds} {model} {loss} {arm.name}"
             m = _one_run(
                 spec,
                 c,
                 folder,
-                splits[k],
+                splits[k - 1],
                 (k, model, loss, arm),
+                control=replace(control, label=label + ": "),
                 bar=bar,
-                workers=workers,
                 reuse=reuse,
             )
             rows.append(_result_row(m, (k, model, loss, arm)))
             bar.update()
             if progress:
                 bar.write(
-                    f"[{i}/{len(runs)}] fold {k} {model} {loss} {arm.name}: accuracy "
-                    f"{m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}",
+                    f"{label}: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}",
                     file=sys.stderr,
                 )
         bar.close()
@@ -158,10 +161,19 @@ def run_study(
         return summary
 
 
-def _one_run(
-    spec: StudySpec, c: Claim, folder: Folder, split, run: tuple, *, bar, workers: int, reuse: Reuse
+def _one_run(  # noqa: PLR0917  (the study, its folder, the data, the fold, the run)
+    spec: StudySpec,
+    c: Claim,
+    folder: Folder,
+    split,
+    run: tuple,
+    *,
+    control: RunControl,
+    bar,
+    reuse: Reuse,
 ) -> dict:
-    """One run's metrics: read back when its run folder is finished, else trained."""
+    """One run's metrics: read back when its run folder is finished, else trained. Its epochs
+    show on the study's bar (a terminal), else as a line each (logs)."""
     k, model, loss, arm = run
     part = f"runs/{model}-{loss}/{_slug(arm.name)}/fold-{k}"
     metrics_file = c.path / part / RUN.record
@@ -174,22 +186,29 @@ def _one_run(
             cache=c.path / "data" / f"fold-{k}" / _slug(arm.name),
             class_names=folder.class_names,
             nmin=spec.nmin,
-            seed=spec.config.seed + k,
-            workers=workers,
+            seed=spec.config.seed + k - 1,
+            workers=resolve_workers(control.workers),
         )
         weight = "balanced" if arm.class_weight else spec.config.class_weight
         run_config = replace(spec.config, model=model, loss=loss, class_weight=weight)
         with c.staged(part) as tmp:
-            bar.set_description(f"study {spec.kind}: fold {k + 1}/{spec.folds} {arm.name}")
+            bar.set_description(f"study {spec.kind}: fold {k}/{spec.folds} {arm.name}")
+            shown = not bar.disable
+            report = epoch_report(
+                run_config.total_epochs, label=control.label, bar=bar if shown else None
+            )
             train_run(
                 train_all,
                 val,
                 folder.class_names,
                 run_config,
                 tmp,
-                progress=False,
+                control=replace(
+                    control,
+                    progress=False,
+                    callbacks=(*control.callbacks, *((report,) if control.progress else ())),
+                ),
                 extra={"study": spec.kind, "arm": arm.name, "fold": k},
-                callbacks=(epoch_progress(bar, run_config),),
                 reuse=reuse,
             )
     return read_metrics(metrics_file)
@@ -389,6 +408,7 @@ def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | No
 
 
 def study_title(kind: str, settings: dict) -> str:
+    """A study's title: its kind, folds and source."""
     parts = [f"study: {kind}", f"{settings['folds']} folds" if settings.get("folds") else ""]
     if settings.get("nmin"):
         parts.append(f"N_min {settings['nmin']}")
@@ -399,6 +419,7 @@ def study_title(kind: str, settings: dict) -> str:
 
 
 def parse_list(value: str, option: str) -> list[str]:
+    """'a, b' as ['a', 'b']; one line when nothing is given."""
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
         raise TrainError(f"{option} needs at least one value")
@@ -416,7 +437,7 @@ def study_transforms(
     losses=("focal",),
     top: int = 5,
     existing: Existing = Existing.RESUME,
-    progress: bool = True,
+    control: RunControl | None = None,
 ) -> dict:
     """Rank each transform by the macro F1 it adds when it doubles the training set once."""
     chosen = parse_transforms(transforms)
@@ -428,8 +449,8 @@ def study_transforms(
         losses=tuple(losses),
         config=config,
     )
-    TOP.check(top, "--top", TrainError)
-    summary = run_study(spec, src, out, existing=existing, progress=progress)
+    TOP.check(top, "top", TrainValueError)
+    summary = run_study(spec, src, out, existing=existing, control=control)
     return {
         "summary": summary,
         "ranking": ranking(summary),
@@ -449,7 +470,7 @@ def study_ablation(
     losses=("focal",),
     every: str = "all",
     existing: Existing = Existing.RESUME,
-    progress: bool = True,
+    control: RunControl | None = None,
 ) -> pd.DataFrame:
     """The four arms of the paper's Table 4, balanced inside each training fold.
 
@@ -465,4 +486,4 @@ def study_ablation(
         config=config,
         nmin=nmin,
     )
-    return run_study(spec, src, out, existing=existing, progress=progress)
+    return run_study(spec, src, out, existing=existing, control=control)

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from balancer.ownership import Claim, Existing, check_inputs, claim, overlaps, s
 
 from . import backend
 from .config import MONITORS, TrainConfig
+from .control import RunControl, keras_verbosity
 from .data import (
     class_counts,
     describe,
@@ -38,27 +39,6 @@ from .runtime import fit_multi_worker, pad_to, plan_cache
 from .runtime import setup as runtime_setup
 
 
-def _verbosity(progress: bool) -> int:
-    if not progress:
-        return 0
-    return 1 if sys.stderr.isatty() else 2  # a bar on a terminal, a line per epoch in logs
-
-
-def epoch_progress(bar, config: TrainConfig):
-    """A Keras callback showing `epoch n/N, val F1 x` on a tqdm bar (a study's runs)."""
-    keras = backend.keras()
-    total = config.epochs + (config.fine_tune_epochs if config.freeze_base else 0)
-
-    class EpochProgress(keras.callbacks.Callback):  # type: ignore[name-defined]
-        def on_epoch_end(self, epoch, logs=None):
-            f1 = (logs or {}).get("val_f1")
-            bar.set_postfix_str(
-                f"epoch {epoch + 1}/{total}" + ("" if f1 is None else f", val F1 {float(f1):.3f}")
-            )
-
-    return EpochProgress()
-
-
 def train_run(
     train: pd.DataFrame,
     val: pd.DataFrame,
@@ -66,9 +46,8 @@ def train_run(
     config: TrainConfig,
     folder: Path,
     *,
-    progress: bool = True,
+    control: RunControl | None = None,
     extra: dict | None = None,
-    callbacks: tuple = (),
     reuse: Reuse | None = None,
 ) -> dict:
     """Train on `train`, early-stop on `val`, write model and reports into `folder`.
@@ -77,6 +56,8 @@ def train_run(
     and `extra`, as written to metrics.json. `reuse` (a cv's or a study's) hands back the
     model the previous run compiled when nothing that shapes it changed, reset to its start.
     """
+    control = control or RunControl()
+    progress = control.progress
     keras = backend.keras()
     keras.utils.set_random_seed(config.seed)
     if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI: stderr)
@@ -85,7 +66,9 @@ def train_run(
     cache = plan_cache(config.cache, len(train) + len(val), config.size)
     if progress:
         print(cache.describe(), file=sys.stderr)
-    train_ds, val_ds = _batches(train, val, class_names, config, cache=cache.on)
+    train_ds, val_ds = _batches(
+        train, val, class_names, config, cache=cache.on, threads=control.workers
+    )
     from .pipeline import reading
 
     with reading(train_ds, val_ds):
@@ -97,7 +80,7 @@ def train_run(
             runtime=runtime,
             train_counts=list(class_counts(train, class_names).values()),
             n_classes=len(class_names),
-            callbacks=callbacks,
+            callbacks=control.callbacks_for(folder, config),
             progress=progress,
             settings=_resume_key(config, train, val, class_names),
             reuse=reuse,
@@ -148,6 +131,7 @@ def _batches(
     config: TrainConfig,
     *,
     cache: bool,
+    threads: int | None,
 ):
     """The training batches (shuffled per epoch, all full) and the validation batches."""
     from .pipeline import ImageBatches
@@ -160,6 +144,7 @@ def _batches(
         resize=config.resize,
         cache=cache,
         pad_to=pad_to(),
+        threads=threads,
     )
     counts = list(class_counts(train, class_names).values())
     train_ds = ImageBatches(
@@ -233,7 +218,6 @@ def _train_model(
     One checkpoint across both phases, so the model kept is the best epoch of the whole run,
     the one metrics.json names. EarlyStopping only stops. Every epoch's end saves what a
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
-    keras = backend.keras()
     from . import resume
     from .models import unfreeze
 
@@ -256,12 +240,12 @@ def _train_model(
         validation_data=val_ds,
         callbacks=[
             *stateful.values(),
-            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
+            _history_log(folder / "history.csv"),
             checkpoint,
             *callbacks,
             saver,  # last: it records the others' state
         ],
-        verbose=_verbosity(progress),
+        verbose=keras_verbosity(progress),
         shuffle=False,  # ImageBatches shuffles
     )
     if phase["phase"] == 1:
@@ -384,11 +368,23 @@ def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase
     return stateful, checkpoint, saver
 
 
+def _history_log(path: Path):
+    """Keras' CSVLogger, appending, with epochs counted from 1 as Keras' console counts them
+    (and metrics.json's best_epoch, the curves and the epoch lines)."""
+    keras = backend.keras()
+
+    class History(keras.callbacks.CSVLogger):  # type: ignore[name-defined]
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, logs)
+
+    return History(str(path), append=True)
+
+
 def _epochs(history: pd.DataFrame, monitor: str) -> dict:
-    """Epochs run, and the best one by the monitored value (1-based)."""
+    """Epochs run, and the best one by the monitored value (epochs count from 1)."""
     column = history[monitor]
     best = column.idxmax() if MONITORS[monitor] == "max" else column.idxmin()
-    return {"epochs_run": len(history), "best_epoch": int(history.epoch[best]) + 1}
+    return {"epochs_run": len(history), "best_epoch": int(history.epoch[best])}
 
 
 def absent_classes(
@@ -426,14 +422,14 @@ def fit(
     *,
     val: str | Path | None = None,
     existing: Existing = Existing.ERROR,
-    progress: bool = True,
     callbacks: Sequence = (),
-    tensorboard: bool = False,
+    control: RunControl | None = None,
 ) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
 
     `callbacks`: Keras callbacks of yours, run with the trainer's own (after them, before the
-    state a resumed run needs is saved). `tensorboard`: TensorBoard logs in RUN/logs.
+    state a resumed run needs is saved); added to `control`'s. `control`: progress, reading
+    threads, TensorBoard logs (RUN/logs); see RunControl.
 
     The run folder appears whole when training ends, or not at all; an earlier run there is
     replaced only with existing=Existing.OVERWRITE. A killed run is continued from its last
@@ -448,41 +444,21 @@ def fit(
             f"the validation folder {val} overlaps the data folder {data}: "
             "validation would not be held out"
         )
-    if tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            raise TrainError(
-                "--tensorboard needs TensorBoard: pip install 'balanced-aug[tensorboard]'"
-            )
-    extras = Extras(progress, tuple(callbacks), tensorboard)
+    control = control or RunControl()
+    control = replace(control, callbacks=(*control.callbacks, *callbacks))
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
-        return _fit_folder(data, None, config, val, extras)
+        return _fit_folder(data, None, config, val, control)
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
         if c.resuming:
             raise TrainError(
                 f"{c.path} is a finished run: nothing to resume (--overwrite replaces it)"
             )
-        return _fit_folder(data, c, config, val, extras)
+        return _fit_folder(data, c, config, val, control)
 
 
-@dataclass(frozen=True)
-class Extras:
-    """What a fit adds that does not shape the model: progress, your callbacks, logs."""
-
-    progress: bool = True
-    callbacks: tuple = ()
-    tensorboard: bool = False
-
-    def for_folder(self, folder: Path) -> tuple:
-        keras = backend.keras()
-        logs = (keras.callbacks.TensorBoard(str(folder / "logs")),) if self.tensorboard else ()
-        return (*self.callbacks, *logs)
-
-
-def _fit_folder(data, c: Claim | None, config: TrainConfig, val, extras: Extras) -> dict:
-    progress = extras.progress
+def _fit_folder(data, c: Claim | None, config: TrainConfig, val, control: RunControl) -> dict:
+    progress = control.progress
     folder = list_folder(data, progress=progress)
     if val is not None:
         val_folder = list_folder(val, progress=progress)
@@ -511,9 +487,8 @@ def _fit_folder(data, c: Claim | None, config: TrainConfig, val, extras: Extras)
                 folder.class_names,
                 config,
                 Path(tmp),
-                progress=progress,
+                control=control,
                 extra=extra,
-                callbacks=extras.for_folder(Path(tmp)),
             )
     with c.staged() as tmp:
         metrics = train_run(
@@ -522,9 +497,8 @@ def _fit_folder(data, c: Claim | None, config: TrainConfig, val, extras: Extras)
             folder.class_names,
             config,
             tmp,
-            progress=progress,
+            control=control,
             extra=extra,
-            callbacks=extras.for_folder(tmp),
         )
     metrics["out"] = str(c.path)
     return metrics
