@@ -10,7 +10,7 @@ The names below load on first use, so `import balancer` (and `balance --help`) s
 
 from typing import TYPE_CHECKING
 
-from .lazy import lazy_exports
+from .common.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -44,10 +44,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .builder import BuildResult, BuildSettings, build
-    from .errors import BalanceError, UserError
+    from .common.errors import BalanceError, UserError
+    from .common.ownership import Existing
+    from .common.parallel import RunOptions
     from .manifest import read_manifest, read_record
-    from .ownership import Existing
-    from .parallel import RunOptions
     from .plan import Item, class_targets, make_plan
     from .source import Scan, Skipped, SourceImage, scan
     from .splitting import split

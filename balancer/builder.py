@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .errors import BalanceError, ToolWarning
-from .limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY
-from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest
-from .ownership import (
+from .common.errors import BalanceError, ToolWarning
+from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY
+from .common.ownership import (
     Claim,
     Existing,
     OutputKind,
@@ -31,7 +30,8 @@ from .ownership import (
     plain_file,
     stamp,
 )
-from .parallel import Pool, RunOptions, pool
+from .common.parallel import Pool, RunOptions, pool
+from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .source import Scan, check_source, scan, sizes_by_class
 from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .cli_common import (
+from .common.cli import (
     CONTEXT,
     on_interrupt,
     report_skipped,
@@ -17,7 +17,7 @@ from .cli_common import (
     version_flag,
     warn,
 )
-from .limits import (
+from .common.limits import (
     COUNT,
     IMAGE_MB,
     JPEG_QUALITY,
@@ -141,8 +141,8 @@ def build_cmd(
       balance build data/train --out data/balanced --nmin 1500 --transforms crop,rotate,cutout,width,zoom
     """
     from .builder import BuildSettings, build
-    from .ownership import Existing
-    from .parallel import RunOptions
+    from .common.ownership import Existing
+    from .common.parallel import RunOptions
 
     settings = BuildSettings(
         nmin=nmin,
@@ -213,9 +213,9 @@ def stats_cmd(
     Example:
       balance stats photos/ --nmin 1500 --plot counts.png
     """
-    from .ownership import claim_file
-    from .parallel import RunOptions
-    from .plotting import figure_format
+    from .common.ownership import claim_file
+    from .common.parallel import RunOptions
+    from .common.plotting import figure_format
     from .stats import folder_stats, plot_counts
 
     if plot:  # refused now, not after the scan
@@ -359,8 +359,8 @@ def split_cmd(
     Example:
       balance split photos/ --out data/ --test 0.2 --val 0.1
     """
-    from .ownership import Existing
-    from .parallel import RunOptions
+    from .common.ownership import Existing
+    from .common.parallel import RunOptions
     from .splitting import split
 
     run = RunOptions(workers, progress=not quiet)
@@ -408,7 +408,7 @@ def verify_cmd(
     Example:
       balance verify data/balanced --replay
     """
-    from .parallel import RunOptions
+    from .common.parallel import RunOptions
     from .verification import verify
 
     report = verify(out, run=RunOptions(workers, progress=not quiet), replay=replay)

@@ -9,9 +9,9 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from .atomic import write_atomic
-from .errors import BalanceError
-from .ownership import read_json_record, write_json
+from .common.atomic import write_atomic
+from .common.errors import BalanceError
+from .common.ownership import read_json_record, write_json
 
 MANIFEST = "manifest.csv"
 RECORD = "balance.json"
@@ -80,7 +80,7 @@ def is_balanced_folder(folder: str | Path) -> bool:
     """Whether FOLDER is a balancer output: its balance.json is this tool's record, or its
     manifest.csv has the balancer's `source` and `origin` columns. A manifest.csv of anyone
     else (Hugging Face's `file_name,text` metadata, say) does not make it one."""
-    from .ownership import tool_record
+    from .common.ownership import tool_record
 
     folder = Path(folder)
     found = tool_record(folder)

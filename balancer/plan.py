@@ -15,8 +15,8 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from .errors import BalanceValueError
-from .limits import COUNT, SEED
+from .common.errors import BalanceValueError
+from .common.limits import COUNT, SEED
 from .source import SourceImage
 
 OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imageio
-from .atomic import write_atomic
-from .errors import BalanceError, BalanceValueError, ToolWarning
-from .imageio import BadImage, cv2, load
-from .limits import ROWS, SEED, SIDE
+from .common import imageio
+from .common.atomic import write_atomic
+from .common.errors import BalanceError, BalanceValueError, ToolWarning
+from .common.imageio import BadImage, cv2, load
+from .common.limits import ROWS, SEED, SIDE
+from .common.ownership import claim_file
+from .common.square import RESIZE_MODES, to_square
 from .manifest import MANIFEST, read_manifest
-from .ownership import claim_file
 from .source import list_source
-from .square import RESIZE_MODES, to_square
 from .transforms import TRANSFORMS, unsuited
 from .writing import output_format
 

@@ -10,10 +10,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import imageio
-from .atomic import TEMP_SUFFIX
-from .errors import BalanceError
-from .parallel import chunked, default_workers, run_chunks
+from .common import imageio
+from .common.atomic import TEMP_SUFFIX
+from .common.errors import BalanceError
+from .common.parallel import chunked, default_workers, run_chunks
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm

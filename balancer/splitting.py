@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BalanceError, BalanceValueError
-from .limits import SPLIT_FRACTION
+from .common.errors import BalanceError, BalanceValueError
+from .common.limits import SPLIT_FRACTION
+from .common.ownership import Existing, OutputKind, check_claim, claim, files_only
+from .common.parallel import RunOptions, pool
 from .manifest import MANIFEST, is_balanced_folder, write_csv
-from .ownership import Existing, OutputKind, check_claim, claim, files_only
-from .parallel import RunOptions, pool
 from .plan import check_seed, class_rng, plan_class
 from .source import check_source, scan
 from .writing import Writing, is_written, run_items

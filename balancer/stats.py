@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from .common.parallel import RunOptions, pool
 from .manifest import is_balanced_folder, read_manifest
-from .parallel import RunOptions, pool
 from .plan import check_target, class_targets, thin_classes
 from .source import check_source, scan, sizes_by_class
 from .transforms import parse_transforms, unsuited
@@ -91,8 +91,8 @@ def folder_stats(
 def plot_counts(stats: dict, path: str | Path, *, overwrite: bool = False) -> None:
     """Bar chart of images per class: before/after a plan, or originals/augmented copies.
     Never written inside the folder it counts, nor over a file unless overwrite=True."""
-    from .ownership import claim_file
-    from .plotting import figure_format, pyplot, save_figure
+    from .common.ownership import claim_file
+    from .common.plotting import figure_format, pyplot, save_figure
 
     target = claim_file(path, inputs={"folder": Path(stats["folder"])}, overwrite=overwrite)
     figure_format(path)

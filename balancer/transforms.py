@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BalanceError
-from .limits import Interval
-from .opencv import cv2
+from .common.errors import BalanceError
+from .common.limits import Interval
+from .common.opencv import cv2
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
 

@@ -14,13 +14,13 @@ import json
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from . import imageio
-from .atomic import TEMP_SUFFIX
-from .errors import BalanceError, UserError
-from .limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
+from .common import imageio
+from .common.atomic import TEMP_SUFFIX
+from .common.errors import BalanceError, UserError
+from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
+from .common.ownership import read_json_record
+from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
-from .ownership import read_json_record
-from .parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .source import IMAGE_EXTENSIONS, printable
 from .transforms import TRANSFORMS
 from .writing import output_format, render

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imageio
-from .atomic import TEMP_SUFFIX, copy_atomic, parent_gone, write_atomic
-from .errors import BalanceError
-from .limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
-from .parallel import chunked, run_chunks
+from .common import imageio
+from .common.atomic import TEMP_SUFFIX, copy_atomic, parent_gone, write_atomic
+from .common.errors import BalanceError
+from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
+from .common.parallel import chunked, run_chunks
 from .plan import Item
 from .transforms import TRANSFORMS, Params
 

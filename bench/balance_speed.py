@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balancer.imageio import decode, encode  # noqa: E402
-from balancer.opencv import cv2
+from balancer.common.imageio import decode, encode  # noqa: E402
+from balancer.common.opencv import cv2
 from balancer.transforms import TRANSFORMS, parse_transforms  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 

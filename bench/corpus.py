@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from balancer.opencv import cv2
+from balancer.common.opencv import cv2
 
 SIZES = [600, 350, 200, 120, 70, 40, 25, 15]  # 1,420 images, imbalance ratio 40
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def corpus(root: Path, n: int) -> Path:
     import numpy as np
 
-    from balancer.opencv import cv2
+    from balancer.common.opencv import cv2
     from bench.corpus import photo
 
     rng = np.random.default_rng(3)

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from bench.corpus import photo
-from balancer.imageio import cv2
+from balancer.common.imageio import cv2
 rng = np.random.default_rng(0)
 for split, n in (("train", 96), ("test", 16)):
     for k in range(4):

@@ -16,7 +16,7 @@ from pathlib import Path
 WORKER = r"""
 import resource, sys
 from pathlib import Path
-from balancer.imageio import encode, load
+from balancer.common.imageio import encode, load
 from balancer.transforms import TRANSFORMS
 import numpy as np
 idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -30,7 +30,7 @@ print(idle, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, image.nbytes)
 def main(mib: int = 128) -> None:
     import numpy as np
 
-    from balancer.opencv import cv2
+    from balancer.common.opencv import cv2
     from balancer.transforms import TRANSFORMS
 
     side = int((mib * 2**20 / 8) ** 0.5)  # 4 channels x 2 bytes

@@ -6,7 +6,7 @@ Photo-like 4000x3000 JPEGs (12 megapixels, quality 90 by default, about 3.5 MB: 
 every scale, with sensor noise), written once under bench/corpus-12mp-q<quality>/. On one core (OpenCV and
 TensorFlow told to use one thread), images/s of:
   reader      the trainer's reader: the JPEG decoded at the DCT scale it needs (1/8 here),
-              then an area resize to size x size (balancer.square.model_input);
+              then an area resize to size x size (balancer.common.square.model_input);
   bare        cv2.imread (full decode) + INTER_AREA resize: the anti-aliased reference;
   linear      cv2.imread + INTER_LINEAR (the trainer's reader before: bilinear, aliased);
   keras       keras.utils.image_dataset_from_directory over the same files (full decode,
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from balancer.opencv import cv2  # noqa: E402  (single-threaded OpenCV)
-from balancer.square import model_input  # noqa: E402
+from balancer.common.opencv import cv2  # noqa: E402  (single-threaded OpenCV)
+from balancer.common.square import model_input  # noqa: E402
 
 
 def corpus(root: Path, n: int, quality: int) -> list[Path]:

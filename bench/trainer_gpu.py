@@ -40,7 +40,7 @@ def parse() -> argparse.Namespace:
 
 def corpus(root: Path, n: int) -> list[str]:
     """n photo-like JPEGs in 8 classes, reused when already written."""
-    from balancer.opencv import cv2
+    from balancer.common.opencv import cv2
     from bench.corpus import photo
 
     files = [root / f"class_{i % 8}" / f"{i:06d}.jpg" for i in range(n)]
@@ -82,7 +82,7 @@ def fit_rate(model, data, steps: int, batch: int) -> float:
 
 def reader_rate(files, size: int, resize: str, n: int) -> float:
     """The bare reader in this one thread: images/s of model_input over `n` files."""
-    from balancer.square import model_input
+    from balancer.common.square import model_input
 
     chosen = files[:n]
     model_input(chosen[0], size, resize)
@@ -95,7 +95,7 @@ def gil_share(files, size: int, resize: str, n: int) -> float:
     import sys
     import threading
 
-    from balancer.square import model_input
+    from balancer.common.square import model_input
 
     def count(stop: threading.Event) -> int:
         k = 0
@@ -182,7 +182,7 @@ def main() -> None:
 
     backend.select(args.backend)
     keras = backend.keras()
-    from balancer.parallel import default_workers
+    from balancer.common.parallel import default_workers
     from trainer.config import TrainConfig
     from trainer.pipeline import ImageBatches
     from trainer.runtime import pad_to, setup

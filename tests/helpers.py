@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from balancer.opencv import cv2
-from balancer.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
+from balancer.common.opencv import cv2
+from balancer.common.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
 from trainer.control import RunControl
 
 REPO = Path(__file__).resolve().parents[1]

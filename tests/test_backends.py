@@ -17,9 +17,9 @@ import pytest
 from helpers import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
 from PIL import Image
 
-from balancer.imageio import load
-from balancer.opencv import cv2
-from balancer.square import to_square
+from balancer.common.imageio import load
+from balancer.common.opencv import cv2
+from balancer.common.square import to_square
 
 pytest.importorskip("jax")
 JAX = dict(env={**os.environ, "KERAS_BACKEND": "jax"})

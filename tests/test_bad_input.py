@@ -7,8 +7,8 @@ import pytest
 from helpers import QUIET, assert_one_line_error, run_cli, textured, write_image
 
 from balancer import BuildSettings, build, read_manifest, scan
-from balancer.errors import BalanceError
-from balancer.opencv import cv2
+from balancer.common.errors import BalanceError
+from balancer.common.opencv import cv2
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

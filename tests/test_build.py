@@ -24,10 +24,10 @@ from helpers import (
 )
 
 from balancer import BuildSettings, build, read_manifest, replay
-from balancer.errors import BalanceError
-from balancer.imageio import encode, load
-from balancer.opencv import cv2
-from balancer.ownership import Existing
+from balancer.common.errors import BalanceError
+from balancer.common.imageio import encode, load
+from balancer.common.opencv import cv2
+from balancer.common.ownership import Existing
 
 TRANSFORMS = "crop=24,rotate,cutout=20,width,zoom"
 

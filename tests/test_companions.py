@@ -9,7 +9,7 @@ import pytest
 from helpers import ONE, QUIET, RunOptions, make_folder, run_cli, textured, tree_digest, write_image
 
 from balancer import BuildSettings, build
-from balancer.opencv import cv2
+from balancer.common.opencv import cv2
 from balancer.preview import TEXT_H, TILE
 from balancer.splitting import split, split_counts
 from balancer.stats import folder_stats

@@ -35,10 +35,10 @@ from helpers import (
 from PIL import Image, ImageOps
 
 from balancer import BuildSettings, build, split, verify
-from balancer.errors import BalanceError, UserError
-from balancer.imageio import load
-from balancer.opencv import cv2
-from balancer.ownership import Existing, locked
+from balancer.common.errors import BalanceError, UserError
+from balancer.common.imageio import load
+from balancer.common.opencv import cv2
+from balancer.common.ownership import Existing, locked
 from balancer.source import list_source, scan
 
 T = 120  # seconds: any CLI run here that takes longer is hung
@@ -231,7 +231,7 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
     """Where an original's files are all there, a resumed build takes the image's size for
     its copies' params from the header (JPEG and PNG, EXIF rotation included) instead of
     decoding it, and writes what an uninterrupted build writes, manifest included."""
-    import balancer.imageio
+    import balancer.common.imageio
 
     src = make_folder(tmp_path / "src", {"a": 6, "b": 1}, size=30)
     write_image(src / "b" / "wide.png", textured(20, 52, seed=5))
@@ -255,14 +255,14 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
     for f in missing:
         f.unlink()
     decoded = []
-    real = balancer.imageio.load
+    real = balancer.common.imageio.load
 
     def counting(path, check_only=False, max_bytes=None, expect=None):
         if not check_only:
             decoded.append(Path(path).name)
         return real(path, check_only, max_bytes, expect)
 
-    monkeypatch.setattr(balancer.imageio, "load", counting)
+    monkeypatch.setattr(balancer.common.imageio, "load", counting)
     build(src, out, settings, existing=Existing.RESUME, run=ONE)
     assert sorted(set(decoded)) == ["b_000.jpg", "odd.bmp"]
     assert tree_digest(out) == reference
@@ -299,9 +299,9 @@ def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
 def test_a_raised_image_limit_holds_for_writing_and_verifying_too(tmp_path, monkeypatch):
     """--max-image-mb above the default lets an image through every step that decodes it,
     not the scan alone (the writer and verify once held it to the default limit)."""
-    import balancer.limits
+    import balancer.common.limits
 
-    monkeypatch.setattr(balancer.limits, "MAX_IMAGE_MB", 1)  # a 1 MiB default
+    monkeypatch.setattr(balancer.common.limits, "MAX_IMAGE_MB", 1)  # a 1 MiB default
     src = make_folder(tmp_path / "src", {"a": 3})
     deep = textured(420, 420, channels=4, dtype=np.uint16)  # 1.35 MiB decoded
     write_image(src / "b" / "deep.png", deep)
@@ -616,7 +616,7 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
 
 
 def test_study_overwrite_clears_only_a_proven_study(tmp_path):
-    from balancer.ownership import claim
+    from balancer.common.ownership import claim
     from trainer.outputs import STUDY
 
     def _open_study(out, settings, overwrite):  # as run_study opens its folder
@@ -648,7 +648,7 @@ def test_study_overwrite_clears_only_a_proven_study(tmp_path):
 
 
 def test_run_folders_honour_the_umask(tmp_path):
-    from balancer.ownership import staged
+    from balancer.common.ownership import staged
 
     old = os.umask(0o022)
     try:

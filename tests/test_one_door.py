@@ -34,15 +34,15 @@ from helpers import (
 )
 
 from balancer import BuildSettings, build
-from balancer.errors import BalanceError, UserError
-from balancer.ownership import (
+from balancer.common.errors import BalanceError, UserError
+from balancer.common.ownership import (
     STAGING_MARKER,
     Existing,
-    _new_staging,
     claim,
     claim_file,
     staged,
 )
+from balancer.common.ownership.staging import _new_staging
 
 T = 180  # seconds: a CLI run here that takes longer is hung
 
@@ -184,18 +184,18 @@ def test_staging_appears_whole_or_not_at_all(tmp_path):
 
 def test_cv_and_study_write_every_file_atomically(tmp_path, no_training, monkeypatch):
     """cv.csv, cv.json (and a study's results) go through the atomic writer."""
-    import balancer.atomic
+    import balancer.common.atomic
     from trainer.crossval import cross_validate
     from trainer.study import _write_results
 
     written = []
-    real = balancer.atomic._replace_via_temp
+    real = balancer.common.atomic._replace_via_temp
 
     def spy(dst, write):
         written.append(Path(dst).name)
         return real(dst, write)
 
-    monkeypatch.setattr(balancer.atomic, "_replace_via_temp", spy)
+    monkeypatch.setattr(balancer.common.atomic, "_replace_via_temp", spy)
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
     cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
     assert {"cv.csv", "cv.json"} <= set(written)
@@ -388,7 +388,7 @@ def test_study_resumes_only_over_the_same_data(tmp_path):
 def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
     import keras
 
-    from balancer.errors import TrainError
+    from balancer.common.errors import TrainError
     from trainer.config import TrainConfig
     from trainer.data import holdout, list_folder
     from trainer.training import train_run
@@ -457,7 +457,7 @@ def test_a_damaged_manifest_is_one_line_and_never_read_outside(tmp_path, damage,
     damage(m).to_csv(out / "manifest.csv", index=False)
     with pytest.raises(BalanceError, match=re.escape(fragment)):
         read_manifest(out)
-    from balancer.errors import TrainError
+    from balancer.common.errors import TrainError
     from trainer.data import list_folder
 
     with pytest.raises(TrainError, match=re.escape(fragment)):
@@ -551,7 +551,7 @@ def test_preview_from_a_manifest_missing_an_original_row_or_params(tmp_path):
 
 def test_width_and_height_always_change_a_small_image_and_a_dot_is_named(tmp_path):
     from balancer import read_manifest
-    from balancer.imageio import load
+    from balancer.common.imageio import load
 
     src = tmp_path / "src"
     for i in range(4):
@@ -576,7 +576,7 @@ def test_width_and_height_always_change_a_small_image_and_a_dot_is_named(tmp_pat
 
 
 def test_a_thousand_class_confusion_matrix_draws_at_a_bounded_size(tmp_path):
-    from balancer.opencv import cv2
+    from balancer.common.opencv import cv2
     from trainer.outputs import MAX_INCHES, plot_confusion
 
     rng = np.random.default_rng(0)
@@ -607,7 +607,7 @@ def test_a_picture_that_fails_never_loses_what_was_written(tmp_path):
 def test_configs_are_frozen_and_a_gone_weights_file_only_matters_for_training(tmp_path):
     import dataclasses
 
-    from balancer.errors import TrainError
+    from balancer.common.errors import TrainError
     from trainer.config import TrainConfig
     from trainer.evaluation import Run
 
@@ -636,7 +636,7 @@ def test_every_record_names_the_tool_version(tmp_path, no_training):
     for record in ("b/balance.json", "s/split.json", "cv/cv.json"):
         assert json.loads((tmp_path / record).read_text())["version"] == __version__, record
     fit(src, tmp_path / "run", control=SILENT)  # the stand-in's record; the real one:
-    from balancer.ownership import stamp
+    from balancer.common.ownership import stamp
     from trainer.outputs import RUN
 
     assert stamp(RUN, {})["version"] == __version__

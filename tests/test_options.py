@@ -13,10 +13,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-import balancer.limits as L
+import balancer.common.limits as L
 from balancer.builder import BuildSettings
-from balancer.errors import UserError
-from balancer.parallel import RunOptions
+from balancer.common.errors import UserError
+from balancer.common.parallel import RunOptions
 from balancer.preview import as_trained
 from balancer.splitting import split
 from balancer.transforms import TRANSFORMS, parse_transforms

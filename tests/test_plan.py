@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from balancer.errors import BalanceError
+from balancer.common.errors import BalanceError
 from balancer.plan import class_targets, even_reuse, make_plan
 from balancer.source import SourceImage
 
@@ -87,7 +87,7 @@ def test_plan_keeps_same_stem_files_apart_and_reencodes_other_formats():
 
 def test_chunks_keep_an_originals_copies_together():
     """Copies of one original go to one task (its original decoded once), up to `largest`."""
-    from balancer.parallel import chunked
+    from balancer.common.parallel import chunked
 
     rng = np.random.default_rng(0)
     sources = sorted(rng.integers(0, 40, size=500).tolist())  # runs of 5-25 copies

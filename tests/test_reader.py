@@ -5,9 +5,9 @@ import pytest
 from helpers import textured, write_image
 from PIL import Image
 
-from balancer.imageio import jpeg_scale, load
-from balancer.opencv import cv2
-from balancer.square import model_input, to_square
+from balancer.common.imageio import jpeg_scale, load
+from balancer.common.opencv import cv2
+from balancer.common.square import model_input, to_square
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -109,7 +109,7 @@ def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(t
     Image.fromarray(pixels).save(tmp_path / "icc.png", icc_profile=b"\0" * 200)  # "too short"
     Image.fromarray(pixels).save(tmp_path / "plain.png")
     code = (
-        "import sys; from balancer.imageio import load; "
+        "import sys; from balancer.common.imageio import load; "
         "print(load(sys.argv[1]).image.tobytes() == load(sys.argv[2]).image.tobytes())"
     )
     proc = subprocess.run(
@@ -142,7 +142,7 @@ def test_balanced_class_weights_reach_the_loss_as_sample_weights(tmp_path):
 def test_learning_rate_schedules_warm_up_and_decay():
     import keras
 
-    from balancer.errors import TrainError
+    from balancer.common.errors import TrainError
     from trainer.config import TrainConfig
     from trainer.models import learning_rate
 

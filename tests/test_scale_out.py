@@ -21,8 +21,8 @@ from helpers import (
 )
 
 from balancer import BuildSettings, build
-from balancer.errors import BalanceError
-from balancer.parallel import pool
+from balancer.common.errors import BalanceError
+from balancer.common.parallel import pool
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, part of `test`
 

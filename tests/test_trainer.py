@@ -12,7 +12,7 @@ import pytest
 from helpers import ONE, SILENT, RunControl, assert_one_line_error, make_folder, run_cli
 
 from balancer import BuildSettings, build
-from balancer.opencv import cv2
+from balancer.common.opencv import cv2
 from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
 
@@ -193,7 +193,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
 
     stamp = (tmp_path / "cv" / "fold-1" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(tmp_path / "cv" / "fold-2")
-    from balancer.ownership import _new_staging
+    from balancer.common.ownership.staging import _new_staging
 
     _new_staging(tmp_path / "cv" / "fold-2")  # what a killed fold leaves
     args = [
@@ -396,7 +396,7 @@ def test_same_seed_same_run(tmp_path):
 def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_path):
     import keras
 
-    from balancer.ownership import Existing
+    from balancer.common.ownership import Existing
 
     data = make_folder(tmp_path / "data", {"a": 8, "b": 4}, size=32)
     seen = []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import textured
 
-from balancer.errors import BalanceError
+from balancer.common.errors import BalanceError
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay
 
 # Magnitudes that suit a 48x56 image.

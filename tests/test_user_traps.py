@@ -189,7 +189,7 @@ def test_read_manifest_types_and_replay_takes_what_it_gives(tmp_path):
     import numpy as np
 
     from balancer import BuildSettings, build, read_manifest, replay
-    from balancer.imageio import encode, load
+    from balancer.common.imageio import encode, load
 
     src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
     out = tmp_path / "out"
@@ -213,7 +213,7 @@ def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     import numpy as np
     from helpers import textured, write_image
 
-    from balancer.opencv import cv2
+    from balancer.common.opencv import cv2
     from balancer.preview import as_trained
     from trainer.config import TrainConfig
     from trainer.pipeline import ImageBatches

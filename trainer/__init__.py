@@ -10,11 +10,11 @@ use of a name below, not on `import trainer`.
 from typing import TYPE_CHECKING
 
 from balancer import __version__  # one version for both tools
-from balancer.lazy import lazy_exports
+from balancer.common.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": ".config",
-    "TrainError": "balancer.errors",
+    "TrainError": "balancer.common.errors",
     "MODELS": ".config",
     "RunControl": ".control",
     "fit": ".training",
@@ -35,7 +35,7 @@ __all__ = ["__version__", *_EXPORTS]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from balancer.errors import TrainError
+    from balancer.common.errors import TrainError
 
     from .config import MODELS, TrainConfig
     from .control import RunControl

@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 
-from balancer.errors import TrainError
+from balancer.common.errors import TrainError
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # name -> module it needs
 EXTRAS = {"tensorflow": "train", "jax": "jax", "torch": "torch"}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from balancer.cli_common import CONTEXT, on_interrupt, report_skipped, run_app, version_flag
-from balancer.limits import COUNT, WORKERS
+from balancer.common.cli import CONTEXT, on_interrupt, report_skipped, run_app, version_flag
+from balancer.common.limits import COUNT, WORKERS
 
 from .config import CACHE_SHARE, FOLDS, LIMITS, MODELS, MONITORS, TOP, TrainConfig
 
@@ -30,7 +30,7 @@ WORKERS_OPTION = typer.Option(
 
 def _existing(overwrite: bool, default: str = "error"):
     """The one value a library call takes for what to do with an existing output."""
-    from balancer.ownership import Existing
+    from balancer.common.ownership import Existing
 
     return Existing.OVERWRITE if overwrite else Existing(default)
 
@@ -271,7 +271,7 @@ def fit(
     config = TrainConfig(**train)
     control = RunControl(progress=not quiet, workers=workers, tensorboard=tensorboard)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
-    from balancer.ownership import Existing
+    from balancer.common.ownership import Existing
 
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with logs_to_stderr(), on_interrupt(RESUMABLE):
@@ -423,9 +423,9 @@ def predict(
     Example:
       train predict runs/b0 new-photos/ --top-k 3 --csv predictions.csv
     """
-    from balancer.atomic import write_atomic
+    from balancer.common.atomic import write_atomic
+    from balancer.common.ownership import claim_file
     from balancer.manifest import CSV_LINE_END
-    from balancer.ownership import claim_file
 
     from .control import RunControl
     from .evaluation import predict as predict_run

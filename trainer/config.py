@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
 
-from balancer.errors import TrainValueError
-from balancer.limits import SIDE, Interval
-from balancer.square import RESIZE_MODES
+from balancer.common.errors import TrainValueError
+from balancer.common.limits import SIDE, Interval
+from balancer.common.square import RESIZE_MODES
 
 
 class ModelSpec(NamedTuple):

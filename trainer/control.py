@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from balancer.errors import TrainError, TrainValueError
-from balancer.limits import WORKERS
+from balancer.common.errors import TrainError, TrainValueError
+from balancer.common.limits import WORKERS
 
 from . import backend
 from .config import TrainConfig

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.atomic import write_atomic
-from balancer.errors import ToolWarning, TrainValueError
-from balancer.limits import COUNT
+from balancer.common.atomic import write_atomic
+from balancer.common.errors import ToolWarning, TrainValueError
+from balancer.common.limits import COUNT
+from balancer.common.ownership import Claim, Existing, claim
+from balancer.common.parallel import default_workers
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import Claim, Existing, claim
-from balancer.parallel import default_workers
 from balancer.transforms import PAPER_SET, parse_transforms
 
 from .balancing import Arm, training_table

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.errors import ToolWarning, TrainError, UserError
+from balancer.common.errors import ToolWarning, TrainError, UserError
+from balancer.common.parallel import default_workers
 from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest
-from balancer.parallel import default_workers
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
 

@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.errors import TrainError, TrainValueError
-from balancer.ownership import TOOL, Existing, claim, identity, read_json_record, stamp, write_json
+from balancer.common.errors import TrainError, TrainValueError
+from balancer.common.ownership import (
+    TOOL,
+    Existing,
+    claim,
+    identity,
+    read_json_record,
+    stamp,
+    write_json,
+)
 
 from . import backend
 from .config import TrainConfig
@@ -282,7 +290,7 @@ def _images_under(folder: Path) -> list[Path]:
 
 def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
     """Split files into those that read whole, and the rest with a reason."""
-    from balancer.imageio import BadImage, load
+    from balancer.common.imageio import BadImage, load
     from balancer.source import Skipped
 
     good, bad = [], []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from balancer.errors import TrainError
+from balancer.common.errors import TrainError
 
 from . import backend
 from .config import MODELS, TrainConfig, imagenet_weights

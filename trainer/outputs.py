@@ -1,6 +1,6 @@
 """The trainer's outputs: the kinds of folder it writes (proven by their records), and plots.
 
-Every folder goes through the balancer's one door (`balancer.ownership.claim`): a run folder
+Every folder goes through the balancer's one door (`balancer.common.ownership.claim`): a run folder
 is staged and renamed into place whole; cv and study folders are written in place, a
 running record first and the complete one last, each fold or arm a staged run folder.
 """
@@ -11,9 +11,9 @@ import re
 import warnings
 from pathlib import Path
 
-from balancer.errors import ToolWarning
-from balancer.ownership import OutputKind, files_only, proven
-from balancer.plotting import pyplot, save_figure
+from balancer.common.errors import ToolWarning
+from balancer.common.ownership import OutputKind, files_only, proven
+from balancer.common.plotting import pyplot, save_figure
 from balancer.writing import is_written
 
 RUN_FILES = frozenset(
@@ -70,7 +70,7 @@ CV = OutputKind(
 
 def _study_runs(runs: Path) -> bool:
     """runs/<model>-<loss>/<arm>/fold-<k>: every leaf a proven run folder (or our staging)."""
-    from balancer.ownership import is_staging
+    from balancer.common.ownership import is_staging
 
     def level(folder: Path, depth: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():

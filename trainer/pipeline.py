@@ -15,17 +15,17 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from balancer.errors import TrainError
-from balancer.imageio import BadImage
-from balancer.parallel import default_workers
-from balancer.square import model_input
+from balancer.common.errors import TrainError
+from balancer.common.imageio import BadImage
+from balancer.common.parallel import default_workers
+from balancer.common.square import model_input
 
 from . import backend
 
 keras = backend.keras()
 
 
-read_image = model_input  # one file as the model sees it (balancer.square)
+read_image = model_input  # one file as the model sees it (balancer.common.square)
 
 
 class DataChanged(TrainError):

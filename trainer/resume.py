@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from balancer.atomic import write_atomic
-from balancer.errors import TrainError
-from balancer.ownership import differences, write_json
+from balancer.common.atomic import write_atomic
+from balancer.common.errors import TrainError
+from balancer.common.ownership import differences, write_json
 
 from . import backend
 

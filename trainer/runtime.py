@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from balancer.errors import ToolWarning, TrainValueError
+from balancer.common.errors import ToolWarning, TrainValueError
 
 from . import backend
 from .config import CACHE_SHARE, TrainConfig

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from balancer.atomic import write_atomic
-from balancer.errors import TrainError, TrainValueError
-from balancer.limits import COUNT
+from balancer.common.atomic import write_atomic
+from balancer.common.errors import TrainError, TrainValueError
+from balancer.common.limits import COUNT
+from balancer.common.ownership import Claim, Existing, claim
+from balancer.common.parallel import resolve_workers
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import Claim, Existing, claim
-from balancer.parallel import resolve_workers
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms
 
 from .balancing import Arm, training_table
@@ -374,7 +374,7 @@ def results_markdown(summary: pd.DataFrame, kind: str, settings: dict, results=N
 def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | None = None) -> None:
     """Bars of mean macro F1 and accuracy per arm (± std over folds), each bar labelled with
     its value; the title names N_min and T where the study has them."""
-    from balancer.plotting import pyplot, save_figure
+    from balancer.common.plotting import pyplot, save_figure
 
     plt = pyplot()
     labels = [

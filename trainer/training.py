@@ -15,10 +15,18 @@ from typing import Any
 
 import pandas as pd
 
-from balancer.atomic import write_atomic
-from balancer.errors import ToolWarning, TrainError
+from balancer.common.atomic import write_atomic
+from balancer.common.errors import ToolWarning, TrainError
+from balancer.common.ownership import (
+    Claim,
+    Existing,
+    check_inputs,
+    claim,
+    overlaps,
+    stamp,
+    write_json,
+)
 from balancer.manifest import CSV_LINE_END
-from balancer.ownership import Claim, Existing, check_inputs, claim, overlaps, stamp, write_json
 
 from . import backend
 from .config import MONITORS, TrainConfig

@@ -44,7 +44,7 @@ def _show_version(tool: str):
 
     def show(value: bool) -> None:
         if value:
-            from . import __version__
+            from .. import __version__
 
             print(f"{tool} {__version__}")
             raise typer.Exit()

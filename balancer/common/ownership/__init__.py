@@ -1,0 +1,77 @@
+"""The one door every output goes through: claim, lock, stage, record, complete.
+
+Every output kind (a balanced folder, a split, a training run, ...) has a JSON record that
+names this tool, the kind and the version, and a rule for the entries it may hold. A
+command `claim`s its output folder: the folder must be missing or empty, or be proven an
+earlier output of that kind (its record *and* nothing else inside) that the user asked to
+resume or replace (`Existing`). The claim holds an exclusive lock on the folder (flock on
+the folder itself: the kernel drops it when the process dies, no lock file is left).
+
+Under the claim a command either writes in place (a running record first, every file
+atomic, the complete record last) or stages a whole folder beside its target and renames
+it into place. A staging folder carries a marker inside, so one left by a killed run is
+recognised as the tool's own and removed on the next run; nothing without that proof is
+ever deleted. Single files (a plot, a CSV) go through `claim_file`: never over an existing
+file unless asked, never inside an input folder or a tool's output.
+"""
+
+from .claims import (
+    Claim,
+    Existing,
+    check_claim,
+    check_inputs,
+    claim,
+    claim_file,
+    identity,
+    locked,
+    overlaps,
+)
+from .records import (
+    RECORD_NAMES,
+    STAGING_MARKER,
+    STAGING_SUFFIX,
+    TOOL,
+    OutputKind,
+    differences,
+    files_only,
+    is_staging,
+    owned_record,
+    plain_file,
+    proven,
+    read_json_record,
+    stamp,
+    tool_record,
+    write_json,
+)
+from .staging import clear, remove, staged, sweep_staging
+
+__all__ = [
+    "RECORD_NAMES",
+    "STAGING_MARKER",
+    "STAGING_SUFFIX",
+    "TOOL",
+    "Claim",
+    "Existing",
+    "OutputKind",
+    "check_claim",
+    "check_inputs",
+    "claim",
+    "claim_file",
+    "clear",
+    "differences",
+    "files_only",
+    "identity",
+    "is_staging",
+    "locked",
+    "overlaps",
+    "owned_record",
+    "plain_file",
+    "proven",
+    "read_json_record",
+    "remove",
+    "stamp",
+    "staged",
+    "sweep_staging",
+    "tool_record",
+    "write_json",
+]

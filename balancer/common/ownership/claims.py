@@ -1,0 +1,320 @@
+"""Claiming an output: checked (missing, empty, or proven ours and asked to be resumed or
+replaced), inputs told apart by device and inode, locked while the command runs."""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BalanceError
+from .records import (
+    RECORD_NAMES,
+    STAGING_SUFFIX,
+    TOOL,
+    OutputKind,
+    differences,
+    is_staging,
+    owned_record,
+    stamp,
+    tool_record,
+    write_json,
+)
+from .staging import clear, staged, sweep_staging
+
+
+class Existing(str, enum.Enum):
+    """What a command does with an output folder that already holds something."""
+
+    ERROR = "error"  # refuse it (the default for one-shot commands)
+    RESUME = "resume"  # finish an earlier run with the same settings
+    OVERWRITE = "overwrite"  # replace an earlier output, proven ours
+
+    @classmethod
+    def from_flags(cls, *, resume: bool = False, overwrite: bool = False) -> Existing:
+        """The value for a command line's --resume / --overwrite flags."""
+        if resume and overwrite:
+            raise BalanceError("give --resume or --overwrite, not both")
+        return cls.RESUME if resume else cls.OVERWRITE if overwrite else cls.ERROR
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a path, None when it does not exist: the same folder by any name."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def chain(path: Path) -> list[tuple[int, int]]:
+    """The identities of `path` (when it exists) and of every folder above it, innermost
+    first; a path that does not exist yet starts at its nearest existing folder."""
+    path = Path(path).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    found = []
+    for p in (path, *path.parents):
+        ident = identity(p)
+        if ident is not None:
+            found.append(ident)
+    return found
+
+
+def check_inputs(out: Path, inputs: Mapping[str, Path | None]) -> None:
+    """Refuse an output that is, contains or lies inside one of the inputs, however either
+    is spelled (symbolic links, `..`, a bind mount of the same folder)."""
+    out_chain = chain(out)
+    out_id = identity(out)
+    for what, path in inputs.items():
+        if path is None:
+            continue
+        in_id = identity(path)
+        if in_id is None:
+            continue
+        if out_id is not None and out_id == in_id:
+            raise BalanceError(f"the output {out} is the {what}; choose another")
+        if in_id in out_chain[1 if out_id else 0 :]:
+            raise BalanceError(
+                f"the output {out} lies inside the {what} {path}; choose a place outside it"
+            )
+        if out_id is not None and out_id in chain(Path(path))[1:]:
+            raise BalanceError(
+                f"the output folder {out} contains the {what} {path}; choose a folder outside it"
+            )
+
+
+def overlaps(a: Path, b: Path) -> bool:
+    """Whether two existing folders are one, or one lies inside the other (by identity)."""
+    ida, idb = identity(a), identity(b)
+    return ida is not None and idb is not None and (ida in chain(b) or idb in chain(a))
+
+
+@dataclass
+class Claim:
+    """A locked output folder and what was in it: the earlier output's record, if any."""
+
+    path: Path
+    kind: OutputKind
+    existing: Existing
+    previous: dict | None = None  # the earlier output's record (resume or overwrite)
+    interrupted: Path | None = None  # an interrupted run's staging folder, to continue
+
+    @property
+    def resuming(self) -> bool:
+        """Whether this claim continues an earlier run of the output."""
+        return self.previous is not None and self.existing is Existing.RESUME
+
+    def check_resume(self, settings: Mapping, what: str = "settings") -> None:
+        """Refuse to resume an earlier run whose `settings` differ, naming what differs."""
+        if not self.resuming:
+            return
+        old = self.previous.get("settings") if self.previous else None
+        if not isinstance(old, dict):
+            raise BalanceError(
+                f"{self.path / self.kind.record} has no {what} to resume from; "
+                "--overwrite starts again"
+            )
+        if old != dict(settings):
+            raise BalanceError(
+                f"{self.path} holds a {self.kind.name} of other {what} ({differences(old, settings)}): "
+                "--overwrite replaces it, or choose another output folder"
+            )
+
+    def begin(self, record: Mapping) -> None:
+        """Replace an earlier output (overwrite) or keep it (resume), remove what killed runs
+        left, and write the running record, before anything else is written."""
+        try:
+            if self.previous is not None and self.existing is Existing.OVERWRITE:
+                clear(self.path, self.kind, self.previous)
+            sweep_staging(self.path, self.kind.staging)
+            write_json(
+                self.path / self.kind.record, stamp(self.kind, {**record, "status": "running"})
+            )
+        except OSError as exc:
+            raise BalanceError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
+
+    def complete(self, record: Mapping) -> dict:
+        """Write the record that says the output is whole; return it."""
+        stamped = stamp(self.kind, {**record, "status": "complete"})
+        write_json(self.path / self.kind.record, stamped)
+        return stamped
+
+    def staged(self, part: str | None = None) -> AbstractContextManager[Path]:
+        """Stage the whole output (part=None) or one part folder of it (a cv fold)."""
+        if part is None:
+            return staged(self.path, self.kind, reuse=self.interrupted)
+        return staged(self.path / part)
+
+
+def _check(out: Path, kind: OutputKind, existing: Existing) -> dict | None:
+    """The earlier output's record once OUT may be written: missing or empty (None), or a
+    proven output of this kind that the user asked to resume or replace."""
+    if out.exists() and (out.is_symlink() or not out.is_dir()):
+        raise BalanceError(f"output exists and is not a folder: {out}")
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if existing is Existing.ERROR:
+        hint = (
+            "--resume finishes an interrupted run, --overwrite replaces it"
+            if kind.resumable
+            else "--overwrite replaces it"
+        )
+        raise BalanceError(f"output folder exists and is not empty: {out} ({hint})")
+    if existing is Existing.RESUME and not kind.resumable:
+        raise BalanceError(f"a {kind.name} cannot be resumed: --overwrite replaces it")
+    return owned_record(out, kind)
+
+
+def check_claim(
+    out: str | Path,
+    kind: OutputKind,
+    *,
+    inputs: Mapping[str, Path | None],
+    existing: Existing = Existing.ERROR,
+) -> tuple[Path, dict | None]:
+    """What `claim` checks, without locking or creating anything (a dry run)."""
+    out = Path(out).resolve()
+    check_inputs(out, inputs)
+    return out, _check(out, kind, existing)
+
+
+@contextmanager
+def claim(
+    out: str | Path,
+    kind: OutputKind,
+    *,
+    inputs: Mapping[str, Path | None],
+    existing: Existing = Existing.ERROR,
+) -> Iterator[Claim]:
+    """Check OUT, lock it (created if missing), check it again under the lock (another
+    command may have written there in between), remove staging folders killed runs of it
+    left beside it, and yield the Claim. A folder this made is removed again if the block
+    fails and leaves it empty."""
+    out, _ = check_claim(out, kind, inputs=inputs, existing=existing)
+    with locked(out):
+        previous = _check(out, kind, existing)
+        interrupted = _left_beside(out, kind, existing)
+        yield Claim(out, kind, existing, previous, interrupted)
+
+
+def _left_beside(out: Path, kind: OutputKind, existing: Existing) -> Path | None:
+    """Staging folders killed runs of OUT left beside it: removed, except the latest one with
+    progress, which RESUME continues and ERROR refuses to throw away."""
+    stale = sorted(
+        (e for e in out.parent.glob(f".{_glob_escape(out.name)}.*{STAGING_SUFFIX}")),
+        key=lambda e: e.stat().st_mtime_ns,
+    )
+    stale = [e for e in stale if is_staging(e, target=out.name)]
+    progress = kind.progress
+    worth = [e for e in stale if progress and (e / progress).is_file()]
+    keep = worth[-1] if worth and existing is Existing.RESUME else None
+    if worth and existing is Existing.ERROR:
+        raise BalanceError(
+            f"{out} has an interrupted run ({worth[-1].name} beside it): --resume "
+            "continues it, --overwrite starts again"
+        )
+    for entry in stale:
+        if entry != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+    return keep
+
+
+def _glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def lock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file behind fd, from /proc/locks (Linux), else None."""
+    st = os.fstat(fd)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == ident:
+                    return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the folder `out` (created if missing) inside the block.
+
+    A second command on the same folder gets BalanceError naming the holder's pid. A folder
+    this call created (and its parents it created) is removed again when the block fails
+    and leaves it empty.
+    """
+    import fcntl
+
+    if out.exists() and not out.is_dir():
+        raise BalanceError(f"output exists and is not a folder: {out}")
+    created = [d for d in (out, *out.parents) if not d.exists()]  # innermost first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BalanceError(f"cannot create {out}: {exc.strerror or exc}") from None
+    fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            pid = lock_holder(fd)
+            who = f"process {pid}" if pid else "another process"
+            raise BalanceError(
+                f"{out} is in use by {who} (another command is writing it); wait for it to finish"
+            ) from None
+        try:
+            yield out
+        except BaseException:
+            for folder in created:  # what this call made, while still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise
+    finally:
+        os.close(fd)
+
+
+def claim_file(
+    path: str | Path,
+    *,
+    inputs: Mapping[str, Path | None],
+    overwrite: bool = False,
+    what: str = "output file",
+) -> Path:
+    """Where a single output file (a picture, a CSV) may be written: its folder exists; it is
+    not a folder, not a tool's record, not inside an input or inside a tool's output
+    (however spelled); and an existing file is replaced only with overwrite=True."""
+    path = Path(path)
+    folder = Path(os.path.abspath(path.parent))
+    if not folder.is_dir():
+        raise BalanceError(f"the folder of the {what} does not exist: {folder}")
+    target = folder / path.name
+    if path.name in RECORD_NAMES:
+        raise BalanceError(f"{path.name} is the name of a record the tools write; choose another")
+    if target.is_dir() and not target.is_symlink():
+        raise BalanceError(f"the {what} {target} is a folder")
+    check_inputs(target, inputs)
+    for above in (folder.resolve(), *folder.resolve().parents):
+        found = tool_record(above)
+        if found:
+            raise BalanceError(
+                f"the {what} {target} lies inside {above}, an output of {TOOL} "
+                f"({found[0]}); write it elsewhere"
+            )
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise BalanceError(f"{target} exists; --overwrite replaces it")
+    return target
