@@ -186,7 +186,7 @@ def test_cv_and_study_write_every_file_atomically(tmp_path, no_training, monkeyp
     """cv.csv, cv.json (and a study's results) go through the atomic writer."""
     import balancer.common.atomic
     from trainer.crossval import cross_validate
-    from trainer.study import _write_results
+    from trainer.study.run import _write_results
 
     written = []
     real = balancer.common.atomic._replace_via_temp

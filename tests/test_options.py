@@ -88,7 +88,8 @@ def test_alpha_folds_top_and_the_studys_nmin_at_both_edges(tmp_path):
         L.COUNT, "nmin", lambda v: StudySpec(kind="ablation", arms=arms, nmin=v, config=config)
     )
     missing = tmp_path / "missing"
-    assert_edges(TOP, "top", lambda v: study_transforms(missing, tmp_path / "o", config, top=v))
+    spec = StudySpec.of_transforms(config, "flip")
+    assert_edges(TOP, "top", lambda v: study_transforms(missing, tmp_path / "o", spec, top=v))
     assert not (tmp_path / "o").exists()
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import SILENT, assert_one_line_error, make_folder, run_cli
 
 from trainer import TrainConfig
-from trainer.study import study_transforms
+from trainer.study import StudySpec, study_transforms
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -33,9 +33,8 @@ def run_files(study, arm_slug):
 
 def test_transform_study_outputs_and_resume(src, tmp_path):
     out = tmp_path / "st"
-    result = study_transforms(
-        src, out, TINY, transforms="rotate,flip", folds=2, top=1, models=MODELS, control=SILENT
-    )
+    spec = StudySpec.of_transforms(TINY, "rotate,flip", folds=2, models=MODELS)
+    result = study_transforms(src, out, spec, top=1, control=SILENT)
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 6  # (baseline, rotate, flip) x 2 folds
     assert sorted(results.arm.unique()) == ["baseline", "flip", "rotate"]

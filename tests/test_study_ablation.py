@@ -7,7 +7,7 @@ import pytest
 from helpers import SILENT
 from test_study import MODELS, TINY, run_files, study_source
 
-from trainer.study import study_ablation
+from trainer.study import StudySpec, run_study
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -19,9 +19,8 @@ def src(tmp_path_factory):
 
 def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path):
     out = tmp_path / "ab"
-    summary = study_ablation(
-        src, out, TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS, control=SILENT
-    )
+    spec = StudySpec.of_ablation(TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS)
+    summary = run_study(spec, src, out, control=SILENT)
     arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
     assert list(summary.arm) == arms
     for slug in ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t"):

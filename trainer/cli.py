@@ -535,18 +535,20 @@ def study_transforms_cmd(
       train study transforms photos/ --out study-t --folds 5 --model efficientnet-b0,vgg16
     """
     from .control import RunControl
-    from .study import parse_list, study_transforms
+    from .study import StudySpec, parse_list, study_transforms
 
-    config = TrainConfig(**train, epochs=epochs, patience=patience or epochs)
+    spec = StudySpec.of_transforms(
+        TrainConfig(**train, epochs=epochs, patience=patience or epochs),
+        transforms,
+        folds=folds,
+        models=parse_list(model, "--model"),
+        losses=parse_list(loss, "--loss"),
+    )
     with logs_to_stderr(), on_interrupt(GO_ON):
         result = study_transforms(
             src,
             out,
-            config,
-            transforms=transforms,
-            folds=folds,
-            models=parse_list(model, "--model"),
-            losses=parse_list(loss, "--loss"),
+            spec,
             top=top,
             existing=_existing(overwrite, "resume"),
             control=RunControl(progress=not quiet, workers=workers),
@@ -612,19 +614,22 @@ def study_ablation_cmd(
       train study ablation photos/ --nmin 1500 --out study-a --folds 5
     """
     from .control import RunControl
-    from .study import parse_list, study_ablation
+    from .study import StudySpec, parse_list, run_study
 
+    spec = StudySpec.of_ablation(
+        TrainConfig(**train),
+        nmin=nmin,
+        transforms=transforms,
+        every=every,
+        folds=folds,
+        models=parse_list(model, "--model"),
+        losses=parse_list(loss, "--loss"),
+    )
     with logs_to_stderr(), on_interrupt(GO_ON):
-        summary = study_ablation(
+        summary = run_study(
+            spec,
             src,
             out,
-            TrainConfig(**train),
-            nmin=nmin,
-            transforms=transforms,
-            folds=folds,
-            models=parse_list(model, "--model"),
-            losses=parse_list(loss, "--loss"),
-            every=every,
             existing=_existing(overwrite, "resume"),
             control=RunControl(progress=not quiet, workers=workers),
         )

@@ -1,0 +1,35 @@
+"""The paper's study as commands: per-transform ranking (Tables 2-3) and the ablation (Table 4).
+
+spec: what a study is (StudySpec); run: training every arm x fold x model x loss, resumably;
+report: means, paired gains, the suggestion rule, results.md and the plot.
+"""
+
+from .report import (
+    NOISE_RULE,
+    paired_gains,
+    plot_study,
+    ranking,
+    results_markdown,
+    study_title,
+    suggested_transforms,
+    summarize,
+)
+from .run import run_study, study_transforms
+from .spec import StudySpec, ablation_arms, parse_list, transform_arms
+
+__all__ = [
+    "NOISE_RULE",
+    "StudySpec",
+    "ablation_arms",
+    "paired_gains",
+    "parse_list",
+    "plot_study",
+    "ranking",
+    "results_markdown",
+    "run_study",
+    "study_title",
+    "study_transforms",
+    "suggested_transforms",
+    "summarize",
+    "transform_arms",
+]

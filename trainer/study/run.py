@@ -1,0 +1,200 @@
+"""Running a study: every fold is split first (grouped by source, over originals); copies are
+made with the balancer library from that fold's training originals only, so a validation
+image or a copy of one never trains. Each finished run is a run folder; a study resumes by
+skipping them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from balancer.common.atomic import write_atomic
+from balancer.common.errors import TrainValueError
+from balancer.common.ownership import Claim, Existing, claim
+from balancer.common.parallel import resolve_workers
+from balancer.manifest import CSV_LINE_END
+
+from ..balancing import training_table
+from ..config import TOP
+from ..control import RunControl, epoch_report
+from ..data import Folder, grouped_folds, list_folder, originals_only
+from ..evaluation import read_metrics
+from ..outputs import RUN, STUDY
+from ..reuse import Reuse
+from ..training import train_run
+from .report import plot_study, ranking, results_markdown, suggested_transforms, summarize
+from .spec import StudySpec
+
+
+def run_study(
+    spec: StudySpec,
+    src: str | Path,
+    out: str | Path,
+    *,
+    existing: Existing = Existing.RESUME,
+    control: RunControl | None = None,
+) -> pd.DataFrame:
+    """Train every arm x fold x model x loss; write results.csv, results.md and a plot.
+
+    A study folder that holds the same study of the same data is resumed (finished runs are
+    read, not redone); Existing.OVERWRITE replaces it.
+    """
+    control = control or RunControl()
+    progress = control.progress
+    control = replace(control, workers=resolve_workers(control.workers))
+    folder = list_folder(src, workers=control.workers, progress=progress)
+    settings = spec.key(folder)
+    splits = list(grouped_folds(originals_only(folder.table), spec.folds, spec.config.seed))
+    from ..models import build_model  # Keras loads here, once the cheap checks have passed
+
+    for model in spec.models:  # fail now, not after hours, when the weights cannot be had
+        build_model(replace(spec.config, model=model), len(folder.class_names))
+    with claim(out, STUDY, inputs={"source folder": Path(src)}, existing=existing) as c:
+        c.check_resume(settings, "study or data")
+        c.begin({"settings": settings})  # only now: a bad source leaves nothing behind
+        runs = spec.runs()
+        bar = tqdm(
+            total=len(runs),
+            desc=f"study {spec.kind}",
+            unit="run",
+            disable=None if progress else True,
+        )
+        rows, reuse = [], Reuse(enabled=control.reuse_model)
+        for i, (k, model, loss, arm) in enumerate(runs, start=1):
+            label = f"[{i}/{len(runs)}] fold {k}/{spec.folds} {model} {loss} {arm.name}"
+            m = _one_run(
+                spec,
+                c,
+                folder,
+                splits[k - 1],
+                (k, model, loss, arm),
+                control=replace(control, label=label + ": "),
+                bar=bar,
+                reuse=reuse,
+            )
+            rows.append(_result_row(m, (k, model, loss, arm)))
+            bar.update()
+            if progress:
+                bar.write(
+                    f"{label}: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}",
+                    file=sys.stderr,
+                )
+        bar.close()
+        summary = _write_results(c.path, pd.DataFrame(rows), folder.class_names, settings)
+        c.complete({"settings": settings})
+        return summary
+
+
+def _one_run(  # noqa: PLR0917  (the study, its folder, the data, the fold, the run)
+    spec: StudySpec,
+    c: Claim,
+    folder: Folder,
+    split,
+    run: tuple,
+    *,
+    control: RunControl,
+    bar,
+    reuse: Reuse,
+) -> dict:
+    """One run's metrics: read back when its run folder is finished, else trained. Its epochs
+    show on the study's bar (a terminal), else as a line each (logs)."""
+    k, model, loss, arm = run
+    part = f"runs/{model}-{loss}/{_slug(arm.name)}/fold-{k}"
+    metrics_file = c.path / part / RUN.record
+    if not metrics_file.is_file():
+        train, val = split
+        train_all = training_table(
+            arm,
+            train,
+            folder.scan,
+            cache=c.path / "data" / f"fold-{k}" / _slug(arm.name),
+            class_names=folder.class_names,
+            nmin=spec.nmin,
+            seed=spec.config.seed + k - 1,
+            workers=resolve_workers(control.workers),
+        )
+        weight = "balanced" if arm.class_weight else spec.config.class_weight
+        run_config = replace(spec.config, model=model, loss=loss, class_weight=weight)
+        with c.staged(part) as tmp:
+            bar.set_description(f"study {spec.kind}: fold {k}/{spec.folds} {arm.name}")
+            shown = not bar.disable
+            report = epoch_report(
+                run_config.total_epochs, label=control.label, bar=bar if shown else None
+            )
+            train_run(
+                train_all,
+                val,
+                folder.class_names,
+                run_config,
+                tmp,
+                control=replace(
+                    control,
+                    progress=False,
+                    callbacks=(*control.callbacks, *((report,) if control.progress else ())),
+                ),
+                extra={"study": spec.kind, "arm": arm.name, "fold": k},
+                reuse=reuse,
+            )
+    return read_metrics(metrics_file)
+
+
+def _result_row(m: dict, run: tuple) -> dict:
+    k, model, loss, arm = run
+    return {
+        "arm": arm.name,
+        "fold": k,
+        "model": model,
+        "loss": loss,
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "weighted_f1": m["weighted_f1"],
+        "epochs_run": m["epochs_run"],
+        "train_files": m["data"]["train"]["files"],
+        "validation_files": m["data"]["validation"]["files"],
+        **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},  # None: no image
+        "absent_classes": " ".join(m.get("absent_classes") or []),
+        "config": json.dumps(m["config"], sort_keys=True),
+    }
+
+
+def _write_results(
+    out: Path, results: pd.DataFrame, class_names: list[str], settings: dict
+) -> pd.DataFrame:
+    text = results.to_csv(index=False, lineterminator=CSV_LINE_END)
+    write_atomic(out / "results.csv", text.encode("utf-8"))
+    summary = summarize(results, class_names)
+    kind = settings["study"]
+    markdown = results_markdown(summary, kind, settings, results)
+    write_atomic(out / "results.md", markdown.encode("utf-8"))
+    plot_study(summary, out / "results.png", kind, settings)
+    return summary
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" + ", "+").replace(" ", "-")
+
+
+def study_transforms(
+    src,
+    out,
+    spec: StudySpec,
+    *,
+    top: int = 5,
+    existing: Existing = Existing.RESUME,
+    control: RunControl | None = None,
+) -> dict:
+    """Rank each transform of a StudySpec.of_transforms by the macro F1 it adds when it
+    doubles the training set once; suggest the `top` that beat the noise between folds."""
+    TOP.check(top, "top", TrainValueError)
+    summary = run_study(spec, src, out, existing=existing, control=control)
+    magnitudes = {a.name: a.transforms[a.name] for a in spec.arms if a.transforms}
+    return {
+        "summary": summary,
+        "ranking": ranking(summary),
+        "suggested": suggested_transforms(summary, top, magnitudes),
+    }
