@@ -18,8 +18,8 @@ _EXPORTS = {
     "build": ".builder",
     "BuildSettings": ".builder",
     "BuildResult": ".builder",
-    "RunOptions": ".parallel",
-    "Existing": ".ownership",
+    "RunOptions": ".common.parallel",
+    "Existing": ".common.ownership",
     "scan": ".source",
     "Scan": ".source",
     "SourceImage": ".source",
@@ -36,8 +36,8 @@ _EXPORTS = {
     "split": ".splitting",
     "verify": ".verification",
     "folder_stats": ".stats",
-    "BalanceError": ".errors",
-    "UserError": ".errors",
+    "BalanceError": ".common.errors",
+    "UserError": ".common.errors",
 }
 __all__ = ["__version__", *_EXPORTS]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
+from .cli_folders import RESUME_HINT, split_cmd, verify_cmd
+from .cli_tables import counts_table, parse_per_class, stats_table
 from .common.cli import (
     CONTEXT,
+    json_option,
     on_interrupt,
+    out_option,
+    overwrite_option,
+    quiet_option,
     report_skipped,
     run_app,
-    text_table,
     version_flag,
     warn,
+    workers_option,
 )
 from .common.limits import (
     COUNT,
@@ -26,11 +31,8 @@ from .common.limits import (
     ROWS,
     SEED,
     SIDE,
-    SPLIT_FRACTION,
     WORKERS,
 )
-
-RESUME_HINT = "run the same command with --resume to finish"
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -48,29 +50,10 @@ def _group(
     one random transform per added copy."""
 
 
-def parse_per_class(values: list[str]) -> dict[str, int]:
-    """['anger=800', 'fear=700,joy=900'] -> {'anger': 800, ...}; typer.BadParameter if malformed."""
-    out: dict[str, int] = {}
-    for value in values:
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            label, sep, count = part.rpartition("=")
-            if not sep or not label or not count.strip().isdigit():
-                raise typer.BadParameter(f"'{part}' is not NAME=COUNT", param_hint="--per-class")
-            out[label] = int(count)
-    return out
-
-
-def counts_table(counts: dict[str, dict]) -> str:
-    """Before, copies and after per class, with a total row."""
-    return text_table(counts, ["before", "copies", "after"], total=True)
-
-
 @app.command("build")
 def build_cmd(
     src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", metavar="OUT", help="Output folder for the balanced data set."
-    ),
+    out: Path = out_option("Output folder for the balanced data set."),
     nmin: int | None = typer.Option(
         None, help=f"Bring every class below N up to N (the paper's N_min; {COUNT})."
     ),
@@ -99,9 +82,7 @@ def build_cmd(
     link: bool = typer.Option(
         False, "--link", help="Hard-link originals instead of copying them, where possible."
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-j", help=f"Worker processes ({WORKERS}; default: all cores)."
-    ),
+    workers: int | None = workers_option(f"Worker processes ({WORKERS}; default: all cores)."),
     backend: str = typer.Option(
         "loky", help="loky (this machine) or dask (a cluster: pip install 'balanced-aug[dask]')."
     ),
@@ -112,9 +93,7 @@ def build_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Finish an interrupted build of OUT with the same options."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an earlier balance output in OUT."
-    ),
+    overwrite: bool = overwrite_option("Replace an earlier balance output in OUT."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
     max_image_mb: int = typer.Option(
         MAX_IMAGE_MB,
@@ -126,10 +105,8 @@ def build_cmd(
         "--space-check/--no-space-check",
         help="Refuse a plan that does not fit in the free disk space.",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the run record (balance.json) on stdout."
-    ),
+    quiet: bool = quiet_option("No progress bar, no table."),
+    as_json: bool = json_option("Print the run record (balance.json) on stdout."),
 ) -> None:
     """Balance SRC into OUT: one random transform per added copy.
 
@@ -197,12 +174,10 @@ def stats_cmd(
     plot: Path | None = typer.Option(
         None, help="Write a bar chart of the counts here (.png, .svg, .pdf or .jpg)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
-    workers: int | None = typer.Option(
-        None, "--workers", "-j", help="Worker processes for checking images."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    overwrite: bool = overwrite_option("Replace an existing --plot file."),
+    workers: int | None = workers_option("Worker processes for checking images."),
+    quiet: bool = quiet_option("No progress bar."),
+    as_json: bool = json_option("Print the numbers as JSON."),
 ) -> None:
     """Counts, imbalance ratio and a build's plan, before you build.
 
@@ -242,39 +217,13 @@ def stats_cmd(
         print(f"bar chart: {plot}")
 
 
-def stats_table(stats: dict) -> str:
-    """`balance stats` as a table: one row per class."""
-    classes = stats["classes"]
-    cols = (
-        ["originals", "augmented", "count"]
-        if stats["balanced_folder"]
-        else ["count", "copies", "after"]
-        if "plan" in stats
-        else ["count"]
-    )
-    lines = [text_table(classes, cols, width=9)]
-    ratio = f"{stats['imbalance_ratio']:.1f}"
-    if stats["balanced_folder"]:
-        ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
-    lines.append(f"{stats['images']} images, imbalance ratio {ratio}")
-    if "plan" in stats:
-        plan = stats["plan"]
-        lines.append(
-            f"plan: {plan['copies']} copies to write ({plan['after']} images after), "
-            f"about {plan['estimated_bytes'] / 2**20:.1f} MiB"
-        )
-    return "\n".join(lines)
-
-
 @app.command("preview")
 def preview_cmd(
     src: Path = typer.Argument(
         ..., metavar="SRC", help="A source folder (or, with --from-manifest, a balanced OUT)."
     ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", metavar="OUT", help="Image file to write (.png or .jpg)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT file."),
+    out: Path = out_option("Image file to write (.png or .jpg)."),
+    overwrite: bool = overwrite_option("Replace an existing OUT file."),
     transforms: str = typer.Option(
         "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper' or 'all'."
     ),
@@ -294,7 +243,7 @@ def preview_cmd(
     image_size: int = typer.Option(
         224, help=f"With --resize: the model's input side, as train's --image-size ({SIDE})."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+    quiet: bool = quiet_option("No summary line."),
 ) -> None:
     """A contact sheet of the transforms on your images.
 
@@ -321,112 +270,14 @@ def preview_cmd(
         print(f"wrote {out} ({shown[0]} rows x {shown[1]} tiles)")
 
 
-@app.command("split")
-def split_cmd(
-    src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        metavar="OUT",
-        help="Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json.",
-    ),
-    test: float = typer.Option(
-        0.2, help=f"Fraction of each class for OUT/test ({SPLIT_FRACTION}; test + val < 1)."
-    ),
-    val: float = typer.Option(
-        0.0, help=f"Fraction of each class for OUT/val ({SPLIT_FRACTION}; none by default)."
-    ),
-    seed: int = typer.Option(0, help="Seed of the shuffle."),
-    link: bool = typer.Option(
-        False, "--link", help="Hard-link instead of copying, where possible."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-j", help="Worker processes (default: all cores)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in OUT."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Finish an interrupted split of OUT with the same options."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
-) -> None:
-    """Split SRC into train/val/test parts, stratified per class.
-
-    So you balance only OUT/train and evaluate on originals that balancing never saw.
-
-    \b
-    Example:
-      balance split photos/ --out data/ --test 0.2 --val 0.1
-    """
-    from .common.ownership import Existing
-    from .common.parallel import RunOptions
-    from .splitting import split
-
-    run = RunOptions(workers, progress=not quiet)
-    existing = Existing.from_flags(resume=resume, overwrite=overwrite)
-    with on_interrupt(RESUME_HINT):
-        result = split(
-            src, out, test=test, val=val, seed=seed, link=link, existing=existing, run=run
-        )
-    for message in result.warnings:
-        warn(message)
-    report_skipped([s.as_dict() for s in result.skipped])
-    if as_json:
-        print(
-            json.dumps(
-                {"out": str(result.out), "counts": result.counts}, indent=2, ensure_ascii=False
-            )
-        )
-    elif not quiet:
-        print(text_table(result.counts, ["train", "val", "test"], width=6))
-        print(f"wrote {result.out} (split.csv)")
-
-
-@app.command("verify")
-def verify_cmd(
-    out: Path = typer.Argument(
-        ..., metavar="OUT", help="A balanced folder made by `balance build`."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-j", help="Worker processes for decoding."
-    ),
-    replay: bool = typer.Option(
-        False,
-        "--replay",
-        help="Also re-render every copy from its original, seed and params, and compare the bytes.",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
-    """Check a balanced folder; exit 1 naming each problem.
-
-    Records parse, manifest <-> files, labels, counts, every file's sha256, every image
-    decodes, nothing at the root that a loader would misread; --replay re-renders every copy.
-
-    \b
-    Example:
-      balance verify data/balanced --replay
-    """
-    from .common.parallel import RunOptions
-    from .verification import verify
-
-    report = verify(out, run=RunOptions(workers, progress=not quiet), replay=replay)
-    if as_json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
-        for problem in report["problems"]:
-            print(f"problem: {problem}", file=sys.stderr)
-        state = "ok" if report["ok"] else f"{len(report['problems'])} problem(s)"
-        print(f"{out}: {report['files']} files in {len(report['classes'])} classes: {state}")
-    if not report["ok"]:
-        raise typer.Exit(1)
+app.command("split")(split_cmd)
+app.command("verify")(verify_cmd)
 
 
 @app.command("transforms")
 def transforms_cmd(
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Names only."),
+    as_json: bool = json_option("Print as JSON."),
+    quiet: bool = quiet_option("Names only."),
 ) -> None:
     """List the transforms and their magnitudes.
 

@@ -4,6 +4,7 @@ import importlib
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from helpers import REPO
@@ -43,3 +44,15 @@ def test_help_loads_neither_opencv_nor_numpy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_product_module_is_over_400_lines():
+    """Small modules that each hold one job: a module that grows past this splits."""
+    root = Path(__file__).resolve().parents[1]
+    sizes = {
+        str(p.relative_to(root)): len(p.read_text(encoding="utf-8").splitlines())
+        for package in ("balancer", "trainer")
+        for p in (root / package).rglob("*.py")
+    }
+    assert len(sizes) > 40
+    assert {name: n for name, n in sizes.items() if n > 400} == {}

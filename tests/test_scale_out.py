@@ -232,6 +232,7 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(tmp_path)
 )
 def test_only_the_chief_writes_the_run_folder(tf_config, chief, tmp_path, monkeypatch):
     """fit() on every worker: the chief's run folder appears, the others write nothing."""
+    import trainer.runtime as runtime
     import trainer.training as training
 
     seen = []
@@ -252,4 +253,4 @@ def test_only_the_chief_writes_the_run_folder(tf_config, chief, tmp_path, monkey
     assert (tmp_path / "run").exists() is chief
     assert ((tmp_path / "run" / "metrics.json").is_file()) is chief
     assert not seen[0].exists() or chief  # a worker's scratch folder is gone
-    assert training.is_chief() is chief
+    assert runtime.is_chief() is chief

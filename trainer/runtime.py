@@ -9,6 +9,7 @@ torch        one GPU (said so when there are more)        (Keras wraps the optim
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -255,3 +256,14 @@ def plan_cache(mode: str, images: int, size: int) -> CachePlan:
         return CachePlan(mode, mode == "on", needed, images)
     available = available_memory()
     return CachePlan(mode, needed <= CACHE_SHARE * available, needed, images, available)
+
+
+def is_chief() -> bool:
+    """Whether this process writes outputs: always, unless TF_CONFIG makes it a non-chief worker."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    if not task:
+        return True
+    if "chief" in tf_config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from balancer.common.ownership import (
 from balancer.manifest import CSV_LINE_END
 
 from . import backend
+from .callbacks import history_log, progress_callbacks
+from .compiler import Compiler
 from .config import MONITORS, TrainConfig
 from .control import RunControl, keras_verbosity
 from .data import (
@@ -43,7 +43,7 @@ from .data import (
 from .evaluation import absent_note, scores
 from .outputs import RUN, draw_plots, plot_confusion, plot_curves
 from .reuse import Reuse
-from .runtime import fit_multi_worker, pad_to, plan_cache
+from .runtime import fit_multi_worker, is_chief, pad_to, plan_cache
 from .runtime import setup as runtime_setup
 
 
@@ -233,12 +233,12 @@ def _train_model(
     fine_tune = config.freeze_base and config.fine_tune_epochs > 0
     phase, done, stopped = resume.starting_point(state)
 
-    compiler = _Compiler(config, runtime, train_counts, steps=len(train_ds), progress=progress)
+    compiler = Compiler(config, runtime, train_counts, steps=len(train_ds), progress=progress)
     model = compiler.model(n_classes, second_phase=phase["phase"] == 2, reuse=reuse)
     if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
         fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
-    stateful, checkpoint, saver = _progress_callbacks(config, folder, settings, phase)
+    stateful, checkpoint, saver = progress_callbacks(config, folder, settings, phase)
     if state is not None:
         resume.restore(folder, state, model, checkpoint=checkpoint, saver=saver, stateful=stateful)
         train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
@@ -248,7 +248,7 @@ def _train_model(
         validation_data=val_ds,
         callbacks=[
             *stateful.values(),
-            _history_log(folder / "history.csv"),
+            history_log(folder / "history.csv"),
             checkpoint,
             *callbacks,
             saver,  # last: it records the others' state
@@ -278,116 +278,6 @@ def _train_model(
     return model
 
 
-@dataclass(frozen=True)
-class _Compiler:
-    """Builds and compiles a run's model: Adam on the learning-rate schedule, the loss, accuracy
-    and the macro F1 early stopping watches."""
-
-    config: TrainConfig
-    runtime: Any
-    train_counts: list[int]
-    steps: int  # per epoch: a schedule's length
-    progress: bool = True
-
-    def compile(self, model, lr: float, epochs: int, warmup: int = 0) -> None:
-        keras = backend.keras()
-        from .models import learning_rate, make_loss
-
-        rate = learning_rate(self.config, lr, self.steps, epochs=epochs, warmup=warmup)
-        model.compile(
-            optimizer=keras.optimizers.Adam(rate),
-            loss=make_loss(self.config, self.train_counts),
-            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
-            jit_compile=self.runtime.jit,
-            run_eagerly=self.config.eager,
-        )
-
-    def build(self, n_classes: int, *, second_phase: bool):
-        from .models import build_model, unfreeze
-
-        config = self.config
-        if self.progress:  # the first epoch after this is slow: say why, now
-            print(
-                f"building {config.model} at {config.size} px (its first epoch also traces "
-                "the training step: minutes on a CPU)",
-                file=sys.stderr,
-            )
-        with self.runtime.scope():
-            model = build_model(config, n_classes)
-            if second_phase:
-                unfreeze(model)
-                self.compile(model, config.lr / 10, config.fine_tune_epochs)
-            else:
-                self.compile(model, config.lr, config.epochs, config.warmup_epochs)
-            model.optimizer.build(model.trainable_variables)  # its state can be saved, reset
-        return model
-
-    def model(self, n_classes: int, *, second_phase: bool, reuse: Reuse | None):
-        """A fresh model, or (one phase, `reuse` given) the one the last run compiled when
-        nothing that shapes it changed, reset to its start."""
-        config = self.config
-        if reuse is None or (config.freeze_base and config.fine_tune_epochs > 0):
-            return self.build(n_classes, second_phase=second_phase)
-        from .models import make_loss
-
-        scheduled = config.lr_schedule != "constant" or config.warmup_epochs
-        outside = ("class_weight", "cache", "monitor", "patience")  # not in the compiled step
-        key = {
-            "config": {k: v for k, v in config.to_dict().items() if k not in outside},
-            "classes": n_classes,
-            "loss": make_loss(config, self.train_counts).get_config(),
-            "steps": self.steps if scheduled else None,  # a schedule's length
-        }
-        return reuse.model(key, lambda: self.build(n_classes, second_phase=False))
-
-
-def _progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase: dict):
-    """The callbacks with a state a resumed run needs ({name: callback}: early stopping, the
-    plateau schedule), the best epoch's checkpoint, and the saver that records them."""
-    keras = backend.keras()
-    from . import resume
-
-    mode = MONITORS[config.monitor]
-    early_stopping = resume.resumable(keras.callbacks.EarlyStopping, ("wait", "best", "best_epoch"))
-    stateful = {
-        "early_stopping": early_stopping(
-            monitor=config.monitor, mode=mode, patience=config.patience
-        )
-    }
-    if config.lr_schedule == "plateau":  # a tenth of the rate after a third of the patience
-        plateau = resume.resumable(
-            keras.callbacks.ReduceLROnPlateau, ("wait", "best", "cooldown_counter")
-        )
-        stateful["plateau"] = plateau(
-            monitor=config.monitor,
-            mode=mode,
-            factor=0.1,
-            patience=max(1, config.patience // 3),
-            min_lr=config.lr / 1000,
-        )
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(folder / "best.weights.h5"),
-        monitor=config.monitor,
-        mode=mode,
-        save_best_only=True,
-        save_weights_only=True,
-    )
-    saver = resume.callback(folder, settings, stateful=stateful, checkpoint=checkpoint, phase=phase)
-    return stateful, checkpoint, saver
-
-
-def _history_log(path: Path):
-    """Keras' CSVLogger, appending, with epochs counted from 1 as Keras' console counts them
-    (and metrics.json's best_epoch, the curves and the epoch lines)."""
-    keras = backend.keras()
-
-    class History(keras.callbacks.CSVLogger):  # type: ignore[name-defined]
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch + 1, logs)
-
-    return History(str(path), append=True)
-
-
 def _epochs(history: pd.DataFrame, monitor: str) -> dict:
     """Epochs run, and the best one by the monitored value (epochs count from 1)."""
     column = history[monitor]
@@ -410,17 +300,6 @@ def absent_classes(
             )
             warnings.warn(found[-1], ToolWarning, stacklevel=2)
     return found
-
-
-def is_chief() -> bool:
-    """Whether this process writes outputs: always, unless TF_CONFIG makes it a non-chief worker."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task") or {}
-    if not task:
-        return True
-    if "chief" in tf_config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
 def fit(

@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 import typer.core
@@ -27,6 +28,35 @@ if hasattr(getattr(typer, "core", None), "TyperArgument") and hasattr(
     typer.core.TyperArgument, "_usage_display_name"
 ):
     typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
+
+
+# The options every command spells the same way (pip's cmdoptions habit): declared here
+# once, each command giving only its own help text.
+
+
+def out_option(help: str, *, required: bool = True) -> Any:
+    """--out/-o OUT: where a command writes."""
+    return typer.Option(... if required else None, "--out", "-o", metavar="OUT", help=help)
+
+
+def overwrite_option(help: str) -> Any:
+    """--overwrite: replace an earlier output this tool wrote."""
+    return typer.Option(False, "--overwrite", help=help)
+
+
+def workers_option(help: str) -> Any:
+    """--workers/-j N."""
+    return typer.Option(None, "--workers", "-j", help=help)
+
+
+def quiet_option(help: str = "No progress output.") -> Any:
+    """--quiet/-q."""
+    return typer.Option(False, "--quiet", "-q", help=help)
+
+
+def json_option(help: str) -> Any:
+    """--json: the report as JSON on stdout (and nothing else there)."""
+    return typer.Option(False, "--json", help=help)
 
 
 def version_flag(tool: str):

@@ -1,0 +1,51 @@
+"""What `balance` commands parse and print beyond their options: NAME=COUNT lists and the
+text tables of counts and stats."""
+
+from __future__ import annotations
+
+import typer
+
+from .common.cli import (
+    text_table,
+)
+
+
+def parse_per_class(values: list[str]) -> dict[str, int]:
+    """['anger=800', 'fear=700,joy=900'] -> {'anger': 800, ...}; typer.BadParameter if malformed."""
+    out: dict[str, int] = {}
+    for value in values:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            label, sep, count = part.rpartition("=")
+            if not sep or not label or not count.strip().isdigit():
+                raise typer.BadParameter(f"'{part}' is not NAME=COUNT", param_hint="--per-class")
+            out[label] = int(count)
+    return out
+
+
+def counts_table(counts: dict[str, dict]) -> str:
+    """Before, copies and after per class, with a total row."""
+    return text_table(counts, ["before", "copies", "after"], total=True)
+
+
+def stats_table(stats: dict) -> str:
+    """`balance stats` as a table: one row per class."""
+    classes = stats["classes"]
+    cols = (
+        ["originals", "augmented", "count"]
+        if stats["balanced_folder"]
+        else ["count", "copies", "after"]
+        if "plan" in stats
+        else ["count"]
+    )
+    lines = [text_table(classes, cols, width=9)]
+    ratio = f"{stats['imbalance_ratio']:.1f}"
+    if stats["balanced_folder"]:
+        ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
+    lines.append(f"{stats['images']} images, imbalance ratio {ratio}")
+    if "plan" in stats:
+        plan = stats["plan"]
+        lines.append(
+            f"plan: {plan['copies']} copies to write ({plan['after']} images after), "
+            f"about {plan['estimated_bytes'] / 2**20:.1f} MiB"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""`train study`: the paper's experiments on your data (transform ranking, ablation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from balancer.common.cli import (
+    CONTEXT,
+    json_option,
+    on_interrupt,
+    out_option,
+    overwrite_option,
+    quiet_option,
+)
+from balancer.common.limits import COUNT
+
+from .cli_options import GO_ON, WORKERS_OPTION, existing_from, logs_to_stderr, with_train_options
+from .config import FOLDS, TOP, TrainConfig
+
+study_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+    help="The paper's experiments on your data: transform ranking, ablation.",
+)
+
+
+STUDY_ONLY = ("model", "loss", "val_split")  # lists there; folds, not a split
+
+
+@study_app.command("transforms")
+@with_train_options(exclude=STUDY_ONLY + ("epochs", "patience"))
+def study_transforms_cmd(
+    src: Path = typer.Argument(
+        ..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."
+    ),
+    out: Path = out_option("Study folder (resumed when it holds the same study)."),
+    epochs: int = typer.Option(30, help="Epochs per run (the paper's Tables 2-3: 30)."),
+    patience: int | None = typer.Option(
+        None,
+        help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3).",
+    ),
+    folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
+    model: str = typer.Option(
+        "efficientnet-b0", help="A model, or several comma-separated (each trains every fold)."
+    ),
+    loss: str = typer.Option("focal", help="focal, ce, or both comma-separated."),
+    transforms: str = typer.Option(
+        "all", help="Transforms to rank, NAME[=MAGNITUDE],... or 'all'."
+    ),
+    top: int = typer.Option(
+        5, help=f"How many of the best to suggest for `balance build` ({TOP})."
+    ),
+    overwrite: bool = overwrite_option("Replace an earlier study in OUT."),
+    workers: int | None = WORKERS_OPTION,
+    quiet: bool = quiet_option("No progress bar."),
+    as_json: bool = json_option("Print the summary as JSON."),
+    **train,
+) -> None:
+    """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
+
+    Each transform alone doubles every fold's training set once; the ranking is by mean
+    macro F1 (ties: accuracy, then name), and only transforms whose gain over the baseline,
+    fold by fold, is above zero by more than one standard error are suggested for
+    `balance build`.
+
+    \b
+    Example:
+      train study transforms photos/ --out study-t --folds 5 --model efficientnet-b0,vgg16
+    """
+    from .control import RunControl
+    from .study import StudySpec, parse_list, study_transforms
+
+    spec = StudySpec.of_transforms(
+        TrainConfig(**train, epochs=epochs, patience=patience or epochs),
+        transforms,
+        folds=folds,
+        models=parse_list(model, "--model"),
+        losses=parse_list(loss, "--loss"),
+    )
+    with logs_to_stderr(), on_interrupt(GO_ON):
+        result = study_transforms(
+            src,
+            out,
+            spec,
+            top=top,
+            existing=existing_from(overwrite, "resume"),
+            control=RunControl(progress=not quiet, workers=workers),
+        )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "summary": result["summary"].to_dict("records"),
+                    "ranking": list(result["ranking"].arm),
+                    "suggested": result["suggested"],
+                },
+                indent=2,
+            )
+        )
+        return
+    print((Path(out) / "results.md").read_text(encoding="utf-8"))
+    if result["suggested"]:
+        print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
+    else:
+        print(
+            "the study cannot tell: no transform beats the baseline by more than the noise "
+            "between folds (its paired gain in macro F1 minus one standard error is not above 0)"
+        )
+
+
+@study_app.command("ablation")
+@with_train_options(exclude=STUDY_ONLY)
+def study_ablation_cmd(
+    src: Path = typer.Argument(..., metavar="SRC", help="Class folder of originals (imbalanced)."),
+    nmin: int = typer.Option(
+        ..., help=f"N_min: each training fold's classes are brought up to it ({COUNT})."
+    ),
+    out: Path = out_option("Study folder (resumed when it holds the same study)."),
+    transforms: str = typer.Option("paper", help="The chosen set T ('paper': the paper's)."),
+    every: str = typer.Option(
+        "all",
+        help="The 'all transforms' arm: 'all', or with magnitude overrides ('all,crop=24,cutout=12').",
+    ),
+    folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
+    model: str = typer.Option(
+        "efficientnet-b0", help="A model, or several comma-separated (each trains every fold)."
+    ),
+    loss: str = typer.Option("focal", help="focal, ce, or both comma-separated."),
+    overwrite: bool = overwrite_option("Replace an earlier study in OUT."),
+    workers: int | None = WORKERS_OPTION,
+    quiet: bool = quiet_option("No progress bar."),
+    as_json: bool = json_option("Print the summary as JSON."),
+    **train,
+) -> None:
+    """Baseline, ROS, ROS + all transforms, ROS + T on the same folds (the paper's Table 4).
+
+    Every fold is split first; copies are made from each fold's training originals only.
+
+    \b
+    Example:
+      train study ablation photos/ --nmin 1500 --out study-a --folds 5
+    """
+    from .control import RunControl
+    from .study import StudySpec, parse_list, run_study
+
+    spec = StudySpec.of_ablation(
+        TrainConfig(**train),
+        nmin=nmin,
+        transforms=transforms,
+        every=every,
+        folds=folds,
+        models=parse_list(model, "--model"),
+        losses=parse_list(loss, "--loss"),
+    )
+    with logs_to_stderr(), on_interrupt(GO_ON):
+        summary = run_study(
+            spec,
+            src,
+            out,
+            existing=existing_from(overwrite, "resume"),
+            control=RunControl(progress=not quiet, workers=workers),
+        )
+    if as_json:
+        print(json.dumps(summary.to_dict("records"), indent=2))
+    else:
+        print((Path(out) / "results.md").read_text(encoding="utf-8"))
