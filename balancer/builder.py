@@ -151,7 +151,9 @@ def _source_changes(previous: dict, found: Scan) -> str:
     return "; ".join(parts) or "files were replaced, renamed or re-tagged"
 
 
-def estimate_bytes(found: Scan, targets: Mapping[str, int], link: bool, block: int = 4096) -> int:
+def estimate_bytes(
+    found: Scan, targets: Mapping[str, int], *, link: bool, block: int = 4096
+) -> int:
     """Disk space the plan needs: originals (unless hard-linked) plus each class's copies at
     its originals' mean size, every file rounded up to whole blocks of the file system."""
 
@@ -194,7 +196,7 @@ def build(
     settings: BuildSettings,
     *,
     existing: Existing = Existing.ERROR,
-    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
+    run: RunOptions = RunOptions(),
     dry_run: bool = False,
     space_check: bool = True,
 ) -> BuildResult:
@@ -251,7 +253,7 @@ def _record(
                 for label in sorted(counts)
             },
             "files": sum(targets.values()),
-            "estimated_bytes": estimate_bytes(found, targets, settings.link, block),
+            "estimated_bytes": estimate_bytes(found, targets, link=settings.link, block=block),
             "empty_classes": found.empty,
             "skipped": found.skipped_list(),
             "ignored": found.ignored,

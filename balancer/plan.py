@@ -132,7 +132,7 @@ def _stem(image: SourceImage) -> str:
     file name (deep folders, long names) keeps its start and gains a hash of the whole path,
     so it stays unique and the same on every run."""
     inner = PurePosixPath(image.path).relative_to(image.label)
-    stem = "_".join(inner.parent.parts + (inner.stem,))
+    stem = "_".join((*inner.parent.parts, inner.stem))
     if len(stem.encode("utf-8")) <= MAX_STEM_BYTES:
         return stem
     head = stem.encode("utf-8")[: MAX_STEM_BYTES - 10].decode("utf-8", "ignore")

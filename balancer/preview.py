@@ -91,7 +91,7 @@ SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 9
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _sheet_target(out, inputs: dict, overwrite: bool) -> Path:
+def _sheet_target(out, inputs: dict, *, overwrite: bool) -> Path:
     """Where a contact sheet goes: a .png or .jpg name, claimed as a single output file."""
     if Path(out).suffix.lower() not in SHEET_SUFFIXES:
         raise BalanceError(
@@ -182,7 +182,7 @@ def preview_transforms(
 
     `view` (as_trained(...)) shows every tile as the trainer will see it. OUT is never
     written inside SRC, and replaces an existing file only with overwrite=True."""
-    target = _sheet_target(out, {"source folder": Path(src)}, overwrite)
+    target = _sheet_target(out, {"source folder": Path(src)}, overwrite=overwrite)
     tiles = []
     sources = pick_sources(src, rows, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
@@ -212,7 +212,7 @@ def preview_manifest(
     ROWS.check(rows, "rows")
     SEED.check(seed, "seed")
     folder = Path(folder)
-    target = _sheet_target(out, {"balanced folder": folder}, overwrite)
+    target = _sheet_target(out, {"balanced folder": folder}, overwrite=overwrite)
     m = read_manifest(folder)
     aug = m[m.origin == "augmented"]
     if aug.empty:

@@ -20,8 +20,27 @@ if TYPE_CHECKING:
 
 # What OpenCV can decode; anything else in a class folder is reported, not read.
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .png .bmp .dib .gif .webp .tif .tiff .jp2 .pbm .pgm .ppm .pnm "
-    ".pxm .sr .ras .avif".split()
+    [
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".jp2",
+        ".pbm",
+        ".pgm",
+        ".ppm",
+        ".pnm",
+        ".pxm",
+        ".sr",
+        ".ras",
+        ".avif",
+    ]
 )
 # Operating-system litter, ignored without a word (so are dot-files and dot-folders).
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
@@ -267,7 +286,7 @@ def scan(
         partial(check_chunk, str(root), max_bytes=max_bytes),
         chunks,
         workers,
-        progress,
+        progress=progress,
         desc="checking",
     ):
         start = starts[index]

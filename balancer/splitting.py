@@ -70,7 +70,7 @@ def split(
     seed: int = 0,
     link: bool = False,
     existing: Existing = Existing.ERROR,
-    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
+    run: RunOptions = RunOptions(),
 ) -> SplitResult:
     """Copy SRC into OUT/train, OUT/val (when val > 0) and OUT/test, stratified per class.
 

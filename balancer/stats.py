@@ -23,7 +23,7 @@ def folder_stats(
     nmin: int | None = None,
     target: str | None = None,
     per_class: Mapping[str, int] | None = None,
-    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
+    run: RunOptions = RunOptions(),
     transforms: str | None = None,
 ) -> dict:
     """Counts per class and the imbalance ratio; with a target, the plan and its disk cost
@@ -53,7 +53,7 @@ def folder_stats(
             "folder": str(root),
             "balanced_folder": True,
             "classes": classes,
-            "images": int(len(m)),
+            "images": len(m),
             "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),
             "originals_imbalance_ratio": imbalance_ratio(
                 {k: v["originals"] for k, v in classes.items()}
@@ -82,7 +82,7 @@ def folder_stats(
         result["plan"] = {
             "copies": sum(targets.values()) - sum(counts.values()),
             "after": sum(targets.values()),
-            "estimated_bytes": estimate_bytes(found, targets, False, block_size(root)),
+            "estimated_bytes": estimate_bytes(found, targets, link=False, block=block_size(root)),
             "imbalance_ratio_after": imbalance_ratio(targets),
         }
     return result

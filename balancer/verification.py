@@ -29,7 +29,7 @@ from .writing import output_format, render
 def verify(
     folder: str | Path,
     *,
-    run: RunOptions = RunOptions(),  # noqa: B008  (frozen)
+    run: RunOptions = RunOptions(),
     replay: bool = False,
 ) -> dict:
     """{'ok', 'problems', 'files', 'classes'}: records, manifest <-> files, labels, counts,
@@ -183,7 +183,7 @@ def _check_contents(root: Path, rows, p: Pool, limit: int | None, problems: list
     tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
     chunks = chunked(tasks, p.workers)
     job = partial(_content_chunk, str(root), limit)
-    for _, found in run_chunks(job, chunks, p.workers, p.progress, desc="checking"):
+    for _, found in run_chunks(job, chunks, p.workers, progress=p.progress, desc="checking"):
         problems += found
 
 
@@ -210,7 +210,7 @@ def _replay_settings(record: dict) -> tuple[dict, int] | str:
     magnitudes = settings.get("transforms", {})
     if not isinstance(magnitudes, dict) or not all(
         isinstance(k, str)
-        and (v is None or isinstance(v, (int, float)) and not isinstance(v, bool))
+        and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
         for k, v in magnitudes.items()
     ):
         return f"{RECORD}'s settings.transforms is not a map of names to magnitudes"
@@ -243,7 +243,7 @@ def _check_replay(
         _replay_chunk, str(root), str(record.get("source", "")), magnitudes, quality, limit
     )
     chunks = chunked(tasks, p.workers)
-    for _, found in run_chunks(job, chunks, p.workers, p.progress, desc="replaying"):
+    for _, found in run_chunks(job, chunks, p.workers, progress=p.progress, desc="replaying"):
         problems += found
 
 

@@ -212,7 +212,7 @@ def run_items(
     out: Path,
     items: list[Item],
     workers: int,
-    writing: Writing = Writing(),  # noqa: B008  (frozen: one shared default is safe)
+    writing: Writing = Writing(),
     *,
     progress: bool = True,
 ) -> dict[str, tuple]:
@@ -224,7 +224,7 @@ def run_items(
     work = partial(_work_chunk, str(root), str(out), writing)
     written: dict[str, tuple] = {}
     try:
-        for _, results in run_chunks(work, chunks, workers, progress, desc="writing"):
+        for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):
             written.update((name, (params, sha)) for name, params, sha in results)
     except BaseException:
         sweep(out, items)  # workers stopped mid-write leave temporaries behind

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balancer.common.imageio import decode, encode  # noqa: E402
+from balancer.common.imageio import decode, encode
 from balancer.common.opencv import cv2
-from balancer.transforms import TRANSFORMS, parse_transforms  # noqa: E402
-from bench.corpus import make_corpus  # noqa: E402
+from balancer.transforms import TRANSFORMS, parse_transforms
+from bench.corpus import make_corpus
 
 NMIN = 600
 
@@ -135,12 +135,12 @@ def main() -> None:
     contenders = {
         floor1: lambda k: floor_rate(root, work / f"floor-{k}", args.floor_sample, 95, names),
         hand: lambda k: hand_written_rate(root, work / f"hand-{k}", n, 95, names, cores),
-        one: lambda k: n / timed(balance + ["-j", "1"], work / f"one-{k}"),
+        one: lambda k: n / timed([*balance, "-j", "1"], work / f"one-{k}"),
         full_name: lambda k: n / timed(balance, work / f"all-{k}"),
     }
     if not args.skip_augmentor and args.transforms == "rotate":
         contenders["balance build --quality 75"] = lambda k: (
-            n / timed(balance + ["--quality", "75"], work / f"q75-{k}")
+            n / timed([*balance, "--quality", "75"], work / f"q75-{k}")
         )
         contenders["Augmentor (JPEG q75, threads)"] = lambda k: (
             n / augmentor_seconds(root.resolve(), work / f"aug-{k}", n)

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balancer import BuildSettings, build  # noqa: E402
-from balancer.common.parallel import RunOptions  # noqa: E402
-from bench.balance_speed import NMIN, copies_needed  # noqa: E402
-from bench.corpus import make_corpus  # noqa: E402
+from balancer import BuildSettings, build
+from balancer.common.parallel import RunOptions
+from bench.balance_speed import NMIN, copies_needed
+from bench.corpus import make_corpus
 
 
 def best_seconds(run, out: Path, repeat: int = 2) -> float:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.corpus import make_corpus  # noqa: E402
+from bench.corpus import make_corpus
 
 BALANCE = str(Path(sys.executable).with_name("balance"))
 
@@ -34,7 +34,7 @@ def peak_tree_rss(cmd: list[str]) -> tuple[float, float]:
     peak = 0
     while proc.poll() is None:
         try:
-            procs = [proc] + proc.children(recursive=True)
+            procs = [proc, *proc.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
         except psutil.Error:
             pass

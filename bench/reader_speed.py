@@ -19,6 +19,7 @@ keras.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -30,10 +31,10 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from balancer.common.opencv import cv2  # noqa: E402  (single-threaded OpenCV)
-from balancer.common.square import model_input  # noqa: E402
+from balancer.common.opencv import cv2
+from balancer.common.square import model_input
 
 
 def corpus(root: Path, n: int, quality: int) -> list[Path]:
@@ -90,10 +91,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=None, help="default bench/corpus-12mp-q<Q>")
     args = ap.parse_args()
     args.corpus = args.corpus or Path(f"bench/corpus-12mp-q{args.quality}")
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, for every thread
-    except (AttributeError, OSError):
-        pass
+    with contextlib.suppress(AttributeError, OSError):  # one core, for every thread
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     files = corpus(args.corpus, args.images, args.quality)
     mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     size = args.size

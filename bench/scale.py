@@ -31,9 +31,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import numpy as np  # noqa: E402
+import numpy as np
 
-from balancer.common.opencv import cv2  # noqa: E402
+from balancer.common.opencv import cv2
 
 HERE = Path(__file__).resolve().parent / "scale"
 BALANCE = str(Path(sys.executable).with_name("balance"))

@@ -50,7 +50,8 @@ def test_build_counts_manifest_and_pixels(small_src, tmp_path):
         "cat",
         "dog",
         "manifest.csv",
-    ] + ["owl"]
+        "owl",
+    ]
     m = read_manifest(out)
     files = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
     assert sorted(m.file_name) == files

@@ -120,7 +120,7 @@ def test_write_failure_is_one_clear_error_and_resumable(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     proc = subprocess.run(
-        CLI + [str(a) for a in args + ["--out", tmp_path / "out"]],
+        CLI + [str(a) for a in [*args, "--out", tmp_path / "out"]],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -144,9 +144,11 @@ def test_study_overwrite_refuses_a_users_notes_under_runs_and_data(tmp_path):
     ):
         notes.write_text("mine")
         before = tree_digest(out)
-        with pytest.raises(BalanceError, match="never holds"):
-            with claim(out, STUDY, inputs={}, existing=Existing.OVERWRITE):
-                pass
+        with (
+            pytest.raises(BalanceError, match="never holds"),
+            claim(out, STUDY, inputs={}, existing=Existing.OVERWRITE),
+        ):
+            pass
         assert tree_digest(out) == before
         notes.unlink()
     with claim(out, STUDY, inputs={}, existing=Existing.OVERWRITE) as c:
@@ -162,12 +164,14 @@ def test_a_replaced_output_keeps_what_appeared_in_it_meanwhile(tmp_path):
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps(fake_metrics()))
     (run / "model.keras").write_bytes(b"old")
-    with claim(run, RUN, inputs={}, existing=Existing.OVERWRITE) as c:
-        with pytest.warns(UserWarning, match="could not prove its own"):
-            with c.staged() as tmp:
-                (tmp / "model.keras").write_bytes(b"new")
-                (tmp / "metrics.json").write_text(json.dumps(fake_metrics()))
-                (run / "late.txt").write_text("a user's file, written while the run trained")
+    with (
+        claim(run, RUN, inputs={}, existing=Existing.OVERWRITE) as c,
+        pytest.warns(UserWarning, match="could not prove its own"),
+        c.staged() as tmp,
+    ):
+        (tmp / "model.keras").write_bytes(b"new")
+        (tmp / "metrics.json").write_text(json.dumps(fake_metrics()))
+        (run / "late.txt").write_text("a user's file, written while the run trained")
     assert (run / "model.keras").read_bytes() == b"new"
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
     assert len(kept) == 1 and (kept[0] / "late.txt").read_text().startswith("a user's")
@@ -175,10 +179,9 @@ def test_a_replaced_output_keeps_what_appeared_in_it_meanwhile(tmp_path):
 
 
 def test_staging_appears_whole_or_not_at_all(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with staged(tmp_path / "run") as tmp:
-            (tmp / "half").write_text("x")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), staged(tmp_path / "run") as tmp:
+        (tmp / "half").write_text("x")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
 
 
@@ -379,9 +382,11 @@ def test_study_resumes_only_over_the_same_data(tmp_path):
     (out / "study.json").write_text(
         json.dumps({"tool": "balanced-aug", "kind": "study", "settings": key})
     )
-    with pytest.raises(UserError, match="other study or data .data_digest"):
-        with claim(out, STUDY, inputs={}, existing=Existing.RESUME) as c:
-            c.check_resume(spec.key(list_folder(data)), "study or data")
+    with (
+        pytest.raises(UserError, match="other study or data .data_digest"),
+        claim(out, STUDY, inputs={}, existing=Existing.RESUME) as c,
+    ):
+        c.check_resume(spec.key(list_folder(data)), "study or data")
 
 
 @pytest.mark.slow
@@ -745,9 +750,14 @@ def test_ctrl_c_stops_every_train_command_in_one_line_saying_how_to_go_on(tmp_pa
     extra, hint = CTRL_C[command]
     args = [*command.replace("study", "study transforms").split(), data, "--out", out]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from trainer.cli import main; main()", *map(str, args)]
-        + ENDLESS
-        + extra,
+        [
+            sys.executable,
+            "-c",
+            "from trainer.cli import main; main()",
+            *map(str, args),
+            *ENDLESS,
+            *extra,
+        ],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,

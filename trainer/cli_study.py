@@ -32,7 +32,7 @@ STUDY_ONLY = ("model", "loss", "val_split")  # lists there; folds, not a split
 
 
 @study_app.command("transforms")
-@with_train_options(exclude=STUDY_ONLY + ("epochs", "patience"))
+@with_train_options(exclude=(*STUDY_ONLY, "epochs", "patience"))
 def study_transforms_cmd(
     src: Path = typer.Argument(
         ..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."

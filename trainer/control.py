@@ -15,7 +15,7 @@ from . import backend
 from .config import TrainConfig
 
 
-def keras_verbosity(progress: bool) -> int:
+def keras_verbosity(*, progress: bool) -> int:
     """Keras' own bar on a terminal; elsewhere (logs) `EpochReport` writes a line per epoch."""
     return 1 if progress and sys.stderr.isatty() else 0
 
@@ -87,6 +87,6 @@ class RunControl:
         keras = backend.keras()
         logs = (keras.callbacks.TensorBoard(str(folder / "logs")),) if self.tensorboard else ()
         lines: tuple = ()
-        if self.progress and not keras_verbosity(self.progress):
+        if self.progress and not keras_verbosity(progress=self.progress):
             lines = (epoch_report(config.total_epochs, label=self.label),)
         return (*self.callbacks, *logs, *lines)

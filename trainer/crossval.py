@@ -168,7 +168,7 @@ def _say_unbalanced(splits: list, class_names: list[str]) -> None:
     counts = {c: [int((train.label == c).sum()) for train, _ in splits] for c in class_names}
     spread = {c: max(v) - min(v) for c, v in counts.items()}
     worst = max(spread, key=lambda c: spread[c])
-    sizes = [int(len(train)) for train, _ in splits]
+    sizes = [len(train) for train, _ in splits]
     per_fold = [{c: counts[c][k] for c in class_names} for k in range(len(splits))]
     unequal = any(len(set(f.values())) > 1 for f in per_fold)
     if spread[worst] == 0 and not unequal:

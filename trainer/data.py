@@ -49,7 +49,9 @@ class Folder:
         return h.hexdigest()[:16]
 
 
-def list_folder(folder: str | Path, workers: int | None = None, progress: bool = False) -> Folder:
+def list_folder(
+    folder: str | Path, *, workers: int | None = None, progress: bool = False
+) -> Folder:
     """Every usable image of FOLDER/<class>/..., each checked by decoding it first.
 
     A balancer manifest.csv (with `source` and `origin`) groups each copy with its original;

@@ -18,7 +18,7 @@ from typing import Any
 class Reuse:
     """Hands back the last compiled model while the key is the same, reset to its start."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.built = 0  # how many models were built and compiled (what tests and benches read)
         self._key: str | None = None

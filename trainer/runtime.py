@@ -114,9 +114,11 @@ def _average_scalar_logs(tf) -> None:
         ):
 
             def mean(v):
-                if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v):
-                    if v.shape.rank == 0 if tf.is_tensor(v) else v.values[0].shape.rank == 0:
-                        return strategy.reduce("MEAN", v, axis=None)
+                tensor = tf.is_tensor(v)
+                if (isinstance(v, tf.distribute.DistributedValues) or tensor) and (
+                    v.shape.rank == 0 if tensor else v.values[0].shape.rank == 0
+                ):
+                    return strategy.reduce("MEAN", v, axis=None)
                 return original(v, strategy, reduction)
 
             return backend.keras().tree.map_structure(mean, values)
@@ -139,10 +141,9 @@ def _tensorflow():
     tf = backend.tf()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised by an earlier run in this process
-            pass
+        # RuntimeError: already initialised by an earlier run in this process
+        with contextlib.suppress(RuntimeError):
+            tf.config.experimental.set_memory_growth(gpu, enable=True)
     bf16 = bool(gpus) and all(
         tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
         for g in gpus

@@ -253,7 +253,7 @@ def _train_model(
             *callbacks,
             saver,  # last: it records the others' state
         ],
-        verbose=keras_verbosity(progress),
+        verbose=keras_verbosity(progress=progress),
         shuffle=False,  # ImageBatches shuffles
     )
     if phase["phase"] == 1:

@@ -206,7 +206,7 @@ def jpeg_scale(width: int, height: int, at_least: int) -> int:
     return 1
 
 
-def _flags(fmt: str, header: Header | None, check_only: bool, at_least: int | None) -> int:
+def _flags(fmt: str, header: Header | None, *, check_only: bool, at_least: int | None) -> int:
     if fmt != "jpeg":
         return cv2.IMREAD_UNCHANGED
     if check_only:
@@ -239,6 +239,7 @@ def without_icc(data: bytes) -> bytes:
 
 def decode(
     data: bytes,
+    *,
     check_only: bool = False,
     max_bytes: int | None = None,
     at_least: int | None = None,
@@ -265,7 +266,7 @@ def decode(
             f"{header.decoded_bytes / 2**20:.0f} MiB, over the "
             f"{max_bytes / 2**20:.0f} MiB limit (--max-image-mb raises it)"
         )
-    flags = _flags(fmt, header, check_only, at_least)
+    flags = _flags(fmt, header, check_only=check_only, at_least=at_least)
     if fmt == "png":
         data = without_icc(data)
     try:
@@ -313,6 +314,7 @@ def read_bytes(path: Path, expect: Stamp | None = None) -> bytes:
 
 def load(
     path: Path,
+    *,
     check_only: bool = False,
     max_bytes: int | None = None,
     expect: Stamp | None = None,
@@ -320,7 +322,9 @@ def load(
 ) -> Loaded:
     """Read and decode a file whole (BadImage, with the reason, for anything else)."""
     try:
-        return decode(read_bytes(path, expect), check_only, max_bytes, at_least)
+        return decode(
+            read_bytes(path, expect), check_only=check_only, max_bytes=max_bytes, at_least=at_least
+        )
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None
 

@@ -35,13 +35,13 @@ class Interval:
         x = int(value) if isinstance(value, numbers.Integral) else float(value)  # exact ints
         if not math.isfinite(x) or (self.integer and x != int(x)):
             return False
-        if self.low is not None:
-            if x < self.low or (x == self.low and self.closed in ("right", "neither")):
-                return False
-        if self.high is not None:
-            if x > self.high or (x == self.high and self.closed in ("left", "neither")):
-                return False
-        return True
+        open_low, open_high = (
+            self.closed in ("right", "neither"),
+            self.closed in ("left", "neither"),
+        )
+        if self.low is not None and (x < self.low or (x == self.low and open_low)):
+            return False
+        return not (self.high is not None and (x > self.high or (x == self.high and open_high)))
 
     def __str__(self) -> str:
         kind = "an integer" if self.integer else "a number"

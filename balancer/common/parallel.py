@@ -108,6 +108,7 @@ def run_chunks(
     fn: Callable[[Sequence], list],
     chunks: Sequence[Sequence],
     workers: int,
+    *,
     progress: bool = True,
     desc: str = "",
 ) -> Iterator[tuple[int, list]]:

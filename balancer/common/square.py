@@ -51,7 +51,7 @@ def to_square(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray
         return resized(image, size, size)
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    out = np.zeros((size, size) + image.shape[2:], image.dtype)
+    out = np.zeros((size, size, *image.shape[2:]), image.dtype)
     y, x = (size - nh) // 2, (size - nw) // 2
     out[y : y + nh, x : x + nw] = resized(image, nw, nh)
     return out

@@ -90,7 +90,7 @@ def run_study(
         return summary
 
 
-def _one_run(  # noqa: PLR0917  (the study, its folder, the data, the fold, the run)
+def _one_run(
     spec: StudySpec,
     c: Claim,
     folder: Folder,

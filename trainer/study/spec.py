@@ -26,9 +26,9 @@ def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
     return [
         Arm("baseline"),
         Arm("class weight", class_weight=True),
-        Arm("ROS", {}, True),
-        Arm("ROS + all transforms", every, True),
-        Arm("ROS + T", dict(transforms), True),
+        Arm("ROS", {}, balance=True),
+        Arm("ROS + all transforms", every, balance=True),
+        Arm("ROS + T", dict(transforms), balance=True),
     ]
 
 
