@@ -124,14 +124,23 @@ def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
 def test_the_model_converts_uint8_as_keras_preprocess_input_does():
     import keras
 
+    from trainer.config import MODELS
     from trainer.models import ImageInput
 
     x = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
     caffe = keras.ops.convert_to_numpy(ImageInput("caffe")(x))
     want = keras.applications.vgg16.preprocess_input(x.astype(np.float32))
     assert np.allclose(caffe, want, atol=1e-4)
-    assert np.array_equal(keras.ops.convert_to_numpy(ImageInput("none")(x)), x.astype(np.float32))
-    assert keras.applications.efficientnet.preprocess_input(x.astype(np.float32)) is not None
+    resnet = keras.applications.resnet50.preprocess_input(x.astype(np.float32))
+    assert np.allclose(caffe, resnet, atol=1e-4)  # ResNet50 converts as VGG16 does
+    efficientnet = keras.applications.efficientnet.preprocess_input(x.astype(np.float32))
+    none = keras.ops.convert_to_numpy(ImageInput("none")(x))
+    assert np.array_equal(none, np.asarray(efficientnet))  # 0-255 floats: it rescales inside
+    assert {spec.preprocessing for spec in MODELS.values()} == {"none", "caffe"}
+    assert {m for m, spec in MODELS.items() if spec.preprocessing == "caffe"} == {
+        "vgg16",
+        "resnet50",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +176,7 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
     r = Run(run)
     probs = r.probabilities(sorted(str(p) for p in (folders / "test").rglob("*.jpg")))
     assert np.allclose(probs.max(1), table.probability, atol=1e-4)
+    assert [r.class_names[i] for i in probs.argmax(1)] == list(table.predicted)  # same classes
     assert keras.backend.backend() == "tensorflow"
 
 
