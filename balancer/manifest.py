@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 import csv
 import hashlib
 import io
@@ -62,7 +67,7 @@ def write_manifest(out: Path, rows: Iterable[dict]) -> str:
     return write_csv(Path(out) / MANIFEST, rows, COLUMNS)
 
 
-def read_csv(path: Path):
+def read_csv(path: Path) -> pd.DataFrame:
     """A CSV written by the tools as a DataFrame of strings; BalanceError when unreadable."""
     import pandas as pd  # only here: the CLI must start fast
 
@@ -103,7 +108,7 @@ def leaves_folder(name: str) -> bool:
     return not name or p.is_absolute() or ".." in p.parts
 
 
-def read_manifest(folder: str | Path):
+def read_manifest(folder: str | Path) -> pd.DataFrame:
     """A balanced folder's manifest as a pandas DataFrame with typed columns: `params` a dict
     (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
     originals), the others strings. BalanceError (one line) for a manifest that lacks the

@@ -91,7 +91,7 @@ SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 9
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _sheet_target(out, inputs: dict, *, overwrite: bool) -> Path:
+def _sheet_target(out: str | Path, inputs: dict, *, overwrite: bool) -> Path:
     """Where a contact sheet goes: a .png or .jpg name, claimed as a single output file."""
     if Path(out).suffix.lower() not in SHEET_SUFFIXES:
         raise BalanceError(

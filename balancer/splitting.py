@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def split(
             return result
 
 
-def _plan_split(found, out: Path, *, test: float, val: float, seed: int):
+def _plan_split(found: Any, out: Path, *, test: float, val: float, seed: int) -> Any:
     """(result, items, split.csv rows): each class shuffled with its own generator."""
     result = SplitResult(out, {}, skipped=found.skipped)
     items, rows = [], []

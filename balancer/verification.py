@@ -9,6 +9,11 @@ from its original, its seed and its parameters and compares the bytes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
 import hashlib
 import json
 from functools import partial
@@ -87,7 +92,7 @@ def _read_record(root: Path, problems: list[str]) -> dict | None:
     return record
 
 
-def _read_manifest(root: Path, problems: list[str]):
+def _read_manifest(root: Path, problems: list[str]) -> Any:
     if not (root / MANIFEST).is_file():
         problems.append(f"missing {MANIFEST}: not a balance output (or not finished)")
         return None
@@ -148,7 +153,7 @@ def _misfit(f: Path) -> str | None:
     return None
 
 
-def _match(m, files: list[str], problems: list[str]) -> None:
+def _match(m: Any, files: list[str], problems: list[str]) -> None:
     for name in m.file_name[m.file_name.duplicated()]:
         problems.append(f"manifest lists a file twice: {name}")
     listed, present = set(m.file_name), set(files)
@@ -179,7 +184,7 @@ def _against_record(root: Path, record: dict, counts: dict, problems: list[str])
         )
 
 
-def _check_contents(root: Path, rows, p: Pool, limit: int | None, problems: list[str]) -> None:
+def _check_contents(root: Path, rows: Any, p: Pool, limit: int | None, problems: list[str]) -> None:
     tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
     chunks = chunked(tasks, p.workers)
     job = partial(_content_chunk, str(root), limit)
@@ -223,7 +228,7 @@ def _replay_settings(record: dict) -> tuple[dict, int] | str:
 
 
 def _check_replay(
-    root: Path, record: dict, m, p: Pool, *, limit: int | None, problems: list
+    root: Path, record: dict, m: Any, p: Pool, *, limit: int | None, problems: list
 ) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
     settings = _replay_settings(record)
@@ -269,7 +274,7 @@ def _replay_chunk(
     return found
 
 
-def _original_pixels(in_src: Path, in_out: Path, limit: int | None):
+def _original_pixels(in_src: Path, in_out: Path, limit: int | None) -> Any:
     for path in (in_src, in_out):
         try:
             if path.name and path.is_file():
@@ -280,7 +285,14 @@ def _original_pixels(in_src: Path, in_out: Path, limit: int | None):
 
 
 def _replay_one(
-    path: Path, image, name: str, params: str, seed: str, *, magnitudes: dict, quality: int
+    path: Path,
+    image: np.ndarray,
+    name: str,
+    params: str,
+    seed: str,
+    *,
+    magnitudes: dict,
+    quality: int,
 ) -> str | None:
     if name not in TRANSFORMS:
         return f"unknown transform '{name}' in {MANIFEST}"

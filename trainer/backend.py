@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from typing import Any
 
 from balancer.common.errors import TrainError
 
@@ -48,7 +49,7 @@ def name() -> str:
     return keras().backend.backend()
 
 
-def _import_quietly():
+def _import_quietly() -> Any:
     if "keras" in sys.modules:
         return sys.modules["keras"]
     select(None)  # a clear error if the chosen backend is not installed
@@ -75,12 +76,12 @@ def _import_quietly():
     return keras
 
 
-def keras():
+def keras() -> Any:
     """The keras module, loaded quietly with the selected backend."""
     return _import_quietly()
 
 
-def tf():
+def tf() -> Any:
     """TensorFlow itself, for what only the TensorFlow backend has (tf.distribute, its GPUs)."""
     _import_quietly()
     import tensorflow

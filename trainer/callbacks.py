@@ -4,12 +4,15 @@ plateau schedule, the best epoch's checkpoint, the state saver, and history.csv.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from . import backend
 from .config import MONITORS, TrainConfig
 
 
-def progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase: dict):
+def progress_callbacks(
+    config: TrainConfig, folder: Path, settings: dict, phase: dict
+) -> tuple[dict, Any, Any]:
     """The callbacks with a state a resumed run needs ({name: callback}: early stopping, the
     plateau schedule), the best epoch's checkpoint, and the saver that records them."""
     keras = backend.keras()
@@ -44,13 +47,13 @@ def progress_callbacks(config: TrainConfig, folder: Path, settings: dict, phase:
     return stateful, checkpoint, saver
 
 
-def history_log(path: Path):
+def history_log(path: Path) -> Any:
     """Keras' CSVLogger, appending, with epochs counted from 1 as Keras' console counts them
     (and metrics.json's best_epoch, the curves and the epoch lines)."""
     keras = backend.keras()
 
     class History(keras.callbacks.CSVLogger):  # type: ignore[name-defined]
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             super().on_epoch_end(epoch + 1, logs)
 
     return History(str(path), append=True)

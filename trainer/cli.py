@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -86,7 +87,7 @@ def fit(
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress output."),
     as_json: bool = json_option("Print metrics.json on stdout."),
-    **train,
+    **train: Any,
 ) -> None:
     """Train a model on DATA and score it on held-out originals.
 
@@ -145,7 +146,7 @@ def cv(
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress output."),
     as_json: bool = json_option("Print cv.json on stdout."),
-    **train,
+    **train: Any,
 ) -> None:
     """k-fold cross-validation, grouped by source image.
 
@@ -169,7 +170,7 @@ def cv(
             out,
             config,
             folds=folds,
-            existing=existing_from(overwrite, "resume"),
+            existing=existing_from(overwrite=overwrite, default="resume"),
             control=control,
             nmin=nmin,
             transforms=transforms,
@@ -216,7 +217,9 @@ def evaluate(
 
     control = RunControl(progress=False, workers=workers)
     with logs_to_stderr(), on_interrupt("nothing was written"):
-        metrics = evaluate_run(run, data, out, existing=existing_from(overwrite), control=control)
+        metrics = evaluate_run(
+            run, data, out, existing=existing_from(overwrite=overwrite), control=control
+        )
     report_skipped(metrics["data"]["skipped"])
     if as_json:
         print(json.dumps(metrics, indent=2))

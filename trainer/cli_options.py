@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -30,14 +32,14 @@ WORKERS_OPTION = workers_option(
 )
 
 
-def existing_from(overwrite: bool, default: str = "error"):
+def existing_from(*, overwrite: bool, default: str = "error") -> Any:
     """The one value a library call takes for what to do with an existing output."""
     from balancer.common.ownership import Existing
 
     return Existing.OVERWRITE if overwrite else Existing(default)
 
 
-def logs_to_stderr():
+def logs_to_stderr() -> contextlib.AbstractContextManager:
     """Keras' epoch lines and any other chatter go to stderr: stdout is for results (--json)."""
     return contextlib.redirect_stdout(sys.stderr)
 
@@ -184,10 +186,10 @@ TRAIN_OPTIONS = {
 }
 
 
-def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
+def with_train_options(fn: Callable | None = None, *, exclude: tuple[str, ...] = ()) -> Any:
     """Add TRAIN_OPTIONS (less `exclude`) to a command whose signature ends in **train."""
 
-    def add(fn):
+    def add(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
         own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
         extra = [
@@ -195,7 +197,7 @@ def with_train_options(fn=None, *, exclude: tuple[str, ...] = ()):
             for name, (ann, option) in TRAIN_OPTIONS.items()
             if name not in exclude
         ]
-        fn.__signature__ = sig.replace(parameters=own + extra)
+        fn.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         return fn
 
     return add(fn) if fn else add

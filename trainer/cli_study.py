@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -58,7 +59,7 @@ def study_transforms_cmd(
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress bar."),
     as_json: bool = json_option("Print the summary as JSON."),
-    **train,
+    **train: Any,
 ) -> None:
     """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
 
@@ -87,7 +88,7 @@ def study_transforms_cmd(
             out,
             spec,
             top=top,
-            existing=existing_from(overwrite, "resume"),
+            existing=existing_from(overwrite=overwrite, default="resume"),
             control=RunControl(progress=not quiet, workers=workers),
         )
     if as_json:
@@ -134,7 +135,7 @@ def study_ablation_cmd(
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress bar."),
     as_json: bool = json_option("Print the summary as JSON."),
-    **train,
+    **train: Any,
 ) -> None:
     """Baseline, ROS, ROS + all transforms, ROS + T on the same folds (the paper's Table 4).
 
@@ -161,7 +162,7 @@ def study_ablation_cmd(
             spec,
             src,
             out,
-            existing=existing_from(overwrite, "resume"),
+            existing=existing_from(overwrite=overwrite, default="resume"),
             control=RunControl(progress=not quiet, workers=workers),
         )
     if as_json:

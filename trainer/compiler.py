@@ -24,7 +24,7 @@ class Compiler:
     steps: int  # per epoch: a schedule's length
     progress: bool = True
 
-    def compile(self, model, lr: float, epochs: int, warmup: int = 0) -> None:
+    def compile(self, model: Any, lr: float, epochs: int, warmup: int = 0) -> None:
         """Compile `model` for a phase of `epochs` epochs starting at rate `lr`."""
         keras = backend.keras()
         from .models import learning_rate, make_loss
@@ -38,7 +38,7 @@ class Compiler:
             run_eagerly=self.config.eager,
         )
 
-    def build(self, n_classes: int, *, second_phase: bool):
+    def build(self, n_classes: int, *, second_phase: bool) -> Any:
         """A fresh model, compiled for the first phase (or, resumed there, the second)."""
         from .models import build_model, unfreeze
 
@@ -59,7 +59,7 @@ class Compiler:
             model.optimizer.build(model.trainable_variables)  # its state can be saved, reset
         return model
 
-    def model(self, n_classes: int, *, second_phase: bool, reuse: Reuse | None):
+    def model(self, n_classes: int, *, second_phase: bool, reuse: Reuse | None) -> Any:
         """A fresh model, or (one phase, `reuse` given) the one the last run compiled when
         nothing that shapes it changed, reset to its start."""
         config = self.config

@@ -10,7 +10,7 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from balancer.common.errors import TrainValueError
 from balancer.common.limits import SIDE, Interval
@@ -99,7 +99,7 @@ FOLDS = Interval(2, 1000, integer=True)
 TOP = Interval(1, 100, integer=True)
 
 
-def _checked(name: str, value: object, kind: str):
+def _checked(name: str, value: object, kind: str) -> Any:
     """`value` as a plain Python value of `kind` ('int', 'float', 'str', 'bool', 'int | None';
     NumPy numbers are taken), else a TypeError (a bool is not a number)."""
     if kind == "int | None" and value is None:

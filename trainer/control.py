@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from balancer.common.errors import TrainError, TrainValueError
 from balancer.common.limits import WORKERS
@@ -29,17 +30,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def epoch_report(total: int, *, label: str = "", bar=None):
+def epoch_report(total: int, *, label: str = "", bar: Any = None) -> Any:
     """A Keras callback saying, after each epoch, `{label}epoch n/N (time), val F1 x, at most
     ~t left`: on a tqdm `bar`'s postfix when one is given, else as a line on stderr (logs).
     "At most": early stopping may end the run sooner."""
     keras = backend.keras()
 
     class EpochReport(keras.callbacks.Callback):  # type: ignore[name-defined]
-        def on_train_begin(self, logs=None):
+        def on_train_begin(self, logs: dict | None = None) -> None:
             self.started, self.seen = time.monotonic(), 0
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.seen += 1
             took = (time.monotonic() - self.started) / self.seen
             f1 = (logs or {}).get("val_f1")

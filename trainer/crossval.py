@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from .reuse import Reuse
 from .training import train_run
 
 
-def mean_std(values) -> dict:
+def mean_std(values: Sequence[float] | pd.Series) -> dict:
     """{mean, std} of the values (std with ddof=1; 0 for one value)."""
     values = np.asarray(values, dtype=float)
     return {

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,7 +179,7 @@ def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
     """(file in a, file in b) pairs with the same bytes: an image that is in both tables."""
     import hashlib
 
-    def digests(table):
+    def digests(table: pd.DataFrame) -> Any:
         return {
             hashlib.sha1(Path(p).read_bytes()).hexdigest(): f
             for p, f in zip(table.path, table.file, strict=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +46,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> di
     present = set(np.asarray(y_true).tolist())
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
 
-    def measured(value, i):
+    def measured(value: np.ndarray, i: int) -> float | None:
         return float(value) if i in present else None
 
     return {
@@ -125,7 +127,7 @@ def read_metrics(path: Path, kind: str = "run") -> dict:
     return info
 
 
-def _number(value) -> bool:
+def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -145,10 +147,10 @@ class Run:
         except (TypeError, ValueError) as exc:
             raise TrainError(f"{meta} is damaged: its config says {exc}") from None
         self.class_names: list[str] = info["class_names"]
-        self._model = None
+        self._model: Any = None
 
     @property
-    def model(self):
+    def model(self) -> Any:
         """The run's Keras model, loaded once (one line when the file is damaged)."""
         if self._model is None:
             keras = backend.keras()
@@ -168,7 +170,7 @@ class Run:
                 )
         return self._model
 
-    def probabilities(self, paths) -> np.ndarray:
+    def probabilities(self, paths: Sequence[str]) -> np.ndarray:
         """Each class's probability for each image file (rows in the order of `paths`)."""
         from .pipeline import ImageBatches, predict
         from .runtime import pad_to

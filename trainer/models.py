@@ -6,6 +6,7 @@ A model takes uint8 RGB images and converts them itself (`ImageInput`), on every
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from balancer.common.errors import TrainError
 
@@ -22,11 +23,11 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
     inside) or 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50), as each family's
     keras.applications preprocess_input does on the host."""
 
-    def __init__(self, mode: str = "none", **kwargs):
+    def __init__(self, mode: str = "none", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mode = mode
 
-    def call(self, images):
+    def call(self, images: Any) -> Any:
         """uint8 images as the base model expects them."""
         x = keras.ops.cast(images, self.compute_dtype)
         if self.mode == "caffe":
@@ -38,7 +39,7 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_model(config: TrainConfig, n_classes: int):
+def build_model(config: TrainConfig, n_classes: int) -> Any:
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
     size = config.size
     base_cls = getattr(keras.applications, MODELS[config.model].keras_name)
@@ -72,7 +73,9 @@ def build_model(config: TrainConfig, n_classes: int):
     return keras.Model(inputs, outputs, name=config.model.replace("-", "_"))
 
 
-def learning_rate(config: TrainConfig, lr: float, steps: int, *, epochs: int, warmup: int = 0):
+def learning_rate(
+    config: TrainConfig, lr: float, steps: int, *, epochs: int, warmup: int = 0
+) -> Any:
     """The optimizer's learning rate for a phase of `epochs` epochs of `steps` steps: `lr`,
     or a Keras schedule: a linear warm-up from 0 over `warmup` epochs, then constant (or
     cosine decay to 0 over the rest, `--lr-schedule cosine`). A function of the optimizer's
@@ -93,7 +96,7 @@ def learning_rate(config: TrainConfig, lr: float, steps: int, *, epochs: int, wa
     return lr
 
 
-def unfreeze(model) -> None:
+def unfreeze(model: Any) -> None:
     """Make every layer trainable, the base's included (Keras 3: setting `model.trainable`
     leaves a nested model that was frozen frozen)."""
     model.trainable = True
@@ -101,7 +104,7 @@ def unfreeze(model) -> None:
         layer.trainable = True
 
 
-def make_loss(config: TrainConfig, train_counts: list[int]):
+def make_loss(config: TrainConfig, train_counts: list[int]) -> Any:
     """Keras' focal loss (alpha scalar, or per class for 'balanced') or cross-entropy.
 
     'balanced' is scikit-learn's class-weight formula n / (C * n_c), times the paper's 0.25,

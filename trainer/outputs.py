@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from balancer.common.errors import ToolWarning
 from balancer.common.ownership import OutputKind, files_only, proven
@@ -112,7 +115,7 @@ STUDY = OutputKind(
 )
 
 
-def draw_plots(folder: Path, **plots) -> list[str]:
+def draw_plots(folder: Path, **plots: Callable[[Path], None]) -> list[str]:
     """Draw each picture (name -> draw(path)) into folder/<name>.png; a picture that fails
     is a warning, never the loss of what was already written. Returns the warnings."""
     failed = []
@@ -133,7 +136,9 @@ MAX_TICK_NAMES = 60  # classes up to which the axes name every class
 MAX_INCHES = 16.0  # a figure's side: 1,000 classes draw as fast as 100
 
 
-def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") -> None:
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], class_names: list[str], path: Path, title: str = ""
+) -> None:
     """Row-normalised confusion matrix (recall on the diagonal). Up to MAX_CELL_COUNTS classes
     every cell shows its count and up to MAX_TICK_NAMES the axes name every class; beyond,
     the picture keeps its size and shows the colours alone (metrics.json has the numbers)."""
@@ -169,7 +174,7 @@ def plot_confusion(matrix, class_names: list[str], path: Path, title: str = "") 
     save_figure(fig, path)
 
 
-def plot_curves(history, path: Path) -> None:
+def plot_curves(history: pd.DataFrame, path: Path) -> None:
     """Loss, accuracy and macro F1 per epoch, training against validation."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator

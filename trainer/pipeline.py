@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         threads: int | None = None,
         stamps: Sequence[tuple[int, int] | None] | None = None,
         class_weights: Sequence[float] | None = None,
-    ):
+    ) -> None:
         threads = threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
@@ -88,7 +89,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
     def __len__(self) -> int:
         return -(-len(self.paths) // self.batch)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple:
         with self._lock:
             self._served += 1
         rows = self._order[index * self.batch : (index + 1) * self.batch]
@@ -145,7 +146,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         self._order = self._draw_order()
 
 
-def predict(model, batches: ImageBatches) -> np.ndarray:
+def predict(model: Any, batches: ImageBatches) -> np.ndarray:
     """model.predict over `batches`, less the rows of any padding."""
     with reading(batches):
         return model.predict(batches, verbose=0)[: len(batches.paths)]

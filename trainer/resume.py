@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ FOLDER = "resume"
 STATE = f"{FOLDER}/state.json"  # relative to the run folder being written
 
 
-def seed_states(model) -> list:
+def seed_states(model: Any) -> list:
     """The model's random-stream variables (dropout's seed generators), in a fixed order."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
@@ -65,7 +66,9 @@ def starting_point(state: dict | None) -> tuple[dict, int, bool]:
     return phase, state["epochs_done"], state["stopped"]
 
 
-def restore(folder: Path, state: dict, model, *, checkpoint, saver, stateful: dict) -> None:
+def restore(
+    folder: Path, state: dict, model: Any, *, checkpoint: Any, saver: Any, stateful: dict
+) -> None:
     """Put the model, its optimizer, its random streams, the best epoch's weights and score,
     the stateful callbacks' counts (early stopping, a plateau schedule) and the history back
     as they were when `state` was saved."""
@@ -85,7 +88,7 @@ def restore(folder: Path, state: dict, model, *, checkpoint, saver, stateful: di
         shutil.copyfile(base / state["best_weights"], folder / "best.weights.h5")
 
 
-def callback(folder: Path, settings: dict, *, stateful: dict, checkpoint, phase: dict):
+def callback(folder: Path, settings: dict, *, stateful: dict, checkpoint: Any, phase: dict) -> Any:
     """The Keras callback that saves the state at every epoch's end; it must come last, after
     the callbacks whose state it records (`stateful`: {name: callback made by `resumable`}).
     `phase` is shared with the caller: {"phase": 1 or 2, "phase1_epochs": epochs the first
@@ -100,7 +103,7 @@ def callback(folder: Path, settings: dict, *, stateful: dict, checkpoint, phase:
             self.best_file: str | None = None
             self.done = 0
 
-        def on_epoch_end(self, epoch, logs=None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             base.mkdir(exist_ok=True)
             done = epoch + 1
             weights, seeds = f"epoch-{done:05d}.weights.h5", f"epoch-{done:05d}.seeds.npy"
@@ -131,19 +134,19 @@ def callback(folder: Path, settings: dict, *, stateful: dict, checkpoint, phase:
     return SaveProgress()
 
 
-def _number(value):
+def _number(value: Any) -> Any:
     """A monitored value as JSON keeps it (None stays None)."""
     return None if value is None else float(value)
 
 
-def resumable(cls, attributes: tuple[str, ...]):
+def resumable(cls: type, attributes: tuple[str, ...]) -> Any:
     """A Keras callback class whose counts (`attributes`) a resumed run puts back: Keras
     resets them when a fit begins, so they are set again right after."""
 
     class Resumable(cls):
         restored: dict | None = None
 
-        def on_train_begin(self, logs=None) -> None:
+        def on_train_begin(self, logs: dict | None = None) -> None:
             super().on_train_begin(logs)
             if self.restored:
                 for name, value in self.restored.items():
@@ -157,7 +160,7 @@ def resumable(cls, attributes: tuple[str, ...]):
     return Resumable
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A callback's count or best value as JSON keeps it."""
     if value is None or isinstance(value, (bool, int, str)):
         return value

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from balancer.common.errors import ToolWarning, TrainValueError
 
@@ -65,7 +66,7 @@ def setup(config: TrainConfig) -> Runtime:
     return Runtime(name, gpus, policy, strategy, replicas, False if config.eager else jit, scope)
 
 
-def fit_multi_worker(model) -> None:
+def fit_multi_worker(model: Any) -> None:
     """Let `model.fit` run under MultiWorkerMirroredStrategy with several workers.
 
     Keras 3 (up to 3.15 at least) cannot (keras-team/keras#20585): it builds a model's
@@ -80,7 +81,7 @@ def fit_multi_worker(model) -> None:
     keras = backend.keras()
     _average_scalar_logs(tf)
 
-    def symbolic_build(self, iterator=None, data_batch=None):
+    def symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
         strategy = self.distribute_strategy
         if iterator is not None:
             for _, _, it in iterator:
@@ -99,7 +100,7 @@ def fit_multi_worker(model) -> None:
     model._maybe_symbolic_build = types.MethodType(symbolic_build, model)
 
 
-def _average_scalar_logs(tf) -> None:
+def _average_scalar_logs(tf: Any) -> None:
     """Wrap Keras' reduce_per_replica once: under several workers a scalar is averaged with
     axis=None (Keras passes axis=0, which a scalar has not)."""
     from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -108,12 +109,12 @@ def _average_scalar_logs(tf) -> None:
     if original is None or getattr(original, "scalar_safe", False):
         return
 
-    def reduce_per_replica(values, strategy, reduction):
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
         if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
             strategy
         ):
 
-            def mean(v):
+            def mean(v: Any) -> Any:
                 tensor = tf.is_tensor(v)
                 if (isinstance(v, tf.distribute.DistributedValues) or tensor) and (
                     v.shape.rank == 0 if tensor else v.values[0].shape.rank == 0
@@ -137,7 +138,7 @@ def pad_to() -> int:
     return 1 if distribution is None else distribution.device_mesh.devices.size
 
 
-def _tensorflow():
+def _tensorflow() -> tuple[int, bool, str, int, Any]:
     tf = backend.tf()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -157,7 +158,7 @@ def _tensorflow():
     return len(gpus), bf16, name, strategy.num_replicas_in_sync, strategy.scope
 
 
-def _jax():
+def _jax() -> tuple[int, bool, str, int, Any]:
     import jax
 
     keras = backend.keras()
@@ -171,7 +172,7 @@ def _jax():
     return len(gpus), bf16, "default (one device)", 1, contextlib.nullcontext
 
 
-def _torch():
+def _torch() -> tuple[int, bool, str, int, Any]:
     import torch
 
     gpus = torch.cuda.device_count()

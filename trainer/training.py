@@ -140,7 +140,7 @@ def _batches(
     *,
     cache: bool,
     threads: int | None,
-):
+) -> tuple[Any, Any]:
     """The training batches (shuffled per epoch, all full) and the validation batches."""
     from .pipeline import ImageBatches
 
@@ -169,7 +169,9 @@ def _batches(
     return train_ds, val_ds
 
 
-def _resume_key(config: TrainConfig, train, val, class_names: list[str]) -> dict:
+def _resume_key(
+    config: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, class_names: list[str]
+) -> dict:
     """What a resumed run must share with the interrupted one: the config, the classes and
     every file trained and validated on (name, size, modification time)."""
     import hashlib
@@ -208,19 +210,19 @@ def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
 
 
 def _train_model(
-    train_ds,
-    val_ds,
+    train_ds: Any,
+    val_ds: Any,
     config: TrainConfig,
     folder: Path,
     *,
-    runtime,
+    runtime: Any,
     train_counts: list[int],
     n_classes: int,
     callbacks: tuple,
     progress: bool,
     settings: dict,
     reuse: Reuse | None = None,
-):
+) -> Any:
     """The model with the best epoch's weights: frozen base, then (optionally) fine-tuning.
 
     One checkpoint across both phases, so the model kept is the best epoch of the whole run,
@@ -344,7 +346,13 @@ def fit(
         return _fit_folder(data, c, config, val, control)
 
 
-def _fit_folder(data, c: Claim | None, config: TrainConfig, val, control: RunControl) -> dict:
+def _fit_folder(
+    data: str | Path,
+    c: Claim | None,
+    config: TrainConfig,
+    val: str | Path | None,
+    control: RunControl,
+) -> dict:
     progress = control.progress
     folder = list_folder(data, progress=progress)
     if val is not None:

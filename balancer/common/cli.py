@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ MAX_WARNINGS = 20
 CONTEXT = {"help_option_names": ["-h", "--help"]}  # typer/click settings both tools share
 
 
-def _usage_name(self) -> str:
+def _usage_name(self: Any) -> str:
     """An argument in the usage line as users write it: SRC, [PATH] (typer 0.29 says {SRC})."""
     name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
     return name + ("..." if self.nargs != 1 else "")
@@ -59,7 +59,7 @@ def json_option(help: str) -> Any:
     return typer.Option(False, "--json", help=help)
 
 
-def version_flag(tool: str):
+def version_flag(tool: str) -> Any:
     """The --version option of a typer app's callback: prints `<tool> <version>` and exits."""
     return typer.Option(
         False,
@@ -70,7 +70,7 @@ def version_flag(tool: str):
     )
 
 
-def _show_version(tool: str):
+def _show_version(tool: str) -> Callable[[bool], None]:
 
     def show(value: bool) -> None:
         if value:
@@ -137,7 +137,14 @@ def run_app(app: typer.Typer) -> None:
     sys.exit(code or 0)
 
 
-def _show_tool_warning(message, category, filename, lineno, file=None, line=None):
+def _show_tool_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     if issubclass(category, ToolWarning):
         warn(str(message))
     else:

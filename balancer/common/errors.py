@@ -11,7 +11,7 @@ class UserError(Exception):
     `parameters`: the library parameters the message names, in the library's terms ("nmin
     must be ..."); the command line shows each as its option ("--nmin must be ...")."""
 
-    def __init__(self, message: str, *, parameters: tuple[str, ...] = ()):
+    def __init__(self, message: str, *, parameters: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.parameters = parameters
 

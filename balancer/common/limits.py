@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from .errors import BalanceValueError, UserError
 
@@ -56,7 +56,7 @@ class Interval:
             return f"{kind} {'<=' if high_closed else '<'} {_num(self.high)}"
         return f"{kind} (finite)"
 
-    def check(self, value, name: str, error: type[UserError] = BalanceValueError):
+    def check(self, value: object, name: str, error: type[UserError] = BalanceValueError) -> Any:
         """`value` when it lies inside; else `error` (a ValueError) naming the parameter and
         the value, or a TypeError when it is not a number (a bool is not)."""
         if not _is_number(value):

@@ -96,7 +96,7 @@ def chunked(
 _REMOTE = False  # True while a Dask pool is open: workers are not this process's children
 
 
-def _indexed(fn, index, chunk, guard=None):
+def _indexed(fn: Callable, index: int, chunk: Sequence, guard: Any = None) -> tuple[int, list]:
     if guard is not None:
         from .atomic import stop_writes_when_parent_dies
 

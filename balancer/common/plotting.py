@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
-def pyplot():
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend (files only, never a window)."""
     import matplotlib
 
@@ -16,7 +21,7 @@ def pyplot():
 FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
-def figure_format(path) -> str:
+def figure_format(path: str | Path) -> str:
     """The format a picture's name asks for; BalanceError for a name no format has."""
     from pathlib import Path
 
@@ -30,7 +35,7 @@ def figure_format(path) -> str:
     return FIGURE_FORMATS[suffix]
 
 
-def save_figure(fig, path) -> None:
+def save_figure(fig: Any, path: str | Path) -> None:
     """Lay the figure out, write it in the format its name says (PNG, SVG, PDF, JPEG)
     atomically (whole or not at all), close it."""
     import io

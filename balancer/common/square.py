@@ -7,6 +7,11 @@ preview shows exactly the pixels a model trains on. OpenCV only (no TensorFlow).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 import numpy as np
 
 from .opencv import cv2
@@ -57,7 +62,9 @@ def to_square(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray
     return out
 
 
-def model_input(path, size: int, mode: str = "stretch", expect=None) -> np.ndarray:
+def model_input(
+    path: str | Path, size: int, mode: str = "stretch", expect: tuple[int, int] | None = None
+) -> np.ndarray:
     """A file as a model of input side `size` sees it: decoded at the scale it needs (a large
     JPEG at 1/2, 1/4 or 1/8: see imageio.decode), made square, size x size x 3 uint8 RGB
     (square first: the colour conversion then touches size x size pixels, same bytes).

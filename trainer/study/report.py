@@ -85,7 +85,9 @@ def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> s
     )
 
 
-def results_markdown(summary: pd.DataFrame, kind: str, settings: dict, results=None) -> str:
+def results_markdown(
+    summary: pd.DataFrame, kind: str, settings: dict, results: pd.DataFrame | None = None
+) -> str:
     """The paper-shaped table (every score from 0 to 1), the rule for suggestions, and the
     folds whose validation lacked a class."""
     classes = [c[3:-5] for c in summary.columns if c.startswith("f1_") and c.endswith("_mean")]
@@ -101,7 +103,7 @@ def results_markdown(summary: pd.DataFrame, kind: str, settings: dict, results=N
         "|" + "---|" * len(head),
     ]
 
-    def number(x, fmt=".3f") -> str:
+    def number(x: float | None, fmt: str = ".3f") -> str:
         return "n/a" if x is None or pd.isna(x) else format(x, fmt)
 
     for r in summary.itertuples(index=False):

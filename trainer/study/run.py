@@ -9,6 +9,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -94,11 +95,11 @@ def _one_run(
     spec: StudySpec,
     c: Claim,
     folder: Folder,
-    split,
+    split: tuple[pd.DataFrame, pd.DataFrame],
     run: tuple,
     *,
     control: RunControl,
-    bar,
+    bar: Any,
     reuse: Reuse,
 ) -> dict:
     """One run's metrics: read back when its run folder is finished, else trained. Its epochs
@@ -180,8 +181,8 @@ def _slug(name: str) -> str:
 
 
 def study_transforms(
-    src,
-    out,
+    src: str | Path,
+    out: str | Path,
     spec: StudySpec,
     *,
     top: int = 5,

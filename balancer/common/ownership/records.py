@@ -192,6 +192,6 @@ def differences(old: Mapping, new: Mapping, prefix: str = "") -> str:
     return ", ".join(parts)
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
