@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -193,35 +194,49 @@ def _entries(folder: Path) -> list[tuple[str, str]]:
         return sorted((entry.name, _kind(entry)) for entry in it)
 
 
-def _walk_class(listing: Listing, folder: Path, label: str, bar: tqdm) -> None:
-    """Add one class folder's files (any depth) to the listing; never follows links."""
-    rel_dir = folder.relative_to(listing.root).as_posix()
+def walk_images(root: Path, folder: Path) -> Iterator[tuple[str, str, str | os.stat_result]]:
+    """Every entry under `folder` (any depth), by the one rule both tools use, as (kind,
+    path relative to `root`, detail): ('image', rel, its lstat), ('skipped', rel, reason) or
+    ('ignored', rel, '') for hidden files and OS junk (hidden folders are not entered).
+    Symbolic links are never followed and only regular files with an image extension are
+    images; names are sorted, so the walk is the same on every file system."""
+    rel_dir = folder.relative_to(root).as_posix() if folder != root else ""
     try:
         entries = _entries(folder)
     except OSError as exc:
-        listing.skipped.append(
-            Skipped(printable(rel_dir), f"unreadable folder ({exc.strerror or exc})")
-        )
+        yield "skipped", printable(rel_dir), f"unreadable folder ({exc.strerror or exc})"
         return
     for name, kind in entries:
-        bar.update()
-        rel = printable(f"{rel_dir}/{name}")
+        rel = printable(f"{rel_dir}/{name}" if rel_dir else name)
         suffix = os.path.splitext(name)[1]
         if is_hidden(name):
-            listing.ignored += kind != "dir"  # hidden folders: not counted
+            if kind != "dir":
+                yield "ignored", rel, ""
         elif not is_utf8(name):
-            listing.skipped.append(Skipped(rel, "name is not valid UTF-8 (rename it)"))
+            yield "skipped", rel, "name is not valid UTF-8 (rename it)"
         elif kind == "link":
-            listing.skipped.append(Skipped(rel, "symbolic link (not followed)"))
+            yield "skipped", rel, "symbolic link (not followed)"
         elif kind == "dir":
-            _walk_class(listing, folder / name, label, bar)
+            yield from walk_images(root, folder / name)
         elif kind != "file":
-            listing.skipped.append(Skipped(rel, "not a regular file (a FIFO, socket or device)"))
+            yield "skipped", rel, "not a regular file (a FIFO, socket or device)"
         elif suffix.lower() not in IMAGE_EXTENSIONS:
-            listing.skipped.append(Skipped(rel, f"not an image file extension ('{suffix}')"))
+            yield "skipped", rel, f"not an image file extension ('{suffix}')"
         else:
-            st = os.lstat(folder / name)
-            listing.candidates.append((rel, label, st.st_size, st.st_mtime_ns))
+            yield "image", rel, os.lstat(folder / name)
+
+
+def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
+    """Add one class folder's files (any depth) to the listing."""
+    for kind, rel, detail in walk_images(listing.root, listing.root / label):
+        bar.update()
+        if kind == "image":
+            assert isinstance(detail, os.stat_result)
+            listing.candidates.append((rel, label, detail.st_size, detail.st_mtime_ns))
+        elif kind == "skipped":
+            listing.skipped.append(Skipped(rel, str(detail)))
+        else:
+            listing.ignored += 1
 
 
 def list_source(src: str | Path, *, progress: bool = False) -> Listing:
@@ -251,7 +266,7 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
         desc="listing", unit=" files", disable=None if progress else True, leave=False
     ) as bar:
         for label in listing.class_dirs:
-            _walk_class(listing, root / label, label, bar)
+            _walk_class(listing, label, bar)
     return listing
 
 

@@ -133,3 +133,30 @@ def test_too_few_classes_is_a_user_error(tmp_path):
         "need at least 2",
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_one_folder_rule_for_the_scanner_and_for_predict(tmp_path):
+    """`balance`'s scanner and `train predict`'s folder walk are one walker: the same images,
+    the same entries left out with the same reasons (links never followed, hidden files and
+    OS junk ignored, hidden folders not entered)."""
+    from balancer.source import list_source
+    from trainer.evaluation import _images_under
+
+    cls = tmp_path / "src" / "a"
+    write_image(cls / "x.jpg", textured(16, 16))
+    write_image(cls / "deep" / "y.png", textured(16, 16), quality=0)
+    write_image(cls / ".hidden" / "z.jpg", textured(16, 16))
+    (cls / "notes.txt").write_text("not an image")
+    (cls / "Thumbs.db").write_bytes(b"junk")
+    (cls / "link.jpg").symlink_to(cls / "x.jpg")
+    listing = list_source(tmp_path / "src")
+    images, skipped = _images_under(cls)
+    assert sorted(c[0] for c in listing.candidates) == ["a/deep/y.png", "a/x.jpg"]
+    assert sorted(p.relative_to(cls).as_posix() for p in images) == ["deep/y.png", "x.jpg"]
+    by_scan = {s.path.removeprefix("a/"): s.reason for s in listing.skipped}
+    assert by_scan == {s["path"]: s["reason"] for s in skipped}
+    assert by_scan == {
+        "link.jpg": "symbolic link (not followed)",
+        "notes.txt": "not an image file extension ('.txt')",
+    }
+    assert listing.ignored == 1  # Thumbs.db; the hidden folder is not entered

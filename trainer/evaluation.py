@@ -250,13 +250,15 @@ def predict(
     if top_k < 1:
         raise TrainValueError(f"top_k must be at least 1 (got {top_k})", parameters=("top_k",))
     path = Path(path)
+    walked: list[dict] = []
     if path.is_file():
         root, candidates = path.parent, [path]
     elif path.is_dir():
-        root, candidates = path, _images_under(path)
+        root, candidates, walked = path, *_images_under(path)
     else:
         raise TrainError(f"no such file or folder: {path}")
     files, skipped = _readable(candidates, root)
+    skipped = walked + skipped
     if not files:
         raise TrainError(f"no readable images in {path}")
     probs = r.probabilities([str(f) for f in files])
@@ -277,17 +279,18 @@ def predict(
     return result
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files under folder at any depth, hidden files and folders left out."""
-    from balancer.source import IMAGE_EXTENSIONS, is_hidden
+def _images_under(folder: Path) -> tuple[list[Path], list[dict]]:
+    """Image files under folder at any depth, and the entries left out with a reason, by the
+    balancer's one folder rule (no symbolic links followed, hidden files and junk ignored)."""
+    from balancer.source import walk_images
 
-    return [
-        f
-        for f in sorted(folder.rglob("*"))
-        if f.is_file()
-        and f.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(is_hidden(part) for part in f.relative_to(folder).parts)
-    ]
+    images, skipped = [], []
+    for kind, rel, detail in walk_images(folder, folder):
+        if kind == "image":
+            images.append(folder / rel)
+        elif kind == "skipped":
+            skipped.append({"path": rel, "reason": detail})
+    return images, skipped
 
 
 def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
