@@ -184,7 +184,7 @@ def main() -> None:
     keras = backend.keras()
     from balancer.common.parallel import default_workers
     from trainer.config import TrainConfig
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
     from trainer.runtime import pad_to, setup
 
     config = TrainConfig(
@@ -196,12 +196,14 @@ def main() -> None:
     disk = ImageBatches(
         files,
         labels,
-        n_classes=8,
-        size=config.size,
-        batch=args.batch,
-        shuffle=True,
-        full=True,
-        pad_to=pad_to(),
+        Batching(
+            n_classes=8,
+            size=config.size,
+            batch=args.batch,
+            shuffle=True,
+            full=True,
+            pad_to=pad_to(),
+        ),
     )
     steps = min(args.steps, len(disk) - 2)
     rows = {} if args.pipeline_only else train_rates(keras, config, runtime, disk, steps)

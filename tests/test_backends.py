@@ -58,7 +58,7 @@ def images_of(batches) -> np.ndarray:
 
 
 def test_pipeline_reads_every_format_and_depth_upright(tmp_path):
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
 
     rgb = textured(24, 40, seed=1)  # BGR, 24 high and 40 wide
     files = {
@@ -75,7 +75,7 @@ def test_pipeline_reads_every_format_and_depth_upright(tmp_path):
         tmp_path / "h.jpg", quality=95, exif=_orientation(6)
     )  # stored 24x40, shown 40x24
     paths.append(str(tmp_path / "h.jpg"))
-    got = images_of(ImageBatches(paths, None, n_classes=2, size=16, batch=3))
+    got = images_of(ImageBatches(paths, None, Batching(n_classes=2, size=16, batch=3)))
     assert got.dtype == np.uint8 and got.shape == (8, 16, 16, 3)
     want = to_square(cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB), 16)
     for name, image in zip(files, got, strict=False):  # lossless formats: the pixels, as RGB
@@ -94,7 +94,7 @@ def _orientation(value: int):
 
 
 def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
 
     paths = [
         str(write_image(tmp_path / f"{i}.png", np.full((4, 4, 3), i, np.uint8))) for i in range(10)
@@ -102,7 +102,7 @@ def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
     labels = np.arange(10) % 3
 
     def epochs(n, **kw):
-        ds = ImageBatches(paths, labels, n_classes=3, size=4, batch=4, shuffle=True, **kw)
+        ds = ImageBatches(paths, labels, Batching(n_classes=3, size=4, batch=4, shuffle=True, **kw))
         seen = []
         for _ in range(n):
             seen.append([b for i in range(len(ds)) for b in ds[i][0][:, 0, 0, 0].tolist()])
@@ -114,10 +114,10 @@ def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
     assert sorted(set(first)) == list(range(10)) and first[10:] == first[:2]
     assert first != second and epochs(2, seed=1, full=True)[0] == [first, second]
     assert epochs(1, seed=2, full=True)[0][0] != first
-    x, y, w = ImageBatches(paths, labels, n_classes=3, size=4, batch=4, pad_to=4)[2]
+    x, y, w = ImageBatches(paths, labels, Batching(n_classes=3, size=4, batch=4, pad_to=4))[2]
     assert x.shape[0] == 4 and w.tolist() == [1, 1, 0, 0]  # 2 images, 2 weightless repeats
     assert y.argmax(1)[:2].tolist() == labels[8:].tolist()
-    cached = ImageBatches(paths, labels, n_classes=3, size=4, batch=4, cache=True)
+    cached = ImageBatches(paths, labels, Batching(n_classes=3, size=4, batch=4, cache=True))
     assert np.array_equal(images_of(cached), images_of(cached))
 
 

@@ -77,11 +77,11 @@ def test_cache_auto_keeps_what_fits_and_says_so(monkeypatch):
 
 
 def test_with_the_cache_every_epoch_after_the_first_is_read_from_memory(tmp_path):
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
 
     paths = [str(write_image(tmp_path / f"{i}.png", photo(20, 30, seed=i))) for i in range(6)]
     batches = ImageBatches(
-        paths, [0, 1] * 3, n_classes=2, size=16, batch=4, shuffle=True, cache=True
+        paths, [0, 1] * 3, Batching(n_classes=2, size=16, batch=4, shuffle=True, cache=True)
     )
     first = {tuple(x.ravel()) for i in range(len(batches)) for x in batches[i][0]}
     for p in paths:  # gone from disk: only memory can serve the next epoch
@@ -128,13 +128,15 @@ def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(t
 
 
 def test_balanced_class_weights_reach_the_loss_as_sample_weights(tmp_path):
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
     from trainer.training import class_weights
 
     weights = class_weights([80, 15, 5, 0])
     assert weights[:3] == pytest.approx([100 / 320, 100 / 60, 100 / 20]) and weights[3] == 0
     paths = [str(write_image(tmp_path / f"{i}.png", photo(12, 12, seed=i))) for i in range(4)]
-    batches = ImageBatches(paths, [0, 1, 2, 2], n_classes=4, size=8, batch=4, class_weights=weights)
+    batches = ImageBatches(
+        paths, [0, 1, 2, 2], Batching(n_classes=4, size=8, batch=4), class_weights=weights
+    )
     _, labels, w = batches[0]
     assert w.tolist() == pytest.approx([weights[k] for k in labels.argmax(1)])
 

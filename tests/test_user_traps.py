@@ -216,13 +216,15 @@ def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     from balancer.common.opencv import cv2
     from balancer.preview import as_trained
     from trainer.config import TrainConfig
-    from trainer.pipeline import ImageBatches
+    from trainer.pipeline import Batching, ImageBatches
 
     path = write_image(tmp_path / "wide.png", textured(20, 40, seed=3))  # 20 high, 40 wide
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     seen = {}
     for mode in ("stretch", "crop", "pad"):
-        seen[mode] = ImageBatches([path], None, n_classes=2, size=32, batch=1, resize=mode)[0][0][0]
+        seen[mode] = ImageBatches(
+            [path], None, Batching(n_classes=2, size=32, batch=1, resize=mode)
+        )[0][0][0]
         preview = as_trained(mode, 32)(rgb)
         assert seen[mode].shape == preview.shape == (32, 32, 3)
         assert np.array_equal(seen[mode], preview), mode  # the preview is what trains

@@ -28,6 +28,7 @@ _EXPORTS = {
     "grouped_folds": ".data",
     "holdout": ".data",
     "ImageBatches": ".pipeline",
+    "Batching": ".pipeline",
     "build_model": ".models",
     "make_loss": ".models",
 }
@@ -43,5 +44,5 @@ if TYPE_CHECKING:
     from .data import grouped_folds, holdout, list_folder
     from .evaluation import Run, evaluate, predict, scores
     from .models import build_model, make_loss
-    from .pipeline import ImageBatches
+    from .pipeline import Batching, ImageBatches
     from .training import fit, train_run

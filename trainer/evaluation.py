@@ -172,7 +172,7 @@ class Run:
 
     def probabilities(self, paths: Sequence[str]) -> np.ndarray:
         """Each class's probability for each image file (rows in the order of `paths`)."""
-        from .pipeline import ImageBatches, predict
+        from .pipeline import Batching, ImageBatches, predict
         from .runtime import pad_to
 
         c = self.config
@@ -181,12 +181,14 @@ class Run:
             ImageBatches(
                 paths,
                 None,
-                n_classes=len(self.class_names),
-                size=c.size,
-                batch=c.batch,
-                resize=c.resize,
-                pad_to=pad_to(),
-                threads=self.workers,
+                Batching(
+                    n_classes=len(self.class_names),
+                    size=c.size,
+                    batch=c.batch,
+                    resize=c.resize,
+                    pad_to=pad_to(),
+                    threads=self.workers,
+                ),
             ),
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,10 @@ class DataChanged(TrainError):
     """A file the run was reading changed or vanished under it."""
 
 
-class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
-    """(images, one-hot labels) batches of `paths`, or images only when labels is None.
+@dataclass(frozen=True, kw_only=True)
+class Batching:
+    """How files become batches: n_classes (one-hot width), size (the square input side),
+    batch, resize (stretch, crop or pad).
 
     shuffle: a new order every epoch, drawn from (seed, epoch), so a run is a function of
     its seed whatever the number of threads. full: every batch has `batch` images, the last
@@ -44,28 +47,37 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
     that does not split evenly over that many devices (JAX's DataParallel needs it to) is
     padded with repeats of its first image, which carry sample weight 0 (every batch then
     has weights); images only: predictions for the padding are cut off by `predict`.
-    class_weights: each label's weight in the loss (`--class-weight balanced`).
+    threads: the reading threads (None: one per core this process may use).
     """
+
+    n_classes: int
+    size: int
+    batch: int
+    resize: str = "stretch"
+    shuffle: bool = False
+    seed: int = 0
+    full: bool = False
+    cache: bool = False
+    pad_to: int = 1
+    threads: int | None = None
+
+
+class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
+    """(images, one-hot labels) batches of `paths` as `batching` says, or images only when
+    labels is None. stamps: each file's (size, mtime) as scanned (a file that changed stops
+    the run); class_weights: each label's weight in the loss (`--class-weight balanced`)."""
 
     def __init__(
         self,
         paths: Sequence[str],
         labels: Sequence[int] | np.ndarray | None,
+        batching: Batching,
         *,
-        n_classes: int,
-        size: int,
-        batch: int,
-        resize: str = "stretch",
-        shuffle: bool = False,
-        seed: int = 0,
-        full: bool = False,
-        cache: bool = False,
-        pad_to: int = 1,
-        threads: int | None = None,
         stamps: Sequence[tuple[int, int] | None] | None = None,
         class_weights: Sequence[float] | None = None,
     ) -> None:
-        threads = threads or default_workers()  # one per core this process may use
+        b = batching
+        threads = b.threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
         self.stamps = None if stamps is None else list(stamps)
@@ -74,8 +86,10 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         )
         self.failure: str | None = None  # the first file that could not be read, and why
         self.labels = None if labels is None else np.asarray(labels, np.int64)
-        self.n_classes, self.size, self.batch, self.resize = n_classes, size, batch, resize
-        self.shuffle, self.seed, self.full, self.pad_to, self.epoch = shuffle, seed, full, pad_to, 0
+        self.n_classes, self.size, self.batch, self.resize = b.n_classes, b.size, b.batch, b.resize
+        self.shuffle, self.seed, self.full, self.pad_to = b.shuffle, b.seed, b.full, b.pad_to
+        self.epoch = 0
+        size, cache = b.size, b.cache
         self._order = self._draw_order()
         self._served, self._lock = 0, threading.Lock()  # batches served since the last order
         self._cache = np.zeros((len(self.paths), size, size, 3), np.uint8) if cache else None

@@ -81,15 +81,12 @@ def train_run(
 
     with reading(train_ds, val_ds):
         model = _train_model(
-            train_ds,
-            val_ds,
+            (train_ds, val_ds),
             config,
             folder,
             runtime=runtime,
             train_counts=list(class_counts(train, class_names).values()),
-            n_classes=len(class_names),
-            callbacks=control.callbacks_for(folder, config),
-            progress=progress,
+            control=control,
             settings=_resume_key(config, train, val, class_names),
             reuse=reuse,
         )
@@ -142,10 +139,10 @@ def _batches(
     threads: int | None,
 ) -> tuple[Any, Any]:
     """The training batches (shuffled per epoch, all full) and the validation batches."""
-    from .pipeline import ImageBatches
+    from .pipeline import Batching, ImageBatches
 
     # The batch option is the global batch: split across the replicas.
-    common: dict[str, Any] = dict(
+    common = Batching(
         n_classes=len(class_names),
         size=config.size,
         batch=config.batch,
@@ -158,14 +155,11 @@ def _batches(
     train_ds = ImageBatches(
         train.path,
         label_indices(train, class_names),
-        shuffle=True,
-        full=True,
-        seed=config.seed,
+        replace(common, shuffle=True, full=True, seed=config.seed),
         stamps=_stamps(train),
         class_weights=class_weights(counts) if config.class_weight == "balanced" else None,
-        **common,
     )
-    val_ds = ImageBatches(val.path, label_indices(val, class_names), stamps=_stamps(val), **common)
+    val_ds = ImageBatches(val.path, label_indices(val, class_names), common, stamps=_stamps(val))
     return train_ds, val_ds
 
 
@@ -210,16 +204,13 @@ def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
 
 
 def _train_model(
-    train_ds: Any,
-    val_ds: Any,
+    batches: tuple[Any, Any],
     config: TrainConfig,
     folder: Path,
     *,
     runtime: Any,
     train_counts: list[int],
-    n_classes: int,
-    callbacks: tuple,
-    progress: bool,
+    control: RunControl,
     settings: dict,
     reuse: Reuse | None = None,
 ) -> Any:
@@ -231,6 +222,8 @@ def _train_model(
     from . import resume
     from .models import unfreeze
 
+    train_ds, val_ds = batches  # (training, validation); one class per count of train_counts
+    progress, n_classes = control.progress, len(train_counts)
     state = resume.load(folder, settings)
     fine_tune = config.freeze_base and config.fine_tune_epochs > 0
     phase, done, stopped = resume.starting_point(state)
@@ -252,7 +245,7 @@ def _train_model(
             *stateful.values(),
             history_log(folder / "history.csv"),
             checkpoint,
-            *callbacks,
+            *control.callbacks_for(folder, config),
             saver,  # last: it records the others' state
         ],
         verbose=keras_verbosity(progress=progress),
