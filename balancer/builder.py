@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .common.errors import BalanceError, ToolWarning
-from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY
+from .common.limits import JPEG_QUALITY, MAX_IMAGE_MB
 from .common.ownership import (
     Claim,
     Existing,
@@ -34,7 +34,7 @@ from .common.parallel import Pool, RunOptions, pool
 from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .source import Scan, check_source, scan, sizes_by_class
-from .transforms import PAPER_SET, TRANSFORMS, parse_transforms, unsuited
+from .transforms import PAPER_SET, TRANSFORMS, check_chosen, parse_transforms, unsuited
 from .writing import Writing, is_written, run_items
 
 
@@ -59,17 +59,8 @@ class BuildSettings:
 
     def __post_init__(self) -> None:
         given = self.transforms
-        chosen = dict(given) if isinstance(given, Mapping) else parse_transforms(given)
-        if not chosen:
-            raise BalanceError("no transforms chosen")
-        for name, magnitude in chosen.items():
-            if name not in TRANSFORMS:
-                raise BalanceError(
-                    f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}"
-                )
-            chosen[name] = TRANSFORMS[name].check(magnitude)
-        QUALITY.check(self.quality, "quality")
-        IMAGE_MB.check(self.max_image_mb, "max_image_mb")
+        chosen = check_chosen(given) if isinstance(given, Mapping) else parse_transforms(given)
+        self.writing  # noqa: B018  (checks quality and max_image_mb, in one place)
         check_seed(self.seed)
         per_class = dict(sorted(check_target(self.nmin, self.target, self.per_class).items()))
         object.__setattr__(self, "transforms", chosen)

@@ -11,8 +11,8 @@ kernels: the pixels; registry: the draws and the table; options: parsing the cho
 """
 
 from .kernels import Params, Shape
-from .options import PAPER_SET, parse_transforms, unsuited
-from .registry import TRANSFORMS, Transform, replay
+from .options import PAPER_SET, check_chosen, parse_transforms, unsuited
+from .registry import TRANSFORMS, Transform, lookup, replay
 
 __all__ = [
     "PAPER_SET",
@@ -20,6 +20,8 @@ __all__ = [
     "Params",
     "Shape",
     "Transform",
+    "check_chosen",
+    "lookup",
     "parse_transforms",
     "replay",
     "unsuited",

@@ -3,10 +3,10 @@ the warnings for transforms that cannot change some images."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ..common.errors import BalanceError
-from .registry import TRANSFORMS, pixels
+from ..common.errors import BalanceError, BalanceValueError
+from .registry import TRANSFORMS, lookup, pixels
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
 
@@ -49,6 +49,14 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
             raise BalanceError(f"bad magnitude for '{name}': '{value}' is not a number") from None
         chosen[name] = TRANSFORMS[name].check(magnitude)
     return chosen
+
+
+def check_chosen(chosen: Mapping[str, float | None]) -> dict[str, float | None]:
+    """A {name: magnitude} choice given as a mapping, each name and magnitude checked (the
+    defaults for None), as `parse_transforms` checks a text."""
+    if not chosen:
+        raise BalanceValueError("no transforms chosen", parameters=("transforms",))
+    return {name: lookup(name).check(magnitude) for name, magnitude in chosen.items()}
 
 
 def unsuited(

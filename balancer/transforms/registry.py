@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..common.errors import BalanceError
+from ..common.errors import BalanceError, BalanceValueError
 from ..common.limits import Interval
 from .kernels import (
     FLIP_CODES,
@@ -315,15 +315,24 @@ TRANSFORMS: dict[str, Transform] = {
 }
 
 
+def lookup(name: str) -> Transform:
+    """The transform called `name`; BalanceValueError naming the choices otherwise."""
+    if name not in TRANSFORMS:
+        raise BalanceValueError(
+            f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}",
+            parameters=("transforms",),
+        )
+    return TRANSFORMS[name]
+
+
 def replay(image: np.ndarray, name: str, params: Params | str) -> np.ndarray:
     """Re-apply a recorded transform: a manifest row's `augmentation` and `params` (a dict, as
     read_manifest gives it, or the JSON text of the CSV cell)."""
     import json
 
-    if name not in TRANSFORMS:
-        raise BalanceError(f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
+    t = lookup(name)
     if isinstance(params, (str, bytes)):
         params = json.loads(params)
     if not isinstance(params, dict):
         raise BalanceError(f"params must be a dict or its JSON text (got {type(params).__name__})")
-    return TRANSFORMS[name].apply(image, params)
+    return t.apply(image, params)
