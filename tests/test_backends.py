@@ -158,7 +158,7 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
 
     run = tmp_path / "run"
     train_without_tensorflow(
-        "--backend", "jax", "fit", folders / "data", "--out", run, "--model", "vgg16", *SMALL
+        "--backend", "jax", "fit", folders / "data", "--out", run, "--model", "tiny", *SMALL
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
@@ -193,7 +193,7 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
         "--out",
         tmp_path / "cv",
         "--model",
-        "vgg16",
+        "tiny",
         "--json",
         *SMALL,
         check=True,
@@ -217,7 +217,7 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
         "--folds",
         "2",
         "--model",
-        "vgg16",
+        "tiny",
         "--json",
         *SMALL,
         check=True,

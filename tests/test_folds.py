@@ -149,7 +149,7 @@ def test_folds_sharing_one_compiled_model_score_as_fresh_builds(tmp_path, monkey
 
     monkeypatch.setattr(trainer.reuse.Reuse, "model", counting)
     src = make_folder(tmp_path / "src", {"a": 8, "b": 6}, size=24)
-    config = TrainConfig(model="vgg16", weights="none", image_size=32, epochs=2, batch=4)
+    config = TrainConfig(model="tiny", weights="none", epochs=2, batch=4)
     shared = cross_validate(src, tmp_path / "shared", config, folds=3, control=SILENT)
     assert built == [1, 1, 1]  # built once, handed back twice
     fresh = cross_validate(

@@ -222,7 +222,7 @@ def test_a_draw_at_no_change_is_drawn_again_by_construction(name):
 
 # -- the trainer's numbers against scikit-learn and Keras' own rules ----------------------------
 
-TINY_FIT = dict(model="vgg16", weights="none", image_size=32, batch=4, eager=True)
+TINY_FIT = dict(model="tiny", weights="none", batch=4)
 
 
 @pytest.mark.slow

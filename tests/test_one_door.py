@@ -409,7 +409,7 @@ def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
                 write_image(victim, textured(30, 30, seed=123))
 
     config = TrainConfig(  # no cache: every epoch reads the files again
-        weights="none", image_size=32, epochs=3, batch=4, eager=True, cache="off"
+        model="tiny", weights="none", epochs=3, batch=4, cache="off"
     )
     (tmp_path / "run").mkdir()
     with pytest.raises(TrainError, match=f"{victim.name}.*changed while it was being read"):
@@ -719,18 +719,18 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
     assert_one_line_error(proc, "folds was 5, now 2", "--overwrite replaces it")
 
 
-ENDLESS = ["--weights", "none", "--eager", "--image-size", "32", "--batch", "4"]
+ENDLESS = ["--weights", "none", "--batch", "4"]
 CTRL_C = {  # command -> (arguments after DATA and OUT, what the interrupted line says)
     "fit": (
-        ["--epochs", "100000", "--patience", "100000"],
+        ["--model", "tiny", "--epochs", "100000", "--patience", "100000"],
         "--resume continues from the last finished epoch",
     ),
     "cv": (
-        ["--folds", "2", "--epochs", "100000", "--patience", "100000"],
+        ["--folds", "2", "--model", "tiny", "--epochs", "100000", "--patience", "100000"],
         "finished runs are kept: run the same command again to go on",
     ),
     "study": (
-        ["--folds", "2", "--transforms", "rotate", "--model", "vgg16", "--epochs", "100000"],
+        ["--folds", "2", "--transforms", "rotate", "--model", "tiny", "--epochs", "100000"],
         "finished runs are kept: run the same command again to go on",
     ),
 }

@@ -12,7 +12,7 @@ from helpers import REPO, assert_one_line_error, held_env, make_folder, run_cli,
 
 pytestmark = pytest.mark.slow  # every test here trains
 
-FIT = ["--weights", "none", "--image-size", "32", "--batch", "4", "--eager", "--seed", "3"]
+FIT = ["--model", "tiny", "--weights", "none", "--batch", "4", "--eager", "--seed", "3"]
 FIT += ["--epochs", "2", "--freeze-base", "--fine-tune-epochs", "2", "--patience", "4", "-q"]
 
 

@@ -175,7 +175,7 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(tmp_path)
             ports.append(s.getsockname()[1])
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
-    args = ["fit", data, "--out", tmp_path / "run", "--weights", "none", "--model", "vgg16"]
+    args = ["fit", data, "--out", tmp_path / "run", "--weights", "none", "--model", "tiny"]
     args += ["--image-size", "32", "--epochs", "2", "--batch", "8", "--quiet", "--json"]
     procs = [
         subprocess.Popen(

@@ -39,7 +39,7 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(src, tmp_path
                 assert set(train.file[train.origin == "augmented"]) <= set(
                     train.file[train.origin == "original"]
                 )
-    weighted = json.loads((out / "runs/vgg16-focal/class-weight/fold-1/metrics.json").read_text())
+    weighted = json.loads((out / "runs/tiny-focal/class-weight/fold-1/metrics.json").read_text())
     assert weighted["config"]["class_weight"] == "balanced"
     md = (out / "results.md").read_text()
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md

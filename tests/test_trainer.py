@@ -162,7 +162,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         "--out",
         tmp_path / "cv",
         "--model",
-        "vgg16",
+        "tiny",
         "--weights",
         "none",
         "--image-size",
@@ -171,7 +171,6 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         "1",
         "--batch",
         "16",
-        "--eager",
         "--json",
     )  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
@@ -207,7 +206,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         "--out",
         tmp_path / "cv",
         "--model",
-        "vgg16",
+        "tiny",
         "--weights",
         "none",
         "--image-size",
@@ -216,7 +215,6 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         "1",
         "--batch",
         "16",
-        "--eager",
         "--quiet",
     ]
     proc = run_cli("trainer", *args)
@@ -230,7 +228,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     ]
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["folds"] == result["folds"]
     assert_one_line_error(
-        run_cli("trainer", *args[:-2], "--epochs", "2", "--quiet"), "other settings", "--overwrite"
+        run_cli("trainer", *args[:-1], "--epochs", "2", "--quiet"), "other settings", "--overwrite"
     )
 
 
@@ -386,7 +384,7 @@ def test_same_seed_same_run(tmp_path):
     import keras
 
     data = make_folder(tmp_path / "data", {"a": 8, "b": 8}, size=32)
-    config = TrainConfig(weights="none", image_size=32, epochs=2, batch=8, eager=True)
+    config = TrainConfig(model="tiny", weights="none", epochs=2, batch=8, eager=True)
     runs = [tmp_path / "r1", tmp_path / "r2"]
     for run in runs:
         fit(data, run, config, control=SILENT)
@@ -411,7 +409,7 @@ def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_pat
             )
 
     config = TrainConfig(
-        **{**FAST, "epochs": 2, "lr": 0.01},
+        **{**FAST, "epochs": 2, "lr": 0.01, "model": "tiny", "eager": False},
         lr_schedule="cosine",
         warmup_epochs=1,
         class_weight="balanced",

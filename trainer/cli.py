@@ -31,7 +31,7 @@ from .cli_options import (
     with_train_options,
 )
 from .cli_study import study_app
-from .config import FOLDS, MODELS, TrainConfig
+from .config import FOLDS, TrainConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -291,9 +291,9 @@ def weights(
     Example:
       train weights
     """
-    from .config import imagenet_weights
+    from .config import IMAGENET_MODELS, imagenet_weights
 
-    rows = [imagenet_weights(m) for m in MODELS]
+    rows = [imagenet_weights(m) for m in IMAGENET_MODELS]
     if as_json:
         print(json.dumps(rows, indent=2))
         return

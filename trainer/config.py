@@ -20,11 +20,11 @@ from balancer.common.square import RESIZE_MODES
 class ModelSpec(NamedTuple):
     """A model of the table: its Keras class, native side, input conversion, ImageNet file."""
 
-    keras_name: str  # the keras.applications class
+    keras_name: str | None  # the keras.applications class; None: the small CNN of models.py
     side: int  # its native input side
     preprocessing: str  # what its input expects: 'none' (EfficientNet rescales inside) or
     # 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50)
-    imagenet_file: str  # the ImageNet weights without the top, as Keras caches them
+    imagenet_file: str | None  # the ImageNet weights without the top, as Keras caches them
 
 
 _KERAS_TF = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -37,7 +37,11 @@ MODELS = {
     },
     "vgg16": ModelSpec("VGG16", 224, "caffe", "vgg16" + _KERAS_TF),
     "resnet50": ModelSpec("ResNet50", 224, "caffe", "resnet50" + _KERAS_TF),
+    # Three conv blocks from scratch (no ImageNet weights): a pipeline checked end to end in
+    # seconds on a CPU, and what the test suite's logic tests train.
+    "tiny": ModelSpec(None, 32, "none", None),
 }
+IMAGENET_MODELS = [m for m, spec in MODELS.items() if spec.imagenet_file]
 WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"  # where Keras fetches them
 
 
@@ -51,8 +55,10 @@ def keras_cache() -> Path:
 
 
 def imagenet_weights(model: str) -> dict:
-    """{model, file, path, present, url} for `--weights imagenet` of one model."""
+    """{model, file, path, present, url} for `--weights imagenet` of one model (one that has
+    ImageNet weights: see IMAGENET_MODELS)."""
     spec = MODELS[model]
+    assert spec.imagenet_file is not None, model
     path = keras_cache() / spec.imagenet_file
     return {
         "model": model,
@@ -116,7 +122,7 @@ def _checked(name: str, value: object, kind: str) -> Any:
 
 # One line per TrainConfig field: what it means (the command line's help adds each range).
 FIELD_DOCS = {
-    "model": "The network: efficientnet-b0 ... -b7, vgg16 or resnet50 (MODELS).",
+    "model": "The network: efficientnet-b0 ... -b7, vgg16, resnet50, or tiny (MODELS).",
     "image_size": "Input side in px; None: the model's native size.",
     "weights": "'imagenet' (Keras' cache, downloaded once), 'none', or a weights file's path.",
     "freeze_base": "Train the head only; the base keeps its weights.",
@@ -224,6 +230,12 @@ class TrainConfig:
     def check_weights(self) -> None:
         """Before training: a weights file must be there (a finished run folder does not
         need it any more, so this is not checked when a config is read back)."""
+        if self.weights == "imagenet" and self.model not in IMAGENET_MODELS:
+            raise TrainValueError(
+                f"weights 'imagenet' do not exist for model {self.model}: train it from "
+                "scratch (none) or from a file of its own",
+                parameters=("weights", "model"),
+            )
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise TrainValueError(
                 f"weights: no such file {self.weights} (use imagenet, none or a path)",

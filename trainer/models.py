@@ -39,10 +39,30 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
         return {**super().get_config(), "mode": self.mode}
 
 
+def tiny_base(*, include_top: bool, weights: str | None, input_shape: tuple, pooling: str) -> Any:
+    """The `tiny` model's base, called as a keras.applications class is: three conv blocks
+    (convolution, batch normalisation, ReLU, pooling) from 0-255 inputs to pooled features."""
+    assert not include_top and pooling == "avg"
+    layers = keras.layers
+    blocks: list = [keras.Input(input_shape), layers.Rescaling(1 / 255)]
+    for width in (16, 32, 64):
+        blocks += [
+            layers.Conv2D(width, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+        ]
+    base = keras.Sequential([*blocks, layers.GlobalAveragePooling2D()], name="tiny_base")
+    if weights is not None:
+        base.load_weights(weights)  # a file of this model's base
+    return base
+
+
 def build_model(config: TrainConfig, n_classes: int) -> Any:
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
     size = config.size
-    base_cls = getattr(keras.applications, MODELS[config.model].keras_name)
+    keras_name = MODELS[config.model].keras_name
+    base_cls = tiny_base if keras_name is None else getattr(keras.applications, keras_name)
     weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
     try:
         base = base_cls(

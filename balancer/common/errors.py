@@ -16,11 +16,12 @@ class UserError(Exception):
         self.parameters = parameters
 
     def for_command_line(self) -> str:
-        """The message with each parameter spelt as the command line's option."""
+        """The message with each parameter, where it first appears, spelt as the command
+        line's option (later mentions are left as words)."""
         text = str(self)
         for name in self.parameters:
             option = "--" + name.replace("_", "-")
-            text = re.sub(rf"(?<![\w\-'])({re.escape(name)})(?![\w\-'])", option, text)
+            text = re.sub(rf"(?<![\w\-'])({re.escape(name)})(?![\w\-'])", option, text, count=1)
         return text
 
 
