@@ -784,3 +784,48 @@ def test_ctrl_c_stops_every_train_command_in_one_line_saying_how_to_go_on(tmp_pa
         record = json.loads(next(out.glob("*.json")).read_text())
         assert record["status"] == "running"
         assert not list(out.rglob("model.keras"))
+
+
+SWALLOWING = """
+import sys, threading, time
+from balancer.common.cli import on_interrupt
+import typer
+try:
+    with on_interrupt("what was kept", deadline=1.0):
+        if sys.argv[1] == "swallow":  # a library that catches Ctrl-C and goes on
+            while True:
+                try:
+                    print("ready", flush=True)
+                    time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+        else:  # a thread that never ends would keep the process alive after Ctrl-C
+            threading.Thread(target=lambda: threading.Event().wait()).start()
+            print("ready", flush=True)
+            time.sleep(3600)
+except typer.Exit as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("trap", ["swallow", "thread"])
+def test_ctrl_c_ends_a_train_command_even_when_a_library_holds_it(trap):
+    """What the trainer's commands rely on: after Ctrl-C the process ends within the deadline
+    (exit 130, the one line, once), even when the interrupt is swallowed or a thread would
+    keep the process alive."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING, trap],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=T)
+    assert proc.returncode == 130
+    assert stderr.count("interrupted: what was kept") == 1, stderr

@@ -25,6 +25,7 @@ from balancer.common.limits import COUNT
 from .cli_options import (
     GO_ON,
     RESUMABLE,
+    STOP_WITHIN,
     WORKERS_OPTION,
     existing_from,
     logs_to_stderr,
@@ -108,7 +109,7 @@ def fit(
     from balancer.common.ownership import Existing
 
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
-    with logs_to_stderr(), on_interrupt(RESUMABLE):
+    with logs_to_stderr(), on_interrupt(RESUMABLE, deadline=STOP_WITHIN):
         metrics = fit_run(
             data,
             out,
@@ -164,7 +165,7 @@ def cv(
     config = TrainConfig(**train)
     control = RunControl(progress=not quiet, workers=workers)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
-    with logs_to_stderr(), on_interrupt(GO_ON):
+    with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         result = cross_validate(
             data,
             out,
@@ -216,7 +217,7 @@ def evaluate(
     from .evaluation import summary
 
     control = RunControl(progress=False, workers=workers)
-    with logs_to_stderr(), on_interrupt("nothing was written"):
+    with logs_to_stderr(), on_interrupt("nothing was written", deadline=STOP_WITHIN):
         metrics = evaluate_run(
             run, data, out, existing=existing_from(overwrite=overwrite), control=control
         )
@@ -262,7 +263,7 @@ def predict(
     if csv:  # refused before anything is predicted
         inputs = {"run folder": run, "images": path}
         target = claim_file(csv, inputs=inputs, overwrite=overwrite, what="CSV file")
-    with logs_to_stderr(), on_interrupt("nothing was written"):
+    with logs_to_stderr(), on_interrupt("nothing was written", deadline=STOP_WITHIN):
         table = predict_run(run, path, top_k=top_k, control=RunControl(workers=workers))
     if not quiet:
         report_skipped(table.attrs["skipped"])

@@ -25,6 +25,7 @@ RESUMABLE = (
 
 
 GO_ON = "finished runs are kept: run the same command again to go on"
+STOP_WITHIN = 10.0  # seconds after Ctrl-C: a train command has ended by then, whatever Keras does
 
 
 WORKERS_OPTION = workers_option(

@@ -18,7 +18,14 @@ from balancer.common.cli import (
 )
 from balancer.common.limits import COUNT
 
-from .cli_options import GO_ON, WORKERS_OPTION, existing_from, logs_to_stderr, with_train_options
+from .cli_options import (
+    GO_ON,
+    STOP_WITHIN,
+    WORKERS_OPTION,
+    existing_from,
+    logs_to_stderr,
+    with_train_options,
+)
 from .config import FOLDS, TOP, TrainConfig
 
 study_app = typer.Typer(
@@ -82,7 +89,7 @@ def study_transforms_cmd(
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
     )
-    with logs_to_stderr(), on_interrupt(GO_ON):
+    with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         result = study_transforms(
             src,
             out,
@@ -157,7 +164,7 @@ def study_ablation_cmd(
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
     )
-    with logs_to_stderr(), on_interrupt(GO_ON):
+    with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         summary = run_study(
             spec,
             src,

@@ -25,6 +25,7 @@ from .control import RunControl
 from .data import Folder, grouped_folds, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
+from .records import FoldRow
 from .reuse import Reuse
 from .training import train_run
 
@@ -92,7 +93,7 @@ def _cross_validate(
     reuse = Reuse(enabled=control.reuse_model)
     if balance is None and folder.has_manifest:
         _say_unbalanced(splits, folder.class_names)
-    rows = []
+    rows: list[FoldRow] = []
     for k, (train, val) in enumerate(splits, start=1):
         run = c.path / f"fold-{k}"
         if not (run / RUN.record).is_file():

@@ -25,9 +25,10 @@ from .config import TrainConfig
 from .control import RunControl
 from .data import label_indices, list_folder, originals_only
 from .outputs import EVALUATION, draw_plots, plot_confusion
+from .records import Scores
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Scores:
     """Accuracy, macro and weighted F1, per-class precision/recall/F1/support, confusion matrix.
 
     Macro F1 is over every class of the data (the same class set in every fold and run): a
@@ -218,7 +219,7 @@ def evaluate(
     y_true = label_indices(table, r.class_names)
     with claim(target, EVALUATION, inputs=inputs, existing=existing) as c:
         y_pred = r.probabilities(table.path.tolist()).argmax(axis=1)
-        metrics = scores(y_true, y_pred, r.class_names)
+        metrics: dict[str, Any] = dict(scores(y_true, y_pred, r.class_names))
         metrics["data"] = {
             "folder": str(Path(data).resolve()),
             "files": len(table),

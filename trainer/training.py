@@ -99,7 +99,7 @@ def train_run(
     from .pipeline import predict
 
     y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
-    metrics = scores(label_indices(val, class_names), y_pred, class_names)
+    metrics: dict[str, Any] = dict(scores(label_indices(val, class_names), y_pred, class_names))
     history_table = pd.read_csv(folder / "history.csv")
     metrics.update(
         {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,13 +85,41 @@ def _show_version(tool: str) -> Callable[[bool], None]:
 
 
 @contextmanager
-def on_interrupt(hint: str) -> Iterator[None]:
-    """Ctrl-C inside the block: one line saying what state things are in, exit 130."""
+def on_interrupt(hint: str, *, deadline: float | None = None) -> Iterator[None]:
+    """Ctrl-C inside the block: one line saying what state things are in, exit 130.
+
+    With `deadline`, the process also ends that many seconds after Ctrl-C whatever it is
+    doing, as a kill would end it: a library that swallows the interrupt, or threads blocked
+    on a full queue that would keep the process alive, cannot hold it (what a resumed run
+    needs is written atomically, so a kill at any moment leaves it whole)."""
+    said = threading.Event()
+    previous = None
+    if deadline is not None and threading.current_thread() is threading.main_thread():
+
+        def interrupted(signum: int, frame: Any) -> None:
+            timer = threading.Timer(deadline, _stop_now, (hint, said))
+            timer.daemon = True
+            timer.start()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second: as usual
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, interrupted)
     try:
         yield
     except KeyboardInterrupt:
+        said.set()
         print(f"\ninterrupted: {hint}", file=sys.stderr)
         raise typer.Exit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _stop_now(hint: str, said: threading.Event) -> None:
+    """The deadline after Ctrl-C passed: say so (once) and end the process now."""
+    if not said.is_set():
+        os.write(2, f"\ninterrupted: {hint}\n".encode())
+    os._exit(130)
 
 
 def warn(message: str) -> None:

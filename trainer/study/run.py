@@ -26,6 +26,7 @@ from ..control import RunControl, epoch_report
 from ..data import Folder, grouped_folds, list_folder, originals_only
 from ..evaluation import read_metrics
 from ..outputs import RUN, STUDY
+from ..records import StudyRow
 from ..reuse import Reuse
 from ..training import train_run
 from .report import plot_study, ranking, results_markdown, suggested_transforms, summarize
@@ -145,8 +146,9 @@ def _one_run(
 
 
 def _result_row(m: dict, run: tuple) -> dict:
+    """A StudyRow, then one f1_<class> column per class."""
     k, model, loss, arm = run
-    return {
+    row: StudyRow = {
         "arm": arm.name,
         "fold": k,
         "model": model,
@@ -157,10 +159,13 @@ def _result_row(m: dict, run: tuple) -> dict:
         "epochs_run": m["epochs_run"],
         "train_files": m["data"]["train"]["files"],
         "validation_files": m["data"]["validation"]["files"],
-        **{f"f1_{c}": v["f1"] for c, v in m["per_class"].items()},  # None: no image
         "absent_classes": " ".join(m.get("absent_classes") or []),
         "config": json.dumps(m["config"], sort_keys=True),
     }
+    per_class = {f"f1_{c}": v["f1"] for c, v in m["per_class"].items()}  # None: no image
+    tail = ("absent_classes", "config")  # results.csv's column order: these come last
+    head = {k: v for k, v in row.items() if k not in tail}
+    return {**head, **per_class, **{k: row[k] for k in tail}}  # type: ignore[literal-required]
 
 
 def _write_results(

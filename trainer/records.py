@@ -1,0 +1,80 @@
+"""The shapes of what the trainer writes and returns, as TypedDicts: a reader of metrics.json,
+cv.json or results.csv (and mypy) knows each field and its type from here."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class ClassScores(TypedDict):
+    """One class's scores on a validation or test set."""
+
+    precision: float
+    recall: float | None  # None: no image of the class was there to recall
+    f1: float | None
+    support: int
+
+
+class Scores(TypedDict):
+    """What `evaluation.scores` measures (the core of every metrics.json)."""
+
+    accuracy: float
+    macro_f1: float  # over every class of the data; an absent class counts 0
+    weighted_f1: float
+    absent_classes: list[str]
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
+    class_names: list[str]
+
+
+class RunMetrics(Scores, total=False):
+    """A run folder's metrics.json: the scores with the best weights, and how they came."""
+
+    epochs_run: int
+    best_epoch: int  # counted from 1
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    data: dict[str, Any]  # files per split, class and origin
+    cache: dict[str, Any]
+    backend: str
+    gpus: int
+    precision: str
+    strategy: str
+    replicas: int
+    skipped: list[dict[str, str]]
+    warnings: list[str]
+    fold: int  # a cv fold's, counted from 1
+    folds: int
+    study: str
+    arm: str
+    out: str
+
+
+class FoldRow(TypedDict):
+    """One row of cv.csv and of cv.json's `folds`."""
+
+    fold: int
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    train_files: int
+    validation_files: int
+    epochs_run: int
+    absent_classes: str  # space-separated
+
+
+class StudyRow(TypedDict):
+    """The fixed columns of one row of a study's results.csv (one run); `f1_<class>` columns
+    follow, one per class (None where a fold had no image of it)."""
+
+    arm: str
+    fold: int
+    model: str
+    loss: str
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    epochs_run: int
+    train_files: int
+    validation_files: int
+    absent_classes: str
+    config: str  # the run's TrainConfig as JSON
