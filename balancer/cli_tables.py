@@ -3,6 +3,11 @@ text tables of counts and stats."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .reports import FolderStats
+
 import typer
 
 from .common.cli import (
@@ -27,7 +32,7 @@ def counts_table(counts: dict[str, dict]) -> str:
     return text_table(counts, ["before", "copies", "after"], total=True)
 
 
-def stats_table(stats: dict) -> str:
+def stats_table(stats: FolderStats) -> str:
     """`balance stats` as a table: one row per class."""
     classes = stats["classes"]
     cols = (

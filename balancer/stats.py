@@ -8,6 +8,7 @@ from pathlib import Path
 from .common.parallel import RunOptions, pool
 from .manifest import is_balanced_folder, read_manifest
 from .plan import check_target, class_targets, thin_classes
+from .reports import ClassStats, FolderStats
 from .source import check_source, scan, sizes_by_class
 from .transforms import parse_transforms, unsuited
 
@@ -25,7 +26,7 @@ def folder_stats(
     per_class: Mapping[str, int] | None = None,
     run: RunOptions = RunOptions(),
     transforms: str | None = None,
-) -> dict:
+) -> FolderStats:
     """Counts per class and the imbalance ratio; with a target, the plan and its disk cost
     (what `balance build` would write, whole blocks per file).
 
@@ -41,7 +42,7 @@ def folder_stats(
     if is_balanced_folder(root):
         m = read_manifest(root)
         table = m.groupby(["label", "origin"]).size().unstack(fill_value=0)
-        classes = {
+        classes: dict[str, ClassStats] = {
             label: {
                 "originals": int(row.get("original", 0)),
                 "augmented": int(row.get("augmented", 0)),
@@ -62,7 +63,7 @@ def folder_stats(
     with pool(run) as p:
         found = scan(root, workers=p.workers, progress=p.progress)
     counts = found.counts()
-    result: dict = {
+    result: FolderStats = {
         "folder": str(root),
         "balanced_folder": False,
         "classes": {label: {"count": n} for label, n in counts.items()},
@@ -75,9 +76,8 @@ def folder_stats(
     if nmin is not None or target is not None or per_class:
         targets = class_targets(counts, nmin=nmin, target=target, per_class=per_class)
         for label in found.images:
-            result["classes"][label].update(
-                copies=targets[label] - counts[label], after=targets[label]
-            )
+            entry = result["classes"][label]
+            entry["copies"], entry["after"] = targets[label] - counts[label], targets[label]
         result["warnings"] += thin_classes(counts, targets)
         result["plan"] = {
             "copies": sum(targets.values()) - sum(counts.values()),
@@ -88,7 +88,7 @@ def folder_stats(
     return result
 
 
-def plot_counts(stats: dict, path: str | Path, *, overwrite: bool = False) -> None:
+def plot_counts(stats: FolderStats, path: str | Path, *, overwrite: bool = False) -> None:
     """Bar chart of images per class: before/after a plan, or originals/augmented copies.
     Never written inside the folder it counts, nor over a file unless overwrite=True."""
     from .common.ownership import claim_file

@@ -263,6 +263,11 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
             lambda p: ["fit", p.balanced, "--alpha", "lots"], ["--alpha"], id="fit-bad-alpha"
         ),
         pytest.param(
+            lambda p: ["fit", p.balanced, "--model", "tiny"],
+            ["--weights 'imagenet' do not exist for --model tiny", "from scratch"],
+            id="fit-tiny-has-no-imagenet-weights",
+        ),
+        pytest.param(
             lambda p: ["evaluate", p.tmp_path, p.balanced],
             ["not a run folder"],
             id="evaluate-not-a-run",
