@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 import balancer.common.limits as L
 from balancer.builder import BuildSettings
 from balancer.common.errors import UserError
+from balancer.common.errors import option_name as option
 from balancer.common.parallel import RunOptions
 from balancer.preview import as_trained
 from balancer.splitting import split
 from balancer.transforms import TRANSFORMS, parse_transforms
-from trainer.config import FOLDS, LIMITS, TOP, TrainConfig, option
+from trainer.config import FOLDS, LIMITS, TOP, TrainConfig
 
 
 def tries(interval):

@@ -149,11 +149,6 @@ FIELD_DOCS = {
 }
 
 
-def option(name: str) -> str:
-    """A config field as the command line spells it."""
-    return "--" + name.replace("_", "-")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that shapes a training run; defaults are the paper's (Jeong & Kim 2021).

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 
 
+def option_name(parameter: str) -> str:
+    """A library parameter as the command line spells it: max_image_mb -> --max-image-mb."""
+    return "--" + parameter.replace("_", "-")
+
+
 class UserError(Exception):
     """A user error (bad option, bad folder, unwritable output): one clear line, no traceback.
 
@@ -20,7 +25,7 @@ class UserError(Exception):
         line's option (later mentions are left as words)."""
         text = str(self)
         for name in self.parameters:
-            option = "--" + name.replace("_", "-")
+            option = option_name(name)
             text = re.sub(rf"(?<![\w\-'])({re.escape(name)})(?![\w\-'])", option, text, count=1)
         return text
 
