@@ -10,14 +10,13 @@ import typer
 from .cli_folders import RESUME_HINT, split_cmd, verify_cmd
 from .cli_tables import counts_table, parse_per_class, stats_table
 from .common.cli import (
-    CONTEXT,
     json_option,
     on_interrupt,
     out_option,
     overwrite_option,
     quiet_option,
     report_skipped,
-    run_app,
+    tool_app,
     version_flag,
     warn,
     workers_option,
@@ -34,12 +33,7 @@ from .common.limits import (
     WORKERS,
 )
 
-app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=CONTEXT,
-)
+app = tool_app()
 
 
 @app.callback()
@@ -310,7 +304,7 @@ def transforms_cmd(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit."""
-    run_app(app)
+    app()
 
 
 if __name__ == "__main__":

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess as Completed
+from unittest.mock import patch
 
 import numpy as np
+from typer.testing import CliRunner
 
 from balancer.common.opencv import cv2
 from balancer.common.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
@@ -68,8 +72,26 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def run_cli(tool: str, *args, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """Run `balance`/`train` as a user would, in a subprocess of this interpreter."""
+TOOLS = {"balancer": "balance", "trainer": "train"}  # package: the command a user types
+
+
+def run_cli(tool: str, *args, check: bool = False, env: dict | None = None) -> Completed:
+    """Run `balance`/`train` in this process, through typer's CliRunner: the same app and the
+    same error door as the console script, without starting an interpreter. `env` adds
+    variables for the run; whatever the command sets in os.environ is undone after it."""
+    app = importlib.import_module(f"{tool}.cli").app
+    argv = [str(a) for a in args]
+    with patch.dict(os.environ, env or {}):
+        result = CliRunner().invoke(app, argv, prog_name=TOOLS[tool], catch_exceptions=False)
+    proc = Completed(argv, result.exit_code, result.stdout, result.stderr)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_process(tool: str, *args, check: bool = False, **kwargs) -> Completed:
+    """Run `balance`/`train` as a user would, in a subprocess of this interpreter: for what
+    belongs to a process (signals, imports, the Keras backend, environment hooks, locks)."""
     code = f"from {tool}.cli import main; main()"
     env = {**kwargs.pop("env", os.environ), "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.run(
@@ -85,7 +107,7 @@ def run_cli(tool: str, *args, check: bool = False, **kwargs) -> subprocess.Compl
     return proc
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+def assert_one_line_error(proc: Completed, *fragments: str) -> None:
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in proc.stderr, proc.stderr

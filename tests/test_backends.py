@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, assert_one_line_error, make_folder, run_cli, textured, write_image
+from helpers import (
+    REPO,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    run_process,
+    textured,
+    write_image,
+)
 from PIL import Image
 
 from balancer.common.imageio import load
@@ -182,7 +190,7 @@ def test_jax_fit_evaluate_predict_and_the_model_loads_on_tensorflow(folders, tmp
 
 @pytest.mark.slow
 def test_jax_cv_and_a_tiny_study(folders, tmp_path):
-    cv = run_cli(
+    cv = run_process(
         "trainer",
         "--backend",
         "jax",
@@ -203,7 +211,7 @@ def test_jax_cv_and_a_tiny_study(folders, tmp_path):
     assert len(result["folds"]) == 2
     fold = json.loads((tmp_path / "cv" / "fold-1" / "metrics.json").read_text())
     assert fold["backend"] == "jax"
-    study = run_cli(
+    study = run_process(
         "trainer",
         "--backend",
         "jax",
@@ -261,7 +269,7 @@ def test_jax_data_parallel_on_two_devices_and_a_base_weights_file(folders, tmp_p
     saved = keras.models.load_model(run / "model.keras", compile=False)
     loaded = saved.get_layer("tiny_base").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=True))
-    odd = run_cli(
+    odd = run_process(
         "trainer",
         "fit",
         folders / "data",
@@ -283,5 +291,5 @@ def test_backend_errors_are_one_line(folders, tmp_path):
     try:
         import torch  # noqa: F401
     except ImportError:
-        proc = run_cli("trainer", "--backend", "torch", "fit", folders / "data")
+        proc = run_process("trainer", "--backend", "torch", "fit", folders / "data")
         assert_one_line_error(proc, "needs torch", "balanced-aug[torch]")

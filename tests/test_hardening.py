@@ -27,6 +27,7 @@ from helpers import (
     gone,
     make_folder,
     run_cli,
+    run_process,
     textured,
     tree_digest,
     wait_until,
@@ -40,12 +41,6 @@ from balancer.common.imageio import load
 from balancer.common.opencv import cv2
 from balancer.common.ownership import Existing, locked
 from balancer.source import list_source, scan
-
-T = 120  # seconds: any CLI run here that takes longer is hung
-
-
-def cli(tool, *args, **kw):
-    return run_cli(tool, *args, timeout=T, **kw)
 
 
 @pytest.fixture
@@ -80,7 +75,7 @@ def test_overwrite_refuses_a_folder_that_only_has_a_record_name(small_src, tmp_p
             if name == "balance.json"
             else ["split", small_src, "--out", out]
         )
-        assert_one_line_error(cli("balancer", *command, "--overwrite"))
+        assert_one_line_error(run_cli("balancer", *command, "--overwrite"))
         assert tree_digest(out) == before
 
 
@@ -89,13 +84,15 @@ def test_overwrite_refuses_an_output_holding_a_users_file_and_deletes_nothing(bu
         extra.parent.mkdir(exist_ok=True)
         extra.write_text("mine")
         before = tree_digest(built)
-        proc = cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite")
+        proc = run_cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite")
         assert_one_line_error(proc, repr(extra.relative_to(built).parts[0]))
         assert tree_digest(built) == before
         extra.unlink()
         if extra.parent != built and not any(extra.parent.iterdir()):
             extra.parent.rmdir()
-    cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite", check=True)
+    run_cli(
+        "balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite", check=True
+    )
     assert len(pd.read_csv(built / "manifest.csv")) == 6 + 4 + 4
 
 
@@ -105,11 +102,11 @@ def test_no_output_is_an_input_or_around_one(small_src, tmp_path):
     for out in (tmp_path, data, data / "cat"):
         before = tree_digest(data)
         assert_one_line_error(
-            cli("balancer", "build", data, "--out", out, "--nmin", "4", "--overwrite"),
+            run_cli("balancer", "build", data, "--out", out, "--nmin", "4", "--overwrite"),
             "source folder",
         )
         assert_one_line_error(
-            cli("trainer", "fit", data, "--out", out, "--overwrite", "--weights", "none"),
+            run_cli("trainer", "fit", data, "--out", out, "--overwrite", "--weights", "none"),
             "data folder",
         )
         assert tree_digest(data) == before
@@ -141,10 +138,11 @@ def test_evaluate_never_replaces_the_run_it_evaluates(small_src, tmp_path):
     run = fake_run(tmp_path / "runs" / "b0")
     before = tree_digest(run)
     assert_one_line_error(
-        cli("trainer", "evaluate", run, small_src, "--out", run, "--overwrite"), "is the run folder"
+        run_cli("trainer", "evaluate", run, small_src, "--out", run, "--overwrite"),
+        "is the run folder",
     )
     assert_one_line_error(
-        cli("trainer", "evaluate", run, small_src, "--out", run.parent, "--overwrite"),
+        run_cli("trainer", "evaluate", run, small_src, "--out", run.parent, "--overwrite"),
         "contains the run folder",
     )
     assert tree_digest(run) == before
@@ -156,14 +154,14 @@ def test_fit_overwrite_needs_a_proven_run_folder(small_src, tmp_path):
         out.mkdir()
         (out / "metrics.json").write_text(json.dumps(record))
         assert_one_line_error(
-            cli("trainer", "fit", small_src, "--out", out, "--overwrite", "--weights", "none"),
+            run_cli("trainer", "fit", small_src, "--out", out, "--overwrite", "--weights", "none"),
             "metrics.json",
         )
         assert (out / "metrics.json").exists()
     run = fake_run(tmp_path / "real")
     (run / "notes.md").write_text("mine")
     assert_one_line_error(
-        cli("trainer", "fit", small_src, "--out", run, "--overwrite", "--weights", "none"),
+        run_cli("trainer", "fit", small_src, "--out", run, "--overwrite", "--weights", "none"),
         "'notes.md'",
     )
     assert (run / "notes.md").read_text() == "mine" and (run / "model.keras").exists()
@@ -175,9 +173,9 @@ def test_fit_overwrite_needs_a_proven_run_folder(small_src, tmp_path):
 def test_a_second_command_on_a_locked_output_names_the_holder(small_src, tmp_path):
     out = tmp_path / "out"
     with locked(out):
-        proc = cli("balancer", "build", small_src, "--out", out, "--nmin", "4")
+        proc = run_process("balancer", "build", small_src, "--out", out, "--nmin", "4")
         assert_one_line_error(proc, f"in use by process {os.getpid()}")
-        proc = cli("balancer", "split", small_src, "--out", out)
+        proc = run_process("balancer", "split", small_src, "--out", out)
         assert_one_line_error(proc, f"in use by process {os.getpid()}")
     assert not any(out.iterdir())
 
@@ -297,7 +295,7 @@ def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
     assert found.counts() == {"a": 3, "b": 2}
     roomy = scan(src, workers=1, progress=False, max_bytes=4 << 20)
     assert roomy.counts() == {"a": 3, "b": 3}
-    proc = cli(
+    proc = run_cli(
         "balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--max-image-mb", "1"
     )
     assert proc.returncode == 0 and "a/claims.jpg: too large to decode" in proc.stderr
@@ -366,7 +364,7 @@ def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path
     write_image(deep / ("n" * 236 + ".jpg"), textured(20, 20, seed=3))
     os.symlink(src / "a", src / "b" / "linked")
     out = tmp_path / "out"
-    proc = cli("balancer", "build", src, "--out", out, "--nmin", "5", "--json", "--quiet")
+    proc = run_cli("balancer", "build", src, "--out", out, "--nmin", "5", "--json", "--quiet")
     assert proc.returncode == 0, proc.stderr
     reasons = {s["path"]: s["reason"] for s in json.loads(proc.stdout)["skipped"]}
     assert reasons["a/caf\\xe9.jpg"].startswith("name is not valid UTF-8")
@@ -380,10 +378,10 @@ def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path
     m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     assert (m.source.str.startswith("b/level00")).sum() >= 2  # the deep file and its copies
     again = tmp_path / "again"
-    cli("balancer", "build", src, "--out", again, "--nmin", "5", "--quiet", check=True)
+    run_cli("balancer", "build", src, "--out", again, "--nmin", "5", "--quiet", check=True)
     assert sorted(pd.read_csv(again / "manifest.csv").file_name) == sorted(m.file_name)
     for command in (["stats", src], ["split", src, "--out", tmp_path / "s"], ["verify", out]):
-        assert cli("balancer", *command, "--quiet").returncode == 0
+        assert run_cli("balancer", *command, "--quiet").returncode == 0
 
 
 def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
@@ -417,9 +415,9 @@ def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     next(out.glob("train/a/*")).unlink()
     (out / "test" / "a" / "x.jpg.part").write_bytes(b"half")
     assert_one_line_error(
-        cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1"), "--resume"
+        run_cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1"), "--resume"
     )
-    cli(
+    run_cli(
         "balancer",
         "split",
         src,
@@ -433,7 +431,7 @@ def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
         check=True,
     )
     assert tree_digest(out) == tree_digest(ref)
-    cli("balancer", "split", src, "--out", out, "--test", "0.5", "--overwrite", check=True)
+    run_cli("balancer", "split", src, "--out", out, "--test", "0.5", "--overwrite", check=True)
     assert pd.read_csv(out / "split.csv").split.value_counts().to_dict() == {"train": 7, "test": 6}
 
 
@@ -476,12 +474,12 @@ def test_bad_options_are_one_line_and_write_nothing(small_src, tmp_path, option,
     args = ["build", small_src, "--out", out, *option]
     if "--nmin" not in option:
         args += ["--nmin", "4"]
-    assert_one_line_error(cli("balancer", *args), fragment)
+    assert_one_line_error(run_cli("balancer", *args), fragment)
     assert not out.exists()
 
 
 def test_too_many_workers_are_capped_with_a_warning(small_src, tmp_path):
-    proc = cli(
+    proc = run_cli(
         "balancer",
         "build",
         small_src,
@@ -519,7 +517,7 @@ def test_too_many_workers_are_capped_with_a_warning(small_src, tmp_path):
 )
 def test_verify_reports_unparseable_records_as_problems(built, damage, fragment):
     damage(built)
-    proc = cli("balancer", "verify", built, "--quiet")
+    proc = run_cli("balancer", "verify", built, "--quiet")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert any(
         line.startswith("problem:") and fragment in line for line in proc.stderr.splitlines()
@@ -541,7 +539,7 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     assert any("sha256 mismatch" in p and a.name in p for p in verify(built, run=QUIET)["problems"])
     a.unlink()
     os.mkfifo(a)
-    proc = cli("balancer", "verify", built, "--quiet")
+    proc = run_cli("balancer", "verify", built, "--quiet")
     assert (
         proc.returncode == 1
         and f"not a regular file (FIFO, socket or device) in a class folder: owl/{a.name}"
@@ -606,7 +604,7 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
     st = victim.stat()
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, newer
     before = tree_digest(built)
-    proc = cli(
+    proc = run_cli(
         "balancer",
         "build",
         small_src,

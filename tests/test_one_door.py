@@ -47,10 +47,6 @@ from balancer.common.ownership.staging import _new_staging
 T = 180  # seconds: a CLI run here that takes longer is hung
 
 
-def cli(tool, *args, **kw):
-    return run_cli(tool, *args, timeout=T, **kw)
-
-
 def fake_metrics(classes=("a", "b")) -> dict:
     """What a finished run's metrics.json holds, as far as the folder's readers look."""
     return {
@@ -233,22 +229,24 @@ def test_single_file_outputs_never_replace_or_land_inside_an_input(tmp_path):
         tmp_path / "link" / "sheet.png",
     ):
         for extra in ([], ["--overwrite"]):
-            proc = cli("balancer", "preview", src, "-o", target, "--transforms", "flip", *extra)
+            proc = run_cli("balancer", "preview", src, "-o", target, "--transforms", "flip", *extra)
             assert_one_line_error(proc, "lies inside the source folder")
     assert tree_digest(src) == before
 
     plot = tmp_path / "counts.png"
     plot.write_bytes(b"my picture")
-    assert_one_line_error(cli("balancer", "stats", src, "--plot", plot), "exists", "--overwrite")
+    assert_one_line_error(
+        run_cli("balancer", "stats", src, "--plot", plot), "exists", "--overwrite"
+    )
     assert plot.read_bytes() == b"my picture"
-    assert cli("balancer", "stats", src, "--plot", plot, "--overwrite", "-q").returncode == 0
+    assert run_cli("balancer", "stats", src, "--plot", plot, "--overwrite", "-q").returncode == 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
     out = tmp_path / "balanced"
     build(src, out, BuildSettings(nmin=3, transforms="flip"), run=ONE)
     reference = tree_digest(out)
     for target in (out / "manifest.csv", out / "cat" / "plot.png", tmp_path / "balance.json"):
-        proc = cli("balancer", "stats", src, "--plot", target, "--overwrite")
+        proc = run_cli("balancer", "stats", src, "--plot", target, "--overwrite")
         assert_one_line_error(proc)
         assert "record" in proc.stderr or "an output of balanced-aug" in proc.stderr
     assert tree_digest(out) == reference
@@ -268,7 +266,7 @@ def test_predict_csv_is_refused_before_anything_is_predicted(tmp_path):
         (images / "x" / "p.csv", "lies inside the images"),
         (images / "x" / "x_000.jpg", "lies inside the images"),
     ):
-        proc = cli("trainer", "predict", run, images, "--csv", target, "-q")
+        proc = run_cli("trainer", "predict", run, images, "--csv", target, "-q")
         assert_one_line_error(proc, fragment)
     assert mine.read_text() == "my,old,table\n"
 
@@ -299,9 +297,9 @@ def test_an_output_inside_the_source_through_a_bind_mount_is_refused(tmp_path):
     try:
         before = tree_digest(src)
         for out in (mounted / "out", mounted, mounted / "a"):
-            proc = cli("balancer", "build", src, "--out", out, "--nmin", "4", "--overwrite")
+            proc = run_cli("balancer", "build", src, "--out", out, "--nmin", "4", "--overwrite")
             assert_one_line_error(proc, "source folder")
-        proc = cli("balancer", "stats", src, "--plot", mounted / "a" / "p.png")
+        proc = run_cli("balancer", "stats", src, "--plot", mounted / "a" / "p.png")
         assert_one_line_error(proc, "lies inside")
         assert tree_digest(src) == before
     finally:
@@ -436,7 +434,7 @@ def test_a_users_own_manifest_leaves_a_plain_folder_plain(tmp_path):
     assert not folder.has_manifest and (folder.table.source == folder.table.file).all()
     stats = folder_stats(src, run=QUIET)
     assert not stats["balanced_folder"] and stats["images"] == 7
-    proc = cli("balancer", "split", src, "--out", tmp_path / "s", "-q")
+    proc = run_cli("balancer", "split", src, "--out", tmp_path / "s", "-q")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -468,8 +466,8 @@ def test_a_damaged_manifest_is_one_line_and_never_read_outside(tmp_path, damage,
     with pytest.raises(TrainError, match=re.escape(fragment)):
         list_folder(out)
     for proc in (
-        cli("balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png"),
-        cli("balancer", "stats", out),
+        run_cli("balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png"),
+        run_cli("balancer", "stats", out),
     ):
         assert_one_line_error(proc, fragment)
     problems = run_cli("balancer", "verify", out, "--replay", "--json").stdout
@@ -505,7 +503,7 @@ def test_a_damaged_run_folder_is_one_line(tmp_path, model, metrics, fragment):
         Run(run).model  # noqa: B018
     if model == b"" or metrics == "{not json":  # and as a user meets it, on the command line
         images = make_folder(tmp_path / "images", {"a": 1, "b": 1})
-        assert_one_line_error(cli("trainer", "predict", run, images), fragment)
+        assert_one_line_error(run_cli("trainer", "predict", run, images), fragment)
 
 
 def test_verify_replay_with_a_record_of_wrong_types_is_a_problem_not_a_crash(tmp_path):
@@ -520,7 +518,7 @@ def test_verify_replay_with_a_record_of_wrong_types_is_a_problem_not_a_crash(tmp
         ("none", "has no settings"),
     ):
         (out / "balance.json").write_text(json.dumps({**record, "settings": settings}))
-        proc = cli("balancer", "verify", out, "--replay", "-q")
+        proc = run_cli("balancer", "verify", out, "--replay", "-q")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "cannot replay: " in proc.stderr and fragment in proc.stderr
 
@@ -544,7 +542,7 @@ def test_preview_from_a_manifest_missing_an_original_row_or_params(tmp_path):
         )
         m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
         damage()
-        proc = cli(
+        proc = run_cli(
             "balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png", "--rows", "2"
         )
         assert_one_line_error(proc, fragment)
@@ -671,7 +669,7 @@ def test_split_refuses_a_balanced_folder(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 4, "b": 2})
     out = tmp_path / "out"
     build(src, out, BuildSettings(nmin=4, transforms="flip"), run=ONE)
-    proc = cli("balancer", "split", out, "--out", tmp_path / "s")
+    proc = run_cli("balancer", "split", out, "--out", tmp_path / "s")
     assert_one_line_error(proc, "is a balanced folder", "split the source before balancing")
     assert not (tmp_path / "s").exists()
 
@@ -715,7 +713,7 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
         for f in (cv / fold).iterdir():
             f.unlink()
         (cv / fold).rmdir()
-    proc = cli("trainer", "cv", data, "--out", cv, "--folds", "2", "--weights", "none")
+    proc = run_cli("trainer", "cv", data, "--out", cv, "--folds", "2", "--weights", "none")
     assert_one_line_error(proc, "folds was 5, now 2", "--overwrite replaces it")
 
 

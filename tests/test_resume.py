@@ -8,7 +8,15 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import REPO, assert_one_line_error, held_env, make_folder, run_cli, wait_until
+from helpers import (
+    REPO,
+    assert_one_line_error,
+    held_env,
+    make_folder,
+    run_cli,
+    run_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -35,7 +43,9 @@ def saved_epochs(runs) -> int:
 
 def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_path):
     data = make_folder(tmp_path / "data", {"a": 8, "b": 8}, size=32)
-    ref = run_cli("trainer", "fit", data, "--out", tmp_path / "ref", *FIT, "--json", timeout=600)
+    ref = run_process(
+        "trainer", "fit", data, "--out", tmp_path / "ref", *FIT, "--json", timeout=600
+    )
     assert ref.returncode == 0, ref.stderr
     runs = tmp_path / "runs"
     out = runs / "r"
@@ -55,7 +65,9 @@ def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_pat
     other = run_cli("trainer", "fit", data, "--out", out, *FIT, "--lr", "0.01", "--resume")
     assert_one_line_error(other, "other settings or data", "config.lr was 0.0001, now 0.01")
 
-    resumed = run_cli("trainer", "fit", data, "--out", out, *FIT, "--resume", "--json", timeout=600)
+    resumed = run_process(
+        "trainer", "fit", data, "--out", out, *FIT, "--resume", "--json", timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     want, got = json.loads(ref.stdout), json.loads(resumed.stdout)
     for key in (

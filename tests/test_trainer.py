@@ -9,7 +9,15 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ONE, SILENT, RunControl, assert_one_line_error, make_folder, run_cli
+from helpers import (
+    ONE,
+    SILENT,
+    RunControl,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    run_process,
+)
 
 from balancer import BuildSettings, build
 from balancer.common.opencv import cv2
@@ -287,7 +295,7 @@ def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypa
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no cached weights
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: the download fails
-    proc = run_cli(
+    proc = run_process(  # Keras reads KERAS_HOME when imported: a process of its own
         "trainer",
         "fit",
         balanced,
@@ -373,7 +381,7 @@ def test_weights_from_a_local_file_and_from_keras_own_cache_files(tmp_path, monk
     )
     loaded = model.get_layer("efficientnetb0").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
-    listing = run_cli(
+    listing = run_process(
         "trainer", "weights", "--json", env={**os.environ, "KERAS_HOME": str(cache.parent)}
     )
     rows = {r["model"]: r for r in json.loads(listing.stdout)}

@@ -1,10 +1,22 @@
 """What careful users trip on: scale-aware transforms, leak-proof defaults, honest numbers."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from helpers import ONE, assert_one_line_error, make_folder, run_cli, textured, write_image
+from helpers import (
+    ONE,
+    REPO,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    run_process,
+    textured,
+    write_image,
+)
 
 
 def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp_path):
@@ -159,9 +171,6 @@ def test_study_suggests_only_transforms_that_beat_the_noise_between_folds():
 def test_json_and_help_conventions(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
     for tool, prog in (("balancer", "balance"), ("trainer", "train")):
-        import subprocess
-        import sys
-
         version = subprocess.run(
             [sys.executable, "-m", tool, "--version"], capture_output=True, text=True, cwd=tmp_path
         )
@@ -276,3 +285,31 @@ def test_pictures_take_the_format_their_name_says_and_thin_classes_are_named(tmp
     assert (
         repr(result) == f"BuildResult(out={str(tmp_path / 'out')!r}, files=80, classes=2, written)"
     )
+
+
+def test_every_way_in_shares_one_error_door(tmp_path):
+    """The tools' error door is their app, not a wrapper around the console script: a run in
+    this process (typer's CliRunner, as the error tables use) and one in a new process print
+    the same line and exit with the same code; output into a closed pipe ends quietly."""
+    missing = tmp_path / "missing"
+    for args, code, line in (
+        (["build", missing, "-o", tmp_path / "o", "--nmin", "3"], 1, "source folder not found"),
+        (["build", tmp_path, "-o", tmp_path / "o", "--nmin", "x"], 2, "Invalid value for '--nmin'"),
+    ):
+        inside, outside = run_cli("balancer", *args), run_process("balancer", *args)
+        assert inside.returncode == outside.returncode == code
+        assert inside.stderr == outside.stderr and inside.stderr.startswith(f"error: {line}")
+    assert run_cli("trainer", "evaluate", missing, missing).stderr == (
+        run_process("trainer", "evaluate", missing, missing).stderr
+    )
+    read, write = os.pipe()
+    os.close(read)  # `balance transforms | head -0`: the reader is gone before the first byte
+    proc = subprocess.run(
+        [sys.executable, "-c", "from balancer.cli import main; main()", "transforms"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    os.close(write)
+    assert (proc.returncode, proc.stderr) == (1, "")

@@ -10,14 +10,13 @@ from typing import Any
 import typer
 
 from balancer.common.cli import (
-    CONTEXT,
     json_option,
     on_interrupt,
     out_option,
     overwrite_option,
     quiet_option,
     report_skipped,
-    run_app,
+    tool_app,
     version_flag,
 )
 from balancer.common.limits import COUNT
@@ -34,12 +33,7 @@ from .cli_options import (
 from .cli_study import study_app
 from .config import FOLDS, TrainConfig
 
-app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=CONTEXT,
-)
+app = tool_app()
 
 
 @app.callback()
@@ -312,7 +306,7 @@ app.add_typer(study_app, name="study")
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit."""
-    run_app(app)
+    app()
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ from typing import Any
 import typer
 
 from balancer.common.cli import (
-    CONTEXT,
     json_option,
     on_interrupt,
     out_option,
     overwrite_option,
     quiet_option,
+    tool_app,
 )
 from balancer.common.limits import COUNT
 
@@ -28,12 +28,7 @@ from .cli_options import (
 )
 from .config import FOLDS, TOP, TrainConfig
 
-study_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings=CONTEXT,
-    help="The paper's experiments on your data: transform ranking, ablation.",
-)
+study_app = tool_app(help="The paper's experiments on your data: transform ranking, ablation.")
 
 
 STUDY_ONLY = ("model", "loss", "val_split")  # lists there; folds, not a split

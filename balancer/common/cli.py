@@ -157,14 +157,47 @@ def text_table(
     )
 
 
-def run_app(app: typer.Typer) -> None:
-    """Run a typer app: usage and user errors print `error: ...` on stderr and exit non-zero."""
-    try:
-        code = _run(app)
-    except BrokenPipeError:  # `balance ... | head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
-    sys.exit(code or 0)
+class ToolGroup(typer.core.TyperGroup):
+    """Each tool's click group. However it is run (its console script, typer's `CliRunner`, a
+    notebook calling `app(args)`), a usage or user error is one `error: ...` line on stderr
+    and a non-zero exit code: the door is the app itself, not a wrapper around one caller."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; standalone (the default), exit with its code."""
+
+        def run() -> Any:
+            return super(ToolGroup, self).main(
+                args, prog_name, complete_var, standalone_mode=False, **extra
+            )
+
+        if not standalone_mode:
+            return _run(run)
+        try:
+            code = _run(run)
+        except BrokenPipeError:  # `balance ... | head`: the reader left; stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 1
+        sys.exit(code or 0)
+
+
+def tool_app(**settings: Any) -> typer.Typer:
+    """A typer app (or sub-app) as both tools declare them: `-h`, help without arguments,
+    plain tracebacks off, errors through `ToolGroup`."""
+    return typer.Typer(
+        cls=ToolGroup,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=CONTEXT,
+        **settings,
+    )
 
 
 def _show_tool_warning(
@@ -184,10 +217,12 @@ def _show_tool_warning(
 _default_showwarning = warnings.showwarning
 
 
-def _run(app: typer.Typer) -> int:
-    warnings.showwarning = _show_tool_warning  # the library's ToolWarnings: one line each
+def _run(command: Callable[[], Any]) -> int:
+    """Run a command line; its user errors become one line on stderr and its exit code."""
+    shown, warnings.showwarning = warnings.showwarning, _show_tool_warning  # one line each
     try:
-        code = app(standalone_mode=False)
+        result = command()
+        code = result if isinstance(result, int) else 0  # click returns Exit's code
     except typer.TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the tool alone: show its help
             print(exc.ctx.get_help())  # type: ignore[attr-defined]
@@ -207,4 +242,6 @@ def _run(app: typer.Typer) -> int:
         code = 130
     except typer.Abort:
         code = 130
+    finally:
+        warnings.showwarning = shown
     return code
