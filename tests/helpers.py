@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from subprocess import CompletedProcess as Completed
 from unittest.mock import patch
 
 import numpy as np
+import pandas as pd
 from typer.testing import CliRunner
 
 from balancer.common.opencv import cv2
@@ -192,3 +194,34 @@ def as_from_a_terminal() -> None:
     unblocks it, so Ctrl-C would never arrive."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def fake_metrics(classes=("a", "b")) -> dict:
+    """What a finished run's metrics.json holds, as far as the folder's readers look."""
+    return {
+        "tool": "balanced-aug",
+        "kind": "run",
+        "class_names": list(classes),
+        "config": {"weights": "none", "image_size": 32},
+        "accuracy": 0.5,
+        "macro_f1": 0.5,
+        "weighted_f1": 0.5,
+        "epochs_run": 1,
+        "per_class": {
+            c: {"f1": 0.5, "precision": 0.5, "recall": 0.5, "support": 1} for c in classes
+        },
+        "data": {"train": {"files": 1}, "validation": {"files": 1}},
+    }
+
+
+def fake_train_run(train, val, class_names, config, folder, **kwargs):
+    """Stands for training: writes what a run folder holds."""
+    (folder / "model.keras").write_bytes(b"model")
+    (folder / "metrics.json").write_text(json.dumps(fake_metrics(class_names)))
+    return fake_metrics(class_names)
+
+
+def assert_no_leak(train: pd.DataFrame, val: pd.DataFrame) -> None:
+    assert (val.origin == "original").all()
+    assert not set(train.source) & set(val.source)
+    assert not set(train.file) & set(val.file)

@@ -16,33 +16,26 @@ from balancer.stats import folder_stats
 from balancer.verification import verify
 
 
-@pytest.fixture
-def src(tmp_path):
-    root = make_folder(tmp_path / "src", {"a": 10, "b": 4, "c": 1})
-    (root / "b" / "broken.jpg").write_bytes(b"nope")
-    return root
-
-
-def test_stats_counts_plan_and_balanced_folder(src, tmp_path):
-    s = folder_stats(src, nmin=6, run=QUIET)
+def test_stats_counts_plan_and_balanced_folder(uneven_src, tmp_path):
+    s = folder_stats(uneven_src, nmin=6, run=QUIET)
     assert {k: v["count"] for k, v in s["classes"].items()} == {"a": 10, "b": 4, "c": 1}
     assert s["imbalance_ratio"] == 10.0
     assert s["skipped"] == [{"path": "b/broken.jpg", "reason": "not a readable image"}]
     assert s["classes"]["c"] == {"count": 1, "copies": 5, "after": 6}
     assert s["plan"]["copies"] == 7 and s["plan"]["after"] == 22
-    block = os.statvfs(src).f_frsize
+    block = os.statvfs(uneven_src).f_frsize
 
     def on_disk(size):  # what a file of this size takes: whole blocks
         return -(-int(size) // block) * block
 
-    mean_c = (src / "c" / "c_000.jpg").stat().st_size
-    mean_b = sum((src / "b" / f"b_{i:03d}.jpg").stat().st_size for i in range(4)) / 4
-    originals = [f for f in src.rglob("*_*.jpg")]
+    mean_c = (uneven_src / "c" / "c_000.jpg").stat().st_size
+    mean_b = sum((uneven_src / "b" / f"b_{i:03d}.jpg").stat().st_size for i in range(4)) / 4
+    originals = [f for f in uneven_src.rglob("*_*.jpg")]
     assert len(originals) == 15
     assert s["plan"]["estimated_bytes"] == sum(on_disk(f.stat().st_size) for f in originals) + (
         5 * on_disk(mean_c) + 2 * on_disk(mean_b)
     )
-    build(src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
+    build(uneven_src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
     proc = run_cli("balancer", "stats", tmp_path / "out", "--json", "--plot", tmp_path / "c.png")
     b = json.loads(proc.stdout)
     assert b["balanced_folder"] and b["classes"]["c"] == {
@@ -54,11 +47,11 @@ def test_stats_counts_plan_and_balanced_folder(src, tmp_path):
     assert cv2.imread(str(tmp_path / "c.png")) is not None
 
 
-def test_preview_sheet_grid(src, tmp_path):
+def test_preview_sheet_grid(uneven_src, tmp_path):
     proc = run_cli(
         "balancer",
         "preview",
-        src,
+        uneven_src,
         "-o",
         tmp_path / "s.png",
         "--transforms",
@@ -70,7 +63,7 @@ def test_preview_sheet_grid(src, tmp_path):
     sheet = cv2.imread(str(tmp_path / "s.png"))
     gap = 4
     assert sheet.shape[:2] == (3 * (TILE + TEXT_H + gap) + gap, 4 * (TILE + gap) + gap)
-    build(src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
+    build(uneven_src, tmp_path / "out", BuildSettings(nmin=6), run=ONE)
     proc = run_cli(
         "balancer",
         "preview",
@@ -115,9 +108,9 @@ def test_split_is_stratified_disjoint_complete_and_deterministic(tmp_path):
     assert split_counts(1, 0.2, 0.1) == (1, 0, 0)
 
 
-def test_verify_passes_fresh_build_and_names_each_problem(src, tmp_path):
+def test_verify_passes_fresh_build_and_names_each_problem(uneven_src, tmp_path):
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=6), run=ONE)
+    build(uneven_src, out, BuildSettings(nmin=6), run=ONE)
     assert verify(out, run=QUIET) == {
         "ok": True,
         "problems": [],
@@ -173,27 +166,43 @@ def test_transforms_listing():
             id="stats-missing",
         ),
         pytest.param(
-            lambda p: ["stats", p.src, "--nmin", "5", "--target", "majority"],
+            lambda p: ["stats", p.uneven_src, "--nmin", "5", "--target", "majority"],
             ["not both"],
             id="stats-nmin-and-target",
         ),
         pytest.param(
-            lambda p: ["preview", p.src, "-o", p.tmp_path / "p.png", "--transforms", "twirl"],
+            lambda p: [
+                "preview",
+                p.uneven_src,
+                "-o",
+                p.tmp_path / "p.png",
+                "--transforms",
+                "twirl",
+            ],
             ["unknown transform"],
             id="preview-unknown-transform",
         ),
         pytest.param(
-            lambda p: ["preview", p.src, "-o", p.tmp_path / "p.png", "--from-manifest"],
+            lambda p: ["preview", p.uneven_src, "-o", p.tmp_path / "p.png", "--from-manifest"],
             ["manifest.csv"],
             id="preview-no-manifest",
         ),
         pytest.param(
-            lambda p: ["split", p.src, "--out", p.tmp_path / "s", "--test", "0.7", "--val", "0.5"],
+            lambda p: [
+                "split",
+                p.uneven_src,
+                "--out",
+                p.tmp_path / "s",
+                "--test",
+                "0.7",
+                "--val",
+                "0.5",
+            ],
             ["--test + --val must stay below 1"],
             id="split-fractions",
         ),
         pytest.param(
-            lambda p: ["split", p.src, "--out", p.src / "a"],
+            lambda p: ["split", p.uneven_src, "--out", p.uneven_src / "a"],
             ["inside the source folder"],
             id="split-inside-source",
         ),
@@ -202,9 +211,9 @@ def test_transforms_listing():
         ),
     ],
 )
-def test_companion_errors_are_one_line(src, tmp_path, make_args, fragments):
+def test_companion_errors_are_one_line(uneven_src, tmp_path, make_args, fragments):
     from helpers import assert_one_line_error
 
-    p = SimpleNamespace(src=src, tmp_path=tmp_path)
+    p = SimpleNamespace(uneven_src=uneven_src, tmp_path=tmp_path)
     assert_one_line_error(run_cli("balancer", *make_args(p)), *fragments)
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "s").exists()

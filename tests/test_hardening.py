@@ -42,19 +42,6 @@ from balancer.common.opencv import cv2
 from balancer.common.ownership import Existing, locked
 from balancer.source import list_source, scan
 
-
-@pytest.fixture
-def built(small_src, tmp_path):
-    out = tmp_path / "out"
-    build(
-        small_src,
-        out,
-        BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
-        run=ONE,
-    )
-    return out
-
-
 # -- 1. --overwrite deletes only what the tool wrote, proven by content -------------------
 
 

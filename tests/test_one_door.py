@@ -23,6 +23,7 @@ from helpers import (
     RunControl,
     as_from_a_terminal,
     assert_one_line_error,
+    fake_metrics,
     finished_files,
     gated_env,
     make_folder,
@@ -45,40 +46,6 @@ from balancer.common.ownership import (
 from balancer.common.ownership.staging import _new_staging
 
 T = 180  # seconds: a CLI run here that takes longer is hung
-
-
-def fake_metrics(classes=("a", "b")) -> dict:
-    """What a finished run's metrics.json holds, as far as the folder's readers look."""
-    return {
-        "tool": "balanced-aug",
-        "kind": "run",
-        "class_names": list(classes),
-        "config": {"weights": "none", "image_size": 32},
-        "accuracy": 0.5,
-        "macro_f1": 0.5,
-        "weighted_f1": 0.5,
-        "epochs_run": 1,
-        "per_class": {
-            c: {"f1": 0.5, "precision": 0.5, "recall": 0.5, "support": 1} for c in classes
-        },
-        "data": {"train": {"files": 1}, "validation": {"files": 1}},
-    }
-
-
-def fake_train_run(train, val, class_names, config, folder, **kwargs):
-    """Stands for training: writes what a run folder holds."""
-    (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(json.dumps(fake_metrics(class_names)))
-    return fake_metrics(class_names)
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    import trainer.crossval
-    import trainer.training
-
-    monkeypatch.setattr(trainer.training, "train_run", fake_train_run)
-    monkeypatch.setattr(trainer.crossval, "train_run", fake_train_run)
 
 
 # -- 1. one lifecycle: claim, lock, stage, record, complete --------------------------------

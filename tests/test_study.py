@@ -16,25 +16,16 @@ TINY = TrainConfig(weights="none", image_size=32, epochs=1, batch=16, patience=1
 MODELS = ("tiny",)  # the logic of a study, not an architecture: the three-block CNN
 
 
-@pytest.fixture(scope="module")
-def src(tmp_path_factory):
-    return study_source(tmp_path_factory.mktemp("study"))
-
-
-def study_source(folder):
-    return make_folder(folder / "src", {"a": 10, "b": 5, "c": 3})
-
-
 def run_files(study, arm_slug):
     """The train/validation file lists each fold's run really used."""
     for fold_dir in sorted((study / "runs" / "tiny-focal" / arm_slug).iterdir()):
         yield fold_dir.name, pd.read_csv(fold_dir / "files.csv")
 
 
-def test_transform_study_outputs_and_resume(src, tmp_path):
+def test_transform_study_outputs_and_resume(study_src, tmp_path):
     out = tmp_path / "st"
     spec = StudySpec.of_transforms(TINY, "rotate,flip", folds=2, models=MODELS)
-    result = study_transforms(src, out, spec, top=1, control=SILENT)
+    result = study_transforms(study_src, out, spec, top=1, control=SILENT)
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 6  # (baseline, rotate, flip) x 2 folds
     assert sorted(results.arm.unique()) == ["baseline", "flip", "rotate"]
@@ -71,7 +62,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
         "trainer",
         "study",
         "transforms",
-        src,
+        study_src,
         "--out",
         out,
         "--transforms",
@@ -104,7 +95,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
             "trainer",
             "study",
             "transforms",
-            src,
+            study_src,
             "--out",
             out,
             "--transforms",
@@ -121,7 +112,7 @@ def test_transform_study_outputs_and_resume(src, tmp_path):
     )
 
 
-def test_study_user_errors_leave_nothing(src, tmp_path):
+def test_study_user_errors_leave_nothing(study_src, tmp_path):
     one = make_folder(tmp_path / "one", {"only": 4})
     cases = [
         (
@@ -129,17 +120,17 @@ def test_study_user_errors_leave_nothing(src, tmp_path):
             ["not found"],
         ),
         (["study", "ablation", one, "--nmin", "5", "--out", tmp_path / "s"], ["need at least 2"]),
-        (["study", "ablation", src, "--out", tmp_path / "s"], ["--nmin"]),
+        (["study", "ablation", study_src, "--out", tmp_path / "s"], ["--nmin"]),
         (
-            ["study", "transforms", src, "--out", tmp_path / "s", "--model", "alexnet"],
+            ["study", "transforms", study_src, "--out", tmp_path / "s", "--model", "alexnet"],
             ["unknown --model"],
         ),
         (
-            ["study", "transforms", src, "--out", tmp_path / "s", "--transforms", "warp"],
+            ["study", "transforms", study_src, "--out", tmp_path / "s", "--transforms", "warp"],
             ["unknown transform"],
         ),
         (
-            ["study", "transforms", src, "--out", tmp_path / "s", "--folds", "30"],
+            ["study", "transforms", study_src, "--out", tmp_path / "s", "--folds", "30"],
             ["cannot make 30 folds"],
         ),
     ]
@@ -150,6 +141,6 @@ def test_study_user_errors_leave_nothing(src, tmp_path):
         "KERAS_HOME": str(tmp_path / "keras-home"),  # no cached weights,
         **{v: "http://127.0.0.1:9" for v in ("HTTPS_PROXY", "https_proxy")},
     }  # no download; Keras reads its home when imported: a process of its own
-    args = ["study", "transforms", src, "--out", tmp_path / "s", "--folds", "2"]
+    args = ["study", "transforms", study_src, "--out", tmp_path / "s", "--folds", "2"]
     assert_one_line_error(run_process("trainer", *args, env=offline), "ImageNet weights")
     assert not (tmp_path / "s").exists()

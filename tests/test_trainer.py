@@ -10,16 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
-    ONE,
     SILENT,
     RunControl,
+    assert_no_leak,
     assert_one_line_error,
     make_folder,
     run_cli,
     run_process,
 )
 
-from balancer import BuildSettings, build
 from balancer.common.opencv import cv2
 from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
 from trainer.models import make_loss
@@ -28,30 +27,10 @@ FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2, eager
 
 
 @pytest.fixture(scope="module")
-def balanced(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    src = make_folder(root / "src", {"a": 12, "b": 6, "c": 3})
-    build(
-        src,
-        root / "balanced",
-        BuildSettings(nmin=10, transforms="rotate,zoom,flip"),
-        run=ONE,
-    )
-    make_folder(root / "test", {"a": 3, "b": 3, "c": 3})
-    return root / "balanced"
-
-
-@pytest.fixture(scope="module")
 def run(balanced, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "b0"
     fit(balanced, out, TrainConfig(**FAST), control=SILENT)
     return out
-
-
-def assert_no_leak(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    assert (val.origin == "original").all()
-    assert not set(train.source) & set(val.source)
-    assert not set(train.file) & set(val.file)
 
 
 def test_grouped_folds_keep_copies_with_their_original(balanced):
@@ -240,7 +219,6 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_args, fragments",
     [
@@ -283,8 +261,10 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
         pytest.param(lambda p: ["cv", p.balanced, "--folds", "1"], ["--folds"], id="cv-one-fold"),
     ],
 )
-def test_trainer_user_errors_are_one_line(balanced, run, tmp_path, make_args, fragments):
+def test_trainer_user_errors_are_one_line(balanced, no_training, tmp_path, make_args, fragments):
     one = make_folder(tmp_path / "one", {"only": 3})
+    run = tmp_path / "run"  # a finished run folder (every row fails before training)
+    fit(balanced, run, TrainConfig(weights="none", image_size=32), control=SILENT)
     p = SimpleNamespace(balanced=balanced, run=run, tmp_path=tmp_path, one=one)
     assert_one_line_error(run_cli("trainer", *make_args(p)), *fragments)
     assert not (tmp_path / "r").exists() and not (balanced / "runs").exists()
