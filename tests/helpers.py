@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from balancer.common.opencv import cv2
 from balancer.common.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
+from trainer import TrainConfig
 from trainer.control import RunControl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,8 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-TOOLS = {"balancer": "balance", "trainer": "train"}  # package: the command a user types
+TOOLS = {"balancer": "balance", "trainer": "train"}
+HUNG = 600  # seconds: a command run as a process that takes longer is hung  # package: the command a user types
 
 
 def run_cli(tool: str, *args, check: bool = False, env: dict | None = None) -> Completed:
@@ -96,6 +98,7 @@ def run_process(tool: str, *args, check: bool = False, **kwargs) -> Completed:
     belongs to a process (signals, imports, the Keras backend, environment hooks, locks)."""
     code = f"from {tool}.cli import main; main()"
     env = {**kwargs.pop("env", os.environ), "PYTHONIOENCODING": "utf-8"}
+    kwargs.setdefault("timeout", HUNG)
     proc = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)],
         capture_output=True,
@@ -225,3 +228,14 @@ def assert_no_leak(train: pd.DataFrame, val: pd.DataFrame) -> None:
     assert (val.origin == "original").all()
     assert not set(train.source) & set(val.source)
     assert not set(train.file) & set(val.file)
+
+
+# Studies on tiny data, one epoch (their logic, not an architecture, is under test).
+TINY = TrainConfig(weights="none", image_size=32, epochs=1, batch=16, patience=1)
+MODELS = ("tiny",)  # the logic of a study, not an architecture: the three-block CNN
+
+
+def run_files(study, arm_slug):
+    """The train/validation file lists each fold's run really used."""
+    for fold_dir in sorted((study / "runs" / "tiny-focal" / arm_slug).iterdir()):
+        yield fold_dir.name, pd.read_csv(fold_dir / "files.csv")

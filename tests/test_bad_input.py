@@ -1,14 +1,41 @@
+"""Bad input is normal input: corrupt, truncated, zero-byte, odd-format, 16-bit, alpha,
+rotated, oversized and oddly named files, unreadable folders and damaged records. Every good
+image is kept, every bad one skipped with its reason; nothing crashes."""
+
+import csv
+import json
+import os
+import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import QUIET, assert_one_line_error, run_cli, textured, write_image
+from helpers import (
+    ONE,
+    QUIET,
+    REPO,
+    assert_one_line_error,
+    fake_metrics,
+    make_folder,
+    run_cli,
+    textured,
+    write_image,
+)
+from PIL import Image, ImageOps
 
-from balancer import BuildSettings, build, read_manifest, scan
-from balancer.common.errors import BalanceError
+from balancer import BuildSettings, build, read_manifest, scan, verify
+from balancer.common.errors import BalanceError, UserError
+from balancer.common.imageio import load
 from balancer.common.opencv import cv2
+from balancer.common.ownership import (
+    Existing,
+)
+from balancer.source import list_source
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -63,6 +90,14 @@ def messy(tmp_path: Path) -> Path:
     (src / "empty").mkdir()
     (src / "dog" / "link.jpg").symlink_to(good)
     return src
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header claims another size."""
+    data = bytearray(cv2.imencode(".jpg", textured(16, 16))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
 
 
 def test_scan_keeps_every_good_image_and_says_why_it_skips(messy):
@@ -160,3 +195,249 @@ def test_one_folder_rule_for_the_scanner_and_for_predict(tmp_path):
         "notes.txt": "not an image file extension ('.txt')",
     }
     assert listing.ignored == 1  # Thumbs.db; the hidden folder is not entered
+
+
+def test_bombs_and_oversized_images_are_skipped_at_scan_by_header(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
+    (src / "a" / "claims.jpg").write_bytes(jpeg_claiming(65000, 65000))
+    write_image(src / "b" / "deep.png", textured(600, 600, channels=4, dtype=np.uint16))
+    found = scan(src, workers=1, progress=False, max_bytes=1 << 20)
+    reasons = {s.path: s.reason for s in found.skipped}
+    assert reasons["a/claims.jpg"].startswith("too large to decode: 65000x65000 px")
+    assert reasons["b/deep.png"].startswith("too large to decode: 600x600 px would take 3 MiB")
+    assert found.counts() == {"a": 3, "b": 2}
+    roomy = scan(src, workers=1, progress=False, max_bytes=4 << 20)
+    assert roomy.counts() == {"a": 3, "b": 3}
+    proc = run_cli(
+        "balancer", "build", src, "--out", tmp_path / "out", "--nmin", "4", "--max-image-mb", "1"
+    )
+    assert proc.returncode == 0 and "a/claims.jpg: too large to decode" in proc.stderr
+
+
+def test_a_raised_image_limit_holds_for_writing_and_verifying_too(tmp_path, monkeypatch):
+    """--max-image-mb above the default lets an image through every step that decodes it,
+    not the scan alone (the writer and verify once held it to the default limit)."""
+    import balancer.common.limits
+
+    monkeypatch.setattr(balancer.common.limits, "MAX_IMAGE_MB", 1)  # a 1 MiB default
+    src = make_folder(tmp_path / "src", {"a": 3})
+    deep = textured(420, 420, channels=4, dtype=np.uint16)  # 1.35 MiB decoded
+    write_image(src / "b" / "deep.png", deep)
+    out = tmp_path / "out"
+    settings = BuildSettings(nmin=3, transforms="flip,rotate", max_image_mb=2)
+    result = build(src, out, settings, run=ONE)
+    assert result.record["counts"]["b"] == {"before": 1, "copies": 2, "after": 3}
+    assert (out / "b" / "deep.png").read_bytes() == (src / "b" / "deep.png").read_bytes()
+    copies = sorted((out / "b").glob("deep__aug*.png"))
+    assert len(copies) == 2
+    for copy in copies:
+        image = load(copy, max_bytes=2 << 20).image
+        assert image.shape == deep.shape and image.dtype == np.uint16
+    assert verify(out, replay=True, run=ONE)["problems"] == []
+
+
+def test_rotated_photos_agree_in_every_loader(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 1})
+    pixels = cv2.cvtColor(textured(24, 40, seed=7), cv2.COLOR_BGR2RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(src / "b" / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(src / "b" / "phone.jpg")))
+    assert upright.shape[:2] == (40, 24)
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=4, transforms="contrast"), run=ONE)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False).set_index("file_name")
+    assert json.loads(m.loc["b/phone.jpg", "params"]) == {"exif_orientation": 6}
+    for name in m.index[m.source == "b/phone.jpg"]:
+        raw = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        aware = np.asarray(ImageOps.exif_transpose(Image.open(out / name)))
+        assert raw.shape[:2] == aware.shape[:2] == (40, 24), name
+    original = cv2.cvtColor(cv2.imread(str(out / "b/phone.jpg")), cv2.COLOR_BGR2RGB)
+    assert np.abs(original.astype(int) - upright.astype(int)).mean() < 3
+    assert load(src / "b" / "phone.jpg").image.shape[:2] == (40, 24)
+    assert verify(out, run=ONE)["ok"]
+
+
+def test_odd_names_and_file_types_are_skipped_or_shortened_with_reasons(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 3, "b": 2})
+    root = os.fsencode(src)
+    with open(os.path.join(root, b"a", b"caf\xe9.jpg"), "wb") as f:
+        f.write((src / "a" / "a_000.jpg").read_bytes())
+    os.mkdir(os.path.join(root, b"cl\xe4ss"))
+    write_image(src / "manifest.csv" / "x.jpg", textured(16, 16))
+    write_image(src / "x.part" / "x.jpg", textured(16, 16))
+    os.mkfifo(src / "a" / "pipe.jpg")
+    deep = src / "b" / Path(*[f"level{i:02d}" for i in range(12)])
+    write_image(deep / ("n" * 236 + ".jpg"), textured(20, 20, seed=3))
+    os.symlink(src / "a", src / "b" / "linked")
+    out = tmp_path / "out"
+    proc = run_cli("balancer", "build", src, "--out", out, "--nmin", "5", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    reasons = {s["path"]: s["reason"] for s in json.loads(proc.stdout)["skipped"]}
+    assert reasons["a/caf\\xe9.jpg"].startswith("name is not valid UTF-8")
+    assert reasons["cl\\xe4ss"].startswith("folder name is not valid UTF-8")
+    assert reasons["manifest.csv"].startswith("class folder name is reserved")
+    assert reasons["x.part"].startswith("class folder name is reserved")
+    assert reasons["a/pipe.jpg"].startswith("not a regular file")
+    assert reasons["b/linked"] == "symbolic link (not followed)"
+    names = [p.name for p in out.rglob("*")]
+    assert max(len(os.fsencode(n)) for n in names) <= 255
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert (m.source.str.startswith("b/level00")).sum() >= 2  # the deep file and its copies
+    again = tmp_path / "again"
+    run_cli("balancer", "build", src, "--out", again, "--nmin", "5", "--quiet", check=True)
+    assert sorted(pd.read_csv(again / "manifest.csv").file_name) == sorted(m.file_name)
+    for command in (["stats", src], ["split", src, "--out", tmp_path / "s"], ["verify", out]):
+        assert run_cli("balancer", *command, "--quiet").returncode == 0
+
+
+def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "src", {"a": 2, "b": 2})
+    write_image(src / "b" / "locked" / "x.jpg", textured(16, 16))
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # as root, chmod 000 would not stop us
+    listing = list_source(src)
+    assert [(s.path, s.reason) for s in listing.skipped] == [
+        ("b/locked", "unreadable folder (Permission denied)")
+    ]
+    assert len(listing.candidates) == 4
+
+
+def test_csv_round_trips_any_file_name(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 2, "b": 1})
+    odd = ["cr\rname.jpg", "lf\nname.jpg", 'quote"d, comma.jpg', "=1+2.jpg", "crlf\r\n.jpg"]
+    for i, name in enumerate(odd):
+        write_image(src / "b" / name, textured(24, 24, seed=50 + i))
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=8, transforms="flip"), run=ONE)
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
+    frame = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(frame.file_name) == sorted(r["file_name"] for r in rows) == on_disk
+    assert {f"b/{n}" for n in odd} <= set(frame.source)
+    assert verify(out, run=ONE)["ok"]
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda m: m.drop(columns=["source"]), "lacks the column(s) source"),
+        (lambda m: pd.concat([m, m.iloc[:1]]), "more than once"),
+        (
+            lambda m: m.assign(file_name=m.file_name.where(m.index != 0, "../../etc/passwd")),
+            "points outside",
+        ),
+        (lambda m: m.assign(source=m.source.where(m.index != 0, "/etc/passwd")), "points outside"),
+    ],
+)
+def test_a_damaged_manifest_is_one_line_and_never_read_outside(tmp_path, damage, fragment):
+    from balancer.manifest import read_manifest
+
+    src = make_folder(tmp_path / "src", {"a": 4, "b": 2})
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=4, transforms="flip"), run=ONE)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    damage(m).to_csv(out / "manifest.csv", index=False)
+    with pytest.raises(BalanceError, match=re.escape(fragment)):
+        read_manifest(out)
+    from balancer.common.errors import TrainError
+    from trainer.data import list_folder
+
+    with pytest.raises(TrainError, match=re.escape(fragment)):
+        list_folder(out)
+    for proc in (
+        run_cli("balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png"),
+        run_cli("balancer", "stats", out),
+    ):
+        assert_one_line_error(proc, fragment)
+    problems = run_cli("balancer", "verify", out, "--replay", "--json").stdout
+    assert "Traceback" not in problems
+    if "outside" in fragment:
+        assert "points outside its folder (not read)" in problems
+
+
+@pytest.mark.parametrize(
+    "model, metrics, fragment",
+    [
+        (b"", None, "cannot load"),
+        (b"PK\x03\x04 truncated", None, "cannot load"),
+        (os.urandom(2048), None, "cannot load"),
+        (None, "{not json", "is not a readable record"),
+        (None, json.dumps({"tool": "balanced-aug", "kind": "run", "class_names": "ab"}), "damaged"),
+        (None, json.dumps({**fake_metrics(), "accuracy": "high", "epochs_run": 1.5}), "accuracy"),
+        (
+            None,
+            json.dumps({**fake_metrics(), "config": {"epochs": "many"}}),
+            "its config says epochs must be an integer",
+        ),
+    ],
+)
+def test_a_damaged_run_folder_is_one_line(tmp_path, model, metrics, fragment):
+    from trainer.evaluation import Run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"x" if model is None else model)
+    (run / "metrics.json").write_text(metrics or json.dumps(fake_metrics()))
+    with pytest.raises(UserError, match=fragment):
+        Run(run).model  # noqa: B018
+    if model == b"" or metrics == "{not json":  # and as a user meets it, on the command line
+        images = make_folder(tmp_path / "images", {"a": 1, "b": 1})
+        assert_one_line_error(run_cli("trainer", "predict", run, images), fragment)
+
+
+def test_preview_from_a_manifest_missing_an_original_row_or_params(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 4, "b": 1})
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=4, transforms="flip"), run=ONE)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    cases = [
+        (lambda: (out / "b" / "b_000.jpg").unlink(), "cannot show"),
+        (
+            lambda: m[m.file_name != "b/b_000.jpg"].to_csv(out / "manifest.csv", index=False),
+            "has no row for the original",
+        ),
+        (lambda: m.assign(params="").to_csv(out / "manifest.csv", index=False), "has no params"),
+    ]
+    for damage, fragment in cases:
+        build(
+            src, out, BuildSettings(nmin=4, transforms="flip"), existing=Existing.OVERWRITE, run=ONE
+        )
+        m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+        damage()
+        proc = run_cli(
+            "balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png", "--rows", "2"
+        )
+        assert_one_line_error(proc, fragment)
+        assert not (tmp_path / "p.png").exists()
+
+
+def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(tmp_path):
+
+    pixels = textured(20, 30, seed=4)[:, :, ::-1]
+    Image.fromarray(pixels).save(tmp_path / "icc.png", icc_profile=b"\0" * 200)  # "too short"
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    code = (
+        "import sys; from balancer.common.imageio import load; "
+        "print(load(sys.argv[1]).image.tobytes() == load(sys.argv[2]).image.tobytes())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, tmp_path / "icc.png", tmp_path / "plain.png"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout.strip() == "True" and proc.stderr == "", proc.stderr
+    bare = subprocess.run(
+        [sys.executable, "-c", "import cv2, sys; cv2.imread(sys.argv[1])", tmp_path / "icc.png"],
+        capture_output=True,
+        text=True,
+    )
+    assert "iCCP" in bare.stderr  # what OpenCV alone prints, once per decode

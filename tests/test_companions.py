@@ -1,19 +1,27 @@
-"""balance stats / preview / split / verify / transforms."""
+"""`balance stats / preview / split / verify / transforms`: what each reports, and verify
+finding every problem it exists to find."""
 
 import json
 import os
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from helpers import ONE, QUIET, RunOptions, make_folder, run_cli, textured, tree_digest, write_image
+from helpers import (
+    ONE,
+    QUIET,
+    RunOptions,
+    make_folder,
+    run_cli,
+    textured,
+    tree_digest,
+    write_image,
+)
 
-from balancer import BuildSettings, build
+from balancer import BuildSettings, build, split, verify
 from balancer.common.opencv import cv2
 from balancer.preview import TEXT_H, TILE
-from balancer.splitting import split, split_counts
+from balancer.splitting import split_counts
 from balancer.stats import folder_stats
-from balancer.verification import verify
 
 
 def test_stats_counts_plan_and_balanced_folder(uneven_src, tmp_path):
@@ -158,62 +166,89 @@ def test_transforms_listing():
 
 
 @pytest.mark.parametrize(
-    "make_args, fragments",
+    "damage, fragment",
     [
-        pytest.param(
-            lambda p: ["stats", p.tmp_path / "nope"],
-            ["source folder not found"],
-            id="stats-missing",
+        (lambda o: (o / "manifest.csv").write_bytes(b""), "manifest.csv is not a readable CSV"),
+        (lambda o: (o / "manifest.csv").write_bytes(bytes(range(256)) * 4), "manifest.csv"),
+        (
+            lambda o: (o / "manifest.csv").write_text('file_name,label\n"a/x.jpg,a\n'),
+            "manifest.csv",
         ),
-        pytest.param(
-            lambda p: ["stats", p.uneven_src, "--nmin", "5", "--target", "majority"],
-            ["not both"],
-            id="stats-nmin-and-target",
+        (
+            lambda o: (o / "balance.json").write_text("{nope"),
+            "balance.json is not a readable record",
         ),
-        pytest.param(
-            lambda p: [
-                "preview",
-                p.uneven_src,
-                "-o",
-                p.tmp_path / "p.png",
-                "--transforms",
-                "twirl",
-            ],
-            ["unknown transform"],
-            id="preview-unknown-transform",
-        ),
-        pytest.param(
-            lambda p: ["preview", p.uneven_src, "-o", p.tmp_path / "p.png", "--from-manifest"],
-            ["manifest.csv"],
-            id="preview-no-manifest",
-        ),
-        pytest.param(
-            lambda p: [
-                "split",
-                p.uneven_src,
-                "--out",
-                p.tmp_path / "s",
-                "--test",
-                "0.7",
-                "--val",
-                "0.5",
-            ],
-            ["--test + --val must stay below 1"],
-            id="split-fractions",
-        ),
-        pytest.param(
-            lambda p: ["split", p.uneven_src, "--out", p.uneven_src / "a"],
-            ["inside the source folder"],
-            id="split-inside-source",
-        ),
-        pytest.param(
-            lambda p: ["verify", p.tmp_path / "nope"], ["not a folder"], id="verify-missing"
-        ),
+        (lambda o: (o / "balance.json").write_text("[]"), "not a JSON object"),
+        (lambda o: (o / "balance.json").write_text('{"counts": [1]}'), "counts"),
     ],
 )
-def test_companion_errors_are_one_line(uneven_src, tmp_path, make_args, fragments):
-    from helpers import assert_one_line_error
+def test_verify_reports_unparseable_records_as_problems(built, damage, fragment):
+    damage(built)
+    proc = run_cli("balancer", "verify", built, "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert any(
+        line.startswith("problem:") and fragment in line for line in proc.stderr.splitlines()
+    )
 
-    p = SimpleNamespace(uneven_src=uneven_src, tmp_path=tmp_path)
-    assert_one_line_error(run_cli("balancer", *make_args(p)), *fragments)
-    assert not (tmp_path / "p.png").exists() and not (tmp_path / "s").exists()
+
+def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
+    assert verify(built, run=ONE)["ok"]
+    copies = sorted(built.glob("owl/*__aug*"))
+    a, b = copies[0], copies[1]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b), b.write_bytes(data_a)  # swapped: both still decode
+    problems = verify(built, run=ONE)["problems"]
+    assert sum("sha256 mismatch" in p for p in problems) == 2
+    a.write_bytes(data_a), b.write_bytes(data_b)
+    flipped = bytearray(data_a)
+    flipped[len(flipped) // 2] ^= 0x01
+    a.write_bytes(bytes(flipped))
+    assert any("sha256 mismatch" in p and a.name in p for p in verify(built, run=QUIET)["problems"])
+    a.unlink()
+    os.mkfifo(a)
+    proc = run_cli("balancer", "verify", built, "--quiet")
+    assert (
+        proc.returncode == 1
+        and f"not a regular file (FIFO, socket or device) in a class folder: owl/{a.name}"
+        in proc.stderr
+    )
+    a.unlink()
+    a.write_bytes(data_a)
+
+    m = pd.read_csv(built / "manifest.csv", dtype=str, keep_default_na=False)
+    row = m.index[m.origin == "augmented"][0]
+    params = json.loads(m.params[row])
+    key = next(iter(params))
+    params[key] = (
+        1.5
+        if isinstance(params[key], float)
+        else ("both" if params[key] != "both" else "horizontal")
+    )
+    m.loc[row, "params"] = json.dumps(params)
+    m.to_csv(built / "manifest.csv", index=False, lineterminator="\r\n")
+    assert any("manifest.csv was edited" in p for p in verify(built, run=QUIET)["problems"])
+    record = json.loads((built / "balance.json").read_text())
+    del record["manifest_sha256"]  # a forger who also fixed the record: only replay can tell
+    (built / "balance.json").write_text(json.dumps(record))
+    assert verify(built, run=QUIET)["ok"]
+    problems = verify(built, replay=True, run=QUIET)["problems"]
+    assert problems == [
+        f"params in the manifest are not the ones its seed draws: {m.file_name[row]}"
+    ]
+
+
+def test_verify_replay_with_a_record_of_wrong_types_is_a_problem_not_a_crash(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 4, "b": 2})
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=4, transforms="rotate"), run=ONE)
+    record = json.loads((out / "balance.json").read_text())
+    for settings, fragment in (
+        ({**record["settings"], "quality": "high"}, "settings.quality"),
+        ({**record["settings"], "transforms": ["rotate"]}, "settings.transforms"),
+        ({**record["settings"], "transforms": {"rotate": "lots"}}, "settings.transforms"),
+        ("none", "has no settings"),
+    ):
+        (out / "balance.json").write_text(json.dumps({**record, "settings": settings}))
+        proc = run_cli("balancer", "verify", out, "--replay", "-q")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "cannot replay: " in proc.stderr and fragment in proc.stderr

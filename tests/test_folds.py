@@ -6,9 +6,24 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import ONE, SILENT, RunControl, make_folder
+from helpers import (
+    MODELS,
+    ONE,
+    SILENT,
+    TINY,
+    RunControl,
+    assert_no_leak,
+    assert_one_line_error,
+    make_folder,
+    run_cli,
+    run_files,
+    textured,
+    write_image,
+)
 
 from balancer import BuildSettings, build
+from trainer import grouped_folds, holdout, list_folder
+from trainer.study import StudySpec, run_study
 
 seen: list = []
 
@@ -164,3 +179,140 @@ def test_folds_sharing_one_compiled_model_score_as_fresh_builds(tmp_path, monkey
         a = pd.read_csv(tmp_path / "shared" / f"fold-{k}" / "history.csv")
         b = pd.read_csv(tmp_path / "fresh" / f"fold-{k}" / "history.csv")
         assert a.equals(b), k
+
+
+def test_grouped_folds_keep_copies_with_their_original(balanced):
+    table = list_folder(balanced).table
+    assert (table.origin == "augmented").sum() == 11  # b: 4 copies, c: 7 copies
+    originals = table[table.origin == "original"]
+    seen = []
+    for train, val in grouped_folds(table, 3, seed=0):
+        assert_no_leak(train, val)
+        # every file of a source not validated trains: originals and all their copies
+        assert set(train.file) == set(table[~table.source.isin(val.source)].file)
+        seen += list(val.file)
+    assert sorted(seen) == sorted(originals.file)  # each original validated exactly once
+    train, val = holdout(table, 0.2, seed=0)
+    assert_no_leak(train, val)
+    # a fifth of each class's sources, to the nearest image, at least one of a class of two
+    per_class = originals.groupby("label").source.nunique()
+    want = {c: min(max(round(n * 0.2), 1), n - 1) for c, n in per_class.items()}
+    assert val.groupby("label").source.nunique().to_dict() == want
+
+
+def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
+    table = list_folder(make_folder(tmp_path / "plain", {"x": 20, "y": 10})).table
+    assert (table.source == table.file).all()
+    train, val = holdout(table, 0.2, seed=1)
+    assert val.label.value_counts().to_dict() == {"x": 4, "y": 2}
+    assert len(train) + len(val) == 30 and not set(train.file) & set(val.file)
+
+
+def test_val_split_holds_out_the_asked_fraction_of_each_class():
+    from trainer.data import holdout
+
+    table = pd.DataFrame(
+        {
+            "file": [f"a/{i}" for i in range(10)] + [f"b/{i}" for i in range(5)],
+            "label": ["a"] * 10 + ["b"] * 5,
+            "origin": "original",
+        }
+    )
+    table["source"], table["path"] = table.file, table.file
+    for fraction, expected in (
+        (0.4, {"a": 4, "b": 2}),
+        (0.2, {"a": 2, "b": 1}),
+        (0.9, {"a": 9, "b": 4}),
+    ):
+        train, val = holdout(table, fraction, seed=0)
+        assert val.label.value_counts().to_dict() == expected
+        assert not set(train.source) & set(val.source) and len(train) + len(val) == 15
+
+
+def test_a_balanced_folder_without_its_manifest_is_grouped_by_name(tmp_path):
+    import warnings
+
+    from balancer import BuildSettings, build
+    from trainer.data import holdout, list_folder
+
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 3})
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=8, transforms="flip"), run=ONE)
+    (out / "manifest.csv").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = list_folder(out)
+    assert any("looks balanced but has no manifest.csv" in str(w.message) for w in caught)
+    assert (folder.table.origin == "augmented").sum() == 5
+    train, val = holdout(folder.table, 0.4, seed=1)
+    assert set(val.origin) == {"original"}
+    assert not set(train.source) & set(val.source)
+    copies_of_val = [
+        f for f in train.file if any(f.startswith(v.rsplit(".", 1)[0] + "__aug") for v in val.file)
+    ]
+    assert copies_of_val == []
+
+
+@pytest.mark.slow
+def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
+    data = make_folder(tmp_path / "data", {"a": 4, "b": 4})
+    val = tmp_path / "val"
+    for i, label in enumerate("aabb"):
+        write_image(val / label / f"v{i}.jpg", textured(32, 40, seed=500 + i))
+    (val / "b" / "v3.jpg").write_bytes((data / "a" / "a_001.jpg").read_bytes())
+    for args, fragment in (
+        ([data, "--val", data], "overlaps the data folder"),
+        ([data, "--val", data / "a"], "overlaps the data folder"),
+        ([data, "--val", val], "1 validation image(s) are also in the training data"),
+    ):
+        proc = run_cli("trainer", "fit", *args, "--out", tmp_path / "run", "--weights", "none")
+        assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_val_split_keeps_byte_identical_files_on_one_side(tmp_path):
+    from trainer.data import grouped_folds, holdout, list_folder
+
+    src = make_folder(tmp_path / "src", {"a": 10, "b": 10}, size=16)
+    for i in range(5):  # the same photo saved twice, under two names
+        (src / "a" / f"copy_of_{i}.jpg").write_bytes((src / "a" / f"a_{i:03d}.jpg").read_bytes())
+    table = list_folder(src).table
+    for seed in range(8):
+        train, val = holdout(table, 0.3, seed)
+        for i in range(5):
+            names = {f"a/a_{i:03d}.jpg", f"a/copy_of_{i}.jpg"}
+            assert names <= set(train.file) or names <= set(val.file), (seed, i)
+    for train, val in grouped_folds(table, 3, seed=0):
+        trained = {(src / f).read_bytes() for f in train.file}
+        assert not [f for f in val.file if (src / f).read_bytes() in trained]
+
+
+@pytest.mark.slow
+def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tmp_path):
+    out = tmp_path / "ab"
+    spec = StudySpec.of_ablation(TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS)
+    summary = run_study(spec, study_src, out, control=SILENT)
+    arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
+    assert list(summary.arm) == arms
+    for slug in ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t"):
+        for fold, files in run_files(out, slug):
+            train, val = files[files.split == "train"], files[files.split == "validation"]
+            assert (val.origin == "original").all()
+            assert not set(train.source) & set(val.source), (slug, fold)
+            assert not set(train.file) & set(val.file)
+            counts = train.label.value_counts().to_dict()
+            if slug in ("baseline", "class-weight"):  # no copies: the originals only
+                assert (train.origin == "original").all()
+            else:  # every class of the fold's training part brought up to N_min (never down)
+                originals = train[train.origin == "original"].label.value_counts().to_dict()
+                assert counts == {c: max(8, n) for c, n in originals.items()}
+            if slug == "ros":  # plain over-sampling: copies are the original files again
+                assert set(train.file[train.origin == "augmented"]) <= set(
+                    train.file[train.origin == "original"]
+                )
+    weighted = json.loads((out / "runs/tiny-focal/class-weight/fold-1/metrics.json").read_text())
+    assert weighted["config"]["class_weight"] == "balanced"
+    md = (out / "results.md").read_text()
+    assert "ROS + T" in md and "macro F1 (mean ± std)" in md
+    record = json.loads((out / "study.json").read_text())
+    assert record["settings"]["nmin"] == 8 and record["settings"]["folds"] == 2

@@ -1,4 +1,5 @@
-"""The packages' public names: lazily loaded, each the object its module defines."""
+"""The packages: public names lazily loaded, each the object its module defines; the balancer
+never imports TensorFlow; no product module over 400 lines."""
 
 import importlib
 import subprocess
@@ -7,10 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import (
+    REPO,
+)
 
 import balancer
 import trainer
+from balancer import build
 
 
 @pytest.mark.parametrize("package", [balancer, trainer], ids=lambda p: p.__name__)
@@ -29,7 +33,7 @@ def test_a_submodule_is_a_module_and_an_export_stays_the_function():
 
     assert isinstance(builder_module, types.ModuleType)
     assert isinstance(splitting_module, types.ModuleType)
-    from balancer import build, split
+    from balancer import split
 
     assert build is builder_module.build and split is splitting_module.split
 
@@ -56,3 +60,21 @@ def test_no_product_module_is_over_400_lines():
     }
     assert len(sizes) > 40
     assert {name: n for name, n in sizes.items() if n > 400} == {}
+
+
+def test_balancer_never_imports_tensorflow(small_src, tmp_path):
+    code = (
+        "import sys; from balancer.cli import main; sys.argv[1:] = ['build', {src!r}, "
+        "'--out', {out!r}, '--nmin', '3', '--workers', '1', '--quiet']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'trainer')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code.format(src=str(small_src), out=str(tmp_path / "o"))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "o" / "manifest.csv").exists()

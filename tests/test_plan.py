@@ -1,3 +1,5 @@
+"""The plan: how many copies each class gets, of which originals, under which names."""
+
 import re
 from collections import Counter
 

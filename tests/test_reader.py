@@ -99,34 +99,6 @@ def test_old_run_folders_with_a_boolean_cache_still_read():
     assert TrainConfig().cache == "auto"
 
 
-def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(tmp_path):
-    import subprocess
-    import sys
-
-    from helpers import REPO
-
-    pixels = textured(20, 30, seed=4)[:, :, ::-1]
-    Image.fromarray(pixels).save(tmp_path / "icc.png", icc_profile=b"\0" * 200)  # "too short"
-    Image.fromarray(pixels).save(tmp_path / "plain.png")
-    code = (
-        "import sys; from balancer.common.imageio import load; "
-        "print(load(sys.argv[1]).image.tobytes() == load(sys.argv[2]).image.tobytes())"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, tmp_path / "icc.png", tmp_path / "plain.png"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert proc.stdout.strip() == "True" and proc.stderr == "", proc.stderr
-    bare = subprocess.run(
-        [sys.executable, "-c", "import cv2, sys; cv2.imread(sys.argv[1])", tmp_path / "icc.png"],
-        capture_output=True,
-        text=True,
-    )
-    assert "iCCP" in bare.stderr  # what OpenCV alone prints, once per decode
-
-
 def test_balanced_class_weights_reach_the_loss_as_sample_weights(tmp_path):
     from trainer.pipeline import Batching, ImageBatches
     from trainer.training import class_weights

@@ -1,14 +1,24 @@
+"""The transforms: each changes the pixels it should, keeps type and alpha, and replays from
+its recorded parameters; option parsing and the warnings for magnitudes that do not suit."""
+
 import json
 
 import numpy as np
 import pytest
-from helpers import textured
+from helpers import (
+    ONE,
+    textured,
+    write_image,
+)
 
+from balancer import BuildSettings, build
 from balancer.common.errors import BalanceError
 from balancer.transforms import PAPER_SET, TRANSFORMS, parse_transforms, replay
 
 # Magnitudes that suit a 48x56 image.
 SMALL = {"crop": 24, "cutout": 20, "blur": 7}
+
+
 KINDS = {
     "gray8": textured(48, 56, channels=1),
     "bgr8": textured(48, 56, channels=3),
@@ -164,3 +174,26 @@ def test_parse_transforms_defaults_overrides_and_errors():
     ]:
         with pytest.raises(BalanceError, match=fragment):
             parse_transforms(bad)
+
+
+def test_width_and_height_always_change_a_small_image_and_a_dot_is_named(tmp_path):
+    from balancer import read_manifest
+    from balancer.common.imageio import load
+
+    src = tmp_path / "src"
+    for i in range(4):
+        write_image(src / "a" / f"{i}.png", textured(12, 20, seed=i))
+    write_image(src / "b" / "dot.png", textured(1, 1, seed=9))
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match=r"width=0.3 cannot change 1 of 5 images \(b 1\)"):
+        result = build(src, out, BuildSettings(nmin=40, transforms="width,height"), run=ONE)
+    assert any(
+        "height=0.3 cannot change 1 of 5 images (b 1)" in w for w in result.record["warnings"]
+    )
+    m = read_manifest(out)
+    copies = m[(m.origin == "augmented") & (m.label == "a")]
+    assert len(copies) == 36
+    for row in copies.itertuples():
+        copy = load(out / row.file_name).image
+        original = load(src / row.source).image
+        assert copy.shape != original.shape, row.file_name  # every copy is resized for real

@@ -1,10 +1,11 @@
-"""The trainer on tiny data: 32 px, no ImageNet weights, 1-2 epochs."""
+"""What `train` writes and reports, on tiny data (32 px, no ImageNet weights, 1-2 epochs):
+the run folder, scores, predictions, cross-validation summaries and pictures."""
 
 import json
 import os
 import re
+import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,16 @@ from helpers import (
     make_folder,
     run_cli,
     run_process,
+    textured,
+    write_image,
 )
 
 from balancer.common.opencv import cv2
-from trainer import TrainConfig, evaluate, fit, grouped_folds, holdout, list_folder, predict
+from balancer.common.ownership import (
+    Existing,
+)
+from balancer.common.ownership.staging import _new_staging
+from trainer import TrainConfig, evaluate, fit, predict
 from trainer.models import make_loss
 
 FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2, eager=True)
@@ -31,33 +38,6 @@ def run(balanced, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "b0"
     fit(balanced, out, TrainConfig(**FAST), control=SILENT)
     return out
-
-
-def test_grouped_folds_keep_copies_with_their_original(balanced):
-    table = list_folder(balanced).table
-    assert (table.origin == "augmented").sum() == 11  # b: 4 copies, c: 7 copies
-    originals = table[table.origin == "original"]
-    seen = []
-    for train, val in grouped_folds(table, 3, seed=0):
-        assert_no_leak(train, val)
-        # every file of a source not validated trains: originals and all their copies
-        assert set(train.file) == set(table[~table.source.isin(val.source)].file)
-        seen += list(val.file)
-    assert sorted(seen) == sorted(originals.file)  # each original validated exactly once
-    train, val = holdout(table, 0.2, seed=0)
-    assert_no_leak(train, val)
-    # a fifth of each class's sources, to the nearest image, at least one of a class of two
-    per_class = originals.groupby("label").source.nunique()
-    want = {c: min(max(round(n * 0.2), 1), n - 1) for c, n in per_class.items()}
-    assert val.groupby("label").source.nunique().to_dict() == want
-
-
-def test_plain_folder_is_split_by_file_and_stratified(tmp_path):
-    table = list_folder(make_folder(tmp_path / "plain", {"x": 20, "y": 10})).table
-    assert (table.source == table.file).all()
-    train, val = holdout(table, 0.2, seed=1)
-    assert val.label.value_counts().to_dict() == {"x": 4, "y": 2}
-    assert len(train) + len(val) == 30 and not set(train.file) & set(val.file)
 
 
 @pytest.mark.slow
@@ -178,11 +158,9 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     )
 
     # resumable like a study: a finished fold is read back, a missing one trained again
-    import shutil
 
     stamp = (tmp_path / "cv" / "fold-1" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(tmp_path / "cv" / "fold-2")
-    from balancer.common.ownership.staging import _new_staging
 
     _new_staging(tmp_path / "cv" / "fold-2")  # what a killed fold leaves
     args = [
@@ -217,80 +195,6 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     assert_one_line_error(
         run_cli("trainer", *args[:-1], "--epochs", "2", "--quiet"), "other settings", "--overwrite"
     )
-
-
-@pytest.mark.parametrize(
-    "make_args, fragments",
-    [
-        pytest.param(
-            lambda p: ["fit", p.tmp_path / "missing"], ["data folder not found"], id="fit-missing"
-        ),
-        pytest.param(
-            lambda p: ["fit", p.one, "--out", p.tmp_path / "r"],
-            ["need at least 2"],
-            id="fit-one-class",
-        ),
-        pytest.param(
-            lambda p: ["fit", p.balanced, "--out", p.run],
-            ["output folder exists", "--overwrite"],
-            id="fit-run-exists",
-        ),
-        pytest.param(
-            lambda p: ["fit", p.balanced, "--out", p.balanced / "runs"],
-            ["lies inside the data folder"],
-            id="fit-out-inside-data",
-        ),
-        pytest.param(
-            lambda p: ["fit", p.balanced, "--model", "efficientnet-b9"],
-            ["unknown --model", "efficientnet-b7"],
-            id="fit-unknown-model",
-        ),
-        pytest.param(
-            lambda p: ["fit", p.balanced, "--alpha", "lots"], ["--alpha"], id="fit-bad-alpha"
-        ),
-        pytest.param(
-            lambda p: ["fit", p.balanced, "--model", "tiny"],
-            ["--weights 'imagenet' do not exist for --model tiny", "from scratch"],
-            id="fit-tiny-has-no-imagenet-weights",
-        ),
-        pytest.param(
-            lambda p: ["evaluate", p.tmp_path, p.balanced],
-            ["not a run folder"],
-            id="evaluate-not-a-run",
-        ),
-        pytest.param(lambda p: ["cv", p.balanced, "--folds", "1"], ["--folds"], id="cv-one-fold"),
-    ],
-)
-def test_trainer_user_errors_are_one_line(balanced, no_training, tmp_path, make_args, fragments):
-    one = make_folder(tmp_path / "one", {"only": 3})
-    run = tmp_path / "run"  # a finished run folder (every row fails before training)
-    fit(balanced, run, TrainConfig(weights="none", image_size=32), control=SILENT)
-    p = SimpleNamespace(balanced=balanced, run=run, tmp_path=tmp_path, one=one)
-    assert_one_line_error(run_cli("trainer", *make_args(p)), *fragments)
-    assert not (tmp_path / "r").exists() and not (balanced / "runs").exists()
-
-
-@pytest.mark.slow
-def test_imagenet_weights_offline_names_the_way_out(balanced, tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no cached weights
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: the download fails
-    proc = run_process(  # Keras reads KERAS_HOME when imported: a process of its own
-        "trainer",
-        "fit",
-        balanced,
-        "--out",
-        tmp_path / "r",
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        timeout=300,
-    )
-    assert_one_line_error(
-        proc, "ImageNet weights", "efficientnetb0_notop.h5", "--weights none", "--weights PATH"
-    )
-    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
 
 
 @pytest.mark.slow
@@ -373,24 +277,8 @@ def test_weights_from_a_local_file_and_from_keras_own_cache_files(tmp_path, monk
 
 
 @pytest.mark.slow
-def test_same_seed_same_run(tmp_path):
-    import keras
-
-    data = make_folder(tmp_path / "data", {"a": 8, "b": 8}, size=32)
-    config = TrainConfig(model="tiny", weights="none", epochs=2, batch=8, eager=True)
-    runs = [tmp_path / "r1", tmp_path / "r2"]
-    for run in runs:
-        fit(data, run, config, control=SILENT)
-    assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
-    w1, w2 = (keras.models.load_model(r / "model.keras", compile=False).get_weights() for r in runs)
-    assert all(np.array_equal(a, b) for a, b in zip(w1, w2, strict=False))
-
-
-@pytest.mark.slow
 def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_path):
     import keras
-
-    from balancer.common.ownership import Existing
 
     data = make_folder(tmp_path / "data", {"a": 8, "b": 4}, size=32)
     seen = []
@@ -422,3 +310,71 @@ def test_fit_with_a_schedule_class_weights_tensorboard_and_your_callback(tmp_pat
     assert any("tfevents" in p.name for p in logs.rglob("*"))
     fit(data, tmp_path / "run", config, control=SILENT, existing=Existing.OVERWRITE)  # logs: ours
     assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_a_thousand_class_confusion_matrix_draws_at_a_bounded_size(tmp_path):
+    from balancer.common.opencv import cv2
+    from trainer.outputs import MAX_INCHES, plot_confusion
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, (1000, 1000))
+    plot_confusion(matrix, [f"class {i}" for i in range(1000)], tmp_path / "cm.png")
+    image = cv2.imread(str(tmp_path / "cm.png"))
+    assert image is not None and max(image.shape[:2]) <= MAX_INCHES * 110 + 1
+    assert image.std() > 5  # a picture, not a blank
+
+
+def test_a_class_missing_from_validation_is_named(recwarn):
+    from trainer.training import absent_classes
+
+    train = pd.DataFrame({"label": ["a", "a", "b", "c"], "origin": "original"})
+    val = pd.DataFrame({"label": ["a", "b"], "origin": "original"})
+    assert absent_classes(val, ["a", "b", "c"], train) == [
+        "class 'c' has no validation image (1 original(s) in all, all in training): "
+        "its F1 is not measured and counts as 0 in macro F1"
+    ]
+    assert any("class 'c'" in str(w.message) for w in recwarn)
+
+
+def test_macro_f1_is_over_every_class_as_keras_counts_it_and_names_the_absent():
+    import keras
+    import numpy as np
+
+    from trainer.evaluation import scores, summary
+
+    y_true = np.array([0, 0, 1, 1])
+    y_pred = np.array([0, 0, 1, 0])
+    s = scores(y_true, y_pred, ["a", "b", "c"])
+    assert s["absent_classes"] == ["c"]
+    assert abs(s["macro_f1"] - (0.8 + 2 / 3 + 0) / 3) < 1e-9  # c: nothing to score, counts 0
+    f1 = keras.metrics.F1Score(average="macro")  # what early stopping watches
+    f1.update_state(np.eye(3)[y_true], np.eye(3)[y_pred])
+    assert abs(float(f1.result()) - s["macro_f1"]) < 1e-6
+    assert s["per_class"]["c"]["f1"] is None and s["per_class"]["c"]["recall"] is None
+    assert "over 3 classes (no image of c: each counted as 0)" in summary(s)
+    assert "  c " not in summary(s)
+
+
+def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
+    import numpy as np
+
+    from balancer.common.opencv import cv2
+    from balancer.preview import as_trained
+    from trainer.config import TrainConfig
+    from trainer.pipeline import Batching, ImageBatches
+
+    path = write_image(tmp_path / "wide.png", textured(20, 40, seed=3))  # 20 high, 40 wide
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    seen = {}
+    for mode in ("stretch", "crop", "pad"):
+        seen[mode] = ImageBatches(
+            [path], None, Batching(n_classes=2, size=32, batch=1, resize=mode)
+        )[0][0][0]
+        preview = as_trained(mode, 32)(rgb)
+        assert seen[mode].shape == preview.shape == (32, 32, 3)
+        assert np.array_equal(seen[mode], preview), mode  # the preview is what trains
+    assert (seen["pad"][:8] == 0).all() and (seen["pad"][-8:] == 0).all()  # black bars
+    assert seen["pad"][8:24].mean() > 20
+    assert not np.allclose(seen["crop"], seen["stretch"], atol=5)
+    with __import__("pytest").raises(Exception, match="unknown resize"):
+        TrainConfig(resize="squash")

@@ -1,27 +1,23 @@
-"""The paper's study as commands, on tiny data and the `tiny` model (the study's logic does not
-depend on the architecture; EfficientNet trains in test_trainer)."""
+"""The paper's experiments as commands, on tiny data and the `tiny` model (a study's logic does
+not depend on the architecture): transform ranking, suggestions that beat the noise, resume."""
 
 import os
 
 import pandas as pd
 import pytest
-from helpers import SILENT, assert_one_line_error, make_folder, run_cli, run_process
+from helpers import (
+    MODELS,
+    SILENT,
+    TINY,
+    assert_one_line_error,
+    run_cli,
+    run_files,
+)
 
-from trainer import TrainConfig
 from trainer.study import StudySpec, study_transforms
 
-pytestmark = pytest.mark.slow  # every test here trains
 
-TINY = TrainConfig(weights="none", image_size=32, epochs=1, batch=16, patience=1)
-MODELS = ("tiny",)  # the logic of a study, not an architecture: the three-block CNN
-
-
-def run_files(study, arm_slug):
-    """The train/validation file lists each fold's run really used."""
-    for fold_dir in sorted((study / "runs" / "tiny-focal" / arm_slug).iterdir()):
-        yield fold_dir.name, pd.read_csv(fold_dir / "files.csv")
-
-
+@pytest.mark.slow
 def test_transform_study_outputs_and_resume(study_src, tmp_path):
     out = tmp_path / "st"
     spec = StudySpec.of_transforms(TINY, "rotate,flip", folds=2, models=MODELS)
@@ -112,35 +108,32 @@ def test_transform_study_outputs_and_resume(study_src, tmp_path):
     )
 
 
-def test_study_user_errors_leave_nothing(study_src, tmp_path):
-    one = make_folder(tmp_path / "one", {"only": 4})
-    cases = [
-        (
-            ["study", "ablation", tmp_path / "missing", "--nmin", "5", "--out", tmp_path / "s"],
-            ["not found"],
-        ),
-        (["study", "ablation", one, "--nmin", "5", "--out", tmp_path / "s"], ["need at least 2"]),
-        (["study", "ablation", study_src, "--out", tmp_path / "s"], ["--nmin"]),
-        (
-            ["study", "transforms", study_src, "--out", tmp_path / "s", "--model", "alexnet"],
-            ["unknown --model"],
-        ),
-        (
-            ["study", "transforms", study_src, "--out", tmp_path / "s", "--transforms", "warp"],
-            ["unknown transform"],
-        ),
-        (
-            ["study", "transforms", study_src, "--out", tmp_path / "s", "--folds", "30"],
-            ["cannot make 30 folds"],
-        ),
-    ]
-    for args, fragments in cases:
-        assert_one_line_error(run_cli("trainer", *args), *fragments)
-    offline = {
-        **os.environ,
-        "KERAS_HOME": str(tmp_path / "keras-home"),  # no cached weights,
-        **{v: "http://127.0.0.1:9" for v in ("HTTPS_PROXY", "https_proxy")},
-    }  # no download; Keras reads its home when imported: a process of its own
-    args = ["study", "transforms", study_src, "--out", tmp_path / "s", "--folds", "2"]
-    assert_one_line_error(run_process("trainer", *args, env=offline), "ImageNet weights")
-    assert not (tmp_path / "s").exists()
+def test_study_suggests_only_transforms_that_beat_the_noise_between_folds():
+    import numpy as np
+
+    from trainer.study import ranking, suggested_transforms, summarize
+
+    base = [0.50, 0.52, 0.48, 0.50]
+    per_fold = {
+        "baseline": base,
+        "crop": [b + 0.10 for b in base],  # better in every fold: beats the noise
+        "zoom": [0.70, 0.40, 0.65, 0.45],  # better on average, but noisier than its gain
+        "rotate": [b + 0.02 for b in base],  # a little better in every fold: still beats it
+        "flip": [b - 0.05 for b in base],  # worse
+    }
+    results = pd.DataFrame(
+        [
+            {"model": "b0", "loss": "focal", "arm": arm, "fold": k, "accuracy": 0.5, "macro_f1": f}
+            for arm, scores in per_fold.items()
+            for k, f in enumerate(scores)
+        ]
+    )
+    summary = summarize(results, [])
+    gains = summary.set_index("arm")
+    assert gains.gain_mean["crop"] == pytest.approx(0.10)
+    assert gains.gain_se["zoom"] == pytest.approx(np.std([0.2, -0.12, 0.17, -0.05], ddof=1) / 2)
+    assert list(ranking(summary).arm) == ["crop", "zoom", "rotate", "flip"]
+    assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,rotate"
+    assert suggested_transforms(summary, 1, {}) == "crop"
+    worse = results.assign(macro_f1=np.where(results.arm == "baseline", 0.9, results.macro_f1))
+    assert suggested_transforms(summarize(worse, []), 5, {}) == ""
