@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .common.errors import BalanceError, ToolWarning
+from .common.errors import OVERWRITE, RESUME, BalanceError, ToolWarning
 from .common.limits import JPEG_QUALITY, MAX_IMAGE_MB
 from .common.ownership import (
     Claim,
@@ -281,23 +281,23 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
     if not isinstance(old, dict):
         raise BalanceError(
             f"{RECORD} in {result.out} has no settings to resume from; "
-            "use --overwrite to start again"
+            f"use {OVERWRITE} to start again"
         )
     if previous.get("version") != __version__:
         raise BalanceError(
-            f"--resume: {result.out} was started by version {previous.get('version')} of "
-            f"the tool, this is {__version__}; use --overwrite to start again"
+            f"{RESUME}: {result.out} was started by version {previous.get('version')} of "
+            f"the tool, this is {__version__}; use {OVERWRITE} to start again"
         )
     if old.get("source_digest") != new["source_digest"]:
         raise BalanceError(
-            "--resume: the source changed since the interrupted run ("
+            f"{RESUME}: the source changed since the interrupted run ("
             + _source_changes(previous, result.scan)
             + "); resuming would mix "
-            "old and new pixels: use --overwrite to start again"
+            f"old and new pixels: use {OVERWRITE} to start again"
         )
     if old != new:
         raise BalanceError(
-            "--resume with other settings than the interrupted run: " + differences(old, new)
+            f"{RESUME} with other settings than the interrupted run: " + differences(old, new)
         )
 
 

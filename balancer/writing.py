@@ -21,7 +21,7 @@ import numpy as np
 
 from .common import imageio
 from .common.atomic import TEMP_SUFFIX, copy_atomic, parent_gone, write_atomic
-from .common.errors import BalanceError
+from .common.errors import OVERWRITE, BalanceError
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
 from .common.parallel import chunked, run_chunks
 from .plan import Item
@@ -170,7 +170,7 @@ def _work_chunk(src: str, out: str, writing: Writing, tasks: list[Item]) -> list
         except imageio.SourceChanged as exc:
             raise BalanceError(
                 f"{item.source} changed while the build ran ({exc}): the output is not "
-                "complete; run the build again with --overwrite once the source is settled"
+                f"complete; run the build again with {OVERWRITE} once the source is settled"
             ) from None
         except imageio.BadImage as exc:
             raise BalanceError(f"{item.source} changed since it was checked: {exc}") from None

@@ -503,9 +503,11 @@ def test_cv_resumes_only_over_the_same_data(tmp_path, no_training):
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # edited in place
     with pytest.raises(UserError, match="other settings or data .data_digest was"):
         cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
-    with pytest.raises(UserError, match="folds was 2, now 3.*--overwrite replaces it"):
+    with pytest.raises(UserError, match="folds was 2, now 3.*OVERWRITE replaces it") as refused:
         os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
         cross_validate(data, tmp_path / "cv", folds=3, control=SILENT)
+    assert "existing=Existing.OVERWRITE replaces it" in str(refused.value)  # the library's words
+    assert "--overwrite replaces it" in refused.value.for_command_line()  # the CLI's
     assert tree_digest(tmp_path / "cv") == before
     cross_validate(data, tmp_path / "cv", folds=3, existing=Existing.OVERWRITE, control=SILENT)
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [

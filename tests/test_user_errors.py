@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from helpers import (
+    ONE,
     REPO,
     SILENT,
     RunOptions,
@@ -23,7 +24,7 @@ from helpers import (
 from typer.testing import CliRunner
 
 import balancer.common.limits as L
-from balancer import BuildSettings, split
+from balancer import BuildSettings, build, split
 from balancer.common.errors import UserError
 from balancer.common.errors import option_name as option
 from balancer.preview import as_trained
@@ -513,3 +514,18 @@ def test_build_stats_and_preview_warn_when_magnitudes_do_not_suit_the_images(tmp
         "--quiet",
     )
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_a_library_error_names_the_librarys_way_on_and_the_cli_its_flag(small_src, tmp_path):
+    """The same refusal in each one's words: `existing=Existing.RESUME` for a notebook,
+    `--resume` on the command line."""
+    out = tmp_path / "out"
+    build(small_src, out, BuildSettings(nmin=4), run=ONE)
+    with pytest.raises(UserError) as refused:
+        build(small_src, out, BuildSettings(nmin=4), run=ONE)
+    said = str(refused.value)
+    assert "(existing=Existing.RESUME finishes an interrupted run, " in said
+    assert "existing=Existing.OVERWRITE replaces it)" in said and "--" not in said
+    cli = run_cli("balancer", "build", small_src, "--out", out, "--nmin", "4")
+    assert cli.stderr == f"error: {refused.value.for_command_line()}\n"
+    assert "(--resume finishes an interrupted run, --overwrite replaces it)" in cli.stderr

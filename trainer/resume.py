@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from balancer.common.atomic import write_atomic
-from balancer.common.errors import TrainError
+from balancer.common.errors import OVERWRITE, RESUME, TrainError
 from balancer.common.ownership import differences, write_json
 
 from . import backend
@@ -49,11 +49,11 @@ def load(folder: Path, settings: dict) -> dict | None:
         saved = state["settings"]
         int(state["epochs_done"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise TrainError(f"{path} cannot be read: --overwrite starts the run again") from None
+        raise TrainError(f"{path} cannot be read: {OVERWRITE} starts the run again") from None
     if saved != settings:
         raise TrainError(
-            f"--resume with other settings or data than the interrupted run "
-            f"({differences(saved, settings)}): --overwrite starts again"
+            f"{RESUME} with other settings or data than the interrupted run "
+            f"({differences(saved, settings)}): {OVERWRITE} starts again"
         )
     return state
 

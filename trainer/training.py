@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from balancer.common.atomic import write_atomic
-from balancer.common.errors import ToolWarning, TrainError
+from balancer.common.errors import OVERWRITE, ToolWarning, TrainError
 from balancer.common.ownership import (
     Claim,
     Existing,
@@ -334,7 +334,7 @@ def fit(
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
         if c.resuming:
             raise TrainError(
-                f"{c.path} is a finished run: nothing to resume (--overwrite replaces it)"
+                f"{c.path} is a finished run: nothing to resume ({OVERWRITE} replaces it)"
             )
         return _fit_folder(data, c, config, val, control)
 

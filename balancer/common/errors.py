@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import re
 
+# The ways on that a library message names, in the library's words; the command line shows
+# each as its flag (UserError.for_command_line).
+OVERWRITE = "existing=Existing.OVERWRITE"
+RESUME = "existing=Existing.RESUME"
+OVERWRITE_FILE = "overwrite=True"  # claim_file's
+FLAGS = {OVERWRITE: "--overwrite", RESUME: "--resume", OVERWRITE_FILE: "--overwrite"}
+
 
 def option_name(parameter: str) -> str:
     """A library parameter as the command line spells it: max_image_mb -> --max-image-mb."""
@@ -24,6 +31,8 @@ class UserError(Exception):
         """The message with each parameter, where it first appears, spelt as the command
         line's option (later mentions are left as words)."""
         text = str(self)
+        for words, flag in FLAGS.items():
+            text = text.replace(words, flag)
         for name in self.parameters:
             option = option_name(name)
             text = re.sub(rf"(?<![\w\-'])({re.escape(name)})(?![\w\-'])", option, text, count=1)

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BalanceError
+from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
 from .records import (
     RECORD_NAMES,
     STAGING_SUFFIX,
@@ -118,12 +118,12 @@ class Claim:
         if not isinstance(old, dict):
             raise BalanceError(
                 f"{self.path / self.kind.record} has no {what} to resume from; "
-                "--overwrite starts again"
+                f"{OVERWRITE} starts again"
             )
         if old != dict(settings):
             raise BalanceError(
                 f"{self.path} holds a {self.kind.name} of other {what} ({differences(old, settings)}): "
-                "--overwrite replaces it, or choose another output folder"
+                f"{OVERWRITE} replaces it, or choose another output folder"
             )
 
     def begin(self, record: Mapping) -> None:
@@ -161,13 +161,13 @@ def _check(out: Path, kind: OutputKind, existing: Existing) -> dict | None:
         return None
     if existing is Existing.ERROR:
         hint = (
-            "--resume finishes an interrupted run, --overwrite replaces it"
+            f"{RESUME} finishes an interrupted run, {OVERWRITE} replaces it"
             if kind.resumable
-            else "--overwrite replaces it"
+            else f"{OVERWRITE} replaces it"
         )
         raise BalanceError(f"output folder exists and is not empty: {out} ({hint})")
     if existing is Existing.RESUME and not kind.resumable:
-        raise BalanceError(f"a {kind.name} cannot be resumed: --overwrite replaces it")
+        raise BalanceError(f"a {kind.name} cannot be resumed: {OVERWRITE} replaces it")
     return owned_record(out, kind)
 
 
@@ -216,8 +216,8 @@ def _left_beside(out: Path, kind: OutputKind, existing: Existing) -> Path | None
     keep = worth[-1] if worth and existing is Existing.RESUME else None
     if worth and existing is Existing.ERROR:
         raise BalanceError(
-            f"{out} has an interrupted run ({worth[-1].name} beside it): --resume "
-            "continues it, --overwrite starts again"
+            f"{out} has an interrupted run ({worth[-1].name} beside it): {RESUME} "
+            f"continues it, {OVERWRITE} starts again"
         )
     for entry in stale:
         if entry != keep:
@@ -316,5 +316,5 @@ def claim_file(
                 f"({found[0]}); write it elsewhere"
             )
     if (target.exists() or target.is_symlink()) and not overwrite:
-        raise BalanceError(f"{target} exists; --overwrite replaces it")
+        raise BalanceError(f"{target} exists; {OVERWRITE_FILE} replaces it")
     return target
