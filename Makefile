@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/train evaluate runs/digits-b0 $(DEMO)/test --overwrite
 
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10  # two processes; a module stays in one
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=10  # two processes (tests/conftest.py)
 
 test-fast: lint  # the inner loop: everything but the tests that train
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"

@@ -56,3 +56,14 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(trainer.training, "train_run", fake_train_run)
     monkeypatch.setattr(trainer.crossval, "train_run", fake_train_run)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module-scoped fixture (a trained run, a built corpus, a cluster) run
+    in one process, so it is made once; every other test goes wherever a process is free
+    (`make test` runs pytest-xdist with --dist loadgroup)."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info else ()
+        if any(d[-1].scope == "module" for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))  # type: ignore[attr-defined]
