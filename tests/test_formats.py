@@ -90,30 +90,10 @@ def test_link_and_other_formats(tmp_path):
 
 
 def test_cli_prints_table_and_json(small_src, tmp_path):
-    proc = run_cli(
-        "balancer",
-        "build",
-        small_src,
-        "--out",
-        tmp_path / "o",
-        "--nmin",
-        "4",
-        "--dry-run",
-        check=True,
-    )
+    build = ["build", small_src, "--out", tmp_path / "o", "--nmin", "4"]
+    proc = run_cli("balancer", *build, "--dry-run", check=True)
     assert "owl" in proc.stdout and "dry run: would write 14 files" in proc.stdout
-    proc = run_cli(
-        "balancer",
-        "build",
-        small_src,
-        "--out",
-        tmp_path / "o",
-        "--nmin",
-        "4",
-        "--json",
-        "--quiet",
-        check=True,
-    )
+    proc = run_cli("balancer", *build, "--json", "--quiet", check=True)
     assert json.loads(proc.stdout)["counts"]["owl"] == {"before": 1, "copies": 3, "after": 4}
 
 

@@ -40,22 +40,7 @@ from balancer.common.ownership.staging import _new_staging
 def fake_run(folder: Path, classes=("cat", "dog", "owl")) -> Path:
     folder.mkdir(parents=True)
     (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(
-        json.dumps(
-            {
-                "tool": "balanced-aug",
-                "kind": "run",
-                "class_names": list(classes),
-                "config": {"weights": "none", "image_size": 32},
-                "accuracy": 0.5,
-                "macro_f1": 0.5,
-                "weighted_f1": 0.5,
-                "epochs_run": 1,
-                "per_class": {c: {"f1": 0.5} for c in classes},
-                "data": {"train": {}, "validation": {}},
-            }
-        )
-    )
+    (folder / "metrics.json").write_text(json.dumps(fake_metrics(classes)))
     return folder
 
 

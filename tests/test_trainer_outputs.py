@@ -120,25 +120,10 @@ def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():
 
 @pytest.mark.slow
 def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
+    args = ["cv", balanced, "--folds", "2", "--out", tmp_path / "cv", "--model", "tiny"]
+    args += ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch", "16"]
     proc = run_cli(
-        "trainer",
-        "cv",
-        balanced,
-        "--folds",
-        "2",
-        "--out",
-        tmp_path / "cv",
-        "--model",
-        "tiny",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch",
-        "16",
-        "--json",
+        "trainer", *args, "--json"
     )  # progress on: Keras' epoch lines must not reach stdout
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
@@ -163,25 +148,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
     shutil.rmtree(tmp_path / "cv" / "fold-2")
 
     _new_staging(tmp_path / "cv" / "fold-2")  # what a killed fold leaves
-    args = [
-        "cv",
-        balanced,
-        "--folds",
-        "2",
-        "--out",
-        tmp_path / "cv",
-        "--model",
-        "tiny",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch",
-        "16",
-        "--quiet",
-    ]
+    args.append("--quiet")
     proc = run_cli("trainer", *args)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cv" / "fold-1" / "model.keras").stat().st_mtime_ns == stamp
