@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath
 from .common.atomic import write_atomic
 from .common.errors import BalanceError
 from .common.ownership import read_json_record, write_json
+from .common.shapes import shape_problems
+from .reports import BuildRecord
 
 MANIFEST = "manifest.csv"
 RECORD = "balance.json"
@@ -153,9 +155,14 @@ def write_record(out: Path, record: dict) -> None:
     write_json(Path(out) / RECORD, record)
 
 
-def read_record(folder: str | Path) -> dict | None:
-    """balance.json as a dict, None when absent; BalanceError (one line) when unreadable."""
+def read_record(folder: str | Path) -> BuildRecord | None:
+    """balance.json, None when absent; BalanceError (one line) when it is unreadable or a field
+    is not of the type `BuildRecord` declares."""
     path = Path(folder) / RECORD
     if not path.exists():
         return None
-    return read_json_record(path)
+    record = read_json_record(path)
+    problems = shape_problems(record, BuildRecord)
+    if problems:
+        raise BalanceError(f"{path} is damaged: {', '.join(problems)} of the wrong type")
+    return cast("BuildRecord", record)

@@ -25,7 +25,9 @@ from .common.errors import BalanceError, UserError
 from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
+from .common.shapes import shape_problems
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
+from .reports import BuildRecord
 from .source import IMAGE_EXTENSIONS, printable
 from .transforms import TRANSFORMS
 from .writing import output_format, render
@@ -84,12 +86,10 @@ def _read_record(root: Path, problems: list[str]) -> dict | None:
     except Exception as exc:
         problems.append(str(exc).replace("; nothing was changed", ""))
         return None
-    if not isinstance(record.get("counts"), dict) or not all(
-        isinstance(c, dict) and isinstance(c.get("after"), int) for c in record["counts"].values()
-    ):
-        problems.append(f"{RECORD} has no per-class counts (its 'counts' is malformed)")
-        return None
-    return record
+    damaged = shape_problems(record, BuildRecord, required=("counts",))
+    if damaged:
+        problems.append(f"{RECORD} is damaged: {', '.join(damaged)} missing or of the wrong type")
+    return None if "counts" in damaged else record  # without counts nothing is checked against it
 
 
 def _read_manifest(root: Path, problems: list[str]) -> Any:

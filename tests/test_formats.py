@@ -19,9 +19,12 @@ from helpers import (
     write_image,
 )
 
-from balancer import BuildSettings, build, read_manifest, replay
+from balancer import BuildSettings, build, read_manifest, read_record, replay
+from balancer.common.errors import BalanceError, UserError
 from balancer.common.imageio import encode, load
 from balancer.common.opencv import cv2
+from balancer.common.shapes import shape_problems
+from balancer.reports import BuildRecord, FolderStats
 
 TRANSFORMS = "crop=24,rotate,cutout=20,width,zoom"
 
@@ -227,3 +230,43 @@ def test_configs_are_frozen_and_a_gone_weights_file_only_matters_for_training(tm
     assert Run(run).config.weights == gone  # the run folder still reads
     with pytest.raises(TrainError, match="weights: no such file"):
         TrainConfig(weights=gone).check_weights()
+
+
+def test_records_have_the_shape_their_typeddict_declares_and_a_damaged_one_is_named(tmp_path):
+    """balance.json and `balance stats --json` fit the TypedDicts in balancer/reports.py (a
+    folder with a skipped file and a warning, so every list is filled); a field of another
+    type is named by the reader, by verify and by a run folder's reader."""
+    src = make_folder(tmp_path / "src", {"a": 4, "b": 1})
+    (src / "a" / "broken.jpg").write_bytes(b"not a picture")
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=4), run=ONE)
+    record = read_record(out)
+    assert record is not None and record["skipped"] and record["warnings"]
+    assert shape_problems(record, BuildRecord) == []
+    stats = json.loads(run_cli("balancer", "stats", out, "--json").stdout)
+    assert shape_problems(stats, FolderStats) == []
+    assert shape_problems({"counts": {"a": {"before": 1}}}, BuildRecord) == ["counts"]
+    assert shape_problems({"files": True, "warnings": ["ok", 3]}, BuildRecord) == [
+        "files",
+        "warnings",
+    ]
+
+    record["counts"]["b"]["after"] = "four"
+    (out / "balance.json").write_text(json.dumps(record))
+    with pytest.raises(BalanceError, match="balance.json is damaged: counts of the wrong type"):
+        read_record(out)
+    assert "balance.json is damaged: counts missing or of the wrong type" in (
+        run_cli("balancer", "verify", out).stderr
+    )
+
+    from trainer.evaluation import read_metrics
+
+    metrics = tmp_path / "metrics.json"
+    for damage, named in (
+        ({"per_class": {"a": {"f1": "high"}}}, "per_class"),
+        ({"absent_classes": "b"}, "absent_classes"),
+        ({"epochs_run": 2.5, "macro_f1": None}, "macro_f1, epochs_run"),
+    ):
+        metrics.write_text(json.dumps({**fake_metrics(), **damage}))
+        with pytest.raises(UserError, match=f"is damaged: {named} missing or of the wrong type"):
+            read_metrics(metrics)

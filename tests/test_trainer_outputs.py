@@ -27,8 +27,10 @@ from balancer.common.ownership import (
     Existing,
 )
 from balancer.common.ownership.staging import _new_staging
+from balancer.common.shapes import shape_problems
 from trainer import TrainConfig, evaluate, fit, predict
 from trainer.models import make_loss
+from trainer.records import FoldRow, RunMetrics
 
 FAST = dict(weights="none", image_size=32, epochs=2, batch=16, patience=2, eager=True)
 
@@ -54,6 +56,7 @@ def test_fit_writes_every_output_with_sensible_values(run, balanced):
     assert_no_leak(files[files.split == "train"], files[files.split == "validation"])
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left
     m = json.loads((run / "metrics.json").read_text())
+    assert shape_problems(m, RunMetrics) == []  # every field of the type records.py declares
     assert m["class_names"] == ["a", "b", "c"]
     val = m["data"]["validation"]
     assert val["augmented"] == 0 and val["files"] == sum(val["per_class"].values())
@@ -132,6 +135,7 @@ def test_cv_cli_grouped_folds_and_summary(balanced, tmp_path):
             rf"^fold {k}/2: epoch 1/1 \(\d+ s\), val F1 [01]\.\d{{3}}$", proc.stderr, re.M
         )
     result = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert [shape_problems(row, FoldRow) for row in result["folds"]] == [[], []]
     assert printed["macro_f1"] == result["macro_f1"]
     assert [f["fold"] for f in result["folds"]] == [1, 2] and result["grouped_by_source"]
     assert sum(f["validation_files"] for f in result["folds"]) == 21  # every original once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,13 +19,14 @@ from balancer.common.ownership import (
     stamp,
     write_json,
 )
+from balancer.common.shapes import shape_problems
 
 from . import backend
 from .config import TrainConfig
 from .control import RunControl
 from .data import label_indices, list_folder, originals_only
 from .outputs import EVALUATION, draw_plots, plot_confusion
-from .records import Scores
+from .records import RunMetrics, Scores
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Scores:
@@ -95,41 +96,32 @@ def summary(metrics: dict, worst: int = 3) -> str:
     return "\n".join(lines)
 
 
-def read_metrics(path: Path, kind: str = "run") -> dict:
-    """A metrics.json the trainer wrote, checked for what its readers use; TrainError (one
-    line) for one that is not JSON, is another tool's or kind's, or has wrong types."""
+# What the readers of a record use: missing, it is damaged; present, each field is checked
+# against the writer's TypedDict (trainer.records).
+NEEDED = ("accuracy", "macro_f1", "weighted_f1", "class_names")
+NEEDED_BY_KIND = {"run": (*NEEDED, "config", "epochs_run", "per_class", "data")}
+
+
+def read_metrics(path: Path, kind: str = "run") -> RunMetrics:
+    """A metrics.json the trainer wrote, checked against `RunMetrics` for what its readers use;
+    TrainError (one line) for one that is not JSON, is another tool's or kind's, or has wrong
+    types."""
     info = read_json_record(path, TrainError)
     if info.get("tool") != TOOL or info.get("kind") != kind:
         raise TrainError(f"{path} is not the record of a train {kind} folder")
-    numbers = ("accuracy", "macro_f1", "weighted_f1")
-    problems = [k for k in numbers if not _number(info.get(k))]
-    names = info.get("class_names")
-    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+    problems = shape_problems(info, RunMetrics, required=NEEDED_BY_KIND.get(kind, NEEDED))
+    if "class_names" not in problems and len(info["class_names"]) < 2:
         problems.append("class_names")
-    if kind == "run":
-        if not isinstance(info.get("config"), dict):
-            problems.append("config")
-        if not isinstance(info.get("epochs_run"), int):
-            problems.append("epochs_run")
-        per_class = info.get("per_class")
-        if not isinstance(per_class, dict) or not all(
-            isinstance(v, dict) and (v.get("f1") is None or _number(v.get("f1")))
-            for v in per_class.values()
-        ):
-            problems.append("per_class")
-        data = info.get("data")
-        if not (
-            isinstance(data, dict)
-            and all(isinstance(data.get(k), dict) for k in ("train", "validation"))
-        ):
-            problems.append("data")
+    parts = info.get("data", {}).get
+    if (
+        kind == "run"
+        and "data" not in problems
+        and not all(isinstance(parts(k), dict) for k in ("train", "validation"))
+    ):
+        problems.append("data")
     if problems:
         raise TrainError(f"{path} is damaged: {', '.join(problems)} missing or of the wrong type")
-    return info
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return cast("RunMetrics", info)  # checked above
 
 
 class Run:

@@ -26,7 +26,7 @@ from ..control import RunControl, epoch_report
 from ..data import Folder, grouped_folds, list_folder, originals_only
 from ..evaluation import read_metrics
 from ..outputs import RUN, STUDY
-from ..records import StudyRow
+from ..records import RunMetrics, StudyRow
 from ..reuse import Reuse
 from ..training import train_run
 from .report import plot_study, ranking, results_markdown, suggested_transforms, summarize
@@ -102,7 +102,7 @@ def _one_run(
     control: RunControl,
     bar: Any,
     reuse: Reuse,
-) -> dict:
+) -> RunMetrics:
     """One run's metrics: read back when its run folder is finished, else trained. Its epochs
     show on the study's bar (a terminal), else as a line each (logs)."""
     k, model, loss, arm = run
@@ -145,7 +145,7 @@ def _one_run(
     return read_metrics(metrics_file)
 
 
-def _result_row(m: dict, run: tuple) -> dict:
+def _result_row(m: RunMetrics, run: tuple) -> dict:
     """A StudyRow, then one f1_<class> column per class."""
     k, model, loss, arm = run
     row: StudyRow = {
