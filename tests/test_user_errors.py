@@ -409,18 +409,8 @@ def test_bad_options_are_one_line_and_write_nothing(small_src, tmp_path, option,
 
 
 def test_too_many_workers_are_capped_with_a_warning(small_src, tmp_path):
-    proc = run_cli(
-        "balancer",
-        "build",
-        small_src,
-        "--out",
-        tmp_path / "o",
-        "--nmin",
-        "3",
-        "--workers",
-        "512",
-        "--quiet",
-    )
+    build = ["build", small_src, "--out", tmp_path / "o", "--nmin", "3", "--quiet"]
+    proc = run_cli("balancer", *build, "--workers", "512")
     assert proc.returncode == 0, proc.stderr
     assert "warning: --workers 512 is more than the" in proc.stderr
 
