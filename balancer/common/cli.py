@@ -170,7 +170,7 @@ class ToolGroup(typer.core.TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """Run the command line; standalone (the default), exit with its code."""
+        """Run the command line and exit with its code; with standalone_mode=False, return it."""
 
         def run() -> Any:
             return super(ToolGroup, self).main(
