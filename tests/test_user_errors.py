@@ -419,6 +419,8 @@ def test_every_way_in_shares_one_error_door(tmp_path):
     """The tools' error door is their app, not a wrapper around the console script: a run in
     this process (typer's CliRunner, as the error tables use) and one in a new process print
     the same line and exit with the same code; output into a closed pipe ends quietly."""
+    from balancer.cli import app as balance
+
     missing = tmp_path / "missing"
     for args, code, line in (
         (["build", missing, "-o", tmp_path / "o", "--nmin", "3"], 1, "source folder not found"),
@@ -426,6 +428,7 @@ def test_every_way_in_shares_one_error_door(tmp_path):
     ):
         inside, outside = run_cli("balancer", *args), run_process("balancer", *args)
         assert inside.returncode == outside.returncode == code
+        assert balance([str(a) for a in args], standalone_mode=False) == code  # a notebook's way
         assert inside.stderr == outside.stderr and inside.stderr.startswith(f"error: {line}")
     assert run_cli("trainer", "evaluate", missing, missing).stderr == (
         run_process("trainer", "evaluate", missing, missing).stderr
