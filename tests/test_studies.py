@@ -54,30 +54,14 @@ def test_transform_study_outputs_and_resume(study_src, tmp_path):
 
     # resume: finished runs are read back, not redone
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/model.keras")}
+    study = ["study", "transforms", study_src, "--out", out, "--folds", "2"]
+    tiny = ["--weights", "none", "--model", "tiny"]
     proc = run_cli(
         "trainer",
-        "study",
-        "transforms",
-        study_src,
-        "--out",
-        out,
-        "--transforms",
-        "rotate,flip",
-        "--folds",
-        "2",
-        "--top",
-        "1",
-        "--weights",
-        "none",
-        "--model",
-        "tiny",
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch",
-        "16",
-        "--quiet",
+        *study,
+        *tiny,
+        *("--transforms", "rotate,flip", "--top", "1", "--image-size", "32"),
+        *("--epochs", "1", "--batch", "16", "--quiet"),
     )
     assert proc.returncode == 0, proc.stderr
     assert (
@@ -87,22 +71,7 @@ def test_transform_study_outputs_and_resume(study_src, tmp_path):
     ) in proc.stdout
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/model.keras")} == stamps
     assert_one_line_error(
-        run_cli(
-            "trainer",
-            "study",
-            "transforms",
-            study_src,
-            "--out",
-            out,
-            "--transforms",
-            "rotate",
-            "--folds",
-            "2",
-            "--weights",
-            "none",
-            "--model",
-            "tiny",
-        ),
+        run_cli("trainer", *study, *tiny, "--transforms", "rotate"),
         "other study or data",
         "--overwrite",
     )
