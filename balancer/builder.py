@@ -17,25 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .common.checks import flag, instance
 from .common.errors import OVERWRITE, RESUME, BalanceError, ToolWarning
 from .common.limits import JPEG_QUALITY, MAX_IMAGE_MB
-from .common.ownership import (
-    Claim,
-    Existing,
-    OutputKind,
-    check_claim,
-    claim,
-    differences,
-    files_only,
-    plain_file,
-    stamp,
-)
+from .common.ownership import Claim, Existing, OutputKind, check_claim, claim, differences, stamp
 from .common.parallel import Pool, RunOptions, pool
-from .manifest import MANIFEST, RECORD, manifest_rows, write_manifest
+from .journal import Journal, csv_listing
+from .manifest import COLUMNS, MANIFEST, RECORD, manifest_row
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
+from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
-from .transforms import PAPER_SET, TRANSFORMS, check_chosen, parse_transforms, unsuited
-from .writing import Writing, is_written, run_items
+from .transforms import PAPER_SET, TRANSFORMS, check_spec, unsuited
+from .writing import Writing, run_items
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +51,13 @@ class BuildSettings:
     link: bool = False
 
     def __post_init__(self) -> None:
-        given = self.transforms
-        chosen = check_chosen(given) if isinstance(given, Mapping) else parse_transforms(given)
+        chosen = check_spec(self.transforms)
+        object.__setattr__(self, "link", flag(self.link, "link"))
+        if not isinstance(self.per_class, Mapping):
+            raise TypeError(
+                f"per_class must be a mapping of class names to counts, not "
+                f"{type(self.per_class).__name__}"
+            )
         self.writing  # noqa: B018  (checks quality and max_image_mb, in one place)
         check_seed(self.seed)
         per_class = dict(sorted(check_target(self.nmin, self.target, self.per_class).items()))
@@ -91,13 +89,13 @@ class BuildSettings:
         }
 
 
-def _build_holds(record: dict, entry: Path) -> bool:
-    counts = record.get("counts")
-    return isinstance(counts, dict) and entry.name in counts and files_only(entry, is_written)
-
-
 BUILD_OUTPUT = OutputKind(
-    "balance build output", RECORD, "build", frozenset({MANIFEST, RECORD}), _build_holds
+    "balance build output",
+    RECORD,
+    "build",
+    listing=csv_listing(MANIFEST, "manifest_sha256"),
+    listing_file=MANIFEST,
+    shape=BuildRecord,
 )
 
 
@@ -199,6 +197,9 @@ def build(
     `run.backend='dask'` runs the same chunks on a Dask cluster: SRC and OUT must then be on
     storage every worker sees.
     """
+    settings = instance(settings, BuildSettings, "settings", "BuildSettings(nmin=1500)")
+    run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
+    dry_run, space_check = flag(dry_run, "dry_run"), flag(space_check, "space_check")
     root = check_source(src)
     inputs = {"source folder": root}
     out, _ = check_claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing)
@@ -266,7 +267,11 @@ def _plan(
         warnings.warn(message, ToolWarning, stacklevel=3)
     if space_check:
         present = (
-            sum(f.stat().st_blocks * 512 for f in out.rglob("*") if plain_file(f))
+            sum(
+                f.stat().st_blocks * 512
+                for f in out.rglob("*")
+                if f.is_file() and not f.is_symlink()
+            )
             if out.exists()
             else 0
         )
@@ -301,13 +306,26 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
         )
 
 
+def manifest_journal(out: Path) -> Journal:
+    """The journal a build keeps in OUT's manifest.csv while its files land."""
+    return Journal(out / MANIFEST, COLUMNS, manifest_row)
+
+
 def _write(c: Claim, result: BuildResult, settings: BuildSettings, p: Pool) -> BuildResult:
-    items = result.items
+    items, journal = result.items, manifest_journal(c.path)
     written = run_items(
-        result.scan.root, c.path, items, p.workers, settings.writing, progress=p.progress
+        result.scan.root,
+        c.path,
+        items,
+        p.workers,
+        settings.writing,
+        journal=journal,
+        progress=p.progress,
     )
     record = dict(result.record)
-    record["manifest_sha256"] = write_manifest(c.path, manifest_rows(items, written))
+    record["manifest_sha256"] = journal.finish(
+        manifest_row(it, written[it.file_name]) for it in items
+    )
     result.record = c.complete(record)
     result.written = True
     return result

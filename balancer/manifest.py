@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
 
 import csv
-import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from .common.atomic import write_atomic
 from .common.errors import BalanceError
 from .common.ownership import read_json_record, write_json
 from .common.shapes import shape_problems
@@ -24,49 +22,47 @@ MANIFEST = "manifest.csv"
 RECORD = "balance.json"
 # "augmentation" is the transform a copy got ("" for originals); not "transform", which would
 # hide DataFrame.transform.
-COLUMNS = ["file_name", "label", "source", "origin", "augmentation", "params", "seed", "sha256"]
+COLUMNS = [
+    "file_name",
+    "label",
+    "source",
+    "origin",
+    "augmentation",
+    "params",
+    "seed",
+    "size",
+    "sha256",
+]
 # RFC 4180's line end. The csv module quotes a field only for the characters of its line
 # terminator, so with "\n" alone a name holding a lone "\r" would be written bare and read
 # back as two rows; with "\r\n" any CR or LF in a field is quoted.
 CSV_LINE_END = "\r\n"
 
 
-def manifest_rows(items: Iterable, written: dict[str, tuple[str | None, str]]) -> Iterator[dict]:
-    """Rows for plan items in file-name order, with each file's drawn parameters (JSON text)
-    and sha256 as written; made one at a time, as the CSV writer takes them."""
-    for it in sorted(items, key=lambda it: it.file_name):
-        drawn, sha256 = written.get(it.file_name, (None, ""))
-        yield {
-            "file_name": it.file_name,
-            "label": it.label,
-            "source": it.source,
-            "origin": it.origin,
-            "augmentation": it.transform,
-            "params": drawn or "",
-            "seed": "" if it.seed is None else it.seed,
-            "sha256": sha256,
-        }
+def manifest_row(item: Any, written: Any) -> dict:
+    """A plan item's manifest row, with its file's drawn parameters (JSON text), size and
+    sha256 as written (a `journal.Written`)."""
+    return {
+        "file_name": item.file_name,
+        "label": item.label,
+        "source": item.source,
+        "origin": item.origin,
+        "augmentation": item.transform,
+        "params": written.params or "",
+        "seed": "" if item.seed is None else item.seed,
+        "size": written.size,
+        "sha256": written.sha256,
+    }
 
 
-def csv_bytes(rows: Iterable[dict], columns: list[str]) -> bytes:
+def csv_bytes(rows: Iterable[dict], columns: list[str], *, header: bool = True) -> bytes:
     """Rows as CSV bytes (UTF-8, the manifest's line end) in the order of `columns`."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=CSV_LINE_END)
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")
-
-
-def write_csv(path: Path, rows: Iterable[dict], columns: list[str]) -> str:
-    """Write rows atomically; return the file's sha256."""
-    data = csv_bytes(rows, columns)
-    write_atomic(Path(path), data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_manifest(out: Path, rows: Iterable[dict]) -> str:
-    """Write manifest.csv; return its sha256 (balance.json records it)."""
-    return write_csv(Path(out) / MANIFEST, rows, COLUMNS)
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -16,10 +16,9 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from .common.errors import BalanceValueError
+from .common.formats import for_source
 from .common.limits import COUNT, SEED
 from .source import SourceImage
-
-OUTPUT_EXT = {"jpeg": ".jpg", "png": ".png", "other": ".png"}  # other formats -> PNG
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +177,7 @@ def plan_class(
     taken: set[str] = set()
     items, stems = [], []
     for image in images:
-        ext = OUTPUT_EXT[image.fmt]
+        ext = for_source(image.fmt).extension
         stem = _stem(image)
         if stem.casefold() + ext in taken:  # a.jpg beside a.png: keep both, say which
             stem += "_" + PurePosixPath(image.path).suffix.lower().lstrip(".")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import imageio
+from .common import formats, imageio
 from .common.atomic import write_atomic
 from .common.errors import BalanceError, BalanceValueError, ToolWarning
 from .common.imageio import BadImage, cv2, load
@@ -20,7 +20,6 @@ from .common.square import RESIZE_MODES, to_square
 from .manifest import MANIFEST, read_manifest
 from .source import list_source
 from .transforms import TRANSFORMS, unsuited
-from .writing import output_format
 
 TILE = 168  # px per tile side
 TEXT_H = 30  # px of label under each tile
@@ -88,21 +87,18 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 95
 
 
-SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
 def _sheet_target(out: str | Path, inputs: dict, *, overwrite: bool) -> Path:
-    """Where a contact sheet goes: a .png or .jpg name, claimed as a single output file."""
-    if Path(out).suffix.lower() not in SHEET_SUFFIXES:
+    """Where a contact sheet goes: a name of an output format, claimed as a single file."""
+    if formats.of_name(Path(out).name) is None:
         raise BalanceError(
-            f"{out}: a contact sheet's name ends in .png or .jpg (got '{Path(out).suffix}')"
+            f"{out}: a contact sheet's name ends in {formats.names()} (got '{Path(out).suffix}')"
         )
     return claim_file(out, inputs=inputs, overwrite=overwrite)
 
 
 def _save(image: np.ndarray, path: Path) -> None:
-    """PNG, or JPEG when the name says so (.jpg, .jpeg)."""
-    write_atomic(path, imageio.encode(image, output_format(path.name), SHEET_QUALITY))
+    """In the format its name says (.png, .jpg)."""
+    write_atomic(path, imageio.encode(image, formats.written_format(path.name).name, SHEET_QUALITY))
 
 
 @dataclass(frozen=True)

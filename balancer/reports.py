@@ -36,6 +36,20 @@ class BuildRecord(TypedDict, total=False):
     manifest_sha256: str
 
 
+class SplitRecord(TypedDict, total=False):
+    """split.json: who wrote it, the settings (the resume key), the counts per class and
+    part, and (once complete) split.csv's checksum."""
+
+    tool: str
+    kind: str
+    version: str
+    status: str
+    source: str
+    settings: dict[str, Any]
+    counts: dict[str, dict[str, int]]
+    split_sha256: str
+
+
 class ClassStats(TypedDict, total=False):
     """One class in `balance stats`: its count; a balanced folder's originals and copies; a
     plan's copies and count after."""

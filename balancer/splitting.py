@@ -8,36 +8,43 @@ from typing import Any
 
 import numpy as np
 
+from .common.checks import flag, instance
 from .common.errors import BalanceError, BalanceValueError
 from .common.limits import SPLIT_FRACTION
-from .common.ownership import Existing, OutputKind, check_claim, claim, files_only
+from .common.ownership import Existing, OutputKind, check_claim, claim
 from .common.parallel import RunOptions, pool
-from .manifest import MANIFEST, is_balanced_folder, write_csv
-from .plan import check_seed, class_rng, plan_class
+from .journal import Journal, Written, csv_listing
+from .manifest import MANIFEST, is_balanced_folder
+from .plan import Item, check_seed, class_rng, plan_class
+from .reports import SplitRecord
 from .source import check_source, scan
-from .writing import Writing, is_written, run_items
+from .writing import Writing, run_items
 
 SPLIT_MANIFEST = "split.csv"
 SPLIT_RECORD = "split.json"
+SPLIT_COLUMNS = ["file_name", "label", "source", "split", "size", "sha256"]
 PARTS = ("train", "val", "test")
-
-
-def _split_holds(record: dict, entry: Path) -> bool:
-    classes = record.get("counts")
-    if entry.name not in PARTS or entry.is_symlink() or not entry.is_dir():
-        return False
-    return isinstance(classes, dict) and all(
-        c.name in classes and files_only(c, is_written) for c in entry.iterdir()
-    )
-
 
 SPLIT_OUTPUT = OutputKind(
     "balance split output",
     SPLIT_RECORD,
     "split",
-    frozenset({SPLIT_MANIFEST, SPLIT_RECORD}),
-    _split_holds,
+    listing=csv_listing(SPLIT_MANIFEST, "split_sha256"),
+    listing_file=SPLIT_MANIFEST,
+    shape=SplitRecord,
 )
+
+
+def split_row(item: Item, written: Written) -> dict:
+    """A file's row of split.csv: where it went, what it was, its size and sha256."""
+    return {
+        "file_name": item.file_name,
+        "label": item.label,
+        "source": item.source,
+        "split": item.file_name.split("/", 1)[0],
+        "size": written.size,
+        "sha256": written.sha256,
+    }
 
 
 def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
@@ -82,6 +89,8 @@ def split(
     finished with Existing.RESUME or replaced with Existing.OVERWRITE. A balanced folder is
     refused: its copies would land in another part than their originals.
     """
+    link = flag(link, "link")
+    run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
     SPLIT_FRACTION.check(test, "test")
     SPLIT_FRACTION.check(val, "val")
     if test + val >= 1:
@@ -106,20 +115,28 @@ def split(
         with claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing) as c:
             settings = {"source_digest": found.digest(), "test": test, "val": val, "seed": seed}
             c.check_resume(settings, "settings or source")
-            result, items, rows = _plan_split(found, c.path, test=test, val=val, seed=seed)
+            result, items = _plan_split(found, c.path, test=test, val=val, seed=seed)
             record = {"source": str(found.root), "settings": settings, "counts": result.counts}
             c.begin(record)
-            run_items(found.root, c.path, items, p.workers, Writing(link=link), progress=p.progress)
-            rows.sort(key=lambda r: r["file_name"])
-            write_csv(c.path / SPLIT_MANIFEST, rows, ["file_name", "label", "source", "split"])
-            c.complete(record)
+            journal = Journal(c.path / SPLIT_MANIFEST, SPLIT_COLUMNS, split_row)
+            written = run_items(
+                found.root,
+                c.path,
+                items,
+                p.workers,
+                Writing(link=link),
+                journal=journal,
+                progress=p.progress,
+            )
+            digest = journal.finish(split_row(it, written[it.file_name]) for it in items)
+            c.complete({**record, "split_sha256": digest})
             return result
 
 
 def _plan_split(found: Any, out: Path, *, test: float, val: float, seed: int) -> Any:
-    """(result, items, split.csv rows): each class shuffled with its own generator."""
+    """(result, items): each class shuffled with its own generator."""
     result = SplitResult(out, {}, skipped=found.skipped)
-    items, rows = [], []
+    items = []
     for label, images in found.images.items():
         rng = class_rng(seed, label)
         order = rng.permutation(len(images))
@@ -135,12 +152,4 @@ def _plan_split(found: Any, out: Path, *, test: float, val: float, seed: int) ->
             chosen = [images[i] for i, p in zip(order, parts, strict=False) if p == part]
             for it in plan_class(label, chosen, len(chosen), {}, seed):
                 items.append(replace(it, file_name=f"{part}/{it.file_name}"))
-                rows.append(
-                    {
-                        "file_name": f"{part}/{it.file_name}",
-                        "label": label,
-                        "source": it.source,
-                        "split": part,
-                    }
-                )
-    return result, items, rows
+    return result, items

@@ -19,18 +19,20 @@ import json
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from .common import imageio
+from .common import formats, imageio
 from .common.atomic import TEMP_SUFFIX
+from .common.checks import flag, instance
 from .common.errors import BalanceError, UserError
+from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
-from .common.ownership import read_json_record
+from .common.ownership import read_json_record, writer_of
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .common.shapes import shape_problems
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
-from .source import IMAGE_EXTENSIONS, printable
+from .source import printable
 from .transforms import TRANSFORMS
-from .writing import output_format, render
+from .writing import render
 
 
 def verify(
@@ -43,9 +45,17 @@ def verify(
     checksums, decoding, nothing a loader would misread; with replay, every copy's bytes.
     A manifest path that points outside the folder (or a source outside the source folder)
     is a problem and is never read."""
+    replay = flag(replay, "replay")
+    run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
     root = Path(folder)
     if not root.is_dir():
         raise BalanceError(f"not a folder: {root}")
+    writer = writer_of(root)
+    if writer:
+        raise BalanceError(
+            f"{root} is being written by {writer} (a build or split still running): "
+            "verify it once that has finished"
+        )
     problems: list[str] = []
     record = _read_record(root, problems)
     manifest = _read_manifest(root, problems)
@@ -148,8 +158,8 @@ def _misfit(f: Path) -> str | None:
         return "temporary file left behind"
     if f.name.startswith("."):
         return "hidden file"
-    if f.suffix.lower() not in IMAGE_EXTENSIONS:
-        return "not an image file"
+    if formats.of_name(f.name) is None:
+        return f"not a format the tools write ({formats.names()})"
     return None
 
 
@@ -185,21 +195,26 @@ def _against_record(root: Path, record: dict, counts: dict, problems: list[str])
 
 
 def _check_contents(root: Path, rows: Any, p: Pool, limit: int | None, problems: list[str]) -> None:
-    tasks = sorted(zip(rows.file_name, rows.sha256, strict=False))
+    tasks = sorted(zip(rows.file_name, rows["size"], rows.sha256, strict=False))
     chunks = chunked(tasks, p.workers)
     job = partial(_content_chunk, str(root), limit)
     for _, found in run_chunks(job, chunks, p.workers, progress=p.progress, desc="checking"):
         problems += found
 
 
-def _content_chunk(root: str, limit: int | None, tasks: list[tuple[str, str]]) -> list[str]:
-    """Problems of each (file, recorded sha256): its bytes, and whether it decodes whole."""
+def _content_chunk(root: str, limit: int | None, tasks: list[tuple[str, str, str]]) -> list[str]:
+    """Problems of each (file, recorded size, recorded sha256): its bytes, whether its content
+    is the format its name says, and whether it decodes whole."""
     found = []
-    for rel, sha in tasks:
+    for rel, size, sha in tasks:
         try:
             data = imageio.read_bytes(Path(root, rel))
-            if sha and hashlib.sha256(data).hexdigest() != sha:
-                found.append(f"file differs from the one written (sha256 mismatch): {rel}")
+            if str(len(data)) != size or hashlib.sha256(data).hexdigest() != sha:
+                found.append(f"file differs from the one written (size or sha256): {rel}")
+                continue
+            named = formats.written_format(rel).name
+            if imageio.sniff(data) != named:
+                found.append(f"content is not the {named.upper()} its name says: {rel}")
                 continue
             imageio.decode(data, check_only=True, max_bytes=limit)
         except (imageio.BadImage, OSError) as exc:
@@ -303,7 +318,7 @@ def _replay_one(
             transform=name,
             magnitude=magnitudes.get(name),
             seed=int(seed),
-            fmt=output_format(path.name),
+            fmt=written_format(path.name).name,
             quality=quality,
         )
     except (ValueError, TypeError, UserError) as exc:

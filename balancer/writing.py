@@ -2,9 +2,11 @@
 
 The machinery `balance build`, `balance split` and the trainer's study share: run the plan's
 items on the process pool (each original decoded once per task), keep the files already
-there (resume), and sweep what an interrupted run left. `render` is the one function that
-turns an original and an item into a file's bytes: the writer uses it, and so does
-`balance verify --replay`.
+there that the journal proves done (resume), and sweep what an interrupted run was writing.
+Workers write each file under a temporary name and flush it; this process records the files
+in the journal (`balancer.journal`) and only then renames them into place. `render` is the
+one function that turns an original and an item into a file's bytes: the writer uses it, and
+so does `balance verify --replay`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,14 +22,26 @@ from pathlib import Path
 import numpy as np
 
 from .common import imageio
-from .common.atomic import TEMP_SUFFIX, copy_atomic, parent_gone, write_atomic
-from .common.errors import OVERWRITE, BalanceError
+from .common.atomic import (
+    TEMP_SUFFIX,
+    copy_temp,
+    durable,
+    parent_gone,
+    place,
+    set_durable,
+    sync_folder,
+    temp_path,
+    write_temp,
+)
+from .common.checks import flag
+from .common.errors import OVERWRITE, BalanceError, ToolWarning
+from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
+from .common.ownership import sha256_file
 from .common.parallel import chunked, run_chunks
+from .journal import Journal, Written
 from .plan import Item
 from .transforms import TRANSFORMS, Params
-
-WRITTEN_SUFFIXES = (".jpg", ".png", TEMP_SUFFIX)  # what the tools write in a class folder
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class Writing:
     link: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "link", flag(self.link, "link"))
         QUALITY.check(self.quality, "quality")
         IMAGE_MB.check(self.max_image_mb, "max_image_mb")
 
@@ -47,16 +62,6 @@ class Writing:
     def max_bytes(self) -> int:
         """The decoded-size limit in bytes."""
         return image_bytes(self.max_image_mb)
-
-
-def is_written(name: str) -> bool:
-    """A file name the tools write in a class folder (an image, or one being written)."""
-    return name.endswith(WRITTEN_SUFFIXES) and not name.startswith(".")
-
-
-def output_format(file_name: str) -> str:
-    """The format a planned file is written in, from its name: 'jpeg' or 'png'."""
-    return "jpeg" if file_name.lower().endswith((".jpg", ".jpeg")) else "png"
 
 
 def render(
@@ -78,20 +83,24 @@ def render(
     return params, imageio.encode(image, fmt, quality)
 
 
-def _make(item: Item, cache: list, *, src: str, out: str, writing: Writing) -> tuple:
-    """Write one item's file unless present; return (params or None, sha256 of the file)."""
+def _make(
+    item: Item, expect: Written | None, cache: list, *, src: str, out: str, writing: Writing
+) -> tuple[Written, bool]:
+    """(how the item's file is written, whether it waits under its temporary name to be
+    renamed): a file already in place that its journal row proves (size, then sha256) is
+    kept; anything else is made again."""
     dst, source = Path(out, item.file_name), Path(src, item.source)
-    expect = (item.size, item.mtime_ns) if item.size else None
-    if dst.exists():  # a resumed run: the file is whole, only its params are wanted
-        shape = partial(_upright_shape, source, item, cache, writing.max_bytes)
-        return _params(item, shape), _sha256(imageio.read_bytes(dst))
+    if expect is not None and _proven(dst, expect):
+        return expect, False
+    expect_stamp = (item.size, item.mtime_ns) if item.size else None
+    fmt = written_format(item.file_name).name
     if item.action == "copy":
-        data = imageio.read_bytes(source, expect=expect)
+        data = imageio.read_bytes(source, expect=expect_stamp)
         if writing.link:
-            copy_atomic(source, dst, link=True, check=partial(_same_file, expect=expect))
+            copy_temp(source, dst, link=True, check=partial(_same_file, expect=expect_stamp))
         else:
-            write_atomic(dst, data)
-        return None, _sha256(data)
+            write_temp(dst, data)
+        return Written(None, len(data), _sha256(data)), True
     image = _pixels(source, item, cache, writing.max_bytes)
     if item.action == "augment":
         params, data = render(
@@ -99,27 +108,30 @@ def _make(item: Item, cache: list, *, src: str, out: str, writing: Writing) -> t
             transform=item.transform,
             magnitude=item.magnitude,
             seed=item.seed,
-            fmt=output_format(item.file_name),
+            fmt=fmt,
             quality=writing.quality,
         )
     else:  # re-encoded original
-        params, data = (
-            _params(item, lambda: image.shape),
-            imageio.encode(image, output_format(item.file_name), writing.quality),
+        params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
+        data = imageio.encode(image, fmt, writing.quality)
+    write_temp(dst, data)
+    text = None if params is None else json.dumps(params, sort_keys=True)
+    return Written(text, len(data), _sha256(data)), True
+
+
+def _proven(dst: Path, expect: Written) -> bool:
+    """Whether the file in place is the one the journal records: a regular file of that
+    size and sha256 (a zero-length or half-flushed file left by a power cut is not)."""
+    try:
+        st = os.lstat(dst)
+        return (
+            st.st_size == expect.size
+            and os.path.isfile(dst)
+            and not os.path.islink(dst)
+            and sha256_file(dst) == expect.sha256
         )
-    write_atomic(dst, data)
-    return params, _sha256(data)
-
-
-def _params(item: Item, shape: Callable[[], tuple[int, ...]]) -> Params | None:
-    """An item's params for the manifest; `shape()`, the upright image's, is called only for a
-    draw."""
-    if item.action == "copy":
-        return None
-    if item.action == "encode":
-        return {"exif_orientation": item.orientation} if item.orientation != 1 else None
-    t = TRANSFORMS[item.transform]
-    return t.draw(shape(), np.random.default_rng(item.seed), t.check(item.magnitude))
+    except OSError:
+        return False
 
 
 def _pixels(source: Path, item: Item, cache: list, max_bytes: int) -> np.ndarray:
@@ -131,22 +143,6 @@ def _pixels(source: Path, item: Item, cache: list, max_bytes: int) -> np.ndarray
     return cache[1]
 
 
-def _upright_shape(source: Path, item: Item, cache: list, max_bytes: int) -> tuple:
-    """The upright image's shape without decoding it where the header tells: a JPEG's or
-    PNG's decoder gives exactly the header's size (turned by its EXIF orientation)."""
-    if cache[0] == item.source:
-        return cache[1].shape
-    try:
-        data = imageio.read_bytes(source, expect=(item.size, item.mtime_ns) if item.size else None)
-    except OSError:
-        data = b""  # decoding it says why
-    header = imageio.read_header(data) if imageio.sniff(data) != "other" else None
-    if header is None:
-        return _pixels(source, item, cache, max_bytes).shape
-    width, height = header.upright_size
-    return (height, width)
-
-
 def _same_file(linked: Path, expect: imageio.Stamp | None) -> None:
     """A hard link made after the bytes were read must still be the file the scan saw."""
     imageio.check_stamp(os.stat(linked), expect)
@@ -156,17 +152,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _work_chunk(src: str, out: str, writing: Writing, tasks: list[Item]) -> list:
-    """Make each item's file unless it is already there; return (file_name, params as the
-    manifest's JSON text or None, sha256): small to send back, small to keep."""
+def _work_chunk(
+    src: str, out: str, writing: Writing, tasks: list[tuple[Item, Written | None]], *, flush: bool
+) -> list[tuple[str, Written, bool]]:
+    """Make each item's file under its temporary name unless the one in place is proven;
+    return (file_name, Written, whether it waits to be renamed): small to send back."""
+    set_durable(flush)
     results, cache = [], [None, None]
-    for item in tasks:
+    for item, expect in tasks:
         if parent_gone():
             raise SystemExit(1)
         try:
-            params, sha = _make(item, cache, src=src, out=out, writing=writing)
-            text = None if params is None else json.dumps(params, sort_keys=True)
-            results.append((item.file_name, text, sha))
+            written, fresh = _make(item, expect, cache, src=src, out=out, writing=writing)
+            results.append((item.file_name, written, fresh))
         except imageio.SourceChanged as exc:
             raise BalanceError(
                 f"{item.source} changed while the build ran ({exc}): the output is not "
@@ -181,29 +179,39 @@ def _work_chunk(src: str, out: str, writing: Writing, tasks: list[Item]) -> list
     return results
 
 
-def make_folders(out: Path, items: list[Item]) -> None:
-    """The plan's folders, and nothing in them that the plan does not name."""
+def make_folders(out: Path, items: list[Item], listed: set[str]) -> None:
+    """The plan's folders, and nothing in them that the tool was writing or no longer plans."""
     try:
         for folder in sorted({str(Path(it.file_name).parent) for it in items}):
             (out / folder).mkdir(parents=True, exist_ok=True)
-        sweep(out, items)
+        sweep(out, items, listed)
     except OSError as exc:
         raise BalanceError(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
-def sweep(out: Path, items: list[Item]) -> int:
-    """Remove temporaries, and files in the plan's folders that the plan does not name
-    (left by an interrupted run with other settings; only we write there, under the lock)."""
+def sweep(out: Path, items: list[Item], listed: set[str]) -> int:
+    """Remove, in the plan's folders, the files the tool was writing (temporary names) and
+    the files its journal lists that the plan does not name; anything else is not the tool's
+    to remove (a file that appeared while the command ran): it stays, with a warning."""
     planned = {it.file_name for it in items}
-    removed = 0
+    removed, foreign = 0, []
     for folder in sorted({Path(it.file_name).parent for it in items}):
         if not (out / folder).is_dir():
             continue
-        for f in (out / folder).iterdir():
+        for f in sorted((out / folder).iterdir()):
             rel = (folder / f.name).as_posix()
-            if f.name.endswith(TEMP_SUFFIX) or rel not in planned:
+            if f.name.endswith(TEMP_SUFFIX) or (rel in listed and rel not in planned):
                 f.unlink(missing_ok=True)
                 removed += 1
+            elif rel not in planned:
+                foreign.append(rel)
+    if foreign:
+        warnings.warn(
+            f"{out} holds {len(foreign)} file(s) the tool did not write ({foreign[0]} ...): "
+            "they appeared while it ran and were left where they are",
+            ToolWarning,
+            stacklevel=3,
+        )
     return removed
 
 
@@ -214,20 +222,46 @@ def run_items(
     workers: int,
     writing: Writing = Writing(),
     *,
+    journal: Journal,
     progress: bool = True,
-) -> dict[str, tuple]:
-    """Make every item's file (those present are kept); {file_name: (params JSON, sha256)}.
-    `writing.max_image_mb` must be the limit the items' sources were scanned with."""
-    make_folders(out, items)
-    tasks = sorted(items, key=lambda it: (it.source, it.file_name))
-    chunks = chunked(tasks, workers, key=lambda it: it.source)
-    work = partial(_work_chunk, str(root), str(out), writing)
-    written: dict[str, tuple] = {}
+) -> dict[str, Written]:
+    """Make every item's file; {file_name: Written}. Files in place that `journal` proves
+    done are kept (resume), every other is written by a worker under a temporary name,
+    recorded in the journal, then renamed into place here. `writing.max_image_mb` must be
+    the limit the items' sources were scanned with."""
+    done = journal.resume()
+    make_folders(out, items, set(done))
+    by_name = {it.file_name: it for it in items}
+    tasks = sorted(
+        ((it, done.get(it.file_name)) for it in items), key=lambda t: (t[0].source, t[0].file_name)
+    )
+    chunks = chunked(tasks, workers, key=lambda t: t[0].source)
+    work = partial(_work_chunk, str(root), str(out), writing, flush=durable())
+    written: dict[str, Written] = {}
     try:
         for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):
-            written.update((name, (params, sha)) for name, params, sha in results)
+            fresh = [(by_name[name], w) for name, w, new in results if new]
+            _land(out, fresh, journal)
+            written.update((name, w) for name, w, _ in results)
     except BaseException:
-        sweep(out, items)  # workers stopped mid-write leave temporaries behind
+        sweep(out, items, set(done))  # workers stopped mid-write leave temporaries behind
         raise
-    sweep(out, items)  # a killed run's stray worker may have finished a file after the first sweep
+    sweep(
+        out, items, set(done)
+    )  # a killed run's stray worker may have written after the first sweep
     return written
+
+
+def _land(out: Path, fresh: list[tuple[Item, Written]], journal: Journal) -> None:
+    """Record a chunk's new files in the journal (flushed), then rename them into place and
+    flush their folders: a file under its final name is always in the journal."""
+    try:
+        journal.append(fresh)
+        for item, _ in fresh:
+            dst = out / item.file_name
+            place(temp_path(dst), dst)
+        for folder in sorted({(out / it.file_name).parent for it, _ in fresh}):
+            sync_folder(folder)
+    except OSError as exc:
+        where = exc.filename or journal.path
+        raise BalanceError(f"cannot write {where}: {exc.strerror or exc}") from None

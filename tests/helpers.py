@@ -18,6 +18,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from balancer.common.opencv import cv2
+from balancer.common.ownership import list_files
 from balancer.common.parallel import QUIET, RunOptions  # noqa: F401  (tests import them from here)
 from trainer import TrainConfig
 from trainer.control import RunControl
@@ -199,9 +200,10 @@ def as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def fake_metrics(classes=("a", "b")) -> dict:
-    """What a finished run's metrics.json holds, as far as the folder's readers look."""
-    return {
+def fake_metrics(classes=("a", "b"), folder: Path | None = None) -> dict:
+    """What a finished run's metrics.json holds, as far as the folder's readers look; with
+    `folder`, the listing of the files already in it (what proves the run folder ours)."""
+    metrics = {
         "tool": "balanced-aug",
         "kind": "run",
         "class_names": list(classes),
@@ -215,13 +217,23 @@ def fake_metrics(classes=("a", "b")) -> dict:
         },
         "data": {"train": {"files": 1}, "validation": {"files": 1}},
     }
+    if folder is not None:
+        metrics["files"] = list_files(folder, leave_out={"metrics.json"})
+    return metrics
+
+
+def write_metrics(folder: Path, metrics: dict) -> dict:
+    """A run folder's metrics.json, written last as the trainer writes it: listing every
+    other file of the folder."""
+    metrics = {**metrics, "files": list_files(folder, leave_out={"metrics.json"})}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
 
 
 def fake_train_run(train, val, class_names, config, folder, **kwargs):
     """Stands for training: writes what a run folder holds."""
     (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(json.dumps(fake_metrics(class_names)))
-    return fake_metrics(class_names)
+    return write_metrics(folder, fake_metrics(class_names))
 
 
 def assert_no_leak(train: pd.DataFrame, val: pd.DataFrame) -> None:

@@ -32,9 +32,6 @@ from balancer import BuildSettings, build, read_manifest, scan, verify
 from balancer.common.errors import BalanceError, UserError
 from balancer.common.imageio import load
 from balancer.common.opencv import cv2
-from balancer.common.ownership import (
-    Existing,
-)
 from balancer.source import list_source
 
 
@@ -395,23 +392,23 @@ def test_a_damaged_run_folder_is_one_line(tmp_path, model, metrics, fragment):
 
 def test_preview_from_a_manifest_missing_an_original_row_or_params(tmp_path):
     src = make_folder(tmp_path / "src", {"a": 4, "b": 1})
-    out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=4, transforms="flip"), run=ONE)
-    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     cases = [
-        (lambda: (out / "b" / "b_000.jpg").unlink(), "cannot show"),
+        (lambda out, m: (out / "b" / "b_000.jpg").unlink(), "cannot show"),
         (
-            lambda: m[m.file_name != "b/b_000.jpg"].to_csv(out / "manifest.csv", index=False),
+            lambda out, m: m[m.file_name != "b/b_000.jpg"].to_csv(
+                out / "manifest.csv", index=False
+            ),
             "has no row for the original",
         ),
-        (lambda: m.assign(params="").to_csv(out / "manifest.csv", index=False), "has no params"),
+        (
+            lambda out, m: m.assign(params="").to_csv(out / "manifest.csv", index=False),
+            "has no params",
+        ),
     ]
-    for damage, fragment in cases:
-        build(
-            src, out, BuildSettings(nmin=4, transforms="flip"), existing=Existing.OVERWRITE, run=ONE
-        )
-        m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
-        damage()
+    for i, (damage, fragment) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        build(src, out, BuildSettings(nmin=4, transforms="flip"), run=ONE)
+        damage(out, pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False))
         proc = run_cli(
             "balancer", "preview", out, "--from-manifest", "-o", tmp_path / "p.png", "--rows", "2"
         )

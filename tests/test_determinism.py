@@ -45,27 +45,30 @@ def test_same_bytes_with_one_or_two_workers(tmp_path):
     assert tree_digest(tmp_path / "w1") != tree_digest(tmp_path / "s2")
 
 
-def test_resume_removes_files_the_plan_does_not_name(built, small_src):
+def test_resume_remakes_what_its_journal_does_not_prove(built, small_src):
+    """A file under a final name counts as done only when its journal row proves it (size,
+    then sha256): a zero-length file (what a power cut can leave), a file with other bytes
+    and a missing one are made again; a torn last journal row is dropped; temporaries go."""
     reference = tree_digest(built)
     record = json.loads((built / "balance.json").read_text())
     record["status"] = "running"
     (built / "balance.json").write_text(json.dumps(record))
-    write_image(built / "owl" / "owl_000__aug0009_rotate.jpg", textured(32, 40, seed=9))
+    copies = sorted(built.glob("*/*__aug*"))
+    copies[0].write_bytes(b"")
+    copies[1].write_bytes(copies[1].read_bytes()[:-1] + b"\x00")  # same size, other bytes
+    copies[2].unlink()
     (built / "cat" / "cat_000.jpg.part").write_bytes(b"half")
-    build(
-        small_src,
-        built,
-        BuildSettings(nmin=5, transforms="rotate,contrast,flip"),
-        existing=Existing.RESUME,
-        run=ONE,
-    )
+    with open(built / "manifest.csv", "ab") as journal:
+        journal.write(b"owl/owl_000__aug0009_rotate.jpg,owl,owl/owl_0")  # cut by a power cut
+    settings = BuildSettings(nmin=5, transforms="rotate,contrast,flip")
+    build(small_src, built, settings, existing=Existing.RESUME, run=ONE)
     assert tree_digest(built) == reference
 
 
 def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, monkeypatch):
-    """Where an original's files are all there, a resumed build takes the image's size for
-    its copies' params from the header (JPEG and PNG, EXIF rotation included) instead of
-    decoding it, and writes what an uninterrupted build writes, manifest included."""
+    """A resumed build takes the parameters of the files already there from its journal:
+    only the originals whose copies are missing are decoded again, and it writes what an
+    uninterrupted build writes, manifest included."""
     import balancer.common.imageio
 
     src = make_folder(tmp_path / "src", {"a": 6, "b": 1}, size=30)
@@ -74,14 +77,13 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
     exif[0x0112] = 6  # stored 24 x 40, shown (and balanced) 40 x 24
     phone = Image.fromarray(cv2.cvtColor(textured(24, 40, seed=7), cv2.COLOR_BGR2RGB))
     phone.save(src / "b" / "phone.jpg", exif=exif, quality=95)
-    write_image(src / "b" / "odd.bmp", textured(26, 34, seed=8))  # no header shortcut
+    write_image(src / "b" / "odd.bmp", textured(26, 34, seed=8))  # re-encoded as an original
     settings = BuildSettings(nmin=30, transforms="crop=0.5,cutout=0.4,rotate")
     ref, out = tmp_path / "ref", tmp_path / "out"
     build(src, ref, settings, run=ONE)
     reference = tree_digest(ref)
 
-    shutil.copytree(ref, out)  # as a killed run leaves it: no manifest, some copies missing
-    (out / "manifest.csv").unlink()
+    shutil.copytree(ref, out)  # as a killed run leaves it: its journal, some copies missing
     record = json.loads((out / "balance.json").read_text())
     record["status"] = "running"
     (out / "balance.json").write_text(json.dumps(record))
@@ -99,7 +101,7 @@ def test_resume_decodes_only_the_originals_with_a_copy_left_to_make(tmp_path, mo
 
     monkeypatch.setattr(balancer.common.imageio, "load", counting)
     build(src, out, settings, existing=Existing.RESUME, run=ONE)
-    assert sorted(set(decoded)) == ["b_000.jpg", "odd.bmp"]
+    assert sorted(set(decoded)) == ["b_000.jpg"]
     assert tree_digest(out) == reference
 
 
@@ -115,9 +117,9 @@ def test_replay_reproduces_every_copy_byte_for_byte(tmp_path):
     m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     import hashlib
 
-    m.loc[m.file_name == f"b/{victim.name}", "sha256"] = hashlib.sha256(
-        victim.read_bytes()
-    ).hexdigest()
+    row = m.file_name == f"b/{victim.name}"
+    m.loc[row, "sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
+    m.loc[row, "size"] = str(victim.stat().st_size)
     m.to_csv(out / "manifest.csv", index=False, lineterminator="\r\n")
     record = json.loads((out / "balance.json").read_text())
     record.pop("manifest_sha256")

@@ -19,6 +19,7 @@ from helpers import (
     run_files,
     textured,
     write_image,
+    write_metrics,
 )
 
 from balancer import BuildSettings, build
@@ -42,8 +43,7 @@ def fake_train_run(train, val, class_names, config, folder, **kwargs):
         data={"train": {"files": len(train)}, "validation": {"files": len(val)}},
     )
     (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    return metrics
+    return write_metrics(folder, metrics)
 
 
 @pytest.fixture

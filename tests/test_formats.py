@@ -181,7 +181,7 @@ def test_pictures_take_the_format_their_name_says_and_thin_classes_are_named(tmp
         assert proc.returncode == 0 and (tmp_path / name).read_bytes()[: len(magic)] == magic
     assert_one_line_error(run_cli("balancer", "stats", src, "--plot", tmp_path / "c.gif"), ".gif")
     assert_one_line_error(
-        run_cli("balancer", "preview", src, "-o", tmp_path / "s.tiff"), "ends in .png or .jpg"
+        run_cli("balancer", "preview", src, "-o", tmp_path / "s.tiff"), "ends in .jpg, .jpeg, .png"
     )
     assert not (tmp_path / "s.tiff").exists() and not (tmp_path / "c.gif").exists()
     result = build(src, tmp_path / "out", BuildSettings(nmin=40, transforms="flip"), run=ONE)

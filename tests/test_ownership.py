@@ -22,6 +22,7 @@ from helpers import (
     textured,
     tree_digest,
     write_image,
+    write_metrics,
 )
 
 from balancer import BuildSettings, build, read_manifest, split
@@ -31,16 +32,28 @@ from balancer.common.ownership import (
     Existing,
     claim,
     claim_file,
+    list_files,
+    listed_now,
     locked,
     staged,
 )
 from balancer.common.ownership.staging import _new_staging
 
 
+def write_journal(folder: Path, names: list[str]) -> None:
+    """The journal (manifest.csv) of copies made in `folder`, listing `names` as they are."""
+    from balancer.manifest import COLUMNS, csv_bytes
+
+    rows = [
+        {"file_name": n, **listed_now(folder / n).as_dict()} for n in names
+    ]  # the other columns are left empty: ownership reads names, sizes and hashes
+    (folder / "manifest.csv").write_bytes(csv_bytes(rows, COLUMNS))
+
+
 def fake_run(folder: Path, classes=("cat", "dog", "owl")) -> Path:
     folder.mkdir(parents=True)
     (folder / "model.keras").write_bytes(b"model")
-    (folder / "metrics.json").write_text(json.dumps(fake_metrics(classes)))
+    write_metrics(folder, fake_metrics(classes))
     return folder
 
 
@@ -89,13 +102,27 @@ def test_overwrite_refuses_a_folder_that_only_has_a_record_name(small_src, tmp_p
 
 
 def test_overwrite_refuses_an_output_holding_a_users_file_and_deletes_nothing(built, small_src):
-    for extra in (built / "notes.txt", built / "runs" / "model.txt", built / "cat" / "notes.txt"):
+    """Ownership is the record's listing, not a suffix: a photo of the user's in a class
+    folder is refused like a text file, by --overwrite and --resume alike."""
+    photo = textured(20, 20, seed=3)
+    for extra in (
+        built / "notes.txt",
+        built / "runs" / "model.txt",
+        built / "cat" / "notes.txt",
+        built / "cat" / "my_own_photo.jpg",
+        built / "cat" / "cat_000.jpg.part",  # a finished build has no temporaries
+    ):
         extra.parent.mkdir(exist_ok=True)
-        extra.write_text("mine")
+        if extra.suffix == ".jpg":
+            write_image(extra, photo)
+        else:
+            extra.write_text("mine")
         before = tree_digest(built)
-        proc = run_cli("balancer", "build", small_src, "--out", built, "--nmin", "4", "--overwrite")
-        assert_one_line_error(proc, repr(extra.relative_to(built).parts[0]))
-        assert tree_digest(built) == before
+        for how in ("--overwrite", "--resume"):
+            proc = run_cli("balancer", "build", small_src, "--out", built, "--nmin", "4", how)
+            shown = extra.relative_to(built).as_posix()
+            assert_one_line_error(proc, repr(shown if extra.parent != built / "runs" else "runs"))
+            assert tree_digest(built) == before
         extra.unlink()
         if extra.parent != built and not any(extra.parent.iterdir()):
             extra.parent.rmdir()
@@ -201,9 +228,9 @@ def test_study_overwrite_clears_only_a_proven_study(tmp_path):
     out = tmp_path / "study"
     (out / "runs" / "b0").mkdir(parents=True)
     (out / "results.csv").write_text("arm\n")
-    (out / "study.json").write_text(
-        json.dumps({"tool": "balanced-aug", "kind": "study", "settings": {"folds": 2}})
-    )
+    record = {"tool": "balanced-aug", "kind": "study", "settings": {"folds": 2}}
+    record["files"] = list_files(out, leave_out={"runs"})  # what the study wrote itself
+    (out / "study.json").write_text(json.dumps(record))
     (out / "notes.txt").write_text("mine")
     before = tree_digest(out)
     with pytest.raises(BalanceError, match="'notes.txt'"):
@@ -236,9 +263,8 @@ def test_a_killed_split_can_be_resumed_or_overwritten(tmp_path):
     out = tmp_path / "out"
     split(src, out, test=0.25, seed=1, run=ONE)
     record = json.loads((out / "split.json").read_text())
-    record["status"] = "running"  # as a kill -9 mid-copy leaves it: no split.csv yet
+    record["status"] = "running"  # as a kill -9 mid-copy leaves it: split.csv its journal
     (out / "split.json").write_text(json.dumps(record))
-    (out / "split.csv").unlink()
     next(out.glob("train/a/*")).unlink()
     (out / "test" / "a" / "x.jpg.part").write_bytes(b"half")
     assert_one_line_error(
@@ -305,16 +331,19 @@ def test_study_overwrite_refuses_a_users_notes_under_runs_and_data(tmp_path):
     fold = out / "runs" / "efficientnet-b0-focal" / "baseline" / "fold-1"
     fold.mkdir(parents=True)
     (fold / "model.keras").write_bytes(b"m")
-    (fold / "metrics.json").write_text(json.dumps(fake_metrics()))
-    write_image(out / "data" / "fold-1" / "rotate" / "a" / "x__aug0_rotate.jpg", textured(8, 8))
+    write_metrics(fold, fake_metrics())
+    copies = out / "data" / "fold-1" / "rotate"
+    write_image(copies / "a" / "x__aug0_rotate.jpg", textured(8, 8))
+    write_journal(copies, ["a/x__aug0_rotate.jpg"])
     record = {"tool": "balanced-aug", "kind": "study", "settings": {"folds": 2}}
-    (out / "study.json").write_text(json.dumps(record))
+    (out / "study.json").write_text(json.dumps({**record, "status": "running"}))
     for notes in (
         out / "runs" / "notes.txt",
         out / "runs" / "efficientnet-b0-focal" / "baseline" / "notes.txt",
         fold / "notes.txt",
         out / "data" / "notes.txt",
-        out / "data" / "fold-1" / "rotate" / "a" / "notes.txt",
+        copies / "a" / "notes.txt",
+        copies / "a" / "my_photo.jpg",
     ):
         notes.write_text("mine")
         before = tree_digest(out)
@@ -336,15 +365,15 @@ def test_a_replaced_output_keeps_what_appeared_in_it_meanwhile(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.json").write_text(json.dumps(fake_metrics()))
     (run / "model.keras").write_bytes(b"old")
+    write_metrics(run, fake_metrics())
     with (
         claim(run, RUN, inputs={}, existing=Existing.OVERWRITE) as c,
         pytest.warns(UserWarning, match="could not prove its own"),
         c.staged() as tmp,
     ):
         (tmp / "model.keras").write_bytes(b"new")
-        (tmp / "metrics.json").write_text(json.dumps(fake_metrics()))
+        write_metrics(tmp, fake_metrics())
         (run / "late.txt").write_text("a user's file, written while the run trained")
     assert (run / "model.keras").read_bytes() == b"new"
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
@@ -360,36 +389,38 @@ def test_staging_appears_whole_or_not_at_all(tmp_path):
 
 
 def test_cv_and_study_write_every_file_atomically(tmp_path, no_training, monkeypatch):
-    """cv.csv, cv.json (and a study's results) go through the atomic writer."""
-    import balancer.common.atomic
+    """cv.csv, cv.json and a study's results are each written under a temporary name and
+    renamed into place, and the finished record lists each of its own files by content."""
     from trainer.crossval import cross_validate
-    from trainer.study.run import _write_results
+    from trainer.outputs import STUDY
+    from trainer.study.run import _results
 
-    written = []
-    real = balancer.common.atomic._replace_via_temp
+    renamed = []
+    real = os.replace
 
-    def spy(dst, write):
-        written.append(Path(dst).name)
-        return real(dst, write)
+    def spy(src, dst):
+        renamed.append((Path(src).name, Path(dst).name))
+        return real(src, dst)
 
-    monkeypatch.setattr(balancer.common.atomic, "_replace_via_temp", spy)
+    monkeypatch.setattr(os, "replace", spy)
     data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=16)
     cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
-    assert {"cv.csv", "cv.json"} <= set(written)
+    assert {("cv.csv.part", "cv.csv"), ("cv.json.part", "cv.json")} <= set(renamed)
+    record = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert record["files"] == {"cv.csv": listed_now(tmp_path / "cv" / "cv.csv").as_dict()}
     rows = pd.DataFrame(
         {"arm": ["baseline"] * 2, "fold": [1, 2], "model": "b0", "loss": "focal"}
         | {"accuracy": [0.5, 0.6], "macro_f1": [0.4, 0.5], "f1_a": [0.1, 0.2], "f1_b": [0.3, 0.4]}
     )
-    (tmp_path / "s").mkdir()
-    _write_results(
-        tmp_path / "s", rows, ["a", "b"], {"study": "transforms", "folds": 2, "source": "x"}
-    )
-    assert {"results.csv", "results.md", "results.png"} <= set(written)
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "results.csv",
-        "results.md",
-        "results.png",
-    ]
+    settings = {"study": "transforms", "folds": 2, "source": "x"}
+    with claim(tmp_path / "s", STUDY, inputs={}) as c:
+        c.begin({"settings": settings})
+        c.complete({"settings": settings}, files=_results(rows, ["a", "b"], settings)[1])
+    names = ["results.csv", "results.md", "results.png"]
+    assert {(f"{n}.part", n) for n in names} <= set(renamed)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [*names, "study.json"]
+    listed = json.loads((tmp_path / "s" / "study.json").read_text())["files"]
+    assert listed == {n: listed_now(tmp_path / "s" / n).as_dict() for n in names}
 
 
 def test_single_file_outputs_never_replace_or_land_inside_an_input(tmp_path):
@@ -523,7 +554,7 @@ def test_study_resumes_only_over_the_same_data(tmp_path):
     out = tmp_path / "study"
     out.mkdir()
     (out / "study.json").write_text(
-        json.dumps({"tool": "balanced-aug", "kind": "study", "settings": key})
+        json.dumps({"tool": "balanced-aug", "kind": "study", "settings": key, "files": {}})
     )
     with (
         pytest.raises(UserError, match="other study or data .data_digest"),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from balancer.journal import Journal
+from balancer.manifest import COLUMNS, MANIFEST, manifest_row
 from balancer.plan import class_targets, make_plan
 from balancer.source import Scan
 from balancer.writing import run_items
@@ -54,7 +56,9 @@ def training_table(
         it for it in make_plan(images, targets, arm.transforms, seed) if it.origin == "augmented"
     ]
     if arm.transforms:
-        run_items(found.root, cache, copies, workers, progress=False)
+        journal = Journal(cache / MANIFEST, COLUMNS, manifest_row)
+        written = run_items(found.root, cache, copies, workers, journal=journal, progress=False)
+        journal.finish(manifest_row(it, written[it.file_name]) for it in copies)
         paths = [str(cache / it.file_name) for it in copies]
         files = [f"{cache.name}/{it.file_name}" for it in copies]
         stamps = [os.stat(p) for p in paths]  # as written: a change under the run is noticed

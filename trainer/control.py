@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from balancer.common.checks import flag
 from balancer.common.errors import TrainError, TrainValueError
 from balancer.common.limits import WORKERS
 
@@ -72,6 +73,9 @@ class RunControl:
     label: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("progress", "tensorboard", "reuse_model"):
+            object.__setattr__(self, name, flag(getattr(self, name), name))
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
         if self.workers is not None:
             WORKERS.check(self.workers, "workers", TrainValueError)
         if self.tensorboard:

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balancer.common.atomic import write_atomic
+from balancer.common.checks import member, optional
 from balancer.common.errors import ToolWarning, TrainValueError
 from balancer.common.limits import COUNT
 from balancer.common.ownership import Claim, Existing, claim
 from balancer.common.parallel import default_workers
 from balancer.manifest import CSV_LINE_END
-from balancer.transforms import PAPER_SET, parse_transforms
+from balancer.transforms import PAPER_SET, check_spec
 
 from .balancing import Arm, training_table
 from .config import FOLDS, TrainConfig
@@ -63,12 +63,13 @@ def cross_validate(
     trained again; Existing.OVERWRITE replaces it. The folds share one compiled model
     (`control.reuse_model`), reset to its start for each: its step is traced once.
     """
-    config = config or TrainConfig()
-    control = control or RunControl()
+    config = optional(config, TrainConfig, "config", "TrainConfig(epochs=30)") or TrainConfig()
+    control = optional(control, RunControl, "control", "RunControl(workers=4)") or RunControl()
+    existing = member(existing, Existing, "existing", TrainValueError)
     FOLDS.check(folds, "folds", TrainValueError)
     if nmin is not None:
         COUNT.check(nmin, "nmin", TrainValueError)
-    chosen = parse_transforms(transforms) if nmin is not None else None
+    chosen = check_spec(transforms) if nmin is not None else None
     config.check_weights()
     folder = list_folder(data, progress=control.progress)
     settings = {
@@ -114,7 +115,7 @@ def _cross_validate(
                     f"fold {k}/{folds}: {len(train)} training, {len(val)} validation files",
                     file=sys.stderr,
                 )
-            with c.staged(run.name) as tmp:
+            with c.staged(run.name, RUN) as tmp:
                 train_run(
                     train,
                     val,
@@ -147,7 +148,6 @@ def _cross_validate(
         )
     table = pd.DataFrame(rows)
     text = table.to_csv(index=False, lineterminator=CSV_LINE_END)
-    write_atomic(c.path / "cv.csv", text.encode("utf-8"))
     result = c.complete(
         {
             "settings": settings,
@@ -159,7 +159,8 @@ def _cross_validate(
             "class_names": folder.class_names,
             "macro_f1_over": "every class of the data; a class with no validation image in a "
             "fold counts as 0 there (as early stopping's F1 counts it)",
-        }
+        },
+        files={"cv.csv": text.encode("utf-8")},
     )
     return {**result, "out": str(c.path)}
 

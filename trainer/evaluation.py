@@ -9,12 +9,14 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from balancer.common.checks import member, optional
 from balancer.common.errors import TrainError, TrainValueError
 from balancer.common.ownership import (
     TOOL,
     Existing,
     claim,
     identity,
+    list_files,
     read_json_record,
     stamp,
     write_json,
@@ -200,7 +202,9 @@ def evaluate(
     a folder that appears whole; an earlier evaluation there is replaced only with
     existing=Existing.OVERWRITE.
     """
+    control = optional(control, RunControl, "control", "RunControl(workers=4)")
     control = control or RunControl(progress=False)
+    existing = member(existing, Existing, "existing", TrainValueError)
     r = Run(run, workers=control.workers)
     target = Path(out or r.folder / f"eval-{Path(data).resolve().name}").resolve()
     inputs: dict[str, Path | None] = {"data folder": Path(data)}
@@ -218,7 +222,6 @@ def evaluate(
             "skipped": [s.as_dict() for s in folder.skipped],
         }
         with c.staged() as tmp:
-            write_json(tmp / "metrics.json", stamp(EVALUATION, metrics))
             title = (
                 f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
                 f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
@@ -229,6 +232,8 @@ def evaluate(
                     metrics["confusion_matrix"], r.class_names, path, title=title
                 ),
             )
+            metrics["files"] = list_files(tmp, leave_out={EVALUATION.record})
+            write_json(tmp / EVALUATION.record, stamp(EVALUATION, metrics))  # lists the rest
     metrics["out"] = str(c.path)
     return metrics
 
@@ -241,6 +246,7 @@ def predict(
     Files that cannot be read are left out and listed in the result's attrs["skipped"].
     `control.workers`: the reading threads.
     """
+    control = optional(control, RunControl, "control", "RunControl(workers=4)")
     r = Run(run, workers=(control or RunControl()).workers)
     if top_k < 1:
         raise TrainValueError(f"top_k must be at least 1 (got {top_k})", parameters=("top_k",))

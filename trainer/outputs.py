@@ -7,6 +7,7 @@ running record first and the complete one last, each fold or arm a staged run fo
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,35 +15,48 @@ from pathlib import Path
 
 import pandas as pd
 
+from balancer.common.atomic import TEMP_SUFFIX
 from balancer.common.errors import ToolWarning
-from balancer.common.ownership import OutputKind, files_only, proven
+from balancer.common.ownership import OutputKind, inline_listing, is_staging, prove
+from balancer.common.ownership.proof import prove_files
 from balancer.common.plotting import pyplot, save_figure
-from balancer.writing import is_written
+from balancer.journal import csv_listing
+from balancer.manifest import MANIFEST
 
-RUN_FILES = frozenset(
-    {
-        "model.keras",
-        "history.csv",
-        "files.csv",
-        "metrics.json",
-        "confusion_matrix.png",
-        "curves.png",
-    }
-)
-EVALUATION_FILES = frozenset({"metrics.json", "confusion_matrix.png"})
+from .records import FolderRecord, RunMetrics
+
+
+def _proven_part(entry: Path, kind: OutputKind) -> bool:
+    """A part of an output that is an output of its own (a run's evaluation, a cv's fold):
+    proven by its own record, or one line naming what in it is not ours."""
+    prove(entry, kind)
+    return True
+
 
 EVALUATION = OutputKind(
-    "train evaluation folder", "metrics.json", "evaluation", EVALUATION_FILES, resumable=False
+    "train evaluation folder",
+    "metrics.json",
+    "evaluation",
+    listing=lambda out, record: inline_listing(record),
+    resumable=False,
+    shape=RunMetrics,
 )
 
 
-def _tensorboard_logs(folder: Path) -> bool:
-    """logs/: TensorBoard's event files, in subfolders (train, validation) or not."""
-    if folder.is_symlink() or not folder.is_dir():
+def _leftover_state(entry: Path) -> bool:
+    """`resume/` left in a run folder by a kill right after the folder was put in place: its
+    state.json names every other file in it (the run is whole; the state goes next time)."""
+    state_file = entry / "state.json"
+    if entry.is_symlink() or not entry.is_dir() or not state_file.is_file():
+        return False
+    try:
+        state = json.loads(state_file.read_bytes())
+        named = {"state.json", state["weights"], state["seeds"], state["best_weights"]}
+    except (OSError, ValueError, KeyError, TypeError):
         return False
     return all(
-        (p.is_dir() and not p.is_symlink()) or (p.is_file() and "tfevents" in p.name)
-        for p in folder.rglob("*")
+        f.is_file() and not f.is_symlink() and (f.name in named or f.name.endswith(TEMP_SUFFIX))
+        for f in entry.iterdir()
     )
 
 
@@ -50,30 +64,31 @@ RUN = OutputKind(
     "train run folder",
     "metrics.json",
     "run",
-    RUN_FILES,
-    lambda record, e: (
-        (e.name.startswith("eval-") and proven(e, EVALUATION))
-        or (e.name == "logs" and _tensorboard_logs(e))
+    listing=lambda out, record: inline_listing(record),
+    holds=lambda record, e: (
+        (e.name.startswith("eval-") and _proven_part(e, EVALUATION))
+        or (e.name == "resume" and _leftover_state(e))
     ),
     staging=(".*.partial",),  # an evaluation being written
     progress="resume/state.json",  # an interrupted fit that --resume continues
+    shape=RunMetrics,
 )
 CV = OutputKind(
     "train cv folder",
     "cv.json",
     "cv",
-    frozenset({"cv.json", "cv.csv"}),
-    lambda record, e: (
-        (re.fullmatch(r"fold-\d+", e.name) is not None and proven(e, RUN))
-        or (e.name == "data" and _copies(e, 2))  # --nmin: each fold's copies
+    listing=lambda out, record: inline_listing(record),
+    holds=lambda record, e: (
+        (re.fullmatch(r"fold-\d+", e.name) is not None and _proven_part(e, RUN))
+        or (e.name == "data" and _copies(e, 1))  # --nmin: each fold's copies
     ),
     staging=(".*.partial",),
+    shape=FolderRecord,
 )
 
 
 def _study_runs(runs: Path) -> bool:
     """runs/<model>-<loss>/<arm>/fold-<k>: every leaf a proven run folder (or our staging)."""
-    from balancer.common.ownership import is_staging
 
     def level(folder: Path, depth: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():
@@ -82,7 +97,7 @@ def _study_runs(runs: Path) -> bool:
             if is_staging(entry):
                 continue
             if depth == 2:
-                if not (re.fullmatch(r"fold-\d+", entry.name) and proven(entry, RUN)):
+                if not (re.fullmatch(r"fold-\d+", entry.name) and _proven_part(entry, RUN)):
                     return False
             elif not level(entry, depth + 1):
                 return False
@@ -92,14 +107,16 @@ def _study_runs(runs: Path) -> bool:
 
 
 def _copies(data: Path, depth: int) -> bool:
-    """The copies made for each fold: folders `depth` deep (data/fold-<k>/[<arm>/]<class>/),
-    then only the image files the balancer writes."""
+    """The copies made for each fold: folders `depth` deep (data/fold-<k>/[<arm>/]), each
+    holding the journal of its copies (manifest.csv) and the class folders it lists."""
 
     def level(folder: Path, below: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():
             return False
         if below == 0:
-            return files_only(folder, is_written)
+            listing = csv_listing(MANIFEST, "")(folder, {"status": "running"})
+            prove_files(folder, listing, finished=False, own={MANIFEST}, what="fold's copies")
+            return True
         return all(level(entry, below - 1) for entry in folder.iterdir())
 
     return level(data, depth)
@@ -109,9 +126,12 @@ STUDY = OutputKind(
     "train study folder",
     "study.json",
     "study",
-    frozenset({"study.json", "results.csv", "results.md", "results.png"}),
-    lambda record, e: (e.name == "runs" and _study_runs(e)) or (e.name == "data" and _copies(e, 3)),
+    listing=lambda out, record: inline_listing(record),
+    holds=lambda record, e: (
+        (e.name == "runs" and _study_runs(e)) or (e.name == "data" and _copies(e, 2))
+    ),
     staging=("runs/*/*/.*.partial",),
+    shape=FolderRecord,
 )
 
 

@@ -46,7 +46,38 @@ class RunMetrics(Scores, total=False):
     folds: int
     study: str
     arm: str
+    files: dict[str, dict[str, Any]]  # every other file of the folder: {path: {size, sha256}}
     out: str
+
+
+class FolderRecord(TypedDict, total=False):
+    """cv.json and study.json: who wrote them, the settings (the resume key), whether the
+    folder is finished, and its own files with their size and sha256."""
+
+    tool: str
+    kind: str
+    version: str
+    status: str
+    settings: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    folds: list[dict[str, Any]]  # cv.json: a FoldRow per fold
+    accuracy: dict[str, float]  # cv.json: mean and std
+    macro_f1: dict[str, float]
+
+
+class ResumeState(TypedDict):
+    """resume/state.json: what a killed `train fit` continues from (trainer.resume)."""
+
+    settings: dict[str, Any]
+    epochs_done: int
+    stopped: bool
+    phase: int
+    phase1_epochs: int | None
+    weights: str
+    seeds: str
+    best_weights: str | None
+    checkpoint_best: float | None
+    callbacks: dict[str, Any]
 
 
 class FoldRow(TypedDict):

@@ -10,8 +10,9 @@ input pipeline gives the shuffle order back from the epoch alone.
 
 Everything lives in `resume/` inside the staged run folder, written so that a kill at any
 moment leaves the last complete state readable: each epoch's files under new names, then
-`state.json` (atomic) naming them, then the older files removed. The folder is removed when
-the run completes, before the run folder appears.
+`state.json` (atomic) naming them, then the older files removed. The folder goes only once
+the whole run folder is in place (`ownership.staged`): a kill at any moment, the last epoch
+and the writing of the run folder included, leaves either this state or the finished run.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import numpy as np
 from balancer.common.atomic import write_atomic
 from balancer.common.errors import OVERWRITE, RESUME, TrainError
 from balancer.common.ownership import differences, write_json
+from balancer.common.shapes import shape_problems
 
 from . import backend
+from .records import ResumeState
 
 FOLDER = "resume"
 STATE = f"{FOLDER}/state.json"  # relative to the run folder being written
@@ -46,10 +49,15 @@ def load(folder: Path, settings: dict) -> dict | None:
         return None
     try:
         state = json.loads(path.read_bytes())
-        saved = state["settings"]
-        int(state["epochs_done"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         raise TrainError(f"{path} cannot be read: {OVERWRITE} starts the run again") from None
+    damaged = shape_problems(state, ResumeState)
+    if damaged:
+        raise TrainError(
+            f"{path} is damaged ({', '.join(damaged)} missing or of the wrong type): "
+            f"{OVERWRITE} starts the run again"
+        )
+    saved = state["settings"]
     if saved != settings:
         raise TrainError(
             f"{RESUME} with other settings or data than the interrupted run "
@@ -174,8 +182,3 @@ def truncate_history(path: Path, rows: int) -> None:
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     write_atomic(path, "".join(lines[: 1 + rows]).encode("utf-8"))
-
-
-def discard(folder: Path) -> None:
-    """The run is complete: its resume state goes."""
-    shutil.rmtree(folder / FOLDER, ignore_errors=True)

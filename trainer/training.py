@@ -14,19 +14,21 @@ from typing import Any
 import pandas as pd
 
 from balancer.common.atomic import write_atomic
-from balancer.common.errors import OVERWRITE, ToolWarning, TrainError
+from balancer.common.checks import member, optional
+from balancer.common.errors import OVERWRITE, ToolWarning, TrainError, TrainValueError
 from balancer.common.ownership import (
     Claim,
     Existing,
     check_inputs,
     claim,
+    list_files,
     overlaps,
     stamp,
     write_json,
 )
 from balancer.manifest import CSV_LINE_END
 
-from . import backend
+from . import backend, resume
 from .callbacks import history_log, progress_callbacks
 from .compiler import Compiler
 from .config import MONITORS, TrainConfig
@@ -114,18 +116,19 @@ def train_run(
             **(extra or {}),
         }
     )
-    write_json(folder / "metrics.json", stamp(RUN, metrics))
     title = (
         f"validation: accuracy {metrics['accuracy']:.3f}, "
         f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
     )
-    draw_plots(  # last: the model and its scores are written whatever happens to a picture
+    draw_plots(  # a picture that fails is a warning: the model and its scores are kept
         folder,
         confusion_matrix=lambda path: plot_confusion(
             metrics["confusion_matrix"], class_names, path, title=title
         ),
         curves=lambda path: plot_curves(history_table, path),
     )
+    metrics["files"] = list_files(folder, leave_out={RUN.record, resume.FOLDER})
+    write_json(folder / RUN.record, stamp(RUN, metrics))  # last: it lists every other file
     return metrics
 
 
@@ -219,7 +222,6 @@ def _train_model(
     One checkpoint across both phases, so the model kept is the best epoch of the whole run,
     the one metrics.json names. EarlyStopping only stops. Every epoch's end saves what a
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
-    from . import resume
     from .models import unfreeze
 
     train_ds, val_ds = batches  # (training, validation); one class per count of train_counts
@@ -269,8 +271,7 @@ def _train_model(
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
             model.load_weights(best_weights)
         best_weights.unlink()
-    resume.discard(folder)
-    return model
+    return model  # the resume state goes once the run folder is in place (ownership.staged)
 
 
 def _epochs(history: pd.DataFrame, monitor: str) -> dict:
@@ -318,7 +319,8 @@ def fit(
     finished epoch with existing=Existing.RESUME, to the same scores. In multi-worker
     training (TF_CONFIG) only the chief writes it; the other workers' copies are discarded.
     """
-    config = config or TrainConfig()
+    config = optional(config, TrainConfig, "config", "TrainConfig(epochs=30)") or TrainConfig()
+    existing = member(existing, Existing, "existing", TrainValueError)
     config.check_weights()
     inputs = {"data folder": Path(data), "validation folder": Path(val) if val else None}
     if val is not None and overlaps(Path(data), Path(val)):
@@ -326,7 +328,7 @@ def fit(
             f"the validation folder {val} overlaps the data folder {data}: "
             "validation would not be held out"
         )
-    control = control or RunControl()
+    control = optional(control, RunControl, "control", "RunControl(workers=4)") or RunControl()
     control = replace(control, callbacks=(*control.callbacks, *callbacks))
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)

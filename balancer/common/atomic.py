@@ -1,11 +1,18 @@
-"""Files that appear whole or not at all: written under a temporary name, then renamed.
+"""Files that appear whole or not at all, and stay so after a power cut.
 
-A pool worker never renames a file into place once the command that started it is gone
-(killed, even by SIGKILL): it exits instead, so nothing lands after the command ends.
+A file is written under a temporary name, flushed to the disk (`fsync`), renamed into place,
+and its folder flushed too: once the rename is on the disk, so are the bytes, so a crash or a
+power cut leaves either the old state or the whole new file, never a name with half a file
+(or none) behind it. `set_durable(False)` skips the flushes (a scratch disk, where a power
+cut loses the run anyway); renames stay atomic either way.
+
+A pool worker never writes once the command that started it is gone (killed, even by
+SIGKILL): it exits instead, so nothing lands after the command ends.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -14,25 +21,135 @@ from pathlib import Path
 TEMP_SUFFIX = ".part"  # not an image extension: no loader reads a half-written file
 
 _GUARD_PID: int | None = None
+_DURABLE = True
+
+
+def set_durable(durable: bool) -> None:  # noqa: FBT001  (a setting, given positionally)
+    """Whether this process flushes files and folders to the disk before it relies on them."""
+    global _DURABLE
+    _DURABLE = bool(durable)
+
+
+def durable() -> bool:
+    """Whether this process flushes what it writes (set_durable)."""
+    return _DURABLE
 
 
 def stop_writes_when_parent_dies(pid: int | None) -> None:
-    """In a pool worker: never rename a file into place once the process `pid` (the command
-    that started the pool) is gone; the worker exits instead."""
+    """In a pool worker: never write once the process `pid` (the command that started the
+    pool) is gone; the worker exits instead, within a fraction of a second, busy or idle
+    (a watchdog thread, started once per worker)."""
     global _GUARD_PID
+    started = _GUARD_PID is not None
     _GUARD_PID = pid
+    if pid is not None and not started:
+        import threading
+        import time
+
+        def watch() -> None:
+            while not parent_gone():
+                time.sleep(0.2)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="exit-with-command", daemon=True).start()
 
 
 def parent_gone() -> bool:
-    """Whether the folder a write goes into vanished (a user removed it mid-run)."""
+    """Whether the command that started this pool worker is gone."""
     pid = _GUARD_PID
     return pid is not None and os.getpid() != pid and os.getppid() != pid
 
 
-def _replace_via_temp(dst: Path, write: Callable[[Path], object]) -> None:
-    tmp = dst.with_name(dst.name + TEMP_SUFFIX)
+def sync_file(path: Path) -> None:
+    """Flush a file's bytes to the disk (when this process is durable)."""
+    if not _DURABLE:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the names renamed into it) to the disk, where the file
+    system allows it."""
+    if not _DURABLE:
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """Flush every file and folder under `folder` (a staged output, before its rename)."""
+    if not _DURABLE:
+        return
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            sync_file(path)
+        elif path.is_dir() and not path.is_symlink():
+            sync_folder(path)
+    sync_folder(folder)
+
+
+def temp_path(dst: Path) -> Path:
+    """The name a file is written under before it is renamed to `dst`."""
+    return dst.with_name(dst.name + TEMP_SUFFIX)
+
+
+def _write_temp(dst: Path, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` under dst's temporary name, flushed; the temporary name is returned (it
+    is removed again on any failure)."""
+    tmp = temp_path(dst)
     try:
         write(tmp)
+        sync_file(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_temp(dst: Path, data: bytes) -> Path:
+    """Bytes under dst's temporary name, flushed: for a caller that renames it into place
+    itself (after recording it)."""
+    tmp = temp_path(Path(dst))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if _DURABLE:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def place(tmp: Path, dst: Path) -> None:
+    """Rename a flushed temporary file into place (its folder is flushed by the caller)."""
+    os.replace(tmp, dst)
+
+
+def write_atomic(dst: Path, data: bytes) -> None:
+    """Write bytes under a temporary name, flush, rename, flush the folder: dst only ever
+    appears whole, and stays whole after a power cut."""
+    dst = Path(dst)
+    tmp = write_temp(dst, data)
+    try:
         if parent_gone():
             tmp.unlink(missing_ok=True)
             os._exit(1)
@@ -40,18 +157,14 @@ def _replace_via_temp(dst: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    sync_folder(dst.parent)
 
 
-def write_atomic(dst: Path, data: bytes) -> None:
-    """Write bytes under a temporary name, then rename: dst only ever appears whole."""
-    _replace_via_temp(Path(dst), lambda tmp: tmp.write_bytes(data))
-
-
-def copy_atomic(
+def copy_temp(
     src: Path, dst: Path, *, link: bool = False, check: Callable[[Path], None] | None = None
-) -> None:
-    """Copy src to dst byte for byte (hard link when asked and possible), atomically;
-    `check(tmp)` may refuse what was copied before it is renamed into place."""
+) -> Path:
+    """Copy src byte for byte (a hard link when asked and possible) under dst's temporary
+    name, flushed; `check(tmp)` may refuse what was copied. The temporary name is returned."""
 
     def put(tmp: Path) -> None:
         linked = False
@@ -66,4 +179,4 @@ def copy_atomic(
         if check is not None:
             check(tmp)
 
-    _replace_via_temp(Path(dst), put)
+    return _write_temp(Path(dst), put)

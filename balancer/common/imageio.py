@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits
+from . import formats, limits
 from .opencv import BACKSTOP_PIXELS, cv2
 
 MAX_FILE_BYTES = 256 << 20
@@ -330,11 +330,11 @@ def load(
 
 
 def encode(image: np.ndarray, fmt: str, quality: int = limits.JPEG_QUALITY) -> bytes:
-    """Encode to 'jpeg' (8-bit, no alpha) or 'png' (any depth and channel count)."""
-    if fmt == "jpeg":
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    else:
-        ok, buf = cv2.imencode(".png", image)
+    """Encode in an output format of the table (`formats.FORMATS`): 'jpeg' (8-bit, no alpha,
+    at `quality`) or 'png' (any depth and channel count)."""
+    row = formats.BY_NAME[fmt]
+    flags = [getattr(cv2, row.quality_flag), quality] if row.quality_flag else []
+    ok, buf = cv2.imencode(row.opencv_ext, image, flags)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.dtype} {image.shape} image as {fmt}")
     return buf.tobytes()

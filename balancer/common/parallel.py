@@ -13,6 +13,7 @@ from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 
+from .checks import flag
 from .errors import BalanceError, BalanceValueError, ToolWarning
 from .limits import WORKERS
 
@@ -56,6 +57,7 @@ class RunOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "progress", flag(self.progress, "progress"))
         if self.backend not in BACKENDS:
             raise BalanceValueError(
                 f"unknown backend '{self.backend}'; choose {' or '.join(BACKENDS)}",

@@ -35,17 +35,22 @@ def figure_format(path: str | Path) -> str:
     return FIGURE_FORMATS[suffix]
 
 
-def save_figure(fig: Any, path: str | Path) -> None:
-    """Lay the figure out, write it in the format its name says (PNG, SVG, PDF, JPEG)
-    atomically (whole or not at all), close it."""
+def figure_bytes(fig: Any, fmt: str) -> bytes:
+    """Lay the figure out, render it in `fmt` (png, svg, pdf, jpeg), close it."""
     import io
-    from pathlib import Path
 
-    from .atomic import write_atomic
-
-    fmt = figure_format(path)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=110)
     pyplot().close(fig)
-    write_atomic(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def save_figure(fig: Any, path: str | Path) -> None:
+    """Write the figure in the format its name says (PNG, SVG, PDF, JPEG) atomically (whole
+    or not at all), and close it."""
+    from pathlib import Path
+
+    from .atomic import write_atomic
+
+    write_atomic(Path(path), figure_bytes(fig, figure_format(path)))

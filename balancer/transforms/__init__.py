@@ -11,7 +11,7 @@ kernels: the pixels; registry: the draws and the table; options: parsing the cho
 """
 
 from .kernels import Params, Shape
-from .options import PAPER_SET, check_chosen, parse_transforms, unsuited
+from .options import PAPER_SET, check_chosen, check_spec, parse_transforms, unsuited
 from .registry import TRANSFORMS, Transform, lookup, replay
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Shape",
     "Transform",
     "check_chosen",
+    "check_spec",
     "lookup",
     "parse_transforms",
     "replay",

@@ -51,6 +51,19 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     return chosen
 
 
+def check_spec(spec: object, name: str = "transforms") -> dict[str, float | None]:
+    """A transform set given as text ('crop,rotate=0.1', 'paper', 'all') or as a mapping
+    {name: magnitude or None}, checked; anything else is a TypeError naming the parameter."""
+    if isinstance(spec, str):
+        return parse_transforms(spec)
+    if isinstance(spec, Mapping):
+        return check_chosen(spec)
+    raise TypeError(
+        f"{name} must be a text like 'crop,rotate=0.1' (or 'paper', 'all') or a mapping "
+        f"{{name: magnitude or None}}, not {type(spec).__name__}"
+    )
+
+
 def check_chosen(chosen: Mapping[str, float | None]) -> dict[str, float | None]:
     """A {name: magnitude} choice given as a mapping, each name and magnitude checked (the
     defaults for None), as `parse_transforms` checks a text."""

@@ -3,8 +3,6 @@ suggests a transform, results.md and the plot."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -134,10 +132,10 @@ def results_markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | None = None) -> None:
+def plot_study(summary: pd.DataFrame, kind: str, settings: dict | None = None) -> bytes:
     """Bars of mean macro F1 and accuracy per arm (± std over folds), each bar labelled with
-    its value; the title names N_min and T where the study has them."""
-    from balancer.common.plotting import pyplot, save_figure
+    its value, as PNG bytes; the title names N_min and T where the study has them."""
+    from balancer.common.plotting import figure_bytes, pyplot
 
     plt = pyplot()
     labels = [
@@ -167,7 +165,7 @@ def plot_study(summary: pd.DataFrame, path: Path, kind: str, settings: dict | No
         ax.margins(y=0.15)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(study_title(kind, settings or {}), fontsize=10)
-    save_figure(fig, path)
+    return figure_bytes(fig, "png")
 
 
 def study_title(kind: str, settings: dict) -> str:

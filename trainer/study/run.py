@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from balancer.common.atomic import write_atomic
+from balancer.common.checks import instance, member, optional
 from balancer.common.errors import TrainValueError
 from balancer.common.ownership import Claim, Existing, claim
 from balancer.common.parallel import resolve_workers
@@ -46,7 +46,9 @@ def run_study(
     A study folder that holds the same study of the same data is resumed (finished runs are
     read, not redone); Existing.OVERWRITE replaces it.
     """
-    control = control or RunControl()
+    spec = instance(spec, StudySpec, "spec", "StudySpec.of_ablation(...)")
+    control = optional(control, RunControl, "control", "RunControl(workers=4)") or RunControl()
+    existing = member(existing, Existing, "existing", TrainValueError)
     progress = control.progress
     control = replace(control, workers=resolve_workers(control.workers))
     folder = list_folder(src, workers=control.workers, progress=progress)
@@ -87,8 +89,8 @@ def run_study(
                     file=sys.stderr,
                 )
         bar.close()
-        summary = _write_results(c.path, pd.DataFrame(rows), folder.class_names, settings)
-        c.complete({"settings": settings})
+        summary, files = _results(pd.DataFrame(rows), folder.class_names, settings)
+        c.complete({"settings": settings}, files=files)
         return summary
 
 
@@ -122,7 +124,7 @@ def _one_run(
         )
         weight = "balanced" if arm.class_weight else spec.config.class_weight
         run_config = replace(spec.config, model=model, loss=loss, class_weight=weight)
-        with c.staged(part) as tmp:
+        with c.staged(part, RUN) as tmp:
             bar.set_description(f"study {spec.kind}: fold {k}/{spec.folds} {arm.name}")
             shown = not bar.disable
             report = epoch_report(
@@ -168,17 +170,18 @@ def _result_row(m: RunMetrics, run: tuple) -> dict:
     return {**head, **per_class, **{k: row[k] for k in tail}}  # type: ignore[literal-required]
 
 
-def _write_results(
-    out: Path, results: pd.DataFrame, class_names: list[str], settings: dict
-) -> pd.DataFrame:
-    text = results.to_csv(index=False, lineterminator=CSV_LINE_END)
-    write_atomic(out / "results.csv", text.encode("utf-8"))
+def _results(
+    results: pd.DataFrame, class_names: list[str], settings: dict
+) -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """The summary, and the study's own files: results.csv, results.md and results.png."""
     summary = summarize(results, class_names)
     kind = settings["study"]
-    markdown = results_markdown(summary, kind, settings, results)
-    write_atomic(out / "results.md", markdown.encode("utf-8"))
-    plot_study(summary, out / "results.png", kind, settings)
-    return summary
+    files = {
+        "results.csv": results.to_csv(index=False, lineterminator=CSV_LINE_END).encode("utf-8"),
+        "results.md": results_markdown(summary, kind, settings, results).encode("utf-8"),
+        "results.png": plot_study(summary, kind, settings),
+    }
+    return summary, files
 
 
 def _slug(name: str) -> str:

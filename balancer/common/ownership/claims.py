@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import place, sync_folder, write_temp
+from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
+from .proof import Proof, clear, prove
 from .records import (
     RECORD_NAMES,
     STAGING_SUFFIX,
@@ -20,12 +24,11 @@ from .records import (
     OutputKind,
     differences,
     is_staging,
-    owned_record,
     stamp,
     tool_record,
     write_json,
 )
-from .staging import clear, staged, sweep_staging
+from .staging import staged, sweep_staging
 
 
 class Existing(str, enum.Enum):
@@ -102,8 +105,13 @@ class Claim:
     path: Path
     kind: OutputKind
     existing: Existing
-    previous: dict | None = None  # the earlier output's record (resume or overwrite)
+    proof: Proof | None = None  # the earlier output, proven ours (resume or overwrite)
     interrupted: Path | None = None  # an interrupted run's staging folder, to continue
+
+    @property
+    def previous(self) -> dict | None:
+        """The earlier output's record (resume or overwrite), None for a new output."""
+        return self.proof.record if self.proof is not None else None
 
     @property
     def resuming(self) -> bool:
@@ -130,8 +138,8 @@ class Claim:
         """Replace an earlier output (overwrite) or keep it (resume), remove what killed runs
         left, and write the running record, before anything else is written."""
         try:
-            if self.previous is not None and self.existing is Existing.OVERWRITE:
-                clear(self.path, self.kind, self.previous)
+            if self.proof is not None and self.existing is Existing.OVERWRITE:
+                clear(self.path, self.proof, self.kind)
             sweep_staging(self.path, self.kind.staging)
             write_json(
                 self.path / self.kind.record, stamp(self.kind, {**record, "status": "running"})
@@ -139,21 +147,41 @@ class Claim:
         except OSError as exc:
             raise BalanceError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
 
-    def complete(self, record: Mapping) -> dict:
-        """Write the record that says the output is whole; return it."""
+    def complete(self, record: Mapping, files: Mapping[str, bytes] | None = None) -> dict:
+        """Write the record that says the output is whole; return it. `files` (name -> bytes)
+        are the output's own files at its root, listed in its record (a kind without a
+        listing file): each is flushed under its temporary name and listed in the running
+        record before it is renamed into place, so none is ever in place unlisted."""
+        if self.kind.listing_file is None:
+            listing, placed = {}, []
+            for name, data in (files or {}).items():
+                dst = self.path / name
+                placed.append((write_temp(dst, data), dst))
+                listing[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            record = {**record, "files": listing}
+            if placed:
+                write_json(
+                    self.path / self.kind.record, stamp(self.kind, {**record, "status": "running"})
+                )
+                for tmp, dst in placed:
+                    place(tmp, dst)
+                sync_folder(self.path)
         stamped = stamp(self.kind, {**record, "status": "complete"})
         write_json(self.path / self.kind.record, stamped)
         return stamped
 
-    def staged(self, part: str | None = None) -> AbstractContextManager[Path]:
-        """Stage the whole output (part=None) or one part folder of it (a cv fold)."""
+    def staged(
+        self, part: str | None = None, kind: OutputKind | None = None
+    ) -> AbstractContextManager[Path]:
+        """Stage the whole output (part=None) or one part folder of it (a cv fold, an output
+        of `kind`; a failed part is never continued, so its progress is not kept)."""
         if part is None:
             return staged(self.path, self.kind, reuse=self.interrupted)
-        return staged(self.path / part)
+        return staged(self.path / part, kind, keep_progress=False)
 
 
-def _check(out: Path, kind: OutputKind, existing: Existing) -> dict | None:
-    """The earlier output's record once OUT may be written: missing or empty (None), or a
+def _check(out: Path, kind: OutputKind, existing: Existing) -> Proof | None:
+    """The earlier output's proof once OUT may be written: missing or empty (None), or a
     proven output of this kind that the user asked to resume or replace."""
     if out.exists() and (out.is_symlink() or not out.is_dir()):
         raise BalanceError(f"output exists and is not a folder: {out}")
@@ -168,7 +196,7 @@ def _check(out: Path, kind: OutputKind, existing: Existing) -> dict | None:
         raise BalanceError(f"output folder exists and is not empty: {out} ({hint})")
     if existing is Existing.RESUME and not kind.resumable:
         raise BalanceError(f"a {kind.name} cannot be resumed: {OVERWRITE} replaces it")
-    return owned_record(out, kind)
+    return prove(out, kind)
 
 
 def check_claim(
@@ -180,8 +208,10 @@ def check_claim(
 ) -> tuple[Path, dict | None]:
     """What `claim` checks, without locking or creating anything (a dry run)."""
     out = Path(out).resolve()
+    existing = member(existing, Existing, "existing")
     check_inputs(out, inputs)
-    return out, _check(out, kind, existing)
+    proof = _check(out, kind, existing)
+    return out, proof.record if proof is not None else None
 
 
 @contextmanager
@@ -197,6 +227,7 @@ def claim(
     left beside it, and yield the Claim. A folder this made is removed again if the block
     fails and leaves it empty."""
     out, _ = check_claim(out, kind, inputs=inputs, existing=existing)
+    existing = member(existing, Existing, "existing")
     with locked(out):
         previous = _check(out, kind, existing)
         interrupted = _left_beside(out, kind, existing)
@@ -244,6 +275,26 @@ def lock_holder(fd: int) -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def writer_of(folder: Path) -> str | None:
+    """'process N' (or 'another process') while a command holds `folder`'s lock, else None."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        pid = lock_holder(fd)
+        return f"process {pid}" if pid else "another process"
+    finally:
+        os.close(fd)  # closing drops a shared lock this took
 
 
 @contextmanager

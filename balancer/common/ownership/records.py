@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..atomic import TEMP_SUFFIX
 from ..errors import BalanceError, UserError
 
 TOOL = "balanced-aug"
@@ -36,32 +36,31 @@ RECORD_NAMES = frozenset(
 
 @dataclass(frozen=True)
 class OutputKind:
-    """One kind of output: its record, its `kind` value and what it may hold.
+    """One kind of output: its record, its `kind` value and how its files are proven.
 
-    `files` are the plain files it may hold at its root (the record among them);
-    `holds(record, entry)` says whether any other top-level entry belongs to it, looking
-    inside where it must. A staging folder (proven by its marker) and a file being
-    written under one of `files` are always its own. `staging` are the glob patterns,
-    relative to the folder, where staging folders of its parts may be left.
+    `listing(out, record)` gives the files the tool wrote there ({posix path: Listed}, from
+    the record itself or from `listing_file`, a CSV beside it that the finished record
+    checksums); BalanceError when it is damaged. `holds(record, entry)` says whether a
+    top-level entry is a part that is proven an output of its own (a run's evaluation, a
+    cv's fold). `staging` are the glob patterns, relative to the folder, where staging
+    folders of its parts may be left.
     """
 
     name: str  # as users know it: "balance build output"
     record: str  # the record's file name
     kind: str  # the record's "kind"
-    files: frozenset[str] = frozenset()
+    listing: Callable[[Path, dict], Mapping[str, Any]]
+    listing_file: str | None = None
     holds: Callable[[dict, Path], bool] = lambda record, entry: False
     resumable: bool = True  # `--resume` finishes an interrupted one
     staging: tuple[str, ...] = ()
     progress: str | None = None  # a file in a staging folder that makes it worth resuming
+    shape: Any = None  # the TypedDict its record is checked against when read back
 
-    def owns(self, record: dict, entry: Path) -> bool:
-        """Whether `entry` in an output is one this kind of output writes, per its record."""
-        name = entry.name
-        if name in self.files or (
-            name.endswith(TEMP_SUFFIX) and name[: -len(TEMP_SUFFIX)] in self.files
-        ):
-            return plain_file(entry)
-        return is_staging(entry) or self.holds(record, entry)
+    @property
+    def files(self) -> frozenset[str]:
+        """The files at its root that are not in its listing: the record, the listing file."""
+        return frozenset(n for n in (self.record, self.listing_file) if n)
 
 
 def stamp(kind: OutputKind, record: Mapping) -> dict:
@@ -105,55 +104,6 @@ def tool_record(folder: Path) -> tuple[str, dict] | None:
             if isinstance(record, dict) and record.get("tool") == TOOL:
                 return name, record
     return None
-
-
-def owned_record(out: Path, kind: OutputKind) -> dict:
-    """The record of an earlier output of this kind in `out`, checked entry by entry.
-
-    BalanceError when `out` is not provably such an output: no record, a record of something
-    else, or any entry the output kind cannot hold (the first one is named).
-    """
-    path = out / kind.record
-    if not path.is_file() or path.is_symlink():
-        raise BalanceError(
-            f"{out} holds no {kind.record}: not a {kind.name}, so it is neither resumed nor replaced"
-        )
-    record = read_json_record(path)
-    if record.get("tool") != TOOL or record.get("kind") != kind.kind:
-        found = f"{record.get('tool')!r}/{record.get('kind')!r}"
-        raise BalanceError(
-            f"{path} is not the record of a {kind.name} (tool/kind {found}); nothing was changed"
-        )
-    for entry in sorted(out.iterdir()):
-        if not kind.owns(record, entry):
-            raise BalanceError(
-                f"{out} holds {entry.name!r}, which a {kind.name} never holds: "
-                "move it away or choose another output folder; nothing was changed"
-            )
-    return record
-
-
-def proven(entry: Path, kind: OutputKind) -> bool:
-    """Whether `entry` is a real folder proven an output of `kind` (a run inside a cv folder)."""
-    if entry.is_symlink() or not entry.is_dir():
-        return False
-    try:
-        owned_record(entry, kind)
-        return True
-    except UserError:
-        return False
-
-
-def plain_file(entry: Path) -> bool:
-    """A regular file, not a link."""
-    return entry.is_file() and not entry.is_symlink()
-
-
-def files_only(folder: Path, allowed: Callable[[str], bool]) -> bool:
-    """A real folder whose entries are all regular files with allowed names."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    return all(plain_file(f) and allowed(f.name) for f in folder.iterdir())
 
 
 def is_staging(entry: Path, target: str | None = None) -> bool:

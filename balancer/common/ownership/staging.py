@@ -8,36 +8,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from ..atomic import sync_folder, sync_tree
 from ..errors import UserError
-from .records import (
-    STAGING_MARKER,
-    STAGING_SUFFIX,
-    TOOL,
-    OutputKind,
-    is_staging,
-    plain_file,
-    read_json_record,
-)
-
-
-def clear(out: Path, kind: OutputKind, record: dict) -> None:
-    """Remove every entry of an output proven ours by owned_record (the folder stays); an
-    entry that is not provably its own stays too."""
-    for entry in sorted(out.iterdir()):
-        if entry.name != kind.record and kind.owns(record, entry):
-            remove(entry)
-    (out / kind.record).unlink(missing_ok=True)  # last: until then the folder is provably ours
-
-
-def remove(entry: Path) -> None:
-    """Remove a file, a link or a folder tree."""
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry)
-    else:
-        entry.unlink(missing_ok=True)
+from .proof import clear, prove
+from .records import STAGING_MARKER, STAGING_SUFFIX, TOOL, OutputKind, is_staging
 
 
 def _umask() -> int:
@@ -76,21 +53,30 @@ def sweep_staging(folder: Path, patterns: tuple[str, ...] = (f".*{STAGING_SUFFIX
 
 @contextmanager
 def staged(
-    target: Path, kind: OutputKind | None = None, reuse: Path | None = None
+    target: Path,
+    kind: OutputKind | None = None,
+    reuse: Path | None = None,
+    *,
+    keep_progress: bool = True,
 ) -> Iterator[Path]:
     """Yield a staging folder beside `target` (a new one, or `reuse`: an interrupted run's);
-    when the block succeeds it becomes `target`.
+    when the block succeeds it becomes `target`, made durable first.
 
     On any failure (Ctrl-C included) the staging folder is removed and `target` is left as
-    it was, unless the folder holds the kind's progress (a run that `--resume` continues).
-    An existing `target` (the claimed folder, empty or an earlier output proven of `kind`)
-    is moved aside first and then cleared of what is provably its own only.
+    it was, unless the folder holds the kind's progress (a run that `--resume` continues)
+    and `keep_progress`.
+    That progress stays inside until the folder is in place, and goes then: a kill at any
+    moment leaves either the progress or the whole output. An existing `target` (the
+    claimed folder, empty or an earlier output proven of `kind`) is moved aside first and
+    then cleared of what is provably its own only.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = reuse or _new_staging(target)
+    progress = kind.progress if kind is not None else None
     try:
         yield tmp
         (tmp / STAGING_MARKER).unlink()
+        sync_tree(tmp)
         if target.exists():
             old = Path(
                 tempfile.mkdtemp(
@@ -100,30 +86,25 @@ def staged(
             os.replace(target, old)  # onto the empty folder just made: atomic
             _mark(old, target.name)  # a kill from here on leaves a staging folder, swept later
             os.replace(tmp, target)
+            sync_folder(target.parent)
             _discard(old, kind)
         else:
             os.replace(tmp, target)
+            sync_folder(target.parent)
+        if progress:  # the output is in place: what a resumed run needed goes
+            shutil.rmtree(target / Path(progress).parts[0], ignore_errors=True)
     finally:
-        progress = kind.progress if kind is not None else None
-        if tmp.exists() and not (progress and (tmp / progress).is_file()):
+        if tmp.exists() and not (keep_progress and progress and (tmp / progress).is_file()):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _discard(old: Path, kind: OutputKind | None) -> None:
-    """Remove a replaced output: every entry its record proves its own, then the record;
-    anything else (a file someone put there meanwhile) stays where it is, and is named."""
+    """Remove a replaced output: what its record proves its own, then the record; anything
+    else (a file someone put there meanwhile) stays where it is, and is named."""
     (old / STAGING_MARKER).unlink()
-    record = None
-    if kind is not None and plain_file(old / kind.record):
-        try:
-            record = read_json_record(old / kind.record)
-        except UserError:
-            record = None
-    if record is not None and kind is not None and record.get("kind") == kind.kind:
-        for entry in sorted(old.iterdir()):
-            if entry.name != kind.record and kind.owns(record, entry):
-                remove(entry)
-        (old / kind.record).unlink()
+    if kind is not None:
+        with suppress(UserError):  # no record of its kind: nothing in it is provably ours
+            clear(old, prove(old, kind, lenient=True), kind)
     try:
         old.rmdir()
     except OSError:  # something that was not ours is in it: keep it, and say where
