@@ -203,7 +203,9 @@ def test_verify_catches_changed_bytes_swaps_edits_and_fifos(built):
     flipped = bytearray(data_a)
     flipped[len(flipped) // 2] ^= 0x01
     a.write_bytes(bytes(flipped))
-    assert any("(size or sha256)" in p and a.name in p for p in verify(built, run=QUIET)["problems"])
+    assert any(
+        "(size or sha256)" in p and a.name in p for p in verify(built, run=QUIET)["problems"]
+    )
     a.unlink()
     os.mkfifo(a)
     proc = run_cli("balancer", "verify", built, "--quiet")
