@@ -121,7 +121,13 @@ class BuildResult:
 def _source_changes(previous: dict, found: Scan) -> str:
     """What changed in SRC since an interrupted run started, in words."""
     since = previous.get("newest_source_mtime_ns") or 0
-    changed = [im.path for ims in found.images.values() for im in ims if im.mtime_ns > since]
+    changed_since = previous.get("newest_source_ctime_ns") or 0  # an edit with its times set back
+    changed = [
+        im.path
+        for ims in found.images.values()
+        for im in ims
+        if im.mtime_ns > since or (changed_since and im.ctime_ns > changed_since)
+    ]
     before = {
         label: c.get("before")
         for label, c in previous.get("counts", {}).items()
@@ -232,6 +238,9 @@ def _record(
             "settings": settings.key(found),
             "newest_source_mtime_ns": max(
                 im.mtime_ns for ims in found.images.values() for im in ims
+            ),
+            "newest_source_ctime_ns": max(
+                im.ctime_ns for ims in found.images.values() for im in ims
             ),
             "transforms": {
                 n: {"magnitude": m, "summary": TRANSFORMS[n].summary} for n, m in chosen.items()

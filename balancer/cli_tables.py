@@ -3,6 +3,7 @@ text tables of counts and stats."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,16 +15,24 @@ from .common.cli import (
     text_table,
 )
 
+PAIR = re.compile(r"(.+?)=\s*(\d+)\s*(?:,\s*|$)", re.DOTALL)
+
 
 def parse_per_class(values: list[str]) -> dict[str, int]:
-    """['anger=800', 'fear=700,joy=900'] -> {'anger': 800, ...}; typer.BadParameter if malformed."""
+    """['anger=800', 'fear=700,joy=900', 'a,b=5'] -> {'anger': 800, 'fear': 700, 'joy': 900,
+    'a,b': 5}: NAME=COUNT pairs, commas between pairs; a name may hold commas itself (each
+    name runs to the next '=COUNT'). typer.BadParameter if malformed."""
     out: dict[str, int] = {}
     for value in values:
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            label, sep, count = part.rpartition("=")
-            if not sep or not label or not count.strip().isdigit():
-                raise typer.BadParameter(f"'{part}' is not NAME=COUNT", param_hint="--per-class")
-            out[label] = int(count)
+        text, at = value.strip(), 0
+        while at < len(text):
+            found = PAIR.match(text, at)
+            if found is None:
+                raise typer.BadParameter(
+                    f"'{text[at:]}' is not NAME=COUNT", param_hint="--per-class"
+                )
+            out[found.group(1).strip()] = int(found.group(2))
+            at = found.end()
     return out
 
 

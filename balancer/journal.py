@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common.atomic import durable, write_atomic
+from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
 from .manifest import CSV_LINE_END, csv_bytes
@@ -150,11 +150,7 @@ class Journal:
         data = csv_bytes((self.row(item, w) for item, w in done), self.columns, header=False)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable():
-                os.fsync(fd)
+            write_all(fd, data, self.path)
         finally:
             os.close(fd)
 

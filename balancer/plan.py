@@ -34,8 +34,8 @@ class Item:
     magnitude: float | None = None
     seed: int | None = None
     orientation: int = 1  # the source's EXIF orientation, applied when it is re-encoded
-    size: int = 0  # the source's size and modification time as scanned: a source that
-    mtime_ns: int = 0  # no longer has them when it is read stops the run (0: not checked)
+    digest: bytes = b""  # of the source's bytes as scanned: a source read with other bytes
+    # stops the run (empty: not checked)
 
 
 def check_seed(seed: int) -> int:
@@ -150,8 +150,7 @@ def original_item(label: str, image: SourceImage, name: str) -> Item:
         "original",
         "copy" if copy else "encode",
         orientation=image.orientation,
-        size=image.size,
-        mtime_ns=image.mtime_ns,
+        digest=image.digest,
     )
 
 
@@ -212,8 +211,7 @@ def plan_class(
                 tname,
                 transforms[tname],
                 int(seeds[j]),
-                size=image.size,
-                mtime_ns=image.mtime_ns,
+                digest=image.digest,
             )
         )
     return items

@@ -25,6 +25,7 @@ class BuildRecord(TypedDict, total=False):
     source: str
     settings: dict[str, Any]
     newest_source_mtime_ns: int
+    newest_source_ctime_ns: int  # a file changed after the scan, even with its times set back
     transforms: dict[str, dict[str, Any]]  # name -> {magnitude, summary}
     counts: dict[str, ClassCounts]
     files: int

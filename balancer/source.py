@@ -61,6 +61,14 @@ class SourceImage:
     orientation: int = 1  # EXIF orientation; not 1: the pixels are turned upright when read
     width: int = 0  # of the upright image
     height: int = 0
+    digest: bytes = b""  # of the bytes the scan read (imageio.content_digest)
+    ino: int = 0
+    ctime_ns: int = 0
+
+    @property
+    def stamp(self) -> tuple[int, int, int, int]:
+        """What the scan saw of the file without reading it (imageio.Stamp)."""
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +102,14 @@ class Scan:
         return {label: len(images) for label, images in self.images.items()}
 
     def digest(self) -> str:
-        """Identifies the usable source (paths, formats, sizes, modification times): a resume
-        must see the same, so a file edited in place is noticed."""
+        """Identifies the usable source by content (each file's path, format, orientation
+        and the digest of its bytes): a resume must see the same, so any edit is noticed,
+        whatever it did to the file's size and times."""
         h = hashlib.sha256()
         for images in self.images.values():
             for im in images:
                 h.update(
-                    f"{im.path}\0{im.fmt}\0{im.size}\0{im.mtime_ns}\0{im.orientation}\n".encode(
+                    f"{im.path}\0{im.fmt}\0{im.digest.hex()}\0{im.orientation}\n".encode(
                         "utf-8", "surrogateescape"
                     )
                 )
@@ -131,16 +140,23 @@ def is_utf8(name: str) -> bool:
         return False
 
 
-def check_chunk(root: str, paths: list[str], max_bytes: int | None = None) -> list[tuple[str, ...]]:
-    """For each path, ('ok', fmt, orientation, (width, height)) or ('bad', reason): every byte
-    is decoded."""
+def check_chunk(
+    root: str, candidates: list[tuple], max_bytes: int | None = None
+) -> list[tuple[str, ...]]:
+    """For each (path, stamp), ('ok', fmt, orientation, (width, height), digest of its bytes)
+    or ('bad', reason): every byte is decoded, from a file that still has its listed stamp."""
     out: list[tuple] = []
-    for rel in paths:
+    for rel, stamp in candidates:
         try:
-            loaded = imageio.load(Path(root, rel), check_only=True, max_bytes=max_bytes)
-            out.append(("ok", loaded.fmt, loaded.orientation, loaded.size))
+            data = imageio.read_bytes(Path(root, rel), expect=stamp)
+            loaded = imageio.decode(data, check_only=True, max_bytes=max_bytes)
+            out.append(
+                ("ok", loaded.fmt, loaded.orientation, loaded.size, imageio.content_digest(data))
+            )
         except imageio.BadImage as exc:
             out.append(("bad", str(exc)))
+        except OSError as exc:
+            out.append(("bad", f"unreadable ({exc.strerror or exc})"))
     return out
 
 
@@ -160,7 +176,7 @@ class Listing:
 
     root: Path
     class_dirs: list[str]
-    candidates: list[tuple[str, str, int, int]]  # (relative path, label, bytes, mtime_ns)
+    candidates: list[tuple[str, str, tuple[int, int, int, int]]]  # (path, label, stamp)
     skipped: list[Skipped]
     ignored: int
 
@@ -232,7 +248,7 @@ def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
         bar.update()
         if kind == "image":
             assert isinstance(detail, os.stat_result)
-            listing.candidates.append((rel, label, detail.st_size, detail.st_mtime_ns))
+            listing.candidates.append((rel, label, imageio.stamp_of(detail)))
         elif kind == "skipped":
             listing.skipped.append(Skipped(rel, str(detail)))
         else:
@@ -272,9 +288,12 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
 
 def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | Skipped:
     assert candidate is not None  # each is used once
-    rel, label, size, mtime_ns = candidate
+    rel, label, (size, mtime_ns, ino, ctime_ns) = candidate
     if verdict[0] == "ok":
-        return SourceImage(rel, label, verdict[1], size, mtime_ns, verdict[2], *verdict[3])
+        _, fmt, orientation, (width, height), digest = verdict
+        return SourceImage(
+            rel, label, fmt, size, mtime_ns, orientation, width, height, digest, ino, ctime_ns
+        )
     return Skipped(rel, verdict[1])
 
 
@@ -293,7 +312,7 @@ def scan(
     listing = list_source(src, progress=progress)
     root, skipped = listing.root, list(listing.skipped)
     workers = workers or default_workers()
-    chunks = chunked([c[0] for c in listing.candidates], workers)
+    chunks = chunked([(c[0], c[2]) for c in listing.candidates], workers)
     candidates: list[tuple | None] = listing.candidates  # type: ignore[assignment]
     starts = [0, *itertools.accumulate(len(c) for c in chunks)]
     made: list[list[SourceImage | Skipped]] = [[] for _ in chunks]

@@ -92,12 +92,11 @@ def _make(
     dst, source = Path(out, item.file_name), Path(src, item.source)
     if expect is not None and _proven(dst, expect):
         return expect, False
-    expect_stamp = (item.size, item.mtime_ns) if item.size else None
     fmt = written_format(item.file_name).name
     if item.action == "copy":
-        data = imageio.read_bytes(source, expect=expect_stamp)
+        data = imageio.read_bytes(source, digest=item.digest)
         if writing.link:
-            copy_temp(source, dst, link=True, check=partial(_same_file, expect=expect_stamp))
+            copy_temp(source, dst, link=True, check=partial(_same_bytes, digest=item.digest))
         else:
             write_temp(dst, data)
         return Written(None, len(data), _sha256(data)), True
@@ -138,14 +137,16 @@ def _pixels(source: Path, item: Item, cache: list, max_bytes: int) -> np.ndarray
     """The upright image of `source`; tasks come sorted by source, so each original is
     decoded once per task."""
     if cache[0] != item.source:
-        expect = (item.size, item.mtime_ns) if item.size else None
-        cache[:] = [item.source, imageio.load(source, max_bytes=max_bytes, expect=expect).image]
+        cache[:] = [
+            item.source,
+            imageio.load(source, max_bytes=max_bytes, digest=item.digest).image,
+        ]
     return cache[1]
 
 
-def _same_file(linked: Path, expect: imageio.Stamp | None) -> None:
-    """A hard link made after the bytes were read must still be the file the scan saw."""
-    imageio.check_stamp(os.stat(linked), expect)
+def _same_bytes(linked: Path, digest: bytes) -> None:
+    """A hard link made after the bytes were read must hold the bytes the scan read."""
+    imageio.check_content(imageio.read_bytes(linked), digest)
 
 
 def _sha256(data: bytes) -> str:

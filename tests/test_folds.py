@@ -218,7 +218,7 @@ def test_val_split_holds_out_the_asked_fraction_of_each_class():
             "origin": "original",
         }
     )
-    table["source"], table["path"] = table.file, table.file
+    table["source"], table["path"], table["digest"] = table.file, table.file, table.file
     for fraction, expected in (
         (0.4, {"a": 4, "b": 2}),
         (0.2, {"a": 2, "b": 1}),

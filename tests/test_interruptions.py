@@ -20,6 +20,7 @@ from helpers import (
     as_from_a_terminal,
     assert_one_line_error,
     children,
+    edit_in_place,
     finished_files,
     gated_env,
     gone,
@@ -330,6 +331,12 @@ def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_pat
     wait_until(lambda: saved_epochs(runs) == 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # killed after the last epoch, while the run folder is written: the state is still there
+    proc = start_fit(data, out, "--resume", env=held_env("curves.png", 1))
+    wait_until(lambda: any(runs.glob(".r.*.partial/curves.png")), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert saved_epochs(runs) == 4
     assert not out.exists() or not any(out.iterdir()), "a run folder appears only when it ends"
     other = run_cli("trainer", "fit", data, "--out", out, *FIT, "--lr", "0.01", "--resume")
     assert_one_line_error(other, "other settings or data", "config.lr was 0.0001, now 0.01")
@@ -411,7 +418,7 @@ def test_a_source_replaced_during_the_build_stops_it_and_names_the_file(tmp_path
     )
     wait_until(lambda: finished_files(out) == 10, proc)
     victim = src / "b" / "b_001.png"
-    write_image(victim, textured(40, 48, seed=99))  # another photo under the same name
+    edit_in_place(victim)  # other pixels, same inode, its times set back
     release.touch()
     _, stderr = proc.communicate(timeout=T)
     assert proc.returncode == 1 and "Traceback" not in stderr
@@ -543,3 +550,93 @@ def test_ctrl_c_ends_a_train_command_even_when_a_library_holds_it(trap):
     _, stderr = proc.communicate(timeout=T)
     assert proc.returncode == 130
     assert stderr.count("interrupted: what was kept") == 1, stderr
+
+
+def test_verify_while_a_build_runs_says_so_in_one_line(tmp_path):
+    """A folder being written is not damaged: verify names the process writing it and exits
+    non-zero without listing its files as problems."""
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 2}, size=40)
+    out, release = tmp_path / "out", tmp_path / "release"
+    args = ["build", src, "--out", out, "--nmin", "30", "--transforms", "rotate", "-j", "1", "-q"]
+    proc = start(args, env=gated_env(out, 10, release))
+    wait_until(lambda: finished_files(out) == 10, proc)
+    try:
+        checked = run_cli("balancer", "verify", out)
+        assert_one_line_error(checked, f"being written by process {proc.pid}")
+        assert "problem:" not in checked.stderr
+    finally:
+        release.touch()
+        proc.communicate(timeout=T)
+    assert proc.returncode == 0
+    assert run_cli("balancer", "verify", out).returncode == 0
+
+
+@pytest.mark.slow
+def test_data_changed_after_it_was_cached_stops_the_run_in_one_line(tmp_path):
+    """With the inputs cached after the first epoch a changed file is not read again; the
+    stamps checked as each epoch starts still stop the run, naming the file."""
+    import keras
+
+    from balancer.common.errors import TrainError
+    from trainer import RunControl, TrainConfig, fit
+
+    data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=32)
+    victim = data / "b" / "b_002.jpg"
+
+    class EditAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                edit_in_place(victim)  # same inode, times set back
+
+    config = TrainConfig(model="tiny", weights="none", epochs=3, batch=4, cache="on")
+    with pytest.raises(TrainError, match=r"b_002\.jpg: .* the data changed while"):
+        fit(
+            data,
+            tmp_path / "run",
+            config,
+            callbacks=[EditAfterFirstEpoch()],
+            control=RunControl(progress=False),
+        )
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_weights_is_one_line_naming_the_file(tmp_path):
+    """HDF5 fails to write a weights file (here: the file-size limit): one line naming the
+    file, exit 1, no traceback and no crash; a disk too small for what the run saves is
+    refused before training starts."""
+    data = make_folder(tmp_path / "data", {"a": 4, "b": 4}, size=32)
+    args = [*FIT[:-1], "--model", "efficientnet-b0", "--image-size", "32", "-q"]
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from trainer.cli import main; main()",
+            "fit",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        preexec_fn=small_files,
+        timeout=T,
+    )
+    assert_one_line_error(proc, "File too large: ", ".weights.h5")
+    assert proc.returncode == 1 and "Exception ignored" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small]).returncode:
+        return  # no mounts here (not root): the file-size limit above is the same HDF5 path
+    try:
+        proc = run_process("trainer", "fit", data, "--out", small / "run", *args)
+        assert_one_line_error(proc, f"{small} has 2 MiB free", "free some space")
+    finally:
+        subprocess.run(["umount", small])

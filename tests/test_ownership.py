@@ -15,6 +15,7 @@ from helpers import (
     QUIET,
     SILENT,
     assert_one_line_error,
+    edit_in_place,
     fake_metrics,
     make_folder,
     run_cli,
@@ -196,8 +197,7 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
     record["status"] = "running"
     (built / "balance.json").write_text(json.dumps(record))
     victim = small_src / "dog" / "dog_001.jpg"
-    st = victim.stat()
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same size, newer
+    edit_in_place(victim)  # other bytes, its times set back: size and mtime cannot tell
     before = tree_digest(built)
     proc = run_cli(
         "balancer",
@@ -515,12 +515,15 @@ def test_cv_resumes_only_over_the_same_data(tmp_path, no_training):
     cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)  # same data: resumed
     assert tree_digest(tmp_path / "cv")["fold-1/metrics.json"] == before["fold-1/metrics.json"]
     victim = data / "b" / "b_000.jpg"
+    original = victim.read_bytes()
     st = victim.stat()
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # edited in place
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes
+    cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)  # still the same data
+    edit_in_place(victim)  # other bytes, times set back
     with pytest.raises(UserError, match="other settings or data .data_digest was"):
         cross_validate(data, tmp_path / "cv", folds=2, control=SILENT)
     with pytest.raises(UserError, match="folds was 2, now 3.*OVERWRITE replaces it") as refused:
-        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        victim.write_bytes(original)
         cross_validate(data, tmp_path / "cv", folds=3, control=SILENT)
     assert "existing=Existing.OVERWRITE replaces it" in str(refused.value)  # the library's words
     assert "--overwrite replaces it" in refused.value.for_command_line()  # the CLI's
@@ -624,3 +627,100 @@ def test_a_picture_that_fails_never_loses_what_was_written(tmp_path):
     with pytest.warns(UserWarning, match="could not draw confusion_matrix.png .MemoryError"):
         failed = draw_plots(tmp_path, confusion_matrix=fails, curves=draws)
     assert len(failed) == 1 and (tmp_path / "curves.png").read_bytes() == b"png"
+
+
+def test_a_split_refuses_a_users_photo_in_a_part_and_deletes_nothing(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 4})
+    out = tmp_path / "data"
+    split(src, out, test=0.25, seed=1, run=ONE)
+    write_image(out / "train" / "a" / "my_own_photo.jpg", textured(20, 20, seed=3))
+    before = tree_digest(out)
+    for how in ("--overwrite", "--resume"):
+        proc = run_cli("balancer", "split", src, "--out", out, "--test", "0.25", "--seed", "1", how)
+        assert_one_line_error(proc, "'train/a/my_own_photo.jpg'", "does not list it")
+        assert tree_digest(out) == before
+
+
+def test_a_listed_file_or_a_listing_edited_since_is_not_ours(built, small_src):
+    """A file under a listed name with other bytes (a user retouched it) is not the one the
+    tool wrote, and a listing whose sha256 is not the record's proves nothing."""
+    args = [
+        "build",
+        small_src,
+        "--out",
+        built,
+        "--nmin",
+        "5",
+        "--transforms",
+        "rotate,contrast,flip",
+    ]
+    copy = sorted(built.glob("owl/*__aug*"))[0]
+    kept = copy.read_bytes()
+    edit_in_place(copy)
+    before = tree_digest(built)
+    for how in ("--overwrite", "--resume"):
+        proc = run_cli("balancer", *args, how)
+        assert_one_line_error(proc, repr(f"owl/{copy.name}"), "size or sha256")
+        assert tree_digest(built) == before
+    copy.write_bytes(kept)
+    manifest = built / "manifest.csv"
+    manifest.write_bytes(manifest.read_bytes().replace(b"contrast", b"flip"))
+    before = tree_digest(built)
+    assert_one_line_error(run_cli("balancer", *args, "--overwrite"), "manifest.csv was edited")
+    assert tree_digest(built) == before
+
+
+def test_a_run_folder_proves_each_file_by_its_listing(tmp_path):
+    """A model.keras of the user's own under the run's name, or a run folder that lists no
+    files (an earlier version's), is never replaced: one line names it."""
+    from trainer.outputs import RUN
+
+    run = fake_run(tmp_path / "run")
+    (run / "model.keras").write_bytes(b"my own fine-tuned model")
+    before = tree_digest(run)
+    with (
+        pytest.raises(BalanceError, match="'model.keras'.*size or sha256"),
+        claim(run, RUN, inputs={}, existing=Existing.OVERWRITE),
+    ):
+        pass
+    old = fake_run(tmp_path / "old")
+    (old / "metrics.json").write_text(json.dumps(fake_metrics()))  # no listing: version 0.x
+    with (
+        pytest.raises(BalanceError, match="lists no files"),
+        claim(old, RUN, inputs={}, existing=Existing.OVERWRITE),
+    ):
+        pass
+    assert tree_digest(run) == before and (old / "model.keras").read_bytes() == b"model"
+
+
+def test_files_and_their_listing_are_flushed_before_they_are_relied_on(
+    small_src, tmp_path, monkeypatch
+):
+    """Every file is flushed (fsync) under its temporary name before it is renamed into
+    place, the journal that lists it is flushed before that rename, and the folder after it:
+    a power cut leaves the last whole state, never a name with no bytes behind it."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def spy_replace(src, dst):
+        events.append(("replace", os.fspath(src), os.fspath(dst)))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    out = tmp_path / "out"
+    build(small_src, out, BuildSettings(nmin=5, transforms="rotate"), run=ONE)
+    renames = [(i, e) for i, e in enumerate(events) if e[0] == "replace"]
+    copies = [(i, e) for i, e in renames if "/owl/" in e[2]]
+    assert copies, "the owl's copies were renamed into place"
+    for i, (_, src, dst) in copies:
+        flushed = [j for j, e in enumerate(events[:i]) if e == ("fsync", src)]
+        journal = [j for j, e in enumerate(events[:i]) if e == ("fsync", str(out / "manifest.csv"))]
+        folder = [j for j, e in enumerate(events[i:]) if e == ("fsync", str(Path(dst).parent))]
+        assert flushed and journal and folder, dst
+    records = [e for _, e in renames if Path(e[2]).name in ("balance.json", "manifest.csv")]
+    assert records and all(("fsync", e[1]) in events for e in records)

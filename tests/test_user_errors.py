@@ -20,11 +20,12 @@ from helpers import (
     make_folder,
     run_cli,
     run_process,
+    tree_digest,
 )
 from typer.testing import CliRunner
 
 import balancer.common.limits as L
-from balancer import BuildSettings, build, split
+from balancer import BuildSettings, build, read_manifest, split
 from balancer.common.errors import UserError
 from balancer.common.errors import option_name as option
 from balancer.preview import as_trained
@@ -522,3 +523,145 @@ def test_a_library_error_names_the_librarys_way_on_and_the_cli_its_flag(small_sr
     cli = run_cli("balancer", "build", small_src, "--out", out, "--nmin", "4")
     assert cli.stderr == f"error: {refused.value.for_command_line()}\n"
     assert "(--resume finishes an interrupted run, --overwrite replaces it)" in cli.stderr
+
+
+def test_enums_flags_and_settings_are_coerced_or_refused_at_the_door(small_src, built, tmp_path):
+    """Every public function takes an enum as itself or its value and refuses anything else,
+    naming the parameter; the same for flags, settings objects and transform sets."""
+    from balancer import RunOptions, split, verify
+    from trainer import RunControl, TrainConfig, cross_validate, fit
+
+    settings = BuildSettings(nmin=4, transforms="flip")
+    build(small_src, built, settings, existing="overwrite", run=ONE)  # a value: the enum
+    assert len(read_manifest(built)) == 6 + 4 + 4
+    cases = [
+        (lambda: build(small_src, built, settings, existing="bogus"), ValueError, "existing"),
+        (lambda: build(small_src, built, settings, existing=1), TypeError, "existing"),
+        (lambda: build(small_src, built, {"nmin": 4}), TypeError, "settings"),
+        (lambda: build(small_src, built, settings, run={"workers": 1}), TypeError, "run"),
+        (lambda: build(small_src, built, settings, dry_run="no"), TypeError, "dry_run"),
+        (lambda: BuildSettings(nmin=4, link="no"), TypeError, "link"),
+        (lambda: BuildSettings(nmin=4, transforms=None), TypeError, "transforms"),
+        (lambda: BuildSettings(nmin=4, per_class=[("cat", 5)]), TypeError, "per_class"),
+        (lambda: split(small_src, tmp_path / "s", link="no"), TypeError, "link"),
+        (lambda: verify(built, replay="yes"), TypeError, "replay"),
+        (lambda: RunOptions(progress="no"), TypeError, "progress"),
+        (lambda: RunControl(progress=1), TypeError, "progress"),
+        (lambda: fit(small_src, tmp_path / "r", {"epochs": 1}), TypeError, "config"),
+        (
+            lambda: fit(small_src, tmp_path / "r", TrainConfig(), existing="later"),
+            ValueError,
+            "existing",
+        ),
+        (lambda: cross_validate(small_src, tmp_path / "c", control="quiet"), TypeError, "control"),
+    ]
+    before = tree_digest(built)
+    for call, error, parameter in cases:
+        with pytest.raises(error, match=rf"\b{parameter}\b"):
+            call()
+    assert tree_digest(built) == before and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "fragment"),
+    [
+        ("{not json", "TF_CONFIG is not JSON"),
+        ('["worker", 0]', "TF_CONFIG must be like"),
+        (
+            '{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": "0"}}',
+            "task index must be an integer from 0 to 1",
+        ),
+        (
+            '{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 3}}',
+            "task index must be an integer from 0 to 0",
+        ),
+        (
+            '{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}',
+            "task type 'chief' is not a role",
+        ),
+        ('{"cluster": {"worker": "h:1"}, "task": {}}', "must be a list of 'host:port'"),
+    ],
+)
+def test_a_malformed_tf_config_is_one_line_before_anything_starts(
+    tf_config, fragment, small_src, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    proc = run_cli("trainer", "fit", small_src, "--out", tmp_path / "run", "--weights", "none")
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_memory_limit_tensorflow_cannot_live_under_is_one_line_within_seconds(
+    small_src, tmp_path
+):
+    """Under `ulimit -d` 600 MiB TensorFlow's threads cannot start: the process would abort,
+    crash or hang. It says so in one line before loading it."""
+    import resource
+    import time
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_DATA, (600 << 20, resource.RLIM_INFINITY))
+
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from trainer.cli import main; main()",
+            "fit",
+            str(small_src),
+            "--out",
+            str(tmp_path / "run"),
+            "--weights",
+            "none",
+            "--model",
+            "tiny",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert_one_line_error(proc, "at most 600 MiB (RLIMIT_DATA", "raise the limit")
+    assert time.monotonic() - started < 30 and not (tmp_path / "run").exists()
+
+
+def test_cache_auto_counts_the_processs_own_memory_limits():
+    """--cache auto measures what this process may still take: a container's limit, and its
+    own RLIMIT_AS and RLIMIT_DATA (ulimit -v, -d)."""
+    code = (
+        "import resource; "
+        "resource.setrlimit(resource.RLIMIT_AS, (6 << 30, resource.RLIM_INFINITY)); "
+        "from trainer.runtime import available_memory, process_room; "
+        "print(available_memory(), process_room())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    available, room = map(int, proc.stdout.split())
+    assert 0 < room < 6 << 30 and available <= room
+
+
+def test_a_class_whose_name_holds_a_comma_takes_its_own_count(tmp_path):
+    src = make_folder(tmp_path / "src", {"a,b": 3, "c": 2})
+    proc = run_cli(
+        "balancer",
+        "build",
+        src,
+        "--out",
+        tmp_path / "out",
+        "--per-class",
+        "a,b=5",
+        "--per-class",
+        "c=4,",
+        "--transforms",
+        "flip",
+        "--dry-run",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)["counts"]
+    assert {k: v["after"] for k, v in counts.items()} == {"a,b": 5, "c": 4}
+    from balancer.cli_tables import parse_per_class
+
+    assert parse_per_class(["fear=700,joy=900", "a,b=5"]) == {"fear": 700, "joy": 900, "a,b": 5}

@@ -49,10 +49,33 @@ def name() -> str:
     return keras().backend.backend()
 
 
+# The least memory a process needs to load Keras and TensorFlow and train at all, measured
+# on CPU (train fit --model tiny): under an address-space limit (`ulimit -v`) of 3 GiB, or a
+# data limit (`ulimit -d`) of 700 MiB, TensorFlow's threads cannot start and the process
+# aborts (LLVM), dies of a traceback or hangs; 4 GiB and 900 MiB train.
+LEAST_MEMORY = {"RLIMIT_AS": (4 << 30, "ulimit -v"), "RLIMIT_DATA": (1 << 30, "ulimit -d")}
+
+
+def check_memory_limits() -> None:
+    """One line, before Keras loads, when this process's own limits leave too little memory
+    for TensorFlow to start (it would abort, crash or hang instead)."""
+    import resource
+
+    for which, (least, how) in LEAST_MEMORY.items():
+        soft, _ = resource.getrlimit(getattr(resource, which))
+        if soft != resource.RLIM_INFINITY and soft < least:
+            raise TrainError(
+                f"this process may use at most {soft / 2**20:,.0f} MiB ({which}, `{how}`); "
+                f"the trainer needs at least {least / 2**30:g} GiB to load TensorFlow and "
+                "train: raise the limit"
+            )
+
+
 def _import_quietly() -> Any:
     if "keras" in sys.modules:
         return sys.modules["keras"]
     select(None)  # a clear error if the chosen backend is not installed
+    check_memory_limits()
     if _USER_LEVEL or os.environ["KERAS_BACKEND"] != "tensorflow":
         import keras
 

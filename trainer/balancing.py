@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from balancer.common.imageio import DIGEST_BYTES, stamp_of
 from balancer.journal import Journal
 from balancer.manifest import COLUMNS, MANIFEST, manifest_row
 from balancer.plan import class_targets, make_plan
 from balancer.source import Scan
 from balancer.writing import run_items
 
-from .data import class_counts
+from .data import STAMP, class_counts
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ def training_table(
         journal.finish(manifest_row(it, written[it.file_name]) for it in copies)
         paths = [str(cache / it.file_name) for it in copies]
         files = [f"{cache.name}/{it.file_name}" for it in copies]
-        stamps = [os.stat(p) for p in paths]  # as written: a change under the run is noticed
-        sizes, mtimes = [st.st_size for st in stamps], [st.st_mtime_ns for st in stamps]
+        stamps = [stamp_of(os.stat(p)) for p in paths]  # as written: a change is noticed
+        digests = [written[it.file_name].sha256[: 2 * DIGEST_BYTES] for it in copies]
     else:  # plain random over-sampling: the same original file, listed again
         paths = [str(found.root / it.source) for it in copies]
         files = [it.source for it in copies]
-        sizes, mtimes = [it.size for it in copies], [it.mtime_ns for it in copies]
+        stamps = [by_path[it.source].stamp for it in copies]
+        digests = [by_path[it.source].digest.hex() for it in copies]
     extra = pd.DataFrame(
         {
             "path": paths,
@@ -74,8 +76,8 @@ def training_table(
             "label": [it.label for it in copies],
             "source": [it.source for it in copies],
             "origin": "augmented",
-            "size": sizes,
-            "mtime_ns": mtimes,
         }
     )
+    extra[STAMP] = pd.DataFrame(stamps, columns=STAMP, dtype="int64")
+    extra["digest"] = digests
     return pd.concat([train, extra], ignore_index=True)

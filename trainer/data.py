@@ -13,24 +13,24 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from balancer.common.errors import ToolWarning, TrainError, UserError
-from balancer.common.parallel import default_workers
 from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
 
-COLUMNS = ["path", "file", "label", "source", "origin", "size", "mtime_ns"]
+STAMP = ["size", "mtime_ns", "ino", "ctime_ns"]  # imageio.Stamp, as columns
+COLUMNS = ["path", "file", "label", "source", "origin", *STAMP, "digest"]
 
 
 @dataclass
 class Folder:
-    """A class folder's usable files: columns path, file, label, source, origin, size and
-    mtime_ns (as scanned: a file that changes later is noticed)."""
+    """A class folder's usable files: columns path, file, label, source, origin, the stamp
+    the scan saw (size, mtime_ns, ino, ctime_ns: a file that changes later is noticed) and
+    `digest`, of the bytes the scan read (hex: files with the same bytes are one image)."""
 
     root: Path
     table: pd.DataFrame
@@ -40,13 +40,11 @@ class Folder:
     scan: Scan  # the balancer's view of the folder (what its plans are made from)
 
     def digest(self) -> str:
-        """Identifies the data (names, sizes, modification times, and the manifest's): a cv
-        or study resumes only over the same."""
+        """Identifies the data by content (every file's name and bytes, and the manifest's
+        bytes): a cv or study resumes only over the same."""
         h = hashlib.sha256(self.scan.digest().encode())
-        manifest = self.root / MANIFEST
         if self.has_manifest:
-            st = manifest.stat()
-            h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+            h.update((self.root / MANIFEST).read_bytes())
         return h.hexdigest()[:16]
 
 
@@ -62,7 +60,7 @@ def list_folder(
         raise TrainError(f"data folder not found: {root}")
     found = scan(root, workers=workers, progress=progress)
     rows = [
-        (str(root / im.path), im.path, label, im.path, "original", im.size, im.mtime_ns)
+        (str(root / im.path), im.path, label, im.path, "original", *im.stamp, im.digest.hex())
         for label, images in found.images.items()
         for im in images
     ]
@@ -91,26 +89,16 @@ def list_folder(
     return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
 
 
-def same_bytes_groups(table: pd.DataFrame, workers: int | None = None) -> pd.Series:
+def same_bytes_groups(table: pd.DataFrame) -> pd.Series:
     """Each file's group for splitting: its source, except that originals with the same bytes
-    (one photo saved twice under two names) share one group, and so do their copies."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    (one photo saved twice under two names: the same digest, not the same name) share one
+    group, and so do their copies."""
     originals = table[table.origin == "original"]
-    with ThreadPoolExecutor(workers or default_workers()) as ex:  # hashlib releases the GIL
-        digests = list(ex.map(_file_digest, originals.path))
     first: dict[str, str] = {}
     group_of: dict[str, str] = {}
-    for source, digest in sorted(zip(originals.source, digests, strict=True)):
+    for source, digest in sorted(zip(originals.source, originals.digest, strict=True)):
         group_of[source] = first.setdefault(digest, source)
     return table.source.map(lambda s: group_of.get(s, s))
-
-
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return f"unreadable:{path}"  # a file of its own
 
 
 COPY_NAME = r"__aug\d+_[a-z]+\.[A-Za-z]+$"  # what `balance build` calls a generated copy
@@ -176,16 +164,10 @@ def _with_groups(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def shared_files(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, str]]:
-    """(file in a, file in b) pairs with the same bytes: an image that is in both tables."""
-    import hashlib
-
-    def digests(table: pd.DataFrame) -> Any:
-        return {
-            hashlib.sha1(Path(p).read_bytes()).hexdigest(): f
-            for p, f in zip(table.path, table.file, strict=False)
-        }
-
-    left, right = digests(a), digests(b)
+    """(file in a, file in b) pairs with the same bytes (the digests the scans took): an
+    image that is in both tables."""
+    left = dict(zip(a.digest, a.file, strict=True))
+    right = dict(zip(b.digest, b.file, strict=True))
     return sorted((left[d], right[d]) for d in set(left) & set(right))
 
 

@@ -252,17 +252,21 @@ def predict(
         raise TrainValueError(f"top_k must be at least 1 (got {top_k})", parameters=("top_k",))
     path = Path(path)
     walked: list[dict] = []
-    if path.is_file():
-        root, candidates = path.parent, [path]
-    elif path.is_dir():
-        root, candidates, walked = path, *_images_under(path)
-    else:
+    if not path.exists() and not path.is_symlink():
         raise TrainError(f"no such file or folder: {path}")
+    if path.is_dir() and not path.is_symlink():
+        root, candidates, walked = path, *_images_under(path)
+    elif path.is_file():  # a file named directly (a link to one is followed: it was named)
+        root, candidates = path.parent, [path]
+    else:
+        why = "a symbolic link to nothing" if path.is_symlink() else "a FIFO, socket or device"
+        raise TrainError(f"{path} is not an image file ({why})")
     files, skipped = _readable(candidates, root)
     skipped = walked + skipped
     if not files:
-        raise TrainError(f"no readable images in {path}")
-    probs = r.probabilities([str(f) for f in files])
+        first = f" ({skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""
+        raise TrainError(f"no readable images in {path}{first}")
+    probs = r.probabilities([str(f.resolve()) for f in files])
     k = min(top_k, len(r.class_names))
     order = np.argsort(-probs, axis=1)[:, :k]
     rows = []
@@ -302,7 +306,7 @@ def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
     good, bad = [], []
     for f in files:
         try:
-            load(f, check_only=True)
+            load(f.resolve(), check_only=True)  # a link named directly: its file
             good.append(f)
         except BadImage as exc:
             bad.append(Skipped(f.relative_to(root).as_posix(), str(exc)).as_dict())

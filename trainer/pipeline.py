@@ -9,6 +9,7 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from balancer.common.errors import TrainError
-from balancer.common.imageio import BadImage
+from balancer.common.imageio import BadImage, SourceChanged, Stamp, check_stamp
 from balancer.common.parallel import default_workers
 from balancer.common.square import model_input
 
@@ -64,8 +65,11 @@ class Batching:
 
 class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
     """(images, one-hot labels) batches of `paths` as `batching` says, or images only when
-    labels is None. stamps: each file's (size, mtime) as scanned (a file that changed stops
-    the run); class_weights: each label's weight in the loss (`--class-weight balanced`)."""
+    labels is None. stamps: each file's stamp as scanned (imageio.Stamp): a file read with
+    another stops the run, and with the cache on, every file is stat'ed again after each
+    epoch starts (`unchanged`), so a file changed or removed after its first read stops the
+    run too.
+    class_weights: each label's weight in the loss (`--class-weight balanced`)."""
 
     def __init__(
         self,
@@ -73,7 +77,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         labels: Sequence[int] | np.ndarray | None,
         batching: Batching,
         *,
-        stamps: Sequence[tuple[int, int] | None] | None = None,
+        stamps: Sequence[Stamp] | None = None,
         class_weights: Sequence[float] | None = None,
     ) -> None:
         b = batching
@@ -154,10 +158,37 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
             self.epoch += 1
             self._order = self._draw_order()
 
+    def check_unchanged(self) -> None:
+        """With the cache on (a file is read once), every file is stat'ed against its stamp:
+        one that changed or vanished since the scan stops the run, naming it."""
+        if self._cache is None or self.stamps is None:
+            return
+        for path, stamp in zip(self.paths, self.stamps, strict=True):
+            try:
+                check_stamp(os.stat(path), stamp)
+            except FileNotFoundError:
+                self.failure = f"{path}: removed after the scan"
+            except (OSError, SourceChanged) as exc:
+                self.failure = f"{path}: {exc}"
+            if self.failure:
+                raise DataChanged(self.failure)
+
     def start_at(self, epoch: int) -> None:
         """Serve epoch `epoch` next, in its own (seed, epoch) order: a resumed run."""
         self.epoch = epoch
         self._order = self._draw_order()
+
+
+def unchanged(*batches: ImageBatches) -> Any:
+    """A Keras callback that checks, as each epoch starts, that no file of `batches` changed
+    or vanished since the scan (a cached file is not read again to notice it)."""
+
+    class Unchanged(keras.callbacks.Callback):  # type: ignore[name-defined]
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            for b in batches:
+                b.check_unchanged()
+
+    return Unchanged()
 
 
 def predict(model: Any, batches: ImageBatches) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The devices a run trains on, its precision and how it spreads over several devices.
+"""The machine a run trains on: its devices, precision and how it spreads over several
+(TF_CONFIG checked), the memory it may take (--cache auto) and the disk its saves need.
 
 backend      several devices                       mixed precision on GPU
 tensorflow   MirroredStrategy (TF_CONFIG: multi-worker)   bfloat16 where the GPU has it,
@@ -15,9 +16,10 @@ import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from balancer.common.errors import ToolWarning, TrainValueError
+from balancer.common.errors import ToolWarning, TrainError, TrainValueError
 
 from . import backend
 from .config import CACHE_SHARE, TrainConfig
@@ -149,7 +151,7 @@ def _tensorflow() -> tuple[int, bool, str, int, Any]:
         tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
         for g in gpus
     )
-    if "TF_CONFIG" in os.environ:
+    if tf_config():
         name, strategy = "MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy()
     elif len(gpus) > 1:
         name, strategy = "MirroredStrategy", tf.distribute.MirroredStrategy()
@@ -190,9 +192,29 @@ def _torch() -> tuple[int, bool, str, int, Any]:
 _DEVICES = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
 
 
+def process_room() -> int | None:
+    """Bytes this process may still map under its own limits (`ulimit -v`: RLIMIT_AS, the
+    address space; `ulimit -d`: RLIMIT_DATA, private writable memory), None when unlimited."""
+    import resource
+
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            fields = [int(x) * resource.getpagesize() for x in statm.read().split()]
+        used = {resource.RLIMIT_AS: fields[0], resource.RLIMIT_DATA: fields[5]}
+    except (OSError, ValueError, IndexError):
+        return None
+    room = None
+    for which, in_use in used.items():
+        soft, _ = resource.getrlimit(which)
+        if soft != resource.RLIM_INFINITY:
+            left = max(0, soft - in_use)
+            room = left if room is None else min(room, left)
+    return room
+
+
 def available_memory() -> int:
     """Bytes this process may still take: the kernel's MemAvailable, capped by the cgroup's
-    limit (a container's) where there is one."""
+    limit (a container's) where there is one, and by the process's own limits."""
     available = None
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
@@ -220,7 +242,8 @@ def available_memory() -> int:
             continue
         if limit.isdigit():
             available = min(available, max(0, int(limit) - used))
-    return available
+    room = process_room()
+    return available if room is None else min(available, room)
 
 
 @dataclass(frozen=True)
@@ -260,12 +283,78 @@ def plan_cache(mode: str, images: int, size: int) -> CachePlan:
     return CachePlan(mode, needed <= CACHE_SHARE * available, needed, images, available)
 
 
+def tf_config() -> dict:
+    """TF_CONFIG, parsed and checked ({} when unset): one line naming what is wrong with it,
+    before anything starts."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    shape = (
+        'TF_CONFIG must be like {"cluster": {"worker": ["host0:port", "host1:port"]}, '
+        '"task": {"type": "worker", "index": 0}}'
+    )
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise TrainError(f"TF_CONFIG is not JSON ({exc}); {shape}") from None
+    cluster = config.get("cluster", {}) if isinstance(config, dict) else None
+    task = config.get("task", {}) if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise TrainError(f"{shape} (got {type(config).__name__} {_short(text)})")
+    for role, hosts in cluster.items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise TrainError(f"TF_CONFIG's cluster[{role!r}] must be a list of 'host:port'")
+    if task:
+        role, index = task.get("type"), task.get("index", 0)
+        if role not in cluster:
+            raise TrainError(
+                f"TF_CONFIG's task type {role!r} is not a role of its cluster "
+                f"({', '.join(map(repr, cluster)) or 'none'})"
+            )
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not 0 <= index < len(cluster[role])
+        ):
+            raise TrainError(
+                f"TF_CONFIG's task index must be an integer from 0 to "
+                f"{len(cluster[role]) - 1} (cluster[{role!r}] has {len(cluster[role])}), "
+                f"not {index!r}"
+            )
+    return config
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def is_chief() -> bool:
     """Whether this process writes outputs: always, unless TF_CONFIG makes it a non-chief worker."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task") or {}
+    config = tf_config()
+    task = config.get("task") or {}
     if not task:
         return True
-    if "chief" in tf_config.get("cluster", {}):
+    if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+    return task.get("type") == "worker" and task.get("index", 0) == 0
+
+
+# What a run writes, in copies of its weights: each epoch's state (weights and Adam's two
+# moments) written before the last one goes, the best epoch's weights twice, and
+# model.keras (weights and optimizer).
+SAVED_COPIES = 12
+
+
+def check_space(folder: Path, model: Any) -> None:
+    """One line before training when the disk cannot hold what the run will save (a disk
+    that fills while Keras writes weights leaves HDF5 in a state that can crash Python)."""
+    import shutil
+
+    needed = SAVED_COPIES * 4 * model.count_params() + (16 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise TrainError(
+            f"{folder.parent} has {free / 2**20:,.0f} MiB free; this run saves about "
+            f"{needed / 2**20:,.0f} MiB (the model, its best epoch and what a resumed run "
+            "needs): free some space or write the run elsewhere"
+        )

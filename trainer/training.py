@@ -16,6 +16,7 @@ import pandas as pd
 from balancer.common.atomic import write_atomic
 from balancer.common.checks import member, optional
 from balancer.common.errors import OVERWRITE, ToolWarning, TrainError, TrainValueError
+from balancer.common.imageio import Stamp
 from balancer.common.ownership import (
     Claim,
     Existing,
@@ -34,6 +35,7 @@ from .compiler import Compiler
 from .config import MONITORS, TrainConfig
 from .control import RunControl, keras_verbosity
 from .data import (
+    STAMP,
     class_counts,
     describe,
     holdout,
@@ -45,7 +47,7 @@ from .data import (
 from .evaluation import absent_note, scores
 from .outputs import RUN, draw_plots, plot_confusion, plot_curves
 from .reuse import Reuse
-from .runtime import fit_multi_worker, is_chief, pad_to, plan_cache
+from .runtime import check_space, fit_multi_worker, is_chief, pad_to, plan_cache
 from .runtime import setup as runtime_setup
 
 
@@ -170,15 +172,13 @@ def _resume_key(
     config: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, class_names: list[str]
 ) -> dict:
     """What a resumed run must share with the interrupted one: the config, the classes and
-    every file trained and validated on (name, size, modification time)."""
+    every file trained and validated on (its name and the digest of its bytes)."""
     import hashlib
 
     def digest(table: pd.DataFrame) -> str:
         h = hashlib.sha256()
-        sizes = table["size"] if "size" in table else [None] * len(table)
-        mtimes = table["mtime_ns"] if "mtime_ns" in table else [None] * len(table)
-        for name, size, mtime in zip(table.file, sizes, mtimes, strict=True):
-            h.update(f"{name}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+        for name, content in zip(table.file, table.digest, strict=True):
+            h.update(f"{name}\0{content}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()[:16]
 
     return {
@@ -196,13 +196,11 @@ def class_weights(counts: list[int]) -> list[float]:
     return [total / (n * c) if c else 0.0 for c in counts]
 
 
-def _stamps(table: pd.DataFrame) -> list[tuple[int, int] | None] | None:
-    """Each file's (size, mtime_ns) as scanned, where the table has them (None: unchecked)."""
-    if "size" not in table or "mtime_ns" not in table:
-        return None
+def _stamps(table: pd.DataFrame) -> list[Stamp]:
+    """Each file's stamp as the scan saw it (imageio.Stamp)."""
     return [
-        None if pd.isna(size) or pd.isna(mtime) else (int(size), int(mtime))
-        for size, mtime in zip(table["size"], table["mtime_ns"], strict=True)
+        (int(a), int(b), int(c), int(d))
+        for a, b, c, d in zip(*(table[column] for column in STAMP), strict=True)
     ]
 
 
@@ -223,6 +221,7 @@ def _train_model(
     the one metrics.json names. EarlyStopping only stops. Every epoch's end saves what a
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
     from .models import unfreeze
+    from .pipeline import unchanged
 
     train_ds, val_ds = batches  # (training, validation); one class per count of train_counts
     progress, n_classes = control.progress, len(train_counts)
@@ -232,6 +231,7 @@ def _train_model(
 
     compiler = Compiler(config, runtime, train_counts, steps=len(train_ds), progress=progress)
     model = compiler.model(n_classes, second_phase=phase["phase"] == 2, reuse=reuse)
+    check_space(folder, model)
     if runtime.strategy == "MultiWorkerMirroredStrategy" and runtime.replicas > 1:
         fit_multi_worker(model)
     best_weights = folder / "best.weights.h5"
@@ -244,6 +244,7 @@ def _train_model(
         train_ds,
         validation_data=val_ds,
         callbacks=[
+            unchanged(train_ds, val_ds),
             *stateful.values(),
             history_log(folder / "history.csv"),
             checkpoint,

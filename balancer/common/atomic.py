@@ -101,6 +101,26 @@ def sync_tree(folder: Path) -> None:
     sync_folder(folder)
 
 
+def named(exc: OSError, path: Path) -> OSError:
+    """The error with the file it happened to (a write's "No space left on device" names
+    none by itself)."""
+    if exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror, str(path))
+    return exc
+
+
+def write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write every byte to an open file (flushed when durable); an error names `path`."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if _DURABLE:
+            os.fsync(fd)
+    except OSError as exc:
+        raise named(exc, path) from None
+
+
 def temp_path(dst: Path) -> Path:
     """The name a file is written under before it is renamed to `dst`."""
     return dst.with_name(dst.name + TEMP_SUFFIX)
@@ -113,6 +133,9 @@ def _write_temp(dst: Path, write: Callable[[Path], object]) -> Path:
     try:
         write(tmp)
         sync_file(tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, tmp) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -126,11 +149,7 @@ def write_temp(dst: Path, data: bytes) -> Path:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if _DURABLE:
-                os.fsync(fd)
+            write_all(fd, data, tmp)
         finally:
             os.close(fd)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -184,6 +185,11 @@ class ToolGroup(typer.core.TyperGroup):
         except BrokenPipeError:  # `balance ... | head`: the reader left; stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 1
+        if _FATAL.is_set():  # the error is said; a library's broken state must not crash
+            _end_pools()  # the interpreter's teardown after it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code or 1)
         sys.exit(code or 0)
 
 
@@ -217,9 +223,61 @@ def _show_tool_warning(
 _default_showwarning = warnings.showwarning
 
 
+# HDF5's words for a failed write (a full disk while Keras saves weights): the file and the
+# system's message are inside, over two lines.
+HDF5_WRITE = re.compile(
+    r"file write failed.*?filename = '(?P<file>[^']*)'.*?error message = '(?P<why>[^']*)'",
+    re.DOTALL,
+)
+_FATAL = threading.Event()  # set: end the process at once after the error line (os._exit)
+
+
+def _end_pools() -> None:
+    """What an ending interpreter does first, before the process ends without the rest of
+    its teardown: joblib's process pool stopped (its workers killed), then the exit
+    handlers (its shared memory among them)."""
+    import atexit
+
+    pools = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(pools, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
+    atexit._run_exitfuncs()
+
+
+def system_error(exc: OSError) -> str:
+    """An OSError as one line: the system's words and the file, however the library that
+    raised it worded it (HDF5 spreads them over two lines)."""
+    found = HDF5_WRITE.search(str(exc))
+    if found:
+        return f"{found['why']}: {found['file']}"
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or str(exc).splitlines()[0]}{where}"
+
+
+def _broken_hdf5(unraisable: Any) -> None:
+    """sys.unraisablehook while a command runs: HDF5 objects that failed to write (a full
+    disk) fail again when they are freed; that is the same error, already said in one line,
+    so it is not printed again, and the process ends without its teardown."""
+    if HDF5_WRITE.search(str(unraisable.exc_value)):
+        _FATAL.set()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _broken_hdf5_printed(kind: Any, value: BaseException, tb: Any) -> None:
+    """sys.excepthook while a command runs: the same, for the copy Cython prints first."""
+    if HDF5_WRITE.search(str(value)):
+        _FATAL.set()
+        return
+    sys.__excepthook__(kind, value, tb)
+
+
 def _run(command: Callable[[], Any]) -> int:
     """Run a command line; its user errors become one line on stderr and its exit code."""
     shown, warnings.showwarning = warnings.showwarning, _show_tool_warning  # one line each
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook, sys.excepthook = _broken_hdf5, _broken_hdf5_printed
     try:
         result = command()
         code = result if isinstance(result, int) else 0  # click returns Exit's code
@@ -234,8 +292,16 @@ def _run(command: Callable[[], Any]) -> int:
         print(f"error: {exc.for_command_line()}", file=sys.stderr)
         code = 1
     except OSError as exc:  # disk full, permission denied, ...: the system's words, one line
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"error: {system_error(exc)}", file=sys.stderr)
+        code = 1
+        if HDF5_WRITE.search(str(exc)):  # h5py's objects are broken now: their teardown
+            _FATAL.set()  # at exit prints tracebacks and can crash the interpreter
+    except MemoryError:
+        print(
+            "error: out of memory (this process may take no more: fewer --workers, a smaller "
+            "--batch or --image-size, --cache off, or a higher memory limit)",
+            file=sys.stderr,
+        )
         code = 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -244,4 +310,5 @@ def _run(command: Callable[[], Any]) -> int:
         code = 130
     finally:
         warnings.showwarning = shown
+        sys.unraisablehook, sys.excepthook = hooks
     return code

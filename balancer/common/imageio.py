@@ -9,6 +9,7 @@ applied), as every EXIF-aware viewer and loader shows them.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -31,21 +32,54 @@ class BadImage(Exception):
 
 
 class SourceChanged(BadImage):
-    """A file whose size or modification time is no longer what the scan saw."""
+    """A file that is no longer the one the scan saw (its stamp or its bytes differ)."""
 
 
-Stamp = tuple[int, int]  # (size in bytes, modification time in ns): what a scan saw of a file
+# What a scan saw of a file without reading it again: (size in bytes, modification time,
+# inode, change time; times in ns). Size and mtime alone miss a file replaced by `cp -p` or
+# `mv` (a new inode) and an edit whose times were set back (`touch -r`: the change time,
+# which no user can set, moves); a hard link made to it moves the change time too, which
+# is noticed as a change (the safe side). Where the bytes are read anyway, their digest is
+# checked instead (`content_digest`): the thing itself.
+Stamp = tuple[int, int, int, int]
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    """A file's stamp from its stat."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def check_stamp(st: os.stat_result, expect: Stamp | None) -> None:
-    """SourceChanged when a file's stat is not the one the scan recorded."""
-    if expect is not None and (st.st_size, st.st_mtime_ns) != tuple(expect):
+    """SourceChanged, saying what moved, when a file's stat is not the one the scan saw."""
+    if expect is None:
+        return
+    size, mtime, ino, ctime = expect
+    if st.st_size != size:
+        raise SourceChanged(f"its size differs from the scan's: {st.st_size} bytes, was {size}")
+    if st.st_ino != ino:
+        raise SourceChanged("replaced by another file since the scan (its inode differs)")
+    if st.st_mtime_ns != mtime:
+        raise SourceChanged("modified after the scan (its modification time differs)")
+    if st.st_ctime_ns != ctime:
         raise SourceChanged(
-            f"size or modification time differs from the scan's: {st.st_size} bytes, "
-            f"was {expect[0]}"
-            if st.st_size != expect[0]
-            else "modified after the scan (its modification time differs)"
+            "changed after the scan (its change time differs: edited with its times set "
+            "back, or linked or re-permissioned)"
         )
+
+
+DIGEST_BYTES = 16  # of sha256: what proves a source's bytes unchanged (2**-128 to fool)
+
+
+def content_digest(data: bytes) -> bytes:
+    """The digest a scan records of a file's bytes, and a reader checks them against."""
+    return hashlib.sha256(data).digest()[:DIGEST_BYTES]
+
+
+def check_content(data: bytes, digest: bytes | None) -> None:
+    """SourceChanged when bytes read are not the ones the scan read (`digest`; None or
+    empty: not checked)."""
+    if digest and content_digest(data) != digest:
+        raise SourceChanged("its bytes differ from the ones the scan read (sha256)")
 
 
 def sniff(data: bytes) -> str:
@@ -295,9 +329,10 @@ def decode(
     return Loaded(image, fmt, orientation, size)
 
 
-def read_bytes(path: Path, expect: Stamp | None = None) -> bytes:
+def read_bytes(path: Path, expect: Stamp | None = None, digest: bytes | None = None) -> bytes:
     """A regular file's bytes, refusing anything else (a FIFO would block for ever), files
-    too large to be a sane image and, given `expect`, a file that changed since the scan."""
+    too large to be a sane image and, given `expect` (its stamp) or `digest` (its bytes'),
+    a file that is not the one the scan saw."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         st = os.fstat(fd)
@@ -307,9 +342,11 @@ def read_bytes(path: Path, expect: Stamp | None = None) -> bytes:
         if st.st_size > MAX_FILE_BYTES:
             raise BadImage(f"file too large ({st.st_size} bytes)")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+            data = f.read()
     finally:
         os.close(fd)
+    check_content(data, digest)
+    return data
 
 
 def load(
@@ -319,11 +356,15 @@ def load(
     max_bytes: int | None = None,
     expect: Stamp | None = None,
     at_least: int | None = None,
+    digest: bytes | None = None,
 ) -> Loaded:
     """Read and decode a file whole (BadImage, with the reason, for anything else)."""
     try:
         return decode(
-            read_bytes(path, expect), check_only=check_only, max_bytes=max_bytes, at_least=at_least
+            read_bytes(path, expect, digest),
+            check_only=check_only,
+            max_bytes=max_bytes,
+            at_least=at_least,
         )
     except OSError as exc:
         raise BadImage(f"unreadable ({exc.strerror or exc})") from None

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .imageio import Stamp
+
 import numpy as np
 
 from .opencv import cv2
@@ -63,12 +65,12 @@ def to_square(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray
 
 
 def model_input(
-    path: str | Path, size: int, mode: str = "stretch", expect: tuple[int, int] | None = None
+    path: str | Path, size: int, mode: str = "stretch", expect: Stamp | None = None
 ) -> np.ndarray:
     """A file as a model of input side `size` sees it: decoded at the scale it needs (a large
     JPEG at 1/2, 1/4 or 1/8: see imageio.decode), made square, size x size x 3 uint8 RGB
     (square first: the colour conversion then touches size x size pixels, same bytes).
-    `expect`: the (size, mtime_ns) a scan saw; a file that no longer has them is refused."""
+    `expect`: the stamp a scan saw (imageio.Stamp); a file that no longer has it is refused."""
     from pathlib import Path
 
     from .imageio import load
