@@ -10,6 +10,7 @@ import typer
 from .cli_folders import RESUME_HINT, split_cmd, verify_cmd
 from .cli_tables import counts_table, parse_per_class, stats_table
 from .common.cli import (
+    fsync_option,
     json_option,
     on_interrupt,
     out_option,
@@ -99,6 +100,7 @@ def build_cmd(
         "--space-check/--no-space-check",
         help="Refuse a plan that does not fit in the free disk space.",
     ),
+    fsync: bool = fsync_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the run record (balance.json) on stdout."),
 ) -> None:
@@ -125,7 +127,7 @@ def build_cmd(
         max_image_mb=max_image_mb,
         link=link,
     )
-    run = RunOptions(workers, backend, scheduler, progress=not quiet)
+    run = RunOptions(workers, backend, scheduler, progress=not quiet, durable=fsync)
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with on_interrupt(RESUME_HINT):
         result = build(

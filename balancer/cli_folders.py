@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from .common.cli import (
+    fsync_option,
     json_option,
     on_interrupt,
     out_option,
@@ -47,6 +48,7 @@ def split_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Finish an interrupted split of OUT with the same options."
     ),
+    fsync: bool = fsync_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the counts as JSON."),
 ) -> None:
@@ -62,7 +64,7 @@ def split_cmd(
     from .common.parallel import RunOptions
     from .splitting import split
 
-    run = RunOptions(workers, progress=not quiet)
+    run = RunOptions(workers, progress=not quiet, durable=fsync)
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with on_interrupt(RESUME_HINT):
         result = split(

@@ -109,13 +109,21 @@ def leaves_folder(name: str) -> bool:
 def read_manifest(folder: str | Path) -> pd.DataFrame:
     """A balanced folder's manifest as a pandas DataFrame with typed columns: `params` a dict
     (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
-    originals), the others strings. BalanceError (one line) for a manifest that lacks the
+    originals), the others strings. BalanceError (one line) for an unfinished build (its
+    manifest is a journal of the files written so far), and for a manifest that lacks the
     columns a reader needs, lists a file twice, or names a path outside the folder."""
     import pandas as pd
 
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
+    record = read_record(folder)
+    if record is not None and record.get("status") != "complete":
+        raise BalanceError(
+            f"{folder} is an unfinished build ({RECORD} says '{record.get('status')}'; its "
+            f"{MANIFEST} lists only the files written so far): finish it with "
+            "`balance build --resume`"
+        )
     m = read_csv(path)
     missing = [c for c in REQUIRED if c not in m.columns]
     if missing:

@@ -24,6 +24,7 @@ from helpers import (
     make_folder,
     run_cli,
     textured,
+    tree_digest,
     write_image,
 )
 from PIL import Image, ImageOps
@@ -438,3 +439,40 @@ def test_a_png_with_a_broken_colour_profile_decodes_quietly_to_the_same_pixels(t
         text=True,
     )
     assert "iCCP" in bare.stderr  # what OpenCV alone prints, once per decode
+
+
+def test_a_damaged_record_is_one_line_on_every_path_that_reads_it_back(built, small_src, tmp_path):
+    """A hand-edited record reaches no check before its shape is: --resume and --overwrite
+    refuse it naming the field (and touch nothing), verify names it, and a damaged resume
+    state is one line too."""
+    from balancer.common.errors import TrainError
+    from trainer import resume
+
+    record = json.loads((built / "balance.json").read_text())
+    record.update(status="running", newest_source_mtime_ns="yesterday")
+    (built / "balance.json").write_text(json.dumps(record))
+    before = tree_digest(built)
+    for how in ("--resume", "--overwrite"):
+        proc = run_cli("balancer", "build", small_src, "--out", built, "--nmin", "5", how)
+        assert_one_line_error(proc, "is damaged", "newest_source_mtime_ns")
+    assert tree_digest(built) == before
+    assert any("newest_source_mtime_ns" in p for p in verify(built, run=ONE)["problems"])
+    state = tmp_path / "staged" / "resume" / "state.json"
+    state.parent.mkdir(parents=True)
+    good = {
+        "settings": {},
+        "epochs_done": 3,
+        "stopped": False,
+        "phase": 1,
+        "phase1_epochs": None,
+        "weights": "epoch-00003.weights.h5",
+        "seeds": "epoch-00003.seeds.npy",
+        "best_weights": None,
+        "checkpoint_best": 0.5,
+        "callbacks": {},
+    }
+    state.write_text(json.dumps({**good, "epochs_done": "3"}))
+    with pytest.raises(TrainError, match=r"state.json is damaged \(epochs_done missing or of"):
+        resume.load(state.parent.parent, {})
+    state.write_text(json.dumps(good))
+    assert resume.load(state.parent.parent, {})["epochs_done"] == 3

@@ -270,3 +270,43 @@ def test_records_have_the_shape_their_typeddict_declares_and_a_damaged_one_is_na
         metrics.write_text(json.dumps({**fake_metrics(), **damage}))
         with pytest.raises(UserError, match=f"is damaged: {named} missing or of the wrong type"):
             read_metrics(metrics)
+
+
+def test_one_table_of_formats_is_what_the_writer_the_plan_verify_and_keras_agree_on(tmp_path):
+    """Each output format is one row (balancer.common.formats): the plan names a source's
+    copies with its row's extension (any other format becomes the lossless row's), the
+    encoder writes that format, verify checks the content is what the name says, and the
+    row says truly whether Keras' folder loader reads it."""
+    from keras.src.utils.image_dataset_utils import ALLOWLIST_FORMATS
+
+    from balancer import verify
+    from balancer.common import formats, imageio
+
+    src = tmp_path / "src"
+    write_image(src / "a" / "photo.jpg", textured(24, 20, seed=1))
+    write_image(src / "a" / "scan.png", textured(24, 20, seed=2))
+    write_image(src / "b" / "old.bmp", textured(24, 20, seed=3))
+    out = tmp_path / "out"
+    build(src, out, BuildSettings(nmin=3, transforms="flip"), run=ONE)
+    m = read_manifest(out)
+    for row in m.itertuples():
+        fmt = formats.of_name(row.file_name)
+        source = formats.for_source(imageio.sniff((src / row.source).read_bytes()))
+        assert fmt is source and row.file_name.endswith(fmt.extension)
+        assert imageio.sniff((out / row.file_name).read_bytes()) == fmt.name
+    assert sorted(formats.of_name(n).name for n in m.file_name) == ["jpeg"] * 2 + ["png"] * 4
+    assert verify(out, run=ONE)["ok"]
+    for fmt in formats.FORMATS:
+        assert fmt.keras == all(e in ALLOWLIST_FORMATS for e in fmt.extensions), fmt.name
+        assert imageio.sniff(imageio.encode(textured(8, 8), fmt.name)) == fmt.name
+        assert all(formats.of_name(f"X{e.upper()}") is fmt for e in fmt.extensions)
+    assert formats.of_name("x.webp") is None and formats.of_name("x.jpg.part") is None
+    (out / "b" / "old.png").write_bytes((out / "a" / "photo.jpg").read_bytes())  # a JPEG
+    m2 = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    m2.loc[m2.file_name == "b/old.png", ["size", "sha256"]] = [
+        str((out / "b" / "old.png").stat().st_size),
+        __import__("hashlib").sha256((out / "b" / "old.png").read_bytes()).hexdigest(),
+    ]
+    m2.to_csv(out / "manifest.csv", index=False, lineterminator="\r\n")
+    problems = verify(out, run=ONE)["problems"]
+    assert "content is not the PNG its name says: b/old.png" in problems

@@ -14,6 +14,7 @@ from helpers import (
     ONE,
     QUIET,
     SILENT,
+    RunOptions,
     assert_one_line_error,
     edit_in_place,
     fake_metrics,
@@ -700,17 +701,18 @@ def test_files_and_their_listing_are_flushed_before_they_are_relied_on(
     place, the journal that lists it is flushed before that rename, and the folder after it:
     a power cut leaves the last whole state, never a name with no bytes behind it."""
     events = []
-    fsync, replace = os.fsync, os.replace
+    fsync, fdatasync, replace = os.fsync, os.fdatasync, os.replace
 
-    def spy_fsync(fd):
+    def spy_fsync(fd, flush=fsync):
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        return fsync(fd)
+        return flush(fd)
 
     def spy_replace(src, dst):
         events.append(("replace", os.fspath(src), os.fspath(dst)))
         return replace(src, dst)
 
     monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: spy_fsync(fd, fdatasync))
     monkeypatch.setattr(os, "replace", spy_replace)
     out = tmp_path / "out"
     build(small_src, out, BuildSettings(nmin=5, transforms="rotate"), run=ONE)
@@ -724,3 +726,8 @@ def test_files_and_their_listing_are_flushed_before_they_are_relied_on(
         assert flushed and journal and folder, dst
     records = [e for _, e in renames if Path(e[2]).name in ("balance.json", "manifest.csv")]
     assert records and all(("fsync", e[1]) in events for e in records)
+    events.clear()  # --no-fsync: nothing flushed, the same bytes
+    scratch = RunOptions(workers=1, progress=False, durable=False)
+    build(small_src, tmp_path / "fast", BuildSettings(nmin=5, transforms="rotate"), run=scratch)
+    assert not [e for e in events if e[0] == "fsync"]
+    assert tree_digest(tmp_path / "fast") == tree_digest(out)

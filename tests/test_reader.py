@@ -149,3 +149,46 @@ def test_a_resumed_callback_gets_its_counts_back():
     cb.restored = {"wait": 2, "best": 0.25, "cooldown_counter": 0}
     cb.on_train_begin()
     assert cb.state() == {"wait": 2, "best": 0.25, "cooldown_counter": 0}
+
+
+def test_a_file_changed_under_the_reader_is_named_whatever_its_times_say(tmp_path):
+    """The trainer's reader checks each file against the stamp the scan took (size,
+    modification time, inode, change time): the same bytes written again with their times
+    set back, or a copy moved over the file (`cp -p`, `mv`), are noticed, and with the cache
+    on, a file changed after its first read is noticed as the next epoch starts."""
+    import os
+    import shutil
+
+    from balancer.common.imageio import stamp_of
+    from trainer.pipeline import Batching, DataChanged, ImageBatches
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        write_image(paths[-1], textured(16, 16, seed=i))
+
+    def batches(**kw):
+        stamps = [stamp_of(os.stat(p)) for p in paths]
+        return ImageBatches(
+            paths, [0, 0, 0], Batching(n_classes=1, size=8, batch=3, **kw), stamps=stamps
+        )
+
+    plain = batches()
+    assert plain[0][0].shape == (3, 8, 8, 3)
+    st = paths[1].stat()
+    paths[1].write_bytes(paths[1].read_bytes())  # the same bytes again, times set back
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(DataChanged, match=r"1\.png: changed after the scan \(its change time"):
+        plain[0]
+    plain = batches()
+    shutil.copy2(paths[2], tmp_path / "copy.png")  # cp -p: same size, same times
+    os.replace(tmp_path / "copy.png", paths[2])
+    with pytest.raises(DataChanged, match=r"2\.png: replaced by another file"):
+        plain[0]
+    cached = batches(cache=True)
+    cached[0]
+    cached.check_unchanged()  # nothing changed
+    paths[0].unlink()
+    assert cached[0][0].shape == (3, 8, 8, 3)  # from memory
+    with pytest.raises(DataChanged, match=r"0\.png: removed after the scan"):
+        cached.check_unchanged()

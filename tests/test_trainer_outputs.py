@@ -100,6 +100,14 @@ def test_evaluate_and_predict_with_the_trained_model(run, balanced):
         "b_001.jpg",
         "b_002.jpg",
     ]
+    link = run.parent / "link.jpg"  # a link named directly: what it points to is read
+    link.symlink_to(test / "b" / "b_001.jpg")
+    assert list(predict(run, link).file) == ["link.jpg"]
+    (run.parent / "dangling.jpg").symlink_to(run.parent / "gone.jpg")
+    os.mkfifo(run.parent / "pipe.jpg")
+    for name, why in (("dangling.jpg", "a symbolic link to nothing"), ("pipe.jpg", "a FIFO")):
+        proc = run_cli("trainer", "predict", run, run.parent / name)
+        assert_one_line_error(proc, f"{name} is not an image file ({why}")
 
 
 def test_focal_loss_is_keras_and_balanced_alpha_favours_rare_classes():

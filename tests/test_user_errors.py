@@ -665,3 +665,17 @@ def test_a_class_whose_name_holds_a_comma_takes_its_own_count(tmp_path):
     from balancer.cli_tables import parse_per_class
 
     assert parse_per_class(["fear=700,joy=900", "a,b=5"]) == {"fear": 700, "joy": 900, "a,b": 5}
+
+
+def test_an_unfinished_build_is_refused_by_every_reader_of_its_manifest(built, tmp_path):
+    """While a build runs (or after it was killed) its manifest.csv lists only the files
+    written so far: grouping a copy by it, counting by it or showing it would mislead."""
+    record = json.loads((built / "balance.json").read_text())
+    (built / "balance.json").write_text(json.dumps({**record, "status": "running"}))
+    for proc in (
+        run_cli("trainer", "fit", built, "--out", tmp_path / "run", "--weights", "none"),
+        run_cli("balancer", "stats", built),
+        run_cli("balancer", "preview", built, "--from-manifest", "-o", tmp_path / "p.png"),
+    ):
+        assert_one_line_error(proc, "is an unfinished build", "balance build --resume")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "p.png").exists()

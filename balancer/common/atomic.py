@@ -60,13 +60,19 @@ def parent_gone() -> bool:
     return pid is not None and os.getpid() != pid and os.getppid() != pid
 
 
+def _flush(fd: int) -> None:
+    """A file's bytes to the disk, and what reading them back needs (its size): fdatasync,
+    which leaves out its times."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 def sync_file(path: Path) -> None:
     """Flush a file's bytes to the disk (when this process is durable)."""
     if not _DURABLE:
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        _flush(fd)
     finally:
         os.close(fd)
 
@@ -116,7 +122,7 @@ def write_all(fd: int, data: bytes, path: Path) -> None:
         while view:
             view = view[os.write(fd, view) :]
         if _DURABLE:
-            os.fsync(fd)
+            _flush(fd)
     except OSError as exc:
         raise named(exc, path) from None
 

@@ -57,6 +57,17 @@ def quiet_option(help: str = "No progress output.") -> Any:
     return typer.Option(False, "--quiet", "-q", help=help)
 
 
+def fsync_option() -> Any:
+    """--fsync/--no-fsync: whether files are flushed to the disk before they are relied on."""
+    return typer.Option(
+        True,
+        "--fsync/--no-fsync",
+        help="Flush every file to the disk before it is renamed into place, so a power cut "
+        "leaves the last whole state (--no-fsync: faster on a scratch disk, where a power cut "
+        "may leave a folder only a new build replaces).",
+    )
+
+
 def json_option(help: str) -> Any:
     """--json: the report as JSON on stdout (and nothing else there)."""
     return typer.Option(False, "--json", help=help)

@@ -13,6 +13,7 @@ from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 
+from .atomic import durable, set_durable
 from .checks import flag
 from .errors import BalanceError, BalanceValueError, ToolWarning
 from .limits import WORKERS
@@ -55,9 +56,11 @@ class RunOptions:
     backend: str = "loky"  # 'loky' (this machine's cores) or 'dask'
     scheduler: str | None = None  # with 'dask': the scheduler's address; None: a local cluster
     progress: bool = True
+    durable: bool = True  # flush each file to the disk before it is relied on (atomic.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", flag(self.progress, "progress"))
+        object.__setattr__(self, "durable", flag(self.durable, "durable"))
         if self.backend not in BACKENDS:
             raise BalanceValueError(
                 f"unknown backend '{self.backend}'; choose {' or '.join(BACKENDS)}",
@@ -169,8 +172,21 @@ def pool(run: RunOptions) -> Iterator[Pool]:
     'dask' (the cluster at its scheduler, or a LocalCluster of its workers). The worker
     count is resolved here, once: a remote cluster's threads are not this machine's cores."""
     backend, scheduler, workers = run.backend, run.scheduler, run.workers
+    was_durable = durable()
+    set_durable(run.durable)
+    try:
+        with _pool(backend, scheduler, workers, progress=run.progress) as p:
+            yield p
+    finally:
+        set_durable(was_durable)
+
+
+@contextmanager
+def _pool(
+    backend: str, scheduler: str | None, workers: int | None, *, progress: bool
+) -> Iterator[Pool]:
     if backend == "loky":
-        yield Pool(resolve_workers(workers), progress=run.progress)
+        yield Pool(resolve_workers(workers), progress=progress)
         return
     try:
         from dask.distributed import Client, LocalCluster
@@ -198,6 +214,6 @@ def pool(run: RunOptions) -> Iterator[Pool]:
         global _REMOTE
         _REMOTE = True
         try:
-            yield Pool(sum(client.nthreads().values()), client, progress=run.progress)
+            yield Pool(sum(client.nthreads().values()), client, progress=progress)
         finally:
             _REMOTE = False
