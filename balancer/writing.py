@@ -28,7 +28,7 @@ from .common.atomic import (
     durable,
     parent_gone,
     place,
-    set_durable,
+    sync_filesystem,
     sync_folder,
     temp_path,
     write_temp,
@@ -38,7 +38,7 @@ from .common.errors import OVERWRITE, BalanceError, ToolWarning
 from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
 from .common.ownership import sha256_file
-from .common.parallel import chunked, run_chunks
+from .common.parallel import chunked, remote, run_chunks
 from .journal import Journal, Written
 from .plan import Item
 from .transforms import TRANSFORMS, Params
@@ -84,11 +84,18 @@ def render(
 
 
 def _make(
-    item: Item, expect: Written | None, cache: list, *, src: str, out: str, writing: Writing
+    item: Item,
+    expect: Written | None,
+    cache: list,
+    *,
+    src: str,
+    out: str,
+    how: tuple[Writing, bool],
 ) -> tuple[Written, bool]:
     """(how the item's file is written, whether it waits under its temporary name to be
     renamed): a file already in place that its journal row proves (size, then sha256) is
-    kept; anything else is made again."""
+    kept; anything else is made again (`how`: the Writing, and whether it is flushed)."""
+    writing, flush = how
     dst, source = Path(out, item.file_name), Path(src, item.source)
     if expect is not None and _proven(dst, expect):
         return expect, False
@@ -96,9 +103,10 @@ def _make(
     if item.action == "copy":
         data = imageio.read_bytes(source, digest=item.digest)
         if writing.link:
-            copy_temp(source, dst, link=True, check=partial(_same_bytes, digest=item.digest))
+            check = partial(_same_bytes, digest=item.digest)
+            copy_temp(source, dst, link=True, check=check, flush=flush)
         else:
-            write_temp(dst, data)
+            write_temp(dst, data, flush=flush)
         return Written(None, len(data), _sha256(data)), True
     image = _pixels(source, item, cache, writing.max_bytes)
     if item.action == "augment":
@@ -113,7 +121,7 @@ def _make(
     else:  # re-encoded original
         params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
         data = imageio.encode(image, fmt, writing.quality)
-    write_temp(dst, data)
+    write_temp(dst, data, flush=flush)
     text = None if params is None else json.dumps(params, sort_keys=True)
     return Written(text, len(data), _sha256(data)), True
 
@@ -156,15 +164,15 @@ def _sha256(data: bytes) -> str:
 def _work_chunk(
     src: str, out: str, writing: Writing, tasks: list[tuple[Item, Written | None]], *, flush: bool
 ) -> list[tuple[str, Written, bool]]:
-    """Make each item's file under its temporary name unless the one in place is proven;
-    return (file_name, Written, whether it waits to be renamed): small to send back."""
-    set_durable(flush)
+    """Make each item's file under its temporary name (flushed with `flush`) unless the one
+    in place is proven; return (file_name, Written, whether it waits to be renamed): small
+    to send back."""
     results, cache = [], [None, None]
     for item, expect in tasks:
         if parent_gone():
             raise SystemExit(1)
         try:
-            written, fresh = _make(item, expect, cache, src=src, out=out, writing=writing)
+            written, fresh = _make(item, expect, cache, src=src, out=out, how=(writing, flush))
             results.append((item.file_name, written, fresh))
         except imageio.SourceChanged as exc:
             raise BalanceError(
@@ -237,12 +245,16 @@ def run_items(
         ((it, done.get(it.file_name)) for it in items), key=lambda t: (t[0].source, t[0].file_name)
     )
     chunks = chunked(tasks, workers, key=lambda t: t[0].source)
-    work = partial(_work_chunk, str(root), str(out), writing, flush=durable())
+    # Local workers leave their files unflushed and this process flushes each chunk's in one
+    # call (syncfs): a journal commit per chunk, not per file. Workers on other machines
+    # (Dask) flush their own, as does every worker where that call is missing.
+    batched = durable() and not remote() and sync_filesystem(out)
+    work = partial(_work_chunk, str(root), str(out), writing, flush=durable() and not batched)
     written: dict[str, Written] = {}
     try:
         for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):
             fresh = [(by_name[name], w) for name, w, new in results if new]
-            _land(out, fresh, journal)
+            _land(out, fresh, journal, flush=batched)
             written.update((name, w) for name, w, _ in results)
     except BaseException:
         sweep(out, items, set(done))  # workers stopped mid-write leave temporaries behind
@@ -253,10 +265,13 @@ def run_items(
     return written
 
 
-def _land(out: Path, fresh: list[tuple[Item, Written]], journal: Journal) -> None:
+def _land(out: Path, fresh: list[tuple[Item, Written]], journal: Journal, *, flush: bool) -> None:
     """Record a chunk's new files in the journal (flushed), then rename them into place and
-    flush their folders: a file under its final name is always in the journal."""
+    flush their folders: a file under its final name is always in the journal, and its bytes
+    on the disk first (flushed here with `flush`, else by the worker that wrote it)."""
     try:
+        if flush and fresh:
+            sync_filesystem(out)
         journal.append(fresh)
         for item, _ in fresh:
             dst = out / item.file_name

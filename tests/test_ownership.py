@@ -697,11 +697,15 @@ def test_a_run_folder_proves_each_file_by_its_listing(tmp_path):
 def test_files_and_their_listing_are_flushed_before_they_are_relied_on(
     small_src, tmp_path, monkeypatch
 ):
-    """Every file is flushed (fsync) under its temporary name before it is renamed into
-    place, the journal that lists it is flushed before that rename, and the folder after it:
-    a power cut leaves the last whole state, never a name with no bytes behind it."""
+    """Every file is flushed under its temporary name (by its worker, or with the rest of its
+    chunk in one syncfs) before the journal that lists it is flushed, and that before the
+    file is renamed into place; the folder is flushed after: a power cut leaves the last whole
+    state, never a name with no bytes behind it."""
+    import balancer.writing
+
     events = []
     fsync, fdatasync, replace = os.fsync, os.fdatasync, os.replace
+    syncfs = balancer.writing.sync_filesystem
 
     def spy_fsync(fd, flush=fsync):
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -711,19 +715,25 @@ def test_files_and_their_listing_are_flushed_before_they_are_relied_on(
         events.append(("replace", os.fspath(src), os.fspath(dst)))
         return replace(src, dst)
 
+    def spy_syncfs(path):
+        events.append(("syncfs",))
+        return syncfs(path)
+
     monkeypatch.setattr(os, "fsync", spy_fsync)
     monkeypatch.setattr(os, "fdatasync", lambda fd: spy_fsync(fd, fdatasync))
     monkeypatch.setattr(os, "replace", spy_replace)
+    monkeypatch.setattr(balancer.writing, "sync_filesystem", spy_syncfs)
     out = tmp_path / "out"
     build(small_src, out, BuildSettings(nmin=5, transforms="rotate"), run=ONE)
     renames = [(i, e) for i, e in enumerate(events) if e[0] == "replace"]
     copies = [(i, e) for i, e in renames if "/owl/" in e[2]]
     assert copies, "the owl's copies were renamed into place"
+    journal = ("fsync", str(out / "manifest.csv"))
     for i, (_, src, dst) in copies:
-        flushed = [j for j, e in enumerate(events[:i]) if e == ("fsync", src)]
-        journal = [j for j, e in enumerate(events[:i]) if e == ("fsync", str(out / "manifest.csv"))]
-        folder = [j for j, e in enumerate(events[i:]) if e == ("fsync", str(Path(dst).parent))]
-        assert flushed and journal and folder, dst
+        k = max(j for j in range(i) if events[j] == journal)  # the journal flushed, then this
+        before = max([j for j in range(k) if events[j] == journal], default=-1)
+        assert any(e in (("fsync", src), ("syncfs",)) for e in events[before + 1 : k]), dst
+        assert ("fsync", str(Path(dst).parent)) in events[i:], dst
     records = [e for _, e in renames if Path(e[2]).name in ("balance.json", "manifest.csv")]
     assert records and all(("fsync", e[1]) in events for e in records)
     events.clear()  # --no-fsync: nothing flushed, the same bytes

@@ -44,6 +44,15 @@ def select(name: str | None) -> str:
     return name
 
 
+def maker() -> dict:
+    """What made a run besides its options, which a resumed run must share: the tool's version
+    (how copies are rendered, how a model is built) and the Keras backend (what a step
+    computes), without loading Keras."""
+    from balancer import __version__
+
+    return {"version": __version__, "backend": select(None)}
+
+
 def name() -> str:
     """The backend Keras runs on (importing Keras if it is not loaded yet)."""
     return keras().backend.backend()

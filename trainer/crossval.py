@@ -19,6 +19,7 @@ from balancer.common.parallel import default_workers
 from balancer.manifest import CSV_LINE_END
 from balancer.transforms import PAPER_SET, check_spec
 
+from . import backend
 from .balancing import Arm, training_table
 from .config import FOLDS, TrainConfig
 from .control import RunControl
@@ -74,6 +75,7 @@ def cross_validate(
     folder = list_folder(data, progress=control.progress)
     settings = {
         "counted_from": 1,  # fold-1 is the first fold (folders of 0.x began at fold-0)
+        **backend.maker(),
         "data": str(folder.root.resolve()),
         "data_digest": folder.digest(),
         "folds": folds,

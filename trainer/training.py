@@ -171,8 +171,9 @@ def _batches(
 def _resume_key(
     config: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, class_names: list[str]
 ) -> dict:
-    """What a resumed run must share with the interrupted one: the config, the classes and
-    every file trained and validated on (its name and the digest of its bytes)."""
+    """What a resumed run must share with the interrupted one: the tool's version and the
+    backend, the config, the classes and every file trained and validated on (its name and
+    the digest of its bytes)."""
     import hashlib
 
     def digest(table: pd.DataFrame) -> str:
@@ -182,6 +183,7 @@ def _resume_key(
         return h.hexdigest()[:16]
 
     return {
+        **backend.maker(),
         "config": config.to_dict(),
         "classes": list(class_names),
         "train": digest(train),

@@ -95,6 +95,29 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def sync_filesystem(path: Path) -> bool:
+    """Flush everything written to the file system `path` is on, in one call (Linux's
+    syncfs: one journal commit for a whole batch of files, where a flush per file pays one
+    each); False where the call is not available (the caller then flushes file by file)."""
+    if not _DURABLE:
+        return True
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+    return True
+
+
 def sync_tree(folder: Path) -> None:
     """Flush every file and folder under `folder` (a staged output, before its rename)."""
     if not _DURABLE:
@@ -115,13 +138,14 @@ def named(exc: OSError, path: Path) -> OSError:
     return exc
 
 
-def write_all(fd: int, data: bytes, path: Path) -> None:
-    """Write every byte to an open file (flushed when durable); an error names `path`."""
+def write_all(fd: int, data: bytes, path: Path, *, flush: bool | None = None) -> None:
+    """Write every byte to an open file, flushed (`flush`; None: when this process is
+    durable); an error names `path`."""
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        if _DURABLE:
+        if _DURABLE if flush is None else flush:
             _flush(fd)
     except OSError as exc:
         raise named(exc, path) from None
@@ -132,13 +156,14 @@ def temp_path(dst: Path) -> Path:
     return dst.with_name(dst.name + TEMP_SUFFIX)
 
 
-def _write_temp(dst: Path, write: Callable[[Path], object]) -> Path:
-    """`write(tmp)` under dst's temporary name, flushed; the temporary name is returned (it
-    is removed again on any failure)."""
+def _write_temp(dst: Path, write: Callable[[Path], object], *, flush: bool | None) -> Path:
+    """`write(tmp)` under dst's temporary name, flushed (`flush`; None: when this process is
+    durable); the temporary name is returned (it is removed again on any failure)."""
     tmp = temp_path(dst)
     try:
         write(tmp)
-        sync_file(tmp)
+        if flush or (flush is None and _DURABLE):
+            sync_file(tmp)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise named(exc, tmp) from None
@@ -148,14 +173,14 @@ def _write_temp(dst: Path, write: Callable[[Path], object]) -> Path:
     return tmp
 
 
-def write_temp(dst: Path, data: bytes) -> Path:
-    """Bytes under dst's temporary name, flushed: for a caller that renames it into place
-    itself (after recording it)."""
+def write_temp(dst: Path, data: bytes, *, flush: bool | None = None) -> Path:
+    """Bytes under dst's temporary name, flushed (`flush`; None: when this process is
+    durable): for a caller that renames it into place itself (after recording it)."""
     tmp = temp_path(Path(dst))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            write_all(fd, data, tmp)
+            write_all(fd, data, tmp, flush=flush)
         finally:
             os.close(fd)
     except BaseException:
@@ -186,10 +211,16 @@ def write_atomic(dst: Path, data: bytes) -> None:
 
 
 def copy_temp(
-    src: Path, dst: Path, *, link: bool = False, check: Callable[[Path], None] | None = None
+    src: Path,
+    dst: Path,
+    *,
+    link: bool = False,
+    check: Callable[[Path], None] | None = None,
+    flush: bool | None = None,
 ) -> Path:
     """Copy src byte for byte (a hard link when asked and possible) under dst's temporary
-    name, flushed; `check(tmp)` may refuse what was copied. The temporary name is returned."""
+    name, flushed as write_temp says; `check(tmp)` may refuse what was copied. The temporary
+    name is returned."""
 
     def put(tmp: Path) -> None:
         linked = False
@@ -204,4 +235,4 @@ def copy_temp(
         if check is not None:
             check(tmp)
 
-    return _write_temp(Path(dst), put)
+    return _write_temp(Path(dst), put, flush=flush)

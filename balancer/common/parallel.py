@@ -101,6 +101,11 @@ def chunked(
 _REMOTE = False  # True while a Dask pool is open: workers are not this process's children
 
 
+def remote() -> bool:
+    """Whether the pool's workers may be on other machines (a Dask pool is open)."""
+    return _REMOTE
+
+
 def _indexed(fn: Callable, index: int, chunk: Sequence, guard: Any = None) -> tuple[int, list]:
     if guard is not None:
         from .atomic import stop_writes_when_parent_dies

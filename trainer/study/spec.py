@@ -10,6 +10,7 @@ from balancer.common.errors import TrainError, TrainValueError
 from balancer.common.limits import COUNT
 from balancer.transforms import PAPER_SET, parse_transforms
 
+from .. import backend
 from ..balancing import Arm
 from ..config import FOLDS, TrainConfig
 from ..data import Folder
@@ -108,6 +109,7 @@ class StudySpec:
         return {
             "study": self.kind,
             "counted_from": 1,  # runs/.../fold-1 is the first fold (0.x began at fold-0)
+            **backend.maker(),
             "source": str(folder.root.resolve()),
             "data_digest": folder.digest(),
             "folds": self.folds,
