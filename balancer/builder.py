@@ -332,9 +332,7 @@ def _write(c: Claim, result: BuildResult, settings: BuildSettings, p: Pool) -> B
         progress=p.progress,
     )
     record = dict(result.record)
-    record["manifest_sha256"] = journal.finish(
-        manifest_row(it, written[it.file_name]) for it in items
-    )
+    record["manifest_sha256"] = journal.finish(items, written)
     result.record = c.complete(record)
     result.written = True
     return result

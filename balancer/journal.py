@@ -16,7 +16,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,11 @@ class Journal:
         finally:
             os.close(fd)
 
-    def finish(self, rows: Iterable[dict]) -> str:
-        """Replace the journal by the whole listing (rows in file-name order); its sha256."""
-        data = csv_bytes(sorted(rows, key=lambda r: r["file_name"]), self.columns)
+    def finish(self, items: Iterable[Any], written: Mapping[str, Written]) -> str:
+        """Replace the journal by the whole listing, a row per plan item in file-name order
+        (made one at a time: a million rows are never held as dicts); its sha256."""
+        ordered = sorted(items, key=lambda it: it.file_name)
+        rows = (self.row(it, written[it.file_name]) for it in ordered)
+        data = csv_bytes(rows, self.columns)
         write_atomic(self.path, data)
         return hashlib.sha256(data).hexdigest()

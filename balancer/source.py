@@ -143,12 +143,13 @@ def is_utf8(name: str) -> bool:
 def check_chunk(
     root: str, candidates: list[tuple], max_bytes: int | None = None
 ) -> list[tuple[str, ...]]:
-    """For each (path, stamp), ('ok', fmt, orientation, (width, height), digest of its bytes)
-    or ('bad', reason): every byte is decoded, from a file that still has its listed stamp."""
+    """For each listing candidate (path, label, stamp...), ('ok', fmt, orientation, (width,
+    height), digest of its bytes) or ('bad', reason): every byte is decoded, from a file that
+    still has its listed stamp."""
     out: list[tuple] = []
-    for rel, stamp in candidates:
+    for rel, _, *stamp in candidates:
         try:
-            data = imageio.read_bytes(Path(root, rel), expect=stamp)
+            data = imageio.read_bytes(Path(root, rel), expect=tuple(stamp))
             loaded = imageio.decode(data, check_only=True, max_bytes=max_bytes)
             out.append(
                 ("ok", loaded.fmt, loaded.orientation, loaded.size, imageio.content_digest(data))
@@ -176,7 +177,7 @@ class Listing:
 
     root: Path
     class_dirs: list[str]
-    candidates: list[tuple[str, str, tuple[int, int, int, int]]]  # (path, label, stamp)
+    candidates: list[tuple]  # (path, label, size, mtime_ns, ino, ctime_ns): flat, small
     skipped: list[Skipped]
     ignored: int
 
@@ -248,7 +249,7 @@ def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
         bar.update()
         if kind == "image":
             assert isinstance(detail, os.stat_result)
-            listing.candidates.append((rel, label, imageio.stamp_of(detail)))
+            listing.candidates.append((rel, label, *imageio.stamp_of(detail)))
         elif kind == "skipped":
             listing.skipped.append(Skipped(rel, str(detail)))
         else:
@@ -288,7 +289,7 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
 
 def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | Skipped:
     assert candidate is not None  # each is used once
-    rel, label, (size, mtime_ns, ino, ctime_ns) = candidate
+    rel, label, size, mtime_ns, ino, ctime_ns = candidate
     if verdict[0] == "ok":
         _, fmt, orientation, (width, height), digest = verdict
         return SourceImage(
@@ -312,7 +313,7 @@ def scan(
     listing = list_source(src, progress=progress)
     root, skipped = listing.root, list(listing.skipped)
     workers = workers or default_workers()
-    chunks = chunked([(c[0], c[2]) for c in listing.candidates], workers)
+    chunks = chunked(listing.candidates, workers)
     candidates: list[tuple | None] = listing.candidates  # type: ignore[assignment]
     starts = [0, *itertools.accumulate(len(c) for c in chunks)]
     made: list[list[SourceImage | Skipped]] = [[] for _ in chunks]

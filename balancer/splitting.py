@@ -128,7 +128,7 @@ def split(
                 journal=journal,
                 progress=p.progress,
             )
-            digest = journal.finish(split_row(it, written[it.file_name]) for it in items)
+            digest = journal.finish(items, written)
             c.complete({**record, "split_sha256": digest})
             return result
 

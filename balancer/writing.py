@@ -162,18 +162,23 @@ def _sha256(data: bytes) -> str:
 
 
 def _work_chunk(
-    src: str, out: str, writing: Writing, tasks: list[tuple[Item, Written | None]], *, flush: bool
-) -> list[tuple[str, Written, bool]]:
+    src: str,
+    out: str,
+    writing: Writing,
+    tasks: list[tuple[int, Item, Written | None]],
+    *,
+    flush: bool,
+) -> list[tuple[int, Written, bool]]:
     """Make each item's file under its temporary name (flushed with `flush`) unless the one
-    in place is proven; return (file_name, Written, whether it waits to be renamed): small
-    to send back."""
+    in place is proven; return (its index in the plan, Written, whether it waits to be
+    renamed): small to send back."""
     results, cache = [], [None, None]
-    for item, expect in tasks:
+    for index, item, expect in tasks:
         if parent_gone():
             raise SystemExit(1)
         try:
             written, fresh = _make(item, expect, cache, src=src, out=out, how=(writing, flush))
-            results.append((item.file_name, written, fresh))
+            results.append((index, written, fresh))
         except imageio.SourceChanged as exc:
             raise BalanceError(
                 f"{item.source} changed while the build ran ({exc}): the output is not "
@@ -240,11 +245,11 @@ def run_items(
     the limit the items' sources were scanned with."""
     done = journal.resume()
     make_folders(out, items, set(done))
-    by_name = {it.file_name: it for it in items}
     tasks = sorted(
-        ((it, done.get(it.file_name)) for it in items), key=lambda t: (t[0].source, t[0].file_name)
+        ((i, it, done.get(it.file_name)) for i, it in enumerate(items)),
+        key=lambda t: (t[1].source, t[1].file_name),
     )
-    chunks = chunked(tasks, workers, key=lambda t: t[0].source)
+    chunks = chunked(tasks, workers, key=lambda t: t[1].source)
     # Local workers leave their files unflushed and this process flushes each chunk's in one
     # call (syncfs): a journal commit per chunk, not per file. Workers on other machines
     # (Dask) flush their own, as does every worker where that call is missing.
@@ -253,9 +258,9 @@ def run_items(
     written: dict[str, Written] = {}
     try:
         for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):
-            fresh = [(by_name[name], w) for name, w, new in results if new]
+            fresh = [(items[i], w) for i, w, new in results if new]
             _land(out, fresh, journal, flush=batched)
-            written.update((name, w) for name, w, _ in results)
+            written.update((items[i].file_name, w) for i, w, _ in results)
     except BaseException:
         sweep(out, items, set(done))  # workers stopped mid-write leave temporaries behind
         raise

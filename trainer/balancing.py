@@ -59,7 +59,7 @@ def training_table(
     if arm.transforms:
         journal = Journal(cache / MANIFEST, COLUMNS, manifest_row)
         written = run_items(found.root, cache, copies, workers, journal=journal, progress=False)
-        journal.finish(manifest_row(it, written[it.file_name]) for it in copies)
+        journal.finish(copies, written)
         paths = [str(cache / it.file_name) for it in copies]
         files = [f"{cache.name}/{it.file_name}" for it in copies]
         stamps = [stamp_of(os.stat(p)) for p in paths]  # as written: a change is noticed
