@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from .common.shapes import OutputRecord
+
 
 class ClassCounts(TypedDict):
     """One class in balance.json's `counts`."""
@@ -14,16 +16,11 @@ class ClassCounts(TypedDict):
     after: int
 
 
-class BuildRecord(TypedDict, total=False):
+class BuildRecord(OutputRecord, total=False):
     """balance.json: who wrote it, the settings (the resume key), the counts, what was left
     out, and (once complete) the manifest's checksum."""
 
-    tool: str
-    kind: str
-    version: str
-    status: str  # 'planned', 'running' or 'complete'
     source: str
-    settings: dict[str, Any]
     newest_source_mtime_ns: int
     newest_source_ctime_ns: int  # a file changed after the scan, even with its times set back
     transforms: dict[str, dict[str, Any]]  # name -> {magnitude, summary}
@@ -37,16 +34,11 @@ class BuildRecord(TypedDict, total=False):
     manifest_sha256: str
 
 
-class SplitRecord(TypedDict, total=False):
+class SplitRecord(OutputRecord, total=False):
     """split.json: who wrote it, the settings (the resume key), the counts per class and
     part, and (once complete) split.csv's checksum."""
 
-    tool: str
-    kind: str
-    version: str
-    status: str
     source: str
-    settings: dict[str, Any]
     counts: dict[str, dict[str, int]]
     split_sha256: str
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,24 +52,56 @@ RESERVED_NAMES = frozenset({"manifest.csv", "balance.json", "split.csv", "split.
 
 @dataclass(frozen=True, slots=True)  # slots: a million of them take half the memory
 class SourceImage:
-    """A readable source image: class, path, format and the stamp that proves it unchanged."""
+    """A readable source image: class, path, format, and what proves it unchanged: the
+    digest of the bytes the scan read and the stamp of the file they came from (packed in
+    `facts`, one small bytes object: a million images are held at once)."""
 
     path: str  # posix, relative to the source root: "<class>/<...>/<name>"
     label: str
     fmt: str  # 'jpeg' | 'png' | 'other' (by content, not extension)
     size: int  # bytes
-    mtime_ns: int = 0
     orientation: int = 1  # EXIF orientation; not 1: the pixels are turned upright when read
     width: int = 0  # of the upright image
     height: int = 0
-    digest: bytes = b""  # of the bytes the scan read (imageio.content_digest)
-    ino: int = 0
-    ctime_ns: int = 0
+    facts: bytes = b""  # pack_facts(stamp, digest): modification time, inode, change time, digest
+
+    @property
+    def mtime_ns(self) -> int:
+        """The file's modification time as the scan read it."""
+        return _unpack(self.facts)[0]
+
+    @property
+    def ino(self) -> int:
+        """The file's inode as the scan read it."""
+        return _unpack(self.facts)[1]
+
+    @property
+    def ctime_ns(self) -> int:
+        """The file's change time as the scan read it."""
+        return _unpack(self.facts)[2]
+
+    @property
+    def digest(self) -> bytes:
+        """The digest of the bytes the scan read (imageio.content_digest)."""
+        return _unpack(self.facts)[3]
 
     @property
     def stamp(self) -> tuple[int, int, int, int]:
-        """What the scan saw of the file without reading it (imageio.Stamp)."""
+        """The stamp of the file the scan read (imageio.Stamp)."""
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
+
+
+_FACTS = struct.Struct(f"<qQq{imageio.DIGEST_BYTES}s")
+
+
+def pack_facts(stamp: tuple[int, int, int, int], digest: bytes) -> bytes:
+    """A SourceImage's `facts` from the stamp of the file read and its bytes' digest."""
+    _, mtime_ns, ino, ctime_ns = stamp
+    return _FACTS.pack(mtime_ns, ino, ctime_ns, digest)
+
+
+def _unpack(facts: bytes) -> tuple[int, int, int, bytes]:
+    return _FACTS.unpack(facts) if facts else (0, 0, 0, b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +176,16 @@ def is_utf8(name: str) -> bool:
 def check_chunk(
     root: str, candidates: list[tuple], max_bytes: int | None = None
 ) -> list[tuple[str, ...]]:
-    """For each listing candidate (path, label, stamp...), ('ok', fmt, orientation, (width,
-    height), digest of its bytes) or ('bad', reason): every byte is decoded, from a file that
-    still has its listed stamp."""
+    """For each listing candidate (path, label), ('ok', fmt, orientation, (width, height),
+    size, facts: the stamp of the file read and its bytes' digest) or ('bad', reason): every
+    byte is decoded."""
     out: list[tuple] = []
-    for rel, _, *stamp in candidates:
+    for rel, _ in candidates:
         try:
-            data = imageio.read_bytes(Path(root, rel), expect=tuple(stamp))
+            data, stamp = imageio.read_stamped(Path(root, rel))
             loaded = imageio.decode(data, check_only=True, max_bytes=max_bytes)
-            out.append(
-                ("ok", loaded.fmt, loaded.orientation, loaded.size, imageio.content_digest(data))
-            )
+            facts = pack_facts(stamp, imageio.content_digest(data))
+            out.append(("ok", loaded.fmt, loaded.orientation, loaded.size, stamp[0], facts))
         except imageio.BadImage as exc:
             out.append(("bad", str(exc)))
         except OSError as exc:
@@ -177,7 +209,7 @@ class Listing:
 
     root: Path
     class_dirs: list[str]
-    candidates: list[tuple]  # (path, label, size, mtime_ns, ino, ctime_ns): flat, small
+    candidates: list[tuple[str, str]]  # (path, label): what is known is read by the check
     skipped: list[Skipped]
     ignored: int
 
@@ -248,8 +280,7 @@ def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
     for kind, rel, detail in walk_images(listing.root, listing.root / label):
         bar.update()
         if kind == "image":
-            assert isinstance(detail, os.stat_result)
-            listing.candidates.append((rel, label, *imageio.stamp_of(detail)))
+            listing.candidates.append((rel, label))
         elif kind == "skipped":
             listing.skipped.append(Skipped(rel, str(detail)))
         else:
@@ -289,12 +320,10 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
 
 def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | Skipped:
     assert candidate is not None  # each is used once
-    rel, label, size, mtime_ns, ino, ctime_ns = candidate
+    rel, label = candidate
     if verdict[0] == "ok":
-        _, fmt, orientation, (width, height), digest = verdict
-        return SourceImage(
-            rel, label, fmt, size, mtime_ns, orientation, width, height, digest, ino, ctime_ns
-        )
+        _, fmt, orientation, (width, height), size, facts = verdict
+        return SourceImage(rel, label, fmt, size, orientation, width, height, facts)
     return Skipped(rel, verdict[1])
 
 

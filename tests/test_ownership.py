@@ -41,6 +41,8 @@ from balancer.common.ownership import (
 )
 from balancer.common.ownership.staging import _new_staging
 
+BUILT = ["--nmin", "5", "--transforms", "rotate,contrast,flip"]  # the `built` fixture's options
+
 
 def write_journal(folder: Path, names: list[str]) -> None:
     """The journal (manifest.csv) of copies made in `folder`, listing `names` as they are."""
@@ -200,18 +202,7 @@ def test_resume_refuses_a_source_edited_in_place(built, small_src):
     victim = small_src / "dog" / "dog_001.jpg"
     edit_in_place(victim)  # other bytes, its times set back: size and mtime cannot tell
     before = tree_digest(built)
-    proc = run_cli(
-        "balancer",
-        "build",
-        small_src,
-        "--out",
-        built,
-        "--nmin",
-        "5",
-        "--transforms",
-        "rotate,contrast,flip",
-        "--resume",
-    )
+    proc = run_cli("balancer", "build", small_src, "--out", built, *BUILT, "--resume")
     assert_one_line_error(proc, "source changed", "dog/dog_001.jpg")
     assert tree_digest(built) == before
 
@@ -645,16 +636,7 @@ def test_a_split_refuses_a_users_photo_in_a_part_and_deletes_nothing(tmp_path):
 def test_a_listed_file_or_a_listing_edited_since_is_not_ours(built, small_src):
     """A file under a listed name with other bytes (a user retouched it) is not the one the
     tool wrote, and a listing whose sha256 is not the record's proves nothing."""
-    args = [
-        "build",
-        small_src,
-        "--out",
-        built,
-        "--nmin",
-        "5",
-        "--transforms",
-        "rotate,contrast,flip",
-    ]
+    args = ["build", small_src, "--out", built, *BUILT]
     copy = sorted(built.glob("owl/*__aug*"))[0]
     kept = copy.read_bytes()
     edit_in_place(copy)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from balancer.common.shapes import OutputRecord
+
 
 class ClassScores(TypedDict):
     """One class's scores on a validation or test set."""
@@ -50,15 +52,10 @@ class RunMetrics(Scores, total=False):
     out: str
 
 
-class FolderRecord(TypedDict, total=False):
+class FolderRecord(OutputRecord, total=False):
     """cv.json and study.json: who wrote them, the settings (the resume key), whether the
     folder is finished, and its own files with their size and sha256."""
 
-    tool: str
-    kind: str
-    version: str
-    status: str
-    settings: dict[str, Any]
     files: dict[str, dict[str, Any]]
     folds: list[dict[str, Any]]  # cv.json: a FoldRow per fold
     accuracy: dict[str, float]  # cv.json: mean and std

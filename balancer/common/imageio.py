@@ -333,6 +333,13 @@ def read_bytes(path: Path, expect: Stamp | None = None, digest: bytes | None = N
     """A regular file's bytes, refusing anything else (a FIFO would block for ever), files
     too large to be a sane image and, given `expect` (its stamp) or `digest` (its bytes'),
     a file that is not the one the scan saw."""
+    return read_stamped(path, expect, digest)[0]
+
+
+def read_stamped(
+    path: Path, expect: Stamp | None = None, digest: bytes | None = None
+) -> tuple[bytes, Stamp]:
+    """read_bytes, and the stamp of the very file the bytes came from (its fstat)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         st = os.fstat(fd)
@@ -346,7 +353,7 @@ def read_bytes(path: Path, expect: Stamp | None = None, digest: bytes | None = N
     finally:
         os.close(fd)
     check_content(data, digest)
-    return data
+    return data, stamp_of(st)
 
 
 def load(

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterable
-from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+
+
+class OutputRecord(TypedDict, total=False):
+    """What every output's record holds: who wrote it (ownership.stamp), whether the output
+    is finished ('running' or 'complete'), and the settings a resume must match."""
+
+    tool: str
+    kind: str
+    version: str
+    status: str
+    settings: dict[str, Any]
 
 
 def shape_problems(
