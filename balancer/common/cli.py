@@ -193,6 +193,7 @@ class ToolGroup(typer.core.TyperGroup):
             return _run(run)
         try:
             code = _run(run)
+            sys.stdout.flush()  # a block-buffered stdout (a pipe) writes here, not at exit
         except BrokenPipeError:  # `balance ... | head`: the reader left; stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 1
