@@ -329,7 +329,18 @@ def test_macro_f1_is_over_every_class_as_keras_counts_it_and_names_the_absent():
     f1 = keras.metrics.F1Score(average="macro")  # what early stopping watches
     f1.update_state(np.eye(3)[y_true], np.eye(3)[y_pred])
     assert abs(float(f1.result()) - s["macro_f1"]) < 1e-6
-    assert s["per_class"]["c"]["f1"] is None and s["per_class"]["c"]["recall"] is None
+    c = s["per_class"]["c"]  # absent: nothing measured any of its scores
+    assert (c["precision"], c["recall"], c["f1"], c["support"], c["predicted"]) == (
+        None, None, None, 0, 0
+    )
+    # by hand: a has 2 of 3 predictions right (precision 2/3), b 1 of 1
+    assert s["per_class"]["a"]["precision"] == pytest.approx(2 / 3)
+    assert s["per_class"]["b"]["precision"] == 1.0 and s["per_class"]["a"]["predicted"] == 3
+    taken = scores(np.array([0, 1]), np.array([2, 2]), ["a", "b", "c"])["per_class"]
+    # c was predicted twice with no image of it: still no measured score, and the count says why
+    assert (taken["c"]["precision"], taken["c"]["predicted"]) == (None, 2)
+    # a and b were never predicted: 0 of 0 is no precision; their recall (0 of 1) is measured
+    assert taken["a"]["precision"] is None and taken["a"]["recall"] == 0.0
     assert "over 3 classes (no image of c: each counted as 0)" in summary(s)
     assert "  c " not in summary(s)
 

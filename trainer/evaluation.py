@@ -37,7 +37,9 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Sc
     Macro F1 is over every class of the data (the same class set in every fold and run): a
     class with no image here counts as 0, as Keras' F1Score counts it, so the number early
     stopping watches is the number reported. Such a class is named in `absent_classes`, and
-    its own F1 and recall are missing (None), not 0: nothing measured them.
+    its own precision, recall and F1 are missing (None), not 0: nothing measured them (its
+    `predicted` count says how many images were taken for it). A class never predicted has
+    no precision either (0 of 0).
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -48,10 +50,12 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Sc
 
     labels = list(range(len(class_names)))
     present = set(np.asarray(y_true).tolist())
+    predicted = np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=len(labels))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
 
-    def measured(value: np.ndarray, i: int) -> float | None:
-        return float(value) if i in present else None
+    def measured(value: np.ndarray, i: int, *, needs_prediction: bool = False) -> float | None:
+        known = i in present and (predicted[i] > 0 or not needs_prediction)
+        return float(value) if known else None
 
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -64,10 +68,11 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Sc
         "absent_classes": [name for i, name in enumerate(class_names) if i not in present],
         "per_class": {
             name: {
-                "precision": float(p[i]),
+                "precision": measured(p[i], i, needs_prediction=True),
                 "recall": measured(r[i], i),
                 "f1": measured(f[i], i),
                 "support": int(s[i]),
+                "predicted": int(predicted[i]),
             }
             for i, name in enumerate(class_names)
         },

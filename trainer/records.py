@@ -11,10 +11,11 @@ from balancer.common.shapes import OutputRecord
 class ClassScores(TypedDict):
     """One class's scores on a validation or test set."""
 
-    precision: float
+    precision: float | None  # None: no image of the class there, or none predicted as it
     recall: float | None  # None: no image of the class was there to recall
     f1: float | None
-    support: int
+    support: int  # images of the class
+    predicted: int  # images predicted as the class
 
 
 class Scores(TypedDict):
