@@ -28,7 +28,7 @@ from .plan import Item, check_seed, check_target, class_targets, make_plan, thin
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
 from .transforms import PAPER_SET, TRANSFORMS, check_spec, unsuited
-from .writing import Writing, run_items
+from .writing import Writing, run_items, unchanged_copies, unchanged_warning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,6 +332,11 @@ def _write(c: Claim, result: BuildResult, settings: BuildSettings, p: Pool) -> B
         progress=p.progress,
     )
     record = dict(result.record)
+    unchanged = unchanged_copies(items, written)
+    if unchanged:
+        record["warnings"] = [*record["warnings"], unchanged_warning(unchanged)]
+        warnings.warn(record["warnings"][-1], ToolWarning, stacklevel=3)
+    record["unchanged_copies"] = [it.file_name for it in unchanged]
     record["manifest_sha256"] = journal.finish(items, written)
     result.record = c.complete(record)
     result.written = True

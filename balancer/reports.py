@@ -31,6 +31,7 @@ class BuildRecord(OutputRecord, total=False):
     skipped: list[dict[str, str]]  # {path, reason}
     ignored: int
     warnings: list[str]
+    unchanged_copies: list[str]  # copies no draw made differ from their original
     manifest_sha256: str
 
 

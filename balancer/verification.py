@@ -31,7 +31,7 @@ from .common.shapes import shape_problems
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
-from .transforms import TRANSFORMS
+from .transforms import IDENTICAL, TRANSFORMS
 from .writing import render
 
 
@@ -67,12 +67,26 @@ def verify(
     if record is not None:
         _against_record(root, record, counts, problems)
     rows = manifest[manifest.file_name.isin(set(files))]
+    _unchanged(rows, problems)
     limit = _image_limit(record)
     with pool(run) as p:
         _check_contents(root, rows, p, limit, problems)
         if replay and record is not None:
             _check_replay(root, record, manifest, p, limit=limit, problems=problems)
     return _report(problems, files, counts)
+
+
+def _unchanged(rows: Any, problems: list[str]) -> None:
+    """A copy the manifest marks as equal to its original (no draw changed its pixels;
+    --replay checks that mark on the pixels again)."""
+    marked = rows[
+        rows.params.fillna("").astype(str).str.contains(f'"{IDENTICAL}": true', regex=False)
+    ]
+    for r in marked.itertuples():
+        problems.append(
+            f"copy equals its original {r.source} (no draw of {r.augmentation} changed "
+            f"its pixels): {r.file_name}"
+        )
 
 
 def _image_limit(record: dict | None) -> int | None:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,8 +41,9 @@ from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_
 from .common.ownership import sha256_file
 from .common.parallel import chunked, remote, run_chunks
 from .journal import Journal, Written
+from .manifest import MANIFEST
 from .plan import Item
-from .transforms import TRANSFORMS, Params
+from .transforms import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Params
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,30 @@ def render(
     quality: int,
 ) -> tuple[Params | None, bytes]:
     """(drawn params, file bytes) of one planned file from its upright original: the
-    transform's draw from the item's own seed, applied, encoded. transform="" re-encodes."""
+    transform's draw from the item's own seed, applied, encoded. transform="" re-encodes.
+
+    A draw whose pixels equal the original's is drawn again from the same generator (up to
+    PIXEL_REDRAWS times; a copy that differs at once is untouched by this). When none changes the
+    image (a flat image, 1 x 1), the params say `"identical": true`."""
     params = None
     if transform:
-        t = TRANSFORMS[transform]
-        params = t.draw(image.shape, np.random.default_rng(seed), t.check(magnitude))
-        image = t.apply(image, params)
+        params, image = changed_copy(image, transform, magnitude, seed)
     return params, imageio.encode(image, fmt, quality)
+
+
+def changed_copy(
+    image: np.ndarray, transform: str, magnitude: float | None, seed: int | None
+) -> tuple[Params, np.ndarray]:
+    """(params, pixels) of the first draw from `seed` whose pixels differ from `image`'s,
+    judged on the pixels themselves; the last draw, marked identical, if none does."""
+    t = TRANSFORMS[transform]
+    rng, m = np.random.default_rng(seed), t.check(magnitude)
+    for _ in range(PIXEL_REDRAWS):
+        params = t.draw(image.shape, rng, m)
+        copy = t.apply(image, params)
+        if copy.shape != image.shape or not np.array_equal(copy, image):
+            return params, copy
+    return {**params, IDENTICAL: True}, copy
 
 
 def _make(
@@ -268,6 +287,30 @@ def run_items(
         out, items, set(done)
     )  # a killed run's stray worker may have written after the first sweep
     return written
+
+
+def unchanged_copies(items: list[Item], written: dict[str, Written]) -> list[Item]:
+    """The copies whose params say no draw made them differ from their original
+    (`changed_copy`)."""
+    marker = f'"{IDENTICAL}": true'
+    return [
+        it
+        for it in items
+        if it.origin == "augmented" and marker in (written[it.file_name].params or "")
+    ]
+
+
+def unchanged_warning(copies: list[Item]) -> str:
+    """'3 copies equal their original ...': per transform, and the first originals named."""
+    per = Counter(it.transform for it in copies)
+    sources = sorted({it.source for it in copies})
+    shown = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+    return (
+        f"{len(copies)} cop{'y equals' if len(copies) == 1 else 'ies equal'} their original: "
+        f"no draw of {', '.join(f'{t} ({n})' for t, n in sorted(per.items()))} changed the "
+        f"pixels of {shown} (a flat or 1x1 image); {MANIFEST} marks them "
+        f'"{IDENTICAL}": true'
+    )
 
 
 def _land(out: Path, fresh: list[tuple[Item, Written]], journal: Journal, *, flush: bool) -> None:

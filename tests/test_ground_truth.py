@@ -211,13 +211,117 @@ def test_a_draw_at_no_change_is_drawn_again_by_construction(name):
     t = TRANSFORMS[name]
     m = t.default
     near = 0.5 * NEAR_ZERO * m
-    params = t.drawer((400, 400, 3), Scripted(0.0, near, -near, 0.5 * m), m, 0.0)
+    image = smooth()  # drawn for the shape it is checked on
+    params = t.drawer(image.shape, Scripted(0.0, near, -near, 0.5 * m), m, 0.0)
     value = next(iter(params.values()))
     identity = {"rotate": 0.0, "zoom": 0.0}.get(name, 1.0)
     expected = 0.5 * m * (360.0 if name == "rotate" else 1.0)
     assert value == pytest.approx(identity + expected)
-    image = smooth()
     assert not np.array_equal(t.apply(image, params), image)
+
+
+# -- no copy equals its original: judged on the decoded files -----------------------------------
+
+
+def corner_images(root, counts: dict[str, int], flat: int = 0):
+    """The audit's case: 16x16 PNGs of flat mid-grey (128, cutout's own fill) with a darker
+    corner of a size and shade of their own; `flat` wholly flat ones in the last class."""
+    from helpers import write_image
+
+    for label, n in counts.items():
+        for i in range(n):
+            image = np.full((16, 16, 3), 128, np.uint8)
+            image[: 2 + i % 5, : 2 + i // 5] = 40 + 9 * i
+            write_image(root / label / f"im{i}.png", image)
+    for i in range(flat):
+        write_image(root / label / f"flat{i}.png", np.full((16, 16, 3), 128, np.uint8))
+    return root
+
+
+def decoded_pairs(out):
+    """(copy row, copy pixels, original pixels) for every copy, decoded from the files."""
+    import pandas as pd
+
+    from balancer.common.opencv import cv2
+
+    m = pd.read_csv(out / "manifest.csv")
+    originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"]))
+    for row in m[m.origin == "augmented"].itertuples():
+        copy = cv2.imread(str(out / row.file_name), cv2.IMREAD_UNCHANGED)
+        original = cv2.imread(str(out / originals[row.source]), cv2.IMREAD_UNCHANGED)
+        yield row, copy, original
+
+
+def test_no_copy_equals_its_original_by_its_decoded_pixels(tmp_path):
+    """Lossless copies of the audit's images, every transform: each copy's decoded pixels
+    differ from its original's. The draw-by-shape rule alone left some equal here (checked
+    first, so the case bites)."""
+    from balancer import BuildSettings, build
+    from helpers import QUIET
+
+    src = corner_images(tmp_path / "src", {"a": 10, "b": 4})
+    seeds = {}
+    result = build(src, tmp_path / "out", BuildSettings(nmin=110, transforms="all"), run=QUIET)
+    pairs = list(decoded_pairs(tmp_path / "out"))
+    assert len(pairs) == 2 * 110 - 14
+    for row, _, original in pairs:
+        t = TRANSFORMS[row.augmentation]
+        first = t.draw(original.shape, np.random.default_rng(int(row.seed)), t.default)
+        seeds[row.file_name] = np.array_equal(t.apply(original, first), original)
+    assert sum(seeds.values()) >= 1  # the first draw alone would have left these unchanged
+    same = [row.file_name for row, copy, original in pairs if np.array_equal(copy, original)]
+    assert same == []
+    assert result.record["unchanged_copies"] == []
+
+
+def test_an_image_no_draw_can_change_is_named_counted_and_flagged(tmp_path):
+    """A wholly flat image: no draw of most transforms changes it. Its copies are marked,
+    counted in the warning, listed in balance.json and flagged by verify, and what they name
+    is exactly the set of copies whose decoded pixels equal their original's."""
+    import json
+
+    from helpers import run_cli
+
+    src = corner_images(tmp_path / "src", {"a": 6, "b": 3}, flat=1)
+    proc = run_cli(
+        "balancer",
+        "build",
+        src,
+        "--out",
+        tmp_path / "out",
+        "--nmin",
+        "24",
+        "--transforms",
+        "all",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    equal = sorted(
+        row.file_name
+        for row, copy, original in decoded_pairs(tmp_path / "out")
+        if copy.shape == original.shape and np.array_equal(copy, original)
+    )
+    assert equal and all(name.startswith("b/flat0__") for name in equal)
+    record = json.loads((tmp_path / "out" / "balance.json").read_text())
+    assert record["unchanged_copies"] == equal
+    assert f"{len(equal)} copies equal their original" in proc.stderr
+    assert "b/flat0.png (a flat or 1x1 image)" in proc.stderr
+    report = run_cli("balancer", "verify", tmp_path / "out", "--replay", "--json")
+    assert report.returncode != 0
+    flagged = sorted(p.rsplit(": ", 1)[1] for p in json.loads(report.stdout)["problems"])
+    assert flagged == equal
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_the_pixel_redraw_leaves_a_copy_that_differs_at_once_as_it_was(name):
+    """Builds whose copies already differed keep their bytes: on an image every draw changes,
+    the params are the first draw of the item's seed, as before the pixel check."""
+    from balancer.writing import render
+
+    t, image = TRANSFORMS[name], smooth()
+    for seed in range(30):
+        params, _ = render(image, transform=name, magnitude=None, seed=seed, fmt="png", quality=95)
+        assert params == t.draw(image.shape, np.random.default_rng(seed), t.default)
 
 
 # -- the trainer's numbers against scikit-learn and Keras' own rules ----------------------------

@@ -331,7 +331,11 @@ def test_macro_f1_is_over_every_class_as_keras_counts_it_and_names_the_absent():
     assert abs(float(f1.result()) - s["macro_f1"]) < 1e-6
     c = s["per_class"]["c"]  # absent: nothing measured any of its scores
     assert (c["precision"], c["recall"], c["f1"], c["support"], c["predicted"]) == (
-        None, None, None, 0, 0
+        None,
+        None,
+        None,
+        0,
+        0,
     )
     # by hand: a has 2 of 3 predictions right (precision 2/3), b 1 of 1
     assert s["per_class"]["a"]["precision"] == pytest.approx(2 / 3)

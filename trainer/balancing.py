@@ -7,17 +7,19 @@ fold's training originals only, so a validation image or a copy of one never tra
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from balancer.common.errors import ToolWarning
 from balancer.common.imageio import DIGEST_BYTES, stamp_of
 from balancer.journal import Journal
 from balancer.manifest import COLUMNS, MANIFEST, manifest_row
 from balancer.plan import class_targets, make_plan
 from balancer.source import Scan
-from balancer.writing import run_items
+from balancer.writing import run_items, unchanged_copies, unchanged_warning
 
 from .data import STAMP, class_counts
 
@@ -60,6 +62,9 @@ def training_table(
         journal = Journal(cache / MANIFEST, COLUMNS, manifest_row)
         written = run_items(found.root, cache, copies, workers, journal=journal, progress=False)
         journal.finish(copies, written)
+        unchanged = unchanged_copies(copies, written)
+        if unchanged:
+            warnings.warn(unchanged_warning(unchanged), ToolWarning, stacklevel=2)
         paths = [str(cache / it.file_name) for it in copies]
         files = [f"{cache.name}/{it.file_name}" for it in copies]
         stamps = [stamp_of(os.stat(p)) for p in paths]  # as written: a change is noticed

@@ -12,10 +12,12 @@ kernels: the pixels; registry: the draws and the table; options: parsing the cho
 
 from .kernels import Params, Shape
 from .options import PAPER_SET, check_chosen, check_spec, parse_transforms, unsuited
-from .registry import TRANSFORMS, Transform, lookup, replay
+from .registry import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Transform, lookup, replay
 
 __all__ = [
+    "IDENTICAL",
     "PAPER_SET",
+    "PIXEL_REDRAWS",
     "TRANSFORMS",
     "Params",
     "Shape",

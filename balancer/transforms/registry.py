@@ -35,6 +35,8 @@ CLAMPED_CROP = 0.9  # a crop that would keep the whole image keeps this fraction
 
 
 REDRAWS = 100  # draws tried for one that changes an image of this shape
+PIXEL_REDRAWS = 10  # draws tried (each applied) for one whose pixels differ from the original's
+IDENTICAL = "identical"  # the params key of a copy that no draw made differ from its original
 
 
 def pixels(m: float, shape: Shape) -> int:
