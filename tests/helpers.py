@@ -226,6 +226,8 @@ def fake_metrics(classes=("a", "b"), folder: Path | None = None) -> dict:
         "macro_f1": 0.5,
         "weighted_f1": 0.5,
         "epochs_run": 1,
+        "scored_epoch": 1,
+        "epoch_rule": "the last epoch: every epoch trained, nothing was chosen",
         "per_class": {
             c: {"f1": 0.5, "precision": 0.5, "recall": 0.5, "support": 1} for c in classes
         },
@@ -244,7 +246,7 @@ def write_metrics(folder: Path, metrics: dict) -> dict:
     return metrics
 
 
-def fake_train_run(train, val, class_names, config, folder, **kwargs):
+def fake_train_run(parts, class_names, config, folder, **kwargs):
     """Stands for training: writes what a run folder holds."""
     (folder / "model.keras").write_bytes(b"model")
     return write_metrics(folder, fake_metrics(class_names))

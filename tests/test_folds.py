@@ -29,18 +29,21 @@ from trainer.study import StudySpec, run_study
 seen: list = []
 
 
-def fake_train_run(train, val, class_names, config, folder, **kwargs):
-    seen.append((train.copy(), val.copy()))
+def fake_train_run(parts, class_names, config, folder, **kwargs):
+    train, val = parts.train, parts.final
+    seen.append((train.copy(), val.copy(), parts.select))
     from trainer.evaluation import scores
 
     y = [class_names.index(c) for c in val.label]
     metrics = scores(y, y, class_names)  # perfect predictions
+    chosen = {} if parts.select is None else {"selection": {"files": len(parts.select)}}
     metrics.update(
         tool="balanced-aug",
         kind="run",
         config={"weights": "none"},
         epochs_run=1,
-        data={"train": {"files": len(train)}, "validation": {"files": len(val)}},
+        scored_epoch=1,
+        data={"train": {"files": len(train)}, "validation": {"files": len(val)}, **chosen},
     )
     (folder / "model.keras").write_bytes(b"model")
     return write_metrics(folder, metrics)
@@ -63,13 +66,19 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
         src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
     )
     assert len(recorded) == 3
-    for train, val in recorded:
+    every = set(list_folder(src).table.file)
+    for train, val, select in recorded:
         originals = train[train.origin == "original"]
         copies = train[train.origin == "augmented"]
         counts = train.label.value_counts().to_dict()
         assert counts == {c: max(10, n) for c, n in originals.label.value_counts().items()}
         assert set(copies.source) <= set(originals.file)  # copies of training originals only
         assert not set(copies.source) & set(val.file) and (val.origin == "original").all()
+        # the epoch is chosen on originals carved from the fold's training part before any
+        # copy was made: none of them, nor a copy of one, trains or is scored
+        assert (select.origin == "original").all() and len(select)
+        assert not set(select.file) & (set(train.source) | set(val.file))
+        assert set(select.file) | set(originals.file) | set(val.file) == every
     assert result["settings"]["balance"] == {
         "nmin": 10,
         "transforms": {"flip": None, "rotate": 0.125},
@@ -86,6 +95,23 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
         src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
     )
     assert again["folds"] == result["folds"] and len(recorded) == 3  # resumed: nothing retrained
+
+
+def test_cv_that_chooses_nothing_has_no_inner_part_and_trains_on_every_training_original(
+    tmp_path, recorded
+):
+    """--keep last (a fixed number of epochs): nothing is chosen, so nothing is held out."""
+    from trainer import TrainConfig
+    from trainer.crossval import cross_validate
+
+    src = make_folder(tmp_path / "src", {"a": 9, "b": 6}, size=24)
+    config = TrainConfig(model="tiny", weights="none", keep="last")
+    result = cross_validate(src, tmp_path / "cv", config, folds=3, control=SILENT)
+    every = set(list_folder(src).table.file)
+    for train, val, select in recorded:
+        assert select is None and set(train.file) == every - set(val.file)
+    assert result["epoch_rule"].startswith("the last epoch")
+    assert [f["selection_files"] for f in result["folds"]] == [0, 0, 0]
 
 
 def test_cv_of_a_balanced_folder_says_its_folds_are_not_balanced(tmp_path, recorded):
@@ -294,12 +320,17 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tm
     summary = run_study(spec, study_src, out, control=SILENT)
     arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
     assert list(summary.arm) == arms
+    chosen_on: dict = {}
     for slug in ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t"):
         for fold, files in run_files(out, slug):
-            train, val = files[files.split == "train"], files[files.split == "validation"]
-            assert (val.origin == "original").all()
-            assert not set(train.source) & set(val.source), (slug, fold)
-            assert not set(train.file) & set(val.file)
+            assert set(files.split) == {"train", "selection", "scored"}
+            train, val = files[files.split == "train"], files[files.split == "scored"]
+            select = files[files.split == "selection"]
+            assert (val.origin == "original").all() and (select.origin == "original").all()
+            for a, b in ((train, val), (train, select), (select, val)):
+                assert not set(a.source) & set(b.source), (slug, fold)
+            # every arm of a fold chooses on the same inner part
+            assert chosen_on.setdefault(fold, set(select.file)) == set(select.file)
             counts = train.label.value_counts().to_dict()
             if slug in ("baseline", "class-weight"):  # no copies: the originals only
                 assert (train.origin == "original").all()
@@ -316,3 +347,64 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tm
     assert "ROS + T" in md and "macro F1 (mean ± std)" in md
     record = json.loads((out / "study.json").read_text())
     assert record["settings"]["nmin"] == 8 and record["settings"]["folds"] == 2
+
+
+@pytest.mark.slow
+def test_a_cv_fold_is_scored_once_with_weights_chosen_on_its_inner_part(tmp_path):
+    """A real cv: the epoch kept is the best on the selection part (the model's own
+    predictions on those files give back history's val_f1 at that epoch), and the fold's
+    score is scikit-learn's on the scored files, which no epoch looked at."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from trainer import TrainConfig
+    from trainer.crossval import cross_validate
+    from trainer.evaluation import Run
+
+    data = make_folder(tmp_path / "data", {"a": 9, "b": 9}, size=24)
+    config = TrainConfig(model="tiny", weights="none", batch=4, epochs=4, patience=4, val_split=0.3)
+    result = cross_validate(data, tmp_path / "cv", config, folds=2, control=SILENT)
+    assert "inner selection part" in result["epoch_rule"]
+    for k in (1, 2):
+        run_dir = tmp_path / "cv" / f"fold-{k}"
+        m = json.loads((run_dir / "metrics.json").read_text())
+        history = pd.read_csv(run_dir / "history.csv")
+        files = pd.read_csv(run_dir / "files.csv")
+        assert m["scored_epoch"] == history.epoch[history.val_f1.idxmax()]
+        run, every = Run(run_dir), [0, 1]
+
+        def macro(part):
+            rows = files[files.split == part]
+            truth = [run.class_names.index(c) for c in rows.label]
+            guess = run.probabilities([str(data / f) for f in rows.file]).argmax(1)
+            return truth, guess
+
+        truth, guess = macro("selection")
+        kept = history.val_f1[history.epoch == m["scored_epoch"]].item()
+        assert f1_score(truth, guess, labels=every, average="macro", zero_division=0) == (
+            pytest.approx(kept, abs=1e-5)
+        )
+        truth, guess = macro("scored")
+        assert m["accuracy"] == pytest.approx(accuracy_score(truth, guess))
+        assert m["macro_f1"] == pytest.approx(
+            f1_score(truth, guess, labels=every, average="macro", zero_division=0)
+        )
+        assert result["folds"][k - 1]["selection_files"] == (files.split == "selection").sum()
+
+
+def test_a_study_gives_every_arm_the_baselines_optimizer_steps():
+    """--budget steps, by hand: 80 training files at batch 16 are 5 steps an epoch; an arm
+    of 160 files takes 10, so it trains half the epochs (30 -> 15: 150 steps each), and
+    one of 240 a third (30 -> 10); --budget epochs leaves the epochs alone."""
+    from dataclasses import replace
+
+    from trainer import TrainConfig
+    from trainer.study.run import _budgeted
+
+    config = TrainConfig(model="tiny", weights="none", batch=16, epochs=30)
+    assert _budgeted(config, "steps", 80, 160).epochs == 15
+    assert _budgeted(config, "steps", 80, 240).epochs == 10
+    assert _budgeted(config, "steps", 80, 80) == config
+    assert _budgeted(config, "epochs", 80, 240) == config
+    tuned = replace(config, freeze_base=True, fine_tune_epochs=6)
+    assert _budgeted(tuned, "steps", 80, 240).fine_tune_epochs == 2
+    assert _budgeted(replace(config, epochs=1), "steps", 80, 240).epochs == 1  # at least one

@@ -245,7 +245,8 @@ def decoded_pairs(out):
     from balancer.common.opencv import cv2
 
     m = pd.read_csv(out / "manifest.csv")
-    originals = dict(zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"]))
+    first = m[m.origin == "original"]
+    originals = dict(zip(first.source, first.file_name, strict=True))
     for row in m[m.origin == "augmented"].itertuples():
         copy = cv2.imread(str(out / row.file_name), cv2.IMREAD_UNCHANGED)
         original = cv2.imread(str(out / originals[row.source]), cv2.IMREAD_UNCHANGED)
@@ -256,8 +257,9 @@ def test_no_copy_equals_its_original_by_its_decoded_pixels(tmp_path):
     """Lossless copies of the audit's images, every transform: each copy's decoded pixels
     differ from its original's. The draw-by-shape rule alone left some equal here (checked
     first, so the case bites)."""
-    from balancer import BuildSettings, build
     from helpers import QUIET
+
+    from balancer import BuildSettings, build
 
     src = corner_images(tmp_path / "src", {"a": 10, "b": 4})
     seeds = {}

@@ -435,7 +435,7 @@ def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
 
     from balancer.common.errors import TrainError
     from trainer.config import TrainConfig
-    from trainer.data import holdout, list_folder
+    from trainer.data import Parts, holdout, list_folder
     from trainer.training import train_run
 
     data = make_folder(tmp_path / "data", {"a": 6, "b": 6}, size=24)
@@ -454,8 +454,7 @@ def test_fit_fails_in_one_line_when_its_data_changes_while_it_reads(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(TrainError, match=f"{victim.name}.*changed while it was being read"):
         train_run(
-            train,
-            val,
+            Parts(train, val),
             folder.class_names,
             config,
             tmp_path / "run",

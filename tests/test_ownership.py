@@ -407,7 +407,7 @@ def test_cv_and_study_write_every_file_atomically(tmp_path, no_training, monkeyp
     settings = {"study": "transforms", "folds": 2, "source": "x"}
     with claim(tmp_path / "s", STUDY, inputs={}) as c:
         c.begin({"settings": settings})
-        c.complete({"settings": settings}, files=_results(rows, ["a", "b"], settings)[1])
+        c.complete({"settings": settings}, files=_results(rows, ["a", "b"], settings, 0.05)[1])
     names = ["results.csv", "results.md", "results.png"]
     assert {(f"{n}.part", n) for n in names} <= set(renamed)
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [*names, "study.json"]

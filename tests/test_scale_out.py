@@ -237,7 +237,7 @@ def test_only_the_chief_writes_the_run_folder(tf_config, chief, tmp_path, monkey
 
     seen = []
 
-    def fake_train_run(train, val, class_names, config, folder, **kwargs):
+    def fake_train_run(parts, class_names, config, folder, **kwargs):
         seen.append(folder)
         (folder / "metrics.json").write_text("{}")  # stands for what training writes
         return {"accuracy": 1.0}

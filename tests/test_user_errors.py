@@ -464,7 +464,8 @@ def test_json_and_help_conventions(tmp_path):
     for command in ("fit", "cv", "evaluate", "predict"):
         help_text = run_cli("trainer", command, "-h").stdout
         assert "Example:" in help_text and "--quiet" in help_text, command
-    assert "--val-split" not in run_cli("trainer", "cv", "-h").stdout
+    for command in (("cv",), ("study", "transforms"), ("study", "ablation")):  # inner part
+        assert "--val-split" in run_cli("trainer", *command, "-h").stdout, command
     proc = run_cli(
         "balancer", "build", src, "--out", tmp_path / "o", "--nmin", "4", "--json", "-j", "1"
     )

@@ -27,6 +27,8 @@ _EXPORTS = {
     "list_folder": ".data",
     "grouped_folds": ".data",
     "holdout": ".data",
+    "inner_selection": ".data",
+    "Parts": ".data",
     "ImageBatches": ".pipeline",
     "Batching": ".pipeline",
     "build_model": ".models",
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from .config import MODELS, TrainConfig
     from .control import RunControl
     from .crossval import cross_validate
-    from .data import grouped_folds, holdout, list_folder
+    from .data import Parts, grouped_folds, holdout, inner_selection, list_folder
     from .evaluation import Run, evaluate, predict, scores
     from .models import build_model, make_loss
     from .pipeline import Batching, ImageBatches

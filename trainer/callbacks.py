@@ -1,30 +1,42 @@
 """The callbacks that shape a run and that a resumed run restores: early stopping, the
-plateau schedule, the best epoch's checkpoint, the state saver, and history.csv."""
+plateau schedule, the best epoch's checkpoint, the state saver, and history.csv; and which
+epoch a run is scored at, by what rule."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from . import backend
 from .config import MONITORS, TrainConfig
+
+
+class NoCheckpoint:
+    """What a run that keeps its last epoch has for a best checkpoint: nothing to restore."""
+
+    best = None
 
 
 def progress_callbacks(
     config: TrainConfig, folder: Path, settings: dict, phase: dict
 ) -> tuple[dict, Any, Any]:
     """The callbacks with a state a resumed run needs ({name: callback}: early stopping, the
-    plateau schedule), the best epoch's checkpoint, and the saver that records them."""
+    plateau schedule), the best epoch's checkpoint (NoCheckpoint when the run keeps its last
+    epoch: nothing is chosen), and the saver that records them."""
     keras = backend.keras()
     from . import resume
 
     mode = MONITORS[config.monitor]
-    early_stopping = resume.resumable(keras.callbacks.EarlyStopping, ("wait", "best", "best_epoch"))
-    stateful = {
-        "early_stopping": early_stopping(
+    stateful: dict[str, Any] = {}
+    if config.keep == "best":
+        early_stopping = resume.resumable(
+            keras.callbacks.EarlyStopping, ("wait", "best", "best_epoch")
+        )
+        stateful["early_stopping"] = early_stopping(
             monitor=config.monitor, mode=mode, patience=config.patience
         )
-    }
     if config.lr_schedule == "plateau":  # a tenth of the rate after a third of the patience
         plateau = resume.resumable(
             keras.callbacks.ReduceLROnPlateau, ("wait", "best", "cooldown_counter")
@@ -36,13 +48,15 @@ def progress_callbacks(
             patience=max(1, config.patience // 3),
             min_lr=config.lr / 1000,
         )
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(folder / "best.weights.h5"),
-        monitor=config.monitor,
-        mode=mode,
-        save_best_only=True,
-        save_weights_only=True,
-    )
+    checkpoint: Any = NoCheckpoint()
+    if config.keep == "best":
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            str(folder / "best.weights.h5"),
+            monitor=config.monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+        )
     saver = resume.callback(folder, settings, stateful=stateful, checkpoint=checkpoint, phase=phase)
     return stateful, checkpoint, saver
 
@@ -57,3 +71,37 @@ def history_log(path: Path) -> Any:
             super().on_epoch_end(epoch + 1, logs)
 
     return History(str(path), append=True)
+
+
+EPOCH_RULES = {
+    "last": "the last epoch: every epoch trained, nothing was chosen",
+    "selection": "the best {monitor} on the inner selection part (early stopping, patience "
+    "{patience}); the scored part chose nothing",
+    "validation": "the best {monitor} on the validation part, which is also the part "
+    "scored: this score is the selected one, optimistic; `train evaluate` on an untouched "
+    "test part is the honest figure",
+}
+
+
+def epoch_rule(config: TrainConfig, *, scored_apart: bool) -> str:
+    """What chose the epoch a run is scored at, and on which part (EPOCH_RULES)."""
+    if config.keep == "last":
+        return EPOCH_RULES["last"]
+    rule = EPOCH_RULES["selection" if scored_apart else "validation"]
+    return rule.format(monitor=config.monitor, patience=config.patience)
+
+
+def kept_epoch(history: pd.DataFrame, config: TrainConfig, *, scored_apart: bool) -> dict:
+    """Epochs run, the epoch whose weights were scored (counted from 1; and the best one
+    when it was chosen), and the rule that chose it."""
+    found = {
+        "epochs_run": len(history),
+        "epoch_rule": epoch_rule(config, scored_apart=scored_apart),
+    }
+    if config.keep == "last":
+        return {**found, "scored_epoch": int(history.epoch.iloc[-1])}
+    column = history[config.monitor]
+    best = int(
+        history.epoch[column.idxmax() if MONITORS[config.monitor] == "max" else column.idxmin()]
+    )
+    return {**found, "best_epoch": best, "scored_epoch": best}

@@ -117,11 +117,12 @@ def fit(
         print(json.dumps(metrics, indent=2))
     elif not quiet:
         print(summary(metrics))
+        print(f"scored at: {metrics['epoch_rule']}")
         print(f"run folder: {metrics.get('out', '(written by the chief worker)')}")
 
 
 @app.command()
-@with_train_options(exclude=("val_split",))
+@with_train_options()
 def cv(
     data: Path = typer.Argument(
         ..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."
@@ -146,8 +147,11 @@ def cv(
     """k-fold cross-validation, grouped by source image.
 
     StratifiedGroupKFold over the originals: no copy of a validation image ever trains, and
-    each fold is scored on its untouched originals. With --nmin, each fold's training part
-    is balanced from its own originals (the paper's method, inside the folds).
+    each fold is scored once, on its untouched originals. The epoch (early stopping, the
+    best --monitor) is chosen on an inner selection part, --val-split of the fold's training
+    originals; with --keep last nothing is chosen and there is none. With --nmin, each
+    fold's training part is balanced from its own originals (the paper's method, inside
+    the folds).
 
     \b
     Example:
@@ -183,6 +187,7 @@ def cv(
         print(f"{row['fold']:>4}  {row['accuracy']:8.4f}  {row['macro_f1']:8.4f}{absent}")
     a, f = result["accuracy"], result["macro_f1"]
     print(f"mean  {a['mean']:.4f} ± {a['std']:.4f}  {f['mean']:.4f} ± {f['std']:.4f}")
+    print(f"scored at: {result['epoch_rule']}")
     print(f"folder: {result['out']}")
 
 

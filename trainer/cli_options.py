@@ -135,11 +135,18 @@ TRAIN_OPTIONS = {
         str,
         typer.Option(_D.monitor, help=f"What early stopping watches: {', '.join(MONITORS)}."),
     ),
+    "keep": (
+        str,
+        typer.Option(
+            _D.keep,
+            help="The weights scored: best (early stopping, the best epoch on the part held out to choose it: fit's validation part, a cv or study fold's inner selection part) or last (every epoch trains; nothing is chosen).",
+        ),
+    ),
     "val_split": (
         float,
         typer.Option(
             _D.val_split,
-            help=f"Validation fraction when no --val folder is given ({LIMITS['val_split']}; grouped by source).",
+            help=f"Share of originals held out to choose the epoch ({LIMITS['val_split']}; grouped by source): fit's validation part when no --val folder is given; in cv and studies, each fold's inner selection part.",
         ),
     ),
     "seed": (

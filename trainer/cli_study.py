@@ -26,25 +26,41 @@ from .cli_options import (
     logs_to_stderr,
     with_train_options,
 )
-from .config import FOLDS, TOP, TrainConfig
+from .config import FOLDS, SIGNIFICANCE, TOP, TrainConfig
 
 study_app = tool_app(help="The paper's experiments on your data: transform ranking, ablation.")
 
 
-STUDY_ONLY = ("model", "loss", "val_split")  # lists there; folds, not a split
+STUDY_ONLY = ("model", "loss")  # lists there
+
+
+def budget_option() -> Any:
+    """--budget: what every arm of a study gets the same of."""
+    return typer.Option(
+        "steps",
+        help="What every arm gets the same of: steps (the baseline's optimizer steps on the fold; an arm with more files trains fewer epochs) or epochs (more files, more steps).",
+    )
+
+
+def significance_option() -> Any:
+    """--significance: the family-wise level of the test behind a suggestion."""
+    return typer.Option(
+        SIGNIFICANCE,
+        help="Family-wise level of the test behind a ✓ (one-sided corrected resampled t-test, Holm over the arms).",
+    )
 
 
 @study_app.command("transforms")
-@with_train_options(exclude=(*STUDY_ONLY, "epochs", "patience"))
+@with_train_options(exclude=(*STUDY_ONLY, "epochs", "keep"))
 def study_transforms_cmd(
     src: Path = typer.Argument(
         ..., metavar="SRC", help="Class folder of originals (a balanced folder: its originals)."
     ),
     out: Path = out_option("Study folder (resumed when it holds the same study)."),
     epochs: int = typer.Option(30, help="Epochs per run (the paper's Tables 2-3: 30)."),
-    patience: int | None = typer.Option(
-        None,
-        help="Early stopping patience (default: none, every run trains all --epochs, as in the paper's Tables 2-3).",
+    keep: str = typer.Option(
+        "last",
+        help="last: every run trains all --epochs and is scored at the last (the paper's Tables 2-3); best: early stopping on an inner selection part (--val-split of each fold's training originals).",
     ),
     folds: int = typer.Option(5, help=f"Folds ({FOLDS}; grouped by source, stratified)."),
     model: str = typer.Option(
@@ -57,6 +73,8 @@ def study_transforms_cmd(
     top: int = typer.Option(
         5, help=f"How many of the best to suggest for `balance build` ({TOP})."
     ),
+    budget: str = budget_option(),
+    significance: float = significance_option(),
     overwrite: bool = overwrite_option("Replace an earlier study in OUT."),
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress bar."),
@@ -66,9 +84,10 @@ def study_transforms_cmd(
     """Rank the transforms by the macro F1 each one adds (the paper's Tables 2-3).
 
     Each transform alone doubles every fold's training set once; the ranking is by mean
-    macro F1 (ties: accuracy, then name), and only transforms whose gain over the baseline,
-    fold by fold, is above zero by more than one standard error are suggested for
-    `balance build`.
+    macro F1 (ties: accuracy, then name). Only transforms whose gain over the baseline,
+    fold by fold, passes a one-sided corrected resampled t-test at a family-wise
+    --significance (Holm over the arms) are suggested for `balance build`; with fewer
+    than 3 folds none is.
 
     \b
     Example:
@@ -78,11 +97,13 @@ def study_transforms_cmd(
     from .study import StudySpec, parse_list, study_transforms
 
     spec = StudySpec.of_transforms(
-        TrainConfig(**train, epochs=epochs, patience=patience or epochs),
+        TrainConfig(**train, epochs=epochs, keep=keep),
         transforms,
         folds=folds,
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
+        budget=budget,
+        level=significance,
     )
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         result = study_transforms(
@@ -110,8 +131,8 @@ def study_transforms_cmd(
         print(f"suggested: balance build SRC --out OUT --nmin N --transforms {result['suggested']}")
     else:
         print(
-            "the study cannot tell: no transform beats the baseline by more than the noise "
-            "between folds (its paired gain in macro F1 minus one standard error is not above 0)"
+            "the study cannot tell: no transform's gain over the baseline passes the test "
+            f"(family-wise level {significance:g}; results.md says what these folds can detect)"
         )
 
 
@@ -133,6 +154,8 @@ def study_ablation_cmd(
         "efficientnet-b0", help="A model, or several comma-separated (each trains every fold)."
     ),
     loss: str = typer.Option("focal", help="focal, ce, or both comma-separated."),
+    budget: str = budget_option(),
+    significance: float = significance_option(),
     overwrite: bool = overwrite_option("Replace an earlier study in OUT."),
     workers: int | None = WORKERS_OPTION,
     quiet: bool = quiet_option("No progress bar."),
@@ -158,6 +181,8 @@ def study_ablation_cmd(
         folds=folds,
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
+        budget=budget,
+        level=significance,
     )
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         summary = run_study(

@@ -83,6 +83,7 @@ CHOICES = {
     "cache": ("auto", "on", "off"),
     "class_weight": ("none", "balanced"),
     "lr_schedule": ("constant", "cosine", "plateau"),
+    "keep": ("best", "last"),
 }
 CACHE_SHARE = 0.5  # --cache auto keeps the decoded images when they take at most this share
 # of the memory available when training starts
@@ -103,6 +104,7 @@ LIMITS = {
 ALPHA = Interval(0, 1)  # focal alpha, when it is a number
 FOLDS = Interval(2, 1000, integer=True)
 TOP = Interval(1, 100, integer=True)
+SIGNIFICANCE = 0.05  # a study's family-wise level: the chance an arm with no effect is marked
 
 
 def _checked(name: str, value: object, kind: str) -> Any:
@@ -139,7 +141,8 @@ FIELD_DOCS = {
     "epochs": "The most epochs of the (first) training phase.",
     "patience": "Stop after this many epochs without a better monitored value; the best weights are kept.",
     "monitor": "What early stopping and the best checkpoint watch: val_f1, val_accuracy or val_loss.",
-    "val_split": "Validation fraction of the data's originals when no validation folder is given.",
+    "keep": "The weights scored: 'best' (early stopping; the best epoch by monitor on the part held out to choose it) or 'last' (every epoch trains, nothing is chosen).",
+    "val_split": "The share of originals held out to choose the epoch: fit's validation part when no validation folder is given; in cv and studies, the inner selection part of each fold's training originals.",
     "seed": "Seed of the split, the shuffles, the initial weights and dropout.",
     "cache": "Keep decoded inputs in memory: 'auto' (when they fit), 'on' or 'off'.",
     "precision": "'auto' (mixed on GPU, float32 on CPU), 'mixed' or 'float32'.",
@@ -172,6 +175,7 @@ class TrainConfig:
     epochs: int = 300
     patience: int = 10
     monitor: str = "val_f1"
+    keep: str = "best"
     val_split: float = 0.2
     seed: int = 0
     cache: str = "auto"
@@ -216,6 +220,12 @@ class TrainConfig:
     def size(self) -> int:
         """The input side in px: image_size, else the model's native side."""
         return self.image_size or MODELS[self.model].side
+
+    @property
+    def chooses(self) -> bool:
+        """Whether training chooses anything on held-out data (the best epoch, early
+        stopping, a plateau schedule): then cv and studies carve an inner selection part."""
+        return self.keep == "best" or self.lr_schedule == "plateau"
 
     @property
     def total_epochs(self) -> int:

@@ -21,9 +21,10 @@ from balancer.transforms import PAPER_SET, check_spec
 
 from . import backend
 from .balancing import Arm, training_table
+from .callbacks import epoch_rule
 from .config import FOLDS, TrainConfig
 from .control import RunControl
-from .data import Folder, grouped_folds, list_folder, originals_only
+from .data import Folder, Parts, grouped_folds, inner_selection, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
 from .records import FoldRow
@@ -97,8 +98,10 @@ def _cross_validate(
     if balance is None and folder.has_manifest:
         _say_unbalanced(splits, folder.class_names)
     rows: list[FoldRow] = []
+    share = config.val_split if config.chooses else None
     for k, (train, val) in enumerate(splits, start=1):
         run = c.path / f"fold-{k}"
+        train, select = inner_selection(train, share, config.seed + k - 1)
         if not (run / RUN.record).is_file():
             if balance is not None:
                 arm = Arm("ROS + T", balance["transforms"], balance=True)
@@ -113,14 +116,14 @@ def _cross_validate(
                     workers=control.workers or default_workers(),
                 )
             if progress:
+                chosen = "" if select is None else f", {len(select)} to choose the epoch on"
                 print(
-                    f"fold {k}/{folds}: {len(train)} training, {len(val)} validation files",
+                    f"fold {k}/{folds}: {len(train)} training files{chosen}, {len(val)} scored",
                     file=sys.stderr,
                 )
             with c.staged(run.name, RUN) as tmp:
                 train_run(
-                    train,
-                    val,
+                    Parts(train, select, val),
                     folder.class_names,
                     config,
                     tmp,
@@ -143,8 +146,10 @@ def _cross_validate(
                 "macro_f1": m["macro_f1"],
                 "weighted_f1": m["weighted_f1"],
                 "train_files": m["data"]["train"].get("files", len(train)),
+                "selection_files": m["data"].get("selection", {}).get("files", 0),
                 "validation_files": len(val),
                 "epochs_run": m["epochs_run"],
+                "scored_epoch": m["scored_epoch"],
                 "absent_classes": " ".join(absent),
             }
         )
@@ -158,6 +163,7 @@ def _cross_validate(
             "macro_f1": mean_std(table.macro_f1),
             "config": config.to_dict(),
             "grouped_by_source": folder.has_manifest,
+            "epoch_rule": epoch_rule(config, scored_apart=True),
             "class_names": folder.class_names,
             "macro_f1_over": "every class of the data; a class with no validation image in a "
             "fold counts as 0 there (as early stopping's F1 counts it)",

@@ -13,11 +13,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from balancer.common.errors import ToolWarning, TrainError, UserError
+from balancer.common.errors import ToolWarning, TrainError, TrainValueError, UserError
 from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
@@ -155,6 +156,47 @@ def holdout(table: pd.DataFrame, val_split: float, seed: int) -> tuple[pd.DataFr
         held.update(groups[class_rng(seed, label).permutation(len(groups))[:n]])
     val = originals[originals.group.isin(held)]
     return table[~table.group.isin(held)].reset_index(drop=True), val.reset_index(drop=True)
+
+
+class Parts(NamedTuple):
+    """A run's data: `train` trains; `select` chooses the epoch (early stopping, the best
+    epoch, a plateau schedule; None: nothing is chosen); `scored` is scored once with the
+    weights kept (None: `select` is, as in `train fit`, whose validation part does both)."""
+
+    train: pd.DataFrame
+    select: pd.DataFrame | None
+    scored: pd.DataFrame | None = None
+
+    def named(self) -> dict[str, pd.DataFrame]:
+        """The parts by the name files.csv gives them: train and validation (the part that
+        chooses is the part scored), or train, selection (when something is chosen) and
+        scored."""
+        if self.scored is None:
+            if self.select is None:
+                raise TrainValueError("a run needs a part to score", parameters=("scored",))
+            return {"train": self.train, "validation": self.select}
+        chosen = {} if self.select is None else {"selection": self.select}
+        return {"train": self.train, **chosen, "scored": self.scored}
+
+    @property
+    def final(self) -> pd.DataFrame:
+        """The part scored."""
+        final = self.select if self.scored is None else self.scored
+        if final is None:
+            raise TrainValueError("a run needs a part to score", parameters=("scored",))
+        return final
+
+
+def inner_selection(
+    train: pd.DataFrame, share: float | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(training, selection) of a fold's training part: with a `share`, that share of its
+    originals held out by `holdout` (grouped by source, per class) for choosing the epoch,
+    with their copies dropped, so nothing chosen ever looks at the fold that is scored;
+    None: (train, None), nothing to choose."""
+    if share is None:
+        return train, None
+    return holdout(train, share, seed)
 
 
 def _with_groups(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,14 +8,17 @@ from typing import Any, TypedDict
 from balancer.common.shapes import OutputRecord
 
 
-class ClassScores(TypedDict):
-    """One class's scores on a validation or test set."""
-
+class _Measured(TypedDict):
     precision: float | None  # None: no image of the class there, or none predicted as it
     recall: float | None  # None: no image of the class was there to recall
     f1: float | None
     support: int  # images of the class
-    predicted: int  # images predicted as the class
+
+
+class ClassScores(_Measured, total=False):
+    """One class's scores on a validation or test set."""
+
+    predicted: int  # images predicted as the class (run folders of 0.x lack it)
 
 
 class Scores(TypedDict):
@@ -34,7 +37,9 @@ class RunMetrics(Scores, total=False):
     """A run folder's metrics.json: the scores with the best weights, and how they came."""
 
     epochs_run: int
-    best_epoch: int  # counted from 1
+    best_epoch: int  # counted from 1; when the best epoch was kept
+    scored_epoch: int  # the epoch whose weights were scored
+    epoch_rule: str  # what chose that epoch, and on which part
     config: dict[str, Any]  # TrainConfig.to_dict()
     data: dict[str, Any]  # files per split, class and origin
     cache: dict[str, Any]
@@ -86,8 +91,10 @@ class FoldRow(TypedDict):
     macro_f1: float
     weighted_f1: float
     train_files: int
-    validation_files: int
+    selection_files: int  # the inner part that chose the epoch (0: nothing was chosen)
+    validation_files: int  # the fold scored
     epochs_run: int
+    scored_epoch: int  # the epoch whose weights were scored, counted from 1
     absent_classes: str  # space-separated
 
 
@@ -103,7 +110,10 @@ class StudyRow(TypedDict):
     macro_f1: float
     weighted_f1: float
     epochs_run: int
+    scored_epoch: int
+    steps: int  # optimizer steps taken (epochs run x batches an epoch)
     train_files: int
-    validation_files: int
+    selection_files: int
+    validation_files: int  # the fold scored
     absent_classes: str
     config: str  # the run's TrainConfig as JSON

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from balancer.common.atomic import write_atomic
 from balancer.common.errors import OVERWRITE, RESUME, TrainError
@@ -30,6 +31,7 @@ from balancer.common.ownership import differences, write_json
 from balancer.common.shapes import shape_problems
 
 from . import backend
+from .config import TrainConfig
 from .records import ResumeState
 
 FOLDER = "resume"
@@ -182,3 +184,23 @@ def truncate_history(path: Path, rows: int) -> None:
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     write_atomic(path, "".join(lines[: 1 + rows]).encode("utf-8"))
+
+
+def key(config: TrainConfig, parts: dict[str, pd.DataFrame], class_names: list[str]) -> dict:
+    """What a resumed run must share with the interrupted one: the tool's version and the
+    backend, the config, the classes and every file of every part (its name and the digest
+    of its bytes)."""
+    import hashlib
+
+    def digest(table: pd.DataFrame) -> str:
+        h = hashlib.sha256()
+        for name, content in zip(table.file, table.digest, strict=True):
+            h.update(f"{name}\0{content}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()[:16]
+
+    return {
+        **backend.maker(),
+        "config": config.to_dict(),
+        "classes": list(class_names),
+        **{name: digest(table) for name, table in parts.items()},
+    }

@@ -30,12 +30,13 @@ from balancer.common.ownership import (
 from balancer.manifest import CSV_LINE_END
 
 from . import backend, resume
-from .callbacks import history_log, progress_callbacks
+from .callbacks import NoCheckpoint, history_log, kept_epoch, progress_callbacks
 from .compiler import Compiler
-from .config import MONITORS, TrainConfig
+from .config import TrainConfig
 from .control import RunControl, keras_verbosity
 from .data import (
     STAMP,
+    Parts,
     class_counts,
     describe,
     holdout,
@@ -52,8 +53,7 @@ from .runtime import setup as runtime_setup
 
 
 def train_run(
-    train: pd.DataFrame,
-    val: pd.DataFrame,
+    parts: Parts,
     class_names: list[str],
     config: TrainConfig,
     folder: Path,
@@ -62,65 +62,78 @@ def train_run(
     extra: dict | None = None,
     reuse: Reuse | None = None,
 ) -> dict:
-    """Train on `train`, early-stop on `val`, write model and reports into `folder`.
+    """Train on `parts.train`, choose on `parts.select`, score once on `parts.scored`, and
+    write the model and reports into `folder`.
 
-    Returns the validation scores (with the best weights) plus the config, data counts
-    and `extra`, as written to metrics.json. `reuse` (a cv's or a study's) hands back the
-    model the previous run compiled when nothing that shapes it changed, reset to its start.
+    The selection part is what early stopping, the best epoch and a plateau schedule watch
+    (None: the config chooses nothing, `keep='last'`); the scored part is scored once with
+    the weights kept (None: the selection part itself, as in `train fit`, which metrics.json's
+    `epoch_rule` says). Returns the scores plus the config, data counts and `extra`, as
+    written to metrics.json. `reuse` (a cv's or a study's) hands back the model the previous
+    run compiled when nothing that shapes it changed, reset to its start.
     """
     control = control or RunControl()
+    train, select, scored = parts
+    if select is None and config.chooses:
+        raise TrainValueError(
+            "this config chooses on held-out data (keep 'best' or a plateau schedule): "
+            "give it a part to choose on",
+            parameters=("keep", "lr_schedule"),
+        )
+    named, final = parts.named(), parts.final
     progress = control.progress
     keras = backend.keras()
     keras.utils.set_random_seed(config.seed)
     if progress:  # "Epoch n/N" lines in logs too, not only on a terminal (the CLI: stderr)
         keras.config.enable_interactive_logging()
     runtime = runtime_setup(config)
-    cache = plan_cache(config.cache, len(train) + len(val), config.size)
+    cache = plan_cache(config.cache, sum(map(len, named.values())), config.size)
     if progress:
         print(cache.describe(), file=sys.stderr)
-    train_ds, val_ds = _batches(
-        train, val, class_names, config, cache=cache.on, threads=control.workers
+    train_ds, select_ds, scored_ds = _batches(
+        train, (select, scored), class_names, config, cache=cache.on, threads=control.workers
     )
     from .pipeline import reading
 
-    with reading(train_ds, val_ds):
+    with reading(train_ds, *(d for d in (select_ds, scored_ds) if d is not None)):
         model = _train_model(
-            (train_ds, val_ds),
+            (train_ds, select_ds),
             config,
             folder,
             runtime=runtime,
             train_counts=list(class_counts(train, class_names).values()),
             control=control,
-            settings=_resume_key(config, train, val, class_names),
+            settings=resume.key(config, named, class_names),
             reuse=reuse,
         )
     model.save(folder / "model.keras")
-    files = pd.concat([train.assign(split="train"), val.assign(split="validation")])
+    files = pd.concat([table.assign(split=name) for name, table in named.items()])
     text = files[["split", "file", "label", "source", "origin"]].to_csv(
         index=False, lineterminator=CSV_LINE_END
     )
     write_atomic(folder / "files.csv", text.encode("utf-8"))
     from .pipeline import predict
 
-    y_pred = predict(model, val_ds).argmax(axis=1)  # Keras' predict uses the images only
-    metrics: dict[str, Any] = dict(scores(label_indices(val, class_names), y_pred, class_names))
+    y_pred = predict(model, scored_ds or select_ds).argmax(axis=1)  # images only
+    metrics: dict[str, Any] = dict(scores(label_indices(final, class_names), y_pred, class_names))
     history_table = pd.read_csv(folder / "history.csv")
     metrics.update(
         {
-            **_epochs(history_table, config.monitor),
+            **kept_epoch(history_table, config, scored_apart=scored is not None),
             "config": config.to_dict(),
             **runtime.describe(),
             "cache": cache.as_dict(),
             "data": {
                 "train": describe(train, class_names),
-                "validation": describe(val, class_names),
+                "validation": describe(final, class_names),  # the part scored
+                **({} if select is None else {"selection": describe(select, class_names)}),
             },
             **(extra or {}),
         }
     )
     title = (
-        f"validation: accuracy {metrics['accuracy']:.3f}, "
-        f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
+        f"{'scored fold' if scored is not None else 'validation'}: accuracy "
+        f"{metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
     )
     draw_plots(  # a picture that fails is a warning: the model and its scores are kept
         folder,
@@ -136,14 +149,15 @@ def train_run(
 
 def _batches(
     train: pd.DataFrame,
-    val: pd.DataFrame,
+    others: tuple[pd.DataFrame | None, ...],
     class_names: list[str],
     config: TrainConfig,
     *,
     cache: bool,
     threads: int | None,
-) -> tuple[Any, Any]:
-    """The training batches (shuffled per epoch, all full) and the validation batches."""
+) -> tuple[Any, ...]:
+    """The training batches (shuffled per epoch, all full), then one unshuffled batches
+    object per table of `others` (None for None)."""
     from .pipeline import Batching, ImageBatches
 
     # The batch option is the global batch: split across the replicas.
@@ -164,31 +178,15 @@ def _batches(
         stamps=_stamps(train),
         class_weights=class_weights(counts) if config.class_weight == "balanced" else None,
     )
-    val_ds = ImageBatches(val.path, label_indices(val, class_names), common, stamps=_stamps(val))
-    return train_ds, val_ds
-
-
-def _resume_key(
-    config: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, class_names: list[str]
-) -> dict:
-    """What a resumed run must share with the interrupted one: the tool's version and the
-    backend, the config, the classes and every file trained and validated on (its name and
-    the digest of its bytes)."""
-    import hashlib
-
-    def digest(table: pd.DataFrame) -> str:
-        h = hashlib.sha256()
-        for name, content in zip(table.file, table.digest, strict=True):
-            h.update(f"{name}\0{content}\n".encode("utf-8", "surrogateescape"))
-        return h.hexdigest()[:16]
-
-    return {
-        **backend.maker(),
-        "config": config.to_dict(),
-        "classes": list(class_names),
-        "train": digest(train),
-        "validation": digest(val),
-    }
+    held = [
+        None
+        if table is None
+        else ImageBatches(
+            table.path, label_indices(table, class_names), common, stamps=_stamps(table)
+        )
+        for table in others
+    ]
+    return (train_ds, *held)
 
 
 def class_weights(counts: list[int]) -> list[float]:
@@ -225,7 +223,7 @@ def _train_model(
     from .models import unfreeze
     from .pipeline import unchanged
 
-    train_ds, val_ds = batches  # (training, validation); one class per count of train_counts
+    train_ds, val_ds = batches  # (training, the part that chooses or None); a class per count
     progress, n_classes = control.progress, len(train_counts)
     state = resume.load(folder, settings)
     fine_tune = config.freeze_base and config.fine_tune_epochs > 0
@@ -246,10 +244,10 @@ def _train_model(
         train_ds,
         validation_data=val_ds,
         callbacks=[
-            unchanged(train_ds, val_ds),
+            unchanged(*(b for b in (train_ds, val_ds) if b is not None)),
             *stateful.values(),
             history_log(folder / "history.csv"),
-            checkpoint,
+            *([] if isinstance(checkpoint, NoCheckpoint) else [checkpoint]),
             *control.callbacks_for(folder, config),
             saver,  # last: it records the others' state
         ],
@@ -275,13 +273,6 @@ def _train_model(
             model.load_weights(best_weights)
         best_weights.unlink()
     return model  # the resume state goes once the run folder is in place (ownership.staged)
-
-
-def _epochs(history: pd.DataFrame, monitor: str) -> dict:
-    """Epochs run, and the best one by the monitored value (epochs count from 1)."""
-    column = history[monitor]
-    best = column.idxmax() if MONITORS[monitor] == "max" else column.idxmin()
-    return {"epochs_run": len(history), "best_epoch": int(history.epoch[best])}
 
 
 def absent_classes(
@@ -375,8 +366,7 @@ def _fit_folder(
     if c is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:
             return train_run(
-                train,
-                validation,
+                Parts(train, validation),
                 folder.class_names,
                 config,
                 Path(tmp),
@@ -385,8 +375,7 @@ def _fit_folder(
             )
     with c.staged() as tmp:
         metrics = train_run(
-            train,
-            validation,
+            Parts(train, validation),
             folder.class_names,
             config,
             tmp,

@@ -1,12 +1,10 @@
 """The paper's study as commands: per-transform ranking (Tables 2-3) and the ablation (Table 4).
 
 spec: what a study is (StudySpec); run: training every arm x fold x model x loss, resumably;
-report: means, paired gains, the suggestion rule, results.md and the plot.
+report: means and gains, results.md and the plot; significance: the test behind a suggestion.
 """
 
 from .report import (
-    NOISE_RULE,
-    paired_gains,
     plot_study,
     ranking,
     results_markdown,
@@ -15,13 +13,18 @@ from .report import (
     summarize,
 )
 from .run import run_study, study_transforms
+from .significance import LEVEL, RULE, compare_arms, corrected_t, detectable_gain, holm
 from .spec import StudySpec, ablation_arms, parse_list, transform_arms
 
 __all__ = [
-    "NOISE_RULE",
+    "LEVEL",
+    "RULE",
     "StudySpec",
     "ablation_arms",
-    "paired_gains",
+    "compare_arms",
+    "corrected_t",
+    "detectable_gain",
+    "holm",
     "parse_list",
     "plot_study",
     "ranking",

@@ -8,11 +8,13 @@ import pandas as pd
 
 from balancer.transforms import TRANSFORMS
 
+from .significance import LEVEL, MIN_FOLDS, POWER, RULE, compare_arms, detectable_gain
 
-def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+
+def summarize(results: pd.DataFrame, class_names: list[str], level: float = LEVEL) -> pd.DataFrame:
     """Mean and std over folds per model, loss and arm, in the arms' order (a class's F1 over
     the folds that had a validation image of it), and each arm's paired gain over the
-    baseline (`paired_gains`)."""
+    baseline with its test (`significance.compare_arms` at this family-wise `level`)."""
     metrics = ["accuracy", "macro_f1"] + [f"f1_{c}" for c in class_names]
     grouped = results.groupby(["model", "loss", "arm"], sort=False)
     out = (
@@ -22,40 +24,8 @@ def summarize(results: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
         .join(grouped[["accuracy", "macro_f1"]].std(ddof=1).fillna(0).add_suffix("_std"))
     )
     out["folds"] = grouped.size()
-    return out.reset_index().merge(paired_gains(results), on=["model", "loss", "arm"], how="left")
-
-
-def paired_gains(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model, loss and arm: the arm's macro F1 minus the baseline's in the same fold, as
-    mean and standard error over the folds, and whether it beats the noise between folds:
-    mean minus one standard error above 0 (with at least two folds)."""
-    key = ["model", "loss", "fold"]
-    base = results[results.arm == "baseline"].set_index(key).macro_f1
-    rows = []
-    for (model, loss, arm), g in results[results.arm != "baseline"].groupby(
-        ["model", "loss", "arm"], sort=False
-    ):
-        d = (g.set_index(key).macro_f1 - base).dropna()
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        mean = float(d.mean()) if len(d) else float("nan")
-        rows.append(
-            {
-                "model": model,
-                "loss": loss,
-                "arm": arm,
-                "gain_mean": mean,
-                "gain_se": se,
-                "beats_noise": bool(len(d) > 1 and mean - se > 0),
-            }
-        )
-    columns = ["model", "loss", "arm", "gain_mean", "gain_se", "beats_noise"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-NOISE_RULE = (
-    "a transform is suggested when its paired gain in macro F1 over the baseline (fold by "
-    "fold) is above zero by more than one standard error of that gain"
-)
+    gains = compare_arms(results, level).drop(columns="folds")
+    return out.reset_index().merge(gains, on=["model", "loss", "arm"], how="left")
 
 
 def ranking(summary: pd.DataFrame) -> pd.DataFrame:
@@ -71,11 +41,10 @@ def ranking(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> str:
-    """The best `top` transforms whose gain over the baseline beats the noise between folds
-    (NOISE_RULE), as a --transforms value ("" when none does: the study cannot tell)."""
+    """The best `top` transforms whose gain over the baseline passes the test (`RULE`), as a
+    --transforms value ("" when none does: the study cannot tell)."""
     ranked = ranking(summary)
-    if "beats_noise" in ranked:
-        ranked = ranked[ranked.beats_noise == True]  # noqa: E712  (NaN, one fold: not shown)
+    ranked = ranked[ranked.marked.fillna(value=False).astype(bool)]
     names = list(ranked.arm[:top])
     return ",".join(
         n if magnitudes.get(n) in (None, TRANSFORMS[n].default) else f"{n}={magnitudes[n]:g}"
@@ -84,18 +53,24 @@ def suggested_transforms(summary: pd.DataFrame, top: int, magnitudes: dict) -> s
 
 
 def results_markdown(
-    summary: pd.DataFrame, kind: str, settings: dict, results: pd.DataFrame | None = None
+    summary: pd.DataFrame,
+    kind: str,
+    settings: dict,
+    results: pd.DataFrame | None = None,
+    level: float = LEVEL,
 ) -> str:
-    """The paper-shaped table (every score from 0 to 1), the rule for suggestions, and the
-    folds whose validation lacked a class."""
+    """The paper-shaped table (every score from 0 to 1), how each run chose its epoch and
+    how long it trained, the test behind a ✓ and what it could detect, and the folds whose
+    validation lacked a class."""
     classes = [c[3:-5] for c in summary.columns if c.startswith("f1_") and c.endswith("_mean")]
     head = ["model", "loss", "arm", "accuracy (mean ± std)", "macro F1 (mean ± std)"]
-    head += ["macro F1 gain over baseline (mean ± SE)"] + [f"F1 {c}" for c in classes]
+    head += ["macro F1 gain (mean ± corrected SE)", "p (Holm)"] + [f"F1 {c}" for c in classes]
     lines = [
         f"# Study: {kind}",
         "",
         f"{settings['folds']}-fold cross-validation grouped by source on {settings['source']};"
-        " scores on each fold's untouched validation originals, all from 0 to 1.",
+        " each fold is scored once, on its untouched validation originals; all scores from "
+        "0 to 1.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -106,11 +81,11 @@ def results_markdown(
 
     for r in summary.itertuples(index=False):
         d = r._asdict()
+        tested = r.arm != "baseline" and not pd.isna(d.get("gain_mean"))
         gain = (
-            ""
-            if r.arm == "baseline" or pd.isna(d.get("gain_mean"))
-            else f"{d['gain_mean']:+.3f} ± {number(d.get('gain_se'))}"
-            + (" ✓" if d.get("beats_noise") else "")
+            f"{d['gain_mean']:+.3f} ± {number(d.get('gain_se'))}" + (" ✓" if d["marked"] else "")
+            if tested
+            else ""
         )
         cells = [
             r.model,
@@ -119,9 +94,11 @@ def results_markdown(
             f"{r.accuracy_mean:.3f} ± {r.accuracy_std:.3f}",
             f"{r.macro_f1_mean:.3f} ± {r.macro_f1_std:.3f}",
             gain,
+            number(d.get("p_adjusted")) if tested else "",
         ] + [number(d[f"f1_{c}_mean"]) for c in classes]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"✓: beats the noise between folds ({NOISE_RULE})."]
+    lines += ["", *training_lines(settings), "", f"✓: {RULE.format(level=level)}."]
+    lines += _verdict(summary, settings["folds"], level, results)
     if results is not None and "absent_classes" in results:
         lacking = results[results.absent_classes.fillna("") != ""]
         for fold, names in sorted(set(zip(lacking.fold, lacking.absent_classes, strict=True))):
@@ -130,6 +107,65 @@ def results_markdown(
                 "counts as 0 in that fold's macro F1, and its own F1 is left out of the mean."
             )
     return "\n".join(lines) + "\n"
+
+
+def training_lines(settings: dict) -> list[str]:
+    """How every run chose the epoch it was scored at, and how long each arm trained."""
+    config = settings.get("config")
+    if not config:  # a table made by hand: nothing known of how it trained
+        return []
+    if config.get("keep", "best") == "last":
+        chose = (
+            f"Every run trained its {config.get('epochs')} epochs and was scored at the last "
+            "(no early stopping: nothing was chosen, so no fold's data chose anything)."
+        )
+    else:
+        chose = (
+            f"Every run's epoch (early stopping, patience {config.get('patience')}, and the "
+            f"best {config.get('monitor')}) was chosen on an inner selection part: "
+            f"{config.get('val_split'):g} of that fold's training originals, held out before "
+            "any copy was made; the fold it is scored on chose nothing."
+        )
+    if settings.get("budget") == "steps":
+        budget = (
+            "Every arm trained the optimizer steps of the baseline on the same fold "
+            "(--budget steps: an arm with more files trains fewer epochs), so a gain is the "
+            "data's, not more training's."
+        )
+    else:
+        budget = (
+            "Every arm trained the same number of epochs (--budget epochs): an arm with more "
+            "files also took more optimizer steps, which is part of its gain."
+        )
+    return [chose, budget]
+
+
+def _verdict(
+    summary: pd.DataFrame, folds: int, level: float, results: pd.DataFrame | None
+) -> list[str]:
+    """What the test can say here: nothing below MIN_FOLDS folds; else the smallest gain it
+    would find (POWER of the time) at the spread these gains showed."""
+    if folds < MIN_FOLDS:
+        return [
+            f"With {folds} folds the study cannot tell whether any arm helps: the test needs "
+            f"at least {MIN_FOLDS}."
+        ]
+    tested = summary[summary.arm != "baseline"].dropna(subset=["gain_se"])
+    if tested.empty or results is None:
+        return []
+    base = results[results.arm == "baseline"]
+    ratio = float((base.validation_files / base.train_files).mean())
+    spread = float(np.median(tested.gain_se / np.sqrt(1 / folds + ratio)))
+    arms = int(tested.groupby(["model", "loss"]).size().max())
+    smallest = detectable_gain(folds, arms, spread, ratio, level)
+    line = (
+        f"At the spread of these gains across folds (median sd {spread:.3f}), {folds} folds "
+        f"find an arm's true gain {POWER:.0%} of the time from about {smallest:+.3f} macro F1 "
+        f"(one of {arms} arms)."
+    )
+    if not tested.marked.any():
+        line += " No arm passed: the study cannot tell which, if any, helps."
+    return [line]
 
 
 def plot_study(summary: pd.DataFrame, kind: str, settings: dict | None = None) -> bytes:

@@ -21,9 +21,9 @@ from balancer.common.parallel import resolve_workers
 from balancer.manifest import CSV_LINE_END
 
 from ..balancing import training_table
-from ..config import TOP
+from ..config import TOP, TrainConfig
 from ..control import RunControl, epoch_report
-from ..data import Folder, grouped_folds, list_folder, originals_only
+from ..data import Folder, Parts, grouped_folds, inner_selection, list_folder, originals_only
 from ..evaluation import read_metrics
 from ..outputs import RUN, STUDY
 from ..records import RunMetrics, StudyRow
@@ -53,7 +53,7 @@ def run_study(
     control = replace(control, workers=resolve_workers(control.workers))
     folder = list_folder(src, workers=control.workers, progress=progress)
     settings = spec.key(folder)
-    splits = list(grouped_folds(originals_only(folder.table), spec.folds, spec.config.seed))
+    splits = _fold_parts(folder, spec)
     from ..models import build_model  # Keras loads here, once the cheap checks have passed
 
     for model in spec.models:  # fail now, not after hours, when the weights cannot be had
@@ -89,16 +89,49 @@ def run_study(
                     file=sys.stderr,
                 )
         bar.close()
-        summary, files = _results(pd.DataFrame(rows), folder.class_names, settings)
+        summary, files = _results(pd.DataFrame(rows), folder.class_names, settings, spec.level)
         c.complete({"settings": settings}, files=files)
         return summary
+
+
+def _fold_parts(folder: Folder, spec: StudySpec) -> list[Parts]:
+    """Each fold's parts, shared by every arm: the fold scored (its validation originals),
+    and its training originals, less an inner selection part when the runs choose anything
+    (`inner_selection`): copies are made later from what is left for training alone."""
+    config = spec.config
+    share = config.val_split if config.chooses else None
+    parts = []
+    for k, (train, scored) in enumerate(
+        grouped_folds(originals_only(folder.table), spec.folds, config.seed), start=1
+    ):
+        train, select = inner_selection(train, share, config.seed + k - 1)
+        parts.append(Parts(train, select, scored))
+    return parts
+
+
+def _budgeted(config: TrainConfig, budget: str, baseline: int, files: int) -> TrainConfig:
+    """The config an arm of `files` training files trains with: under budget 'steps', its
+    epochs scaled so that it takes the optimizer steps the baseline (`baseline` files) takes
+    in the same fold (to the nearest epoch); under 'epochs', as it is."""
+    if budget == "epochs":
+        return config
+
+    def steps(n: int) -> int:
+        return -(-n // config.batch)  # batches per epoch (ImageBatches' len)
+
+    def scaled(epochs: int) -> int:
+        return max(1, round(epochs * steps(baseline) / steps(files))) if epochs else 0
+
+    return replace(
+        config, epochs=scaled(config.epochs), fine_tune_epochs=scaled(config.fine_tune_epochs)
+    )
 
 
 def _one_run(
     spec: StudySpec,
     c: Claim,
     folder: Folder,
-    split: tuple[pd.DataFrame, pd.DataFrame],
+    split: Parts,
     run: tuple,
     *,
     control: RunControl,
@@ -111,7 +144,7 @@ def _one_run(
     part = f"runs/{model}-{loss}/{_slug(arm.name)}/fold-{k}"
     metrics_file = c.path / part / RUN.record
     if not metrics_file.is_file():
-        train, val = split
+        train = split.train
         train_all = training_table(
             arm,
             train,
@@ -123,7 +156,12 @@ def _one_run(
             workers=resolve_workers(control.workers),
         )
         weight = "balanced" if arm.class_weight else spec.config.class_weight
-        run_config = replace(spec.config, model=model, loss=loss, class_weight=weight)
+        run_config = _budgeted(
+            replace(spec.config, model=model, loss=loss, class_weight=weight),
+            spec.budget,
+            len(train),
+            len(train_all),
+        )
         with c.staged(part, RUN) as tmp:
             bar.set_description(f"study {spec.kind}: fold {k}/{spec.folds} {arm.name}")
             shown = not bar.disable
@@ -131,8 +169,7 @@ def _one_run(
                 run_config.total_epochs, label=control.label, bar=bar if shown else None
             )
             train_run(
-                train_all,
-                val,
+                split._replace(train=train_all),
                 folder.class_names,
                 run_config,
                 tmp,
@@ -141,7 +178,7 @@ def _one_run(
                     progress=False,
                     callbacks=(*control.callbacks, *((report,) if control.progress else ())),
                 ),
-                extra={"study": spec.kind, "arm": arm.name, "fold": k},
+                extra={"study": spec.kind, "arm": arm.name, "fold": k, "budget": spec.budget},
                 reuse=reuse,
             )
     return read_metrics(metrics_file)
@@ -159,7 +196,10 @@ def _result_row(m: RunMetrics, run: tuple) -> dict:
         "macro_f1": m["macro_f1"],
         "weighted_f1": m["weighted_f1"],
         "epochs_run": m["epochs_run"],
+        "scored_epoch": m["scored_epoch"],
+        "steps": m["epochs_run"] * -(-m["data"]["train"]["files"] // m["config"]["batch"]),
         "train_files": m["data"]["train"]["files"],
+        "selection_files": m["data"].get("selection", {}).get("files", 0),
         "validation_files": m["data"]["validation"]["files"],
         "absent_classes": " ".join(m.get("absent_classes") or []),
         "config": json.dumps(m["config"], sort_keys=True),
@@ -171,14 +211,14 @@ def _result_row(m: RunMetrics, run: tuple) -> dict:
 
 
 def _results(
-    results: pd.DataFrame, class_names: list[str], settings: dict
+    results: pd.DataFrame, class_names: list[str], settings: dict, level: float
 ) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """The summary, and the study's own files: results.csv, results.md and results.png."""
-    summary = summarize(results, class_names)
+    summary = summarize(results, class_names, level)
     kind = settings["study"]
     files = {
         "results.csv": results.to_csv(index=False, lineterminator=CSV_LINE_END).encode("utf-8"),
-        "results.md": results_markdown(summary, kind, settings, results).encode("utf-8"),
+        "results.md": results_markdown(summary, kind, settings, results, level).encode("utf-8"),
         "results.png": plot_study(summary, kind, settings),
     }
     return summary, files
@@ -198,7 +238,8 @@ def study_transforms(
     control: RunControl | None = None,
 ) -> dict:
     """Rank each transform of a StudySpec.of_transforms by the macro F1 it adds when it
-    doubles the training set once; suggest the `top` that beat the noise between folds."""
+    doubles the training set once; suggest the best `top` of those whose gain over the
+    baseline passes the test (`significance.RULE` at `spec.level`)."""
     TOP.check(top, "top", TrainValueError)
     summary = run_study(spec, src, out, existing=existing, control=control)
     magnitudes = {a.name: a.transforms[a.name] for a in spec.arms if a.transforms}

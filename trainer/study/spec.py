@@ -3,17 +3,21 @@ the settings they train with; checked once when made."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from balancer.common.errors import TrainError, TrainValueError
-from balancer.common.limits import COUNT
+from balancer.common.limits import COUNT, Interval
 from balancer.transforms import PAPER_SET, parse_transforms
 
 from .. import backend
 from ..balancing import Arm
 from ..config import FOLDS, TrainConfig
 from ..data import Folder
+from .significance import LEVEL
+
+BUDGETS = ("steps", "epochs")  # what every arm of a study gets the same of
+LEVELS = Interval(0, 1, "neither")
 
 
 def transform_arms(transforms: dict) -> list[Arm]:
@@ -45,9 +49,18 @@ class StudySpec:
     losses: tuple[str, ...] = ("focal",)
     config: TrainConfig = field(default_factory=TrainConfig)
     nmin: int | None = None  # the ablation's N_min, per training fold
+    budget: str = "steps"  # "steps": every arm the baseline's optimizer steps; "epochs": its epochs
+    level: float = LEVEL  # the family-wise level of the test behind a suggestion (not in `key`:
+    # it reads the results, it does not train)
 
     def __post_init__(self) -> None:
         FOLDS.check(self.folds, "folds", TrainValueError)
+        if self.budget not in BUDGETS:
+            raise TrainValueError(
+                f"unknown budget '{self.budget}'; choose from {', '.join(BUDGETS)}",
+                parameters=("budget",),
+            )
+        LEVELS.check(self.level, "level", TrainValueError)
         if self.nmin is not None or any(a.balance for a in self.arms):
             COUNT.check(self.nmin, "nmin", TrainValueError)
         for model in self.models:
@@ -58,25 +71,12 @@ class StudySpec:
 
     @classmethod
     def of_transforms(
-        cls,
-        config: TrainConfig,
-        transforms: str = "all",
-        *,
-        folds: int = 5,
-        models: Sequence[str] = ("efficientnet-b0",),
-        losses: Sequence[str] = ("focal",),
+        cls, config: TrainConfig, transforms: str = "all", **options: Any
     ) -> StudySpec:
         """The paper's Tables 2-3: the baseline and one arm per transform, each doubling every
-        fold's training set once."""
+        fold's training set once. `options`: folds, models, losses, budget, level (fields)."""
         arms = tuple(transform_arms(parse_transforms(transforms)))
-        return cls(
-            kind="transforms",
-            arms=arms,
-            folds=folds,
-            models=tuple(models),
-            losses=tuple(losses),
-            config=config,
-        )
+        return cls(kind="transforms", arms=arms, config=config, **_listed(options))
 
     @classmethod
     def of_ablation(
@@ -86,23 +86,14 @@ class StudySpec:
         nmin: int,
         transforms: str = PAPER_SET,
         every: str = "all",
-        folds: int = 5,
-        models: Sequence[str] = ("efficientnet-b0",),
-        losses: Sequence[str] = ("focal",),
+        **options: Any,
     ) -> StudySpec:
         """The paper's Table 4 (baseline, ROS, ROS + all, ROS + T) and a class-weight arm,
         balanced inside each training fold. `every` is the 'all transforms' arm's set: 'all'
-        at the defaults, or with overrides ('all,crop=24,cutout=12') for small images."""
+        at the defaults, or with overrides ('all,crop=24,cutout=12') for small images.
+        `options`: folds, models, losses, budget, level (fields)."""
         arms = ablation_arms(parse_transforms(transforms), parse_transforms(every))
-        return cls(
-            kind="ablation",
-            arms=tuple(arms),
-            folds=folds,
-            models=tuple(models),
-            losses=tuple(losses),
-            config=config,
-            nmin=nmin,
-        )
+        return cls(kind="ablation", arms=tuple(arms), config=config, nmin=nmin, **_listed(options))
 
     def key(self, folder: Folder) -> dict:
         """What a study folder must hold to be resumed: this study, of this data."""
@@ -116,6 +107,7 @@ class StudySpec:
             "models": list(self.models),
             "losses": list(self.losses),
             "nmin": self.nmin,
+            "budget": self.budget,
             "arms": [asdict(a) for a in self.arms],
             "config": {
                 k: v for k, v in self.config.to_dict().items() if k not in ("model", "loss")
@@ -131,6 +123,11 @@ class StudySpec:
             for loss in self.losses
             for arm in self.arms
         ]
+
+
+def _listed(options: dict) -> dict:
+    """A study's options with its models and losses as tuples (any sequence is taken)."""
+    return {k: tuple(v) if k in ("models", "losses") else v for k, v in options.items()}
 
 
 def parse_list(value: str, option: str) -> list[str]:
