@@ -3,6 +3,7 @@ part, and a word wherever a fold's validation lacks a class. Training is a stand
 records what it was given and writes a run folder's record."""
 
 import json
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -349,6 +350,13 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tm
     assert record["settings"]["nmin"] == 8 and record["settings"]["folds"] == 2
 
 
+def predicted_part(run, files, data, part):
+    """(true, predicted) class indices of one part of a run's files.csv, by its saved model."""
+    rows = files[files.split == part]
+    truth = [run.class_names.index(c) for c in rows.label]
+    return truth, run.probabilities([str(data / f) for f in rows.file]).argmax(1)
+
+
 @pytest.mark.slow
 def test_a_cv_fold_is_scored_once_with_weights_chosen_on_its_inner_part(tmp_path):
     """A real cv: the epoch kept is the best on the selection part (the model's own
@@ -371,13 +379,7 @@ def test_a_cv_fold_is_scored_once_with_weights_chosen_on_its_inner_part(tmp_path
         files = pd.read_csv(run_dir / "files.csv")
         assert m["scored_epoch"] == history.epoch[history.val_f1.idxmax()]
         run, every = Run(run_dir), [0, 1]
-
-        def macro(part):
-            rows = files[files.split == part]
-            truth = [run.class_names.index(c) for c in rows.label]
-            guess = run.probabilities([str(data / f) for f in rows.file]).argmax(1)
-            return truth, guess
-
+        macro = partial(predicted_part, run, files, data)
         truth, guess = macro("selection")
         kept = history.val_f1[history.epoch == m["scored_epoch"]].item()
         assert f1_score(truth, guess, labels=every, average="macro", zero_division=0) == (

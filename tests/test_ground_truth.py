@@ -115,10 +115,14 @@ def flip(image, p):
 
 
 def cutout(image, p):
+    """A mid-grey square of side `size` whose top-left corner is `size // 2` above and left of
+    (y, x): every pixel of the image inside it, by a mask over the whole image (what falls
+    outside the image is simply not there)."""
+    rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    top, left = p["y"] - p["size"] // 2, p["x"] - p["size"] // 2
+    inside = (rows >= top) & (rows < top + p["size"]) & (cols >= left) & (cols < left + p["size"])
     out = image.copy()
-    half = p["size"] // 2
-    y0, x0 = max(0, p["y"] - half), max(0, p["x"] - half)
-    out[y0 : max(y0, p["y"] - half + p["size"]), x0 : max(x0, p["x"] - half + p["size"])] = 128
+    out[inside] = 128
     return out
 
 
@@ -154,6 +158,49 @@ def test_each_transform_matches_an_independent_implementation(name):
         diff = np.abs(got.astype(int) - want.astype(int))
         assert diff.max() <= 1, (seed, params, diff.max())
         assert diff.mean() < 0.25, (seed, params, diff.mean())  # fixed-point rounding only
+
+
+def test_cutout_at_the_corners_covers_only_what_is_inside_the_image():
+    """By hand: a 10 px patch at (0, 0) of a 36 x 52 image keeps its lower-right 5 x 5 inside;
+    one at the last pixel (35, 51) keeps rows 30-35 and columns 46-51 (6 x 6)."""
+    image = smooth()
+    t = TRANSFORMS["cutout"]
+    for (y, x), rows, cols in (((0, 0), (0, 5), (0, 5)), ((35, 51), (30, 36), (46, 52))):
+        got = t.apply(image, {"y": y, "x": x, "size": 10})
+        changed = np.argwhere((got != image).any(axis=-1))
+        grey = np.zeros(image.shape[:2], bool)
+        grey[rows[0] : rows[1], cols[0] : cols[1]] = True
+        assert (got[grey] == 128).all() and (got[~grey] == image[~grey]).all()
+        assert np.array_equal(got, cutout(image, {"y": y, "x": x, "size": 10}))
+        assert len(changed) <= grey.sum()
+
+
+def test_replay_of_a_manifest_row_is_the_written_copy_and_the_reference_geometry(tmp_path):
+    """Every copy of a lossless build, replayed from its manifest row (transform and params
+    as JSON text) on its original: the decoded file exactly, and within a grey level of the
+    independent implementation above."""
+    from helpers import QUIET, write_image
+
+    from balancer import BuildSettings, build
+    from balancer.transforms import replay
+
+    for i in range(3):
+        write_image(tmp_path / "src" / "a" / f"{i}.png", smooth(seed=i))
+    write_image(tmp_path / "src" / "b" / "0.png", smooth(seed=9))
+    build(
+        tmp_path / "src",
+        tmp_path / "out",
+        BuildSettings(nmin=24, transforms="all,crop=0.6,cutout=0.3"),
+        run=QUIET,
+    )
+    import json
+
+    for row, copy, original in decoded_pairs(tmp_path / "out"):
+        got = replay(original, row.augmentation, row.params)
+        assert np.array_equal(got, copy), row.file_name
+        want = REFERENCE[row.augmentation](original, json.loads(row.params))
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, row.file_name
 
 
 def test_the_transform_of_each_copy_is_drawn_uniformly_from_the_set():

@@ -86,9 +86,9 @@ def test_transform_changes_pixels_keeps_type_and_replays(name, kind):
     if name not in ("crop", "height", "width"):
         assert out.shape == image.shape
     assert out.shape != image.shape or not np.array_equal(out, image), "pixels must change"
-    # params are JSON and replay exactly; the same seed draws the same params
-    params2 = json.loads(json.dumps(params))
-    assert np.array_equal(replay(image, name, params2), out)
+    # params are JSON (replay against an independent implementation and the written files:
+    # test_ground_truth); the same seed draws the same params
+    assert json.loads(json.dumps(params)) == params
     again, params3 = TRANSFORMS[name](
         image, np.random.default_rng(seed), TRANSFORMS[name].check(SMALL.get(name))
     )
