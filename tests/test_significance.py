@@ -160,3 +160,27 @@ def test_the_smallest_detectable_gain_is_found_about_80_percent_of_the_time():
     found = compare_arms(simulated(1000, seed=3, gains={**NULL_ARMS, "t0": gain}))
     assert 0.75 <= found[found.arm == "t0"].marked.mean() <= 0.9
     assert np.isnan(detectable_gain(2, 10, sd, 0.25))  # two folds detect nothing
+
+
+def test_results_csv_carries_each_runs_gain_and_its_arms_test_and_reads_back_the_same():
+    from trainer.study.run import with_gains
+
+    results = table({"baseline": [0.5, 0.6, 0.7], "crop": [0.6, 0.65, 0.9]})
+    written = with_gains(results, compare_arms(results))
+    crop = written[written.arm == "crop"]
+    assert list(crop.gain) == pytest.approx([0.1, 0.05, 0.2])  # by hand, fold by fold
+    assert written[written.arm == "baseline"].gain.isna().all()
+    assert crop.p_adjusted.nunique() == 1 and crop.gain_se.nunique() == 1
+    again = compare_arms(written)  # the rule from the written table alone
+    pd.testing.assert_frame_equal(again, compare_arms(results))
+
+
+def test_a_study_summary_as_json_has_null_where_a_number_is_missing():
+    import json
+
+    from trainer.cli_study import records
+
+    summary = summarize(table({"baseline": [0.5, 0.6, 0.7], "crop": [0.6, 0.65, 0.9]}), [])
+    rows = json.loads(json.dumps(records(summary)))  # strict JSON: no NaN
+    assert rows[0]["arm"] == "baseline" and rows[0]["gain_mean"] is None
+    assert rows[1]["gain_mean"] == pytest.approx(0.35 / 3)

@@ -29,6 +29,7 @@ def test_transform_study_outputs_and_resume(study_src, tmp_path):
     assert len(results) == 6  # (baseline, rotate, flip) x 2 folds
     assert sorted(results.arm.unique()) == ["baseline", "flip", "rotate"]
     assert {"accuracy", "macro_f1", "f1_a", "f1_b", "f1_c", "config"} <= set(results.columns)
+    assert {"gain", "gain_se", "p_adjusted", "marked", "steps", "scored_epoch"} <= set(results)
     for fold in (1, 2):  # each transform arm doubles exactly the fold's training originals
         base = results[(results.arm == "baseline") & (results.fold == fold)].train_files.item()
         for arm in ("rotate", "flip"):

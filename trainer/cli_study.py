@@ -34,6 +34,12 @@ study_app = tool_app(help="The paper's experiments on your data: transform ranki
 STUDY_ONLY = ("model", "loss")  # lists there
 
 
+def records(table: Any) -> list[dict]:
+    """A summary's rows as JSON values: a missing number (the baseline's gain) is null, not
+    NaN, which JSON does not have."""
+    return json.loads(table.to_json(orient="records"))
+
+
 def budget_option() -> Any:
     """--budget: what every arm of a study gets the same of."""
     return typer.Option(
@@ -118,7 +124,7 @@ def study_transforms_cmd(
         print(
             json.dumps(
                 {
-                    "summary": result["summary"].to_dict("records"),
+                    "summary": records(result["summary"]),
                     "ranking": list(result["ranking"].arm),
                     "suggested": result["suggested"],
                 },
@@ -193,6 +199,6 @@ def study_ablation_cmd(
             control=RunControl(progress=not quiet, workers=workers),
         )
     if as_json:
-        print(json.dumps(summary.to_dict("records"), indent=2))
+        print(json.dumps(records(summary), indent=2))
     else:
         print((Path(out) / "results.md").read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ from ..records import RunMetrics, StudyRow
 from ..reuse import Reuse
 from ..training import train_run
 from .report import plot_study, ranking, results_markdown, suggested_transforms, summarize
+from .significance import compare_arms
 from .spec import StudySpec
 
 
@@ -215,6 +216,7 @@ def _results(
 ) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """The summary, and the study's own files: results.csv, results.md and results.png."""
     summary = summarize(results, class_names, level)
+    results = with_gains(results, compare_arms(results, level))
     kind = settings["study"]
     files = {
         "results.csv": results.to_csv(index=False, lineterminator=CSV_LINE_END).encode("utf-8"),
@@ -222,6 +224,20 @@ def _results(
         "results.png": plot_study(summary, kind, settings),
     }
     return summary, files
+
+
+def with_gains(results: pd.DataFrame, tested: pd.DataFrame) -> pd.DataFrame:
+    """results.csv's rows with each run's gain over the baseline on its fold, then its arm's
+    mean gain, corrected standard error, p-values and mark (`compare_arms`), before the
+    absent classes and the config; empty for the baseline."""
+    key = ["model", "loss", "fold"]
+    base = results[results.arm == "baseline"].set_index(key).macro_f1.rename("base")
+    out = results.join(base, on=key)
+    out["gain"] = (out.macro_f1 - out.base).where(out.arm != "baseline")
+    arm = tested.drop(columns="folds")
+    out = out.drop(columns="base").merge(arm, on=["model", "loss", "arm"], how="left")
+    tail = [c for c in ("absent_classes", "config") if c in out]
+    return out[[c for c in out if c not in tail] + tail]
 
 
 def _slug(name: str) -> str:
