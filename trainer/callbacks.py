@@ -85,8 +85,12 @@ EPOCH_RULES = {
 
 def epoch_rule(config: TrainConfig, *, scored_apart: bool) -> str:
     """What chose the epoch a run is scored at, and on which part (EPOCH_RULES)."""
+    part = "inner selection part" if scored_apart else "validation part"
     if config.keep == "last":
-        return EPOCH_RULES["last"]
+        plateau = config.lr_schedule == "plateau"
+        return EPOCH_RULES["last"] + (
+            f" but the learning rate, which the plateau schedule chose on the {part}" * plateau
+        )
     rule = EPOCH_RULES["selection" if scored_apart else "validation"]
     return rule.format(monitor=config.monitor, patience=config.patience)
 
