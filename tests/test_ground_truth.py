@@ -332,18 +332,8 @@ def test_an_image_no_draw_can_change_is_named_counted_and_flagged(tmp_path):
     from helpers import run_cli
 
     src = corner_images(tmp_path / "src", {"a": 6, "b": 3}, flat=1)
-    proc = run_cli(
-        "balancer",
-        "build",
-        src,
-        "--out",
-        tmp_path / "out",
-        "--nmin",
-        "24",
-        "--transforms",
-        "all",
-        "--quiet",
-    )
+    options = ("--nmin", "24", "--transforms", "all", "--quiet")
+    proc = run_cli("balancer", "build", src, "--out", tmp_path / "out", *options)
     assert proc.returncode == 0, proc.stderr
     equal = sorted(
         row.file_name
