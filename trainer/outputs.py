@@ -195,14 +195,15 @@ def plot_confusion(
 
 
 def plot_curves(history: pd.DataFrame, path: Path) -> None:
-    """Loss, accuracy and macro F1 per epoch, training against validation."""
+    """Loss, accuracy and macro F1 per epoch, training against validation (a run that held
+    nothing out has Keras' "NA" there, and no validation line)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, ("loss", "accuracy", "f1"), strict=False):
         for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in history:
+            if prefix + key in history and history[prefix + key].notna().any():
                 ax.plot(
                     history["epoch"],
                     history[prefix + key],
