@@ -345,6 +345,7 @@ def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_pat
         "trainer", "fit", data, "--out", out, *FIT, "--resume", "--json", timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: training had ended after epoch 4; writing the run folder" in resumed.stderr
     want, got = json.loads(ref.stdout), json.loads(resumed.stdout)
     for key in (
         "accuracy",
@@ -357,7 +358,9 @@ def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_pat
         assert got[key] == want[key], key
     assert got["epochs_run"] == 4
     history = pd.read_csv(out / "history.csv")
-    assert history.equals(pd.read_csv(tmp_path / "ref" / "history.csv"))
+    for name in ("history.csv", "files.csv"):  # byte for byte: one line-end rule throughout
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    assert b"\r\n" in (out / "history.csv").read_bytes()
     assert list(history.epoch) == [1, 2, 3, 4]  # as Keras' console counts
     assert sorted(p.name for p in out.iterdir()) == sorted(
         p.name for p in (tmp_path / "ref").iterdir()
@@ -639,3 +642,21 @@ def test_a_full_disk_while_saving_weights_is_one_line_naming_the_file(tmp_path):
         assert_one_line_error(proc, f"{small} has 2 MiB free", "free some space")
     finally:
         subprocess.run(["umount", small])
+
+
+def test_a_resumed_run_says_where_it_resumes():
+    from trainer.config import TrainConfig
+    from trainer.resume import where
+
+    def state(done, phase=1, phase1=None, stopped=False):
+        return {"epochs_done": done, "phase": phase, "phase1_epochs": phase1, "stopped": stopped}
+
+    plain = TrainConfig(epochs=10)
+    tuned = TrainConfig(epochs=4, freeze_base=True, fine_tune_epochs=3)
+    assert where(state(3), plain) == "resuming from epoch 4 of 10 (1-3 were saved)"
+    assert where(state(10), plain).endswith("ended after epoch 10; writing the run folder")
+    assert "ended after epoch 6" in where(state(6, stopped=True), plain)  # early stopping
+    # the first phase ended (early or not): fine-tuning is still to come
+    assert where(state(2, stopped=True), tuned) == "resuming from epoch 3 of 7 (1-2 were saved)"
+    assert where(state(5, phase=2, phase1=4), tuned).startswith("resuming from epoch 6 of 7")
+    assert "ended after epoch 7" in where(state(7, phase=2, phase1=4), tuned)

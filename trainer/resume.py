@@ -76,6 +76,18 @@ def starting_point(state: dict | None) -> tuple[dict, int, bool]:
     return phase, state["epochs_done"], state["stopped"]
 
 
+def where(state: dict, config: TrainConfig) -> str:
+    """'resuming from epoch 3 of 10 (...)', or that training had ended (the run was killed
+    while its folder was written)."""
+    phase, done, stopped = starting_point(state)
+    fine_tune = config.freeze_base and config.fine_tune_epochs > 0
+    last = phase["phase"] == 2 or not fine_tune  # in the phase that ends the run
+    end = (phase["phase1_epochs"] or 0) + config.fine_tune_epochs if phase["phase"] == 2 else 0
+    if last and (stopped or done >= (end or config.epochs)):
+        return f"resuming: training had ended after epoch {done}; writing the run folder"
+    return f"resuming from epoch {done + 1} of {config.total_epochs} (1-{done} were saved)"
+
+
 def restore(
     folder: Path, state: dict, model: Any, *, checkpoint: Any, saver: Any, stateful: dict
 ) -> None:
@@ -182,8 +194,8 @@ def truncate_history(path: Path, rows: int) -> None:
     last saved state is run again)."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    write_atomic(path, "".join(lines[: 1 + rows]).encode("utf-8"))
+    lines = path.read_bytes().splitlines(keepends=True)  # bytes: each line's end kept as is
+    write_atomic(path, b"".join(lines[: 1 + rows]))
 
 
 def key(config: TrainConfig, parts: dict[str, pd.DataFrame], class_names: list[str]) -> dict:

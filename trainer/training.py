@@ -237,6 +237,8 @@ def _train_model(
     best_weights = folder / "best.weights.h5"
     stateful, checkpoint, saver = progress_callbacks(config, folder, settings, phase)
     if state is not None:
+        if progress:
+            print(f"{control.label}{resume.where(state, config)}", file=sys.stderr)
         resume.restore(folder, state, model, checkpoint=checkpoint, saver=saver, stateful=stateful)
         train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
     fit = partial(
