@@ -382,3 +382,21 @@ def test_resize_modes_in_the_trainer_and_as_preview_shows_them(tmp_path):
     assert not np.allclose(seen["crop"], seen["stretch"], atol=5)
     with __import__("pytest").raises(Exception, match="unknown resize"):
         TrainConfig(resize="squash")
+
+
+def test_each_epoch_line_shows_that_epochs_own_time(monkeypatch, capsys):
+    """A scripted clock: epoch 1 takes 30 s (it traces the step), epoch 2 5 s. The lines say
+    30 s and 5 s (adding up to the 35 s that passed) and estimate from the latest epoch."""
+    import trainer.control as control
+
+    clock = iter([100.0, 130.0, 130.0, 135.0])
+    monkeypatch.setattr(control.time, "monotonic", lambda: next(clock))
+    report = control.epoch_report(3, label="fold 1/2: ")
+    for epoch, f1 in ((0, 0.25), (1, 0.5)):
+        report.on_epoch_begin(epoch)
+        report.on_epoch_end(epoch, {"val_f1": f1})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "fold 1/2: epoch 1/3 (30 s), val F1 0.250, at most ~60 s left at this epoch's pace",
+        "fold 1/2: epoch 2/3 (5 s), val F1 0.500, at most ~5 s left at this epoch's pace",
+    ]

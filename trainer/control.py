@@ -32,22 +32,25 @@ def _duration(seconds: float) -> str:
 
 
 def epoch_report(total: int, *, label: str = "", bar: Any = None) -> Any:
-    """A Keras callback saying, after each epoch, `{label}epoch n/N (time), val F1 x, at most
-    ~t left`: on a tqdm `bar`'s postfix when one is given, else as a line on stderr (logs).
-    "At most": early stopping may end the run sooner."""
+    """A Keras callback saying, after each epoch, `{label}epoch n/N (its own time), val F1 x,
+    at most ~t left at the last epoch's pace`: on a tqdm `bar`'s postfix when one is given,
+    else as a line on stderr (logs). The first epoch also traces the step, so the estimate
+    is the latest epoch's time times the epochs left; "at most": early stopping may end the
+    run sooner."""
     keras = backend.keras()
 
     class EpochReport(keras.callbacks.Callback):  # type: ignore[name-defined]
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            self.started, self.seen = time.monotonic(), 0
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.started = time.monotonic()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.seen += 1
-            took = (time.monotonic() - self.started) / self.seen
+            took = time.monotonic() - self.started
             f1 = (logs or {}).get("val_f1")
             score = "" if f1 is None else f", val F1 {float(f1):.3f}"
             left = total - (epoch + 1)
-            eta = f", at most ~{_duration(took * left)} left" if left > 0 else ""
+            eta = (
+                f", at most ~{_duration(took * left)} left at this epoch's pace" if left > 0 else ""
+            )
             text = f"epoch {epoch + 1}/{total} ({_duration(took)}){score}{eta}"
             if bar is not None:
                 bar.set_postfix_str(text)
