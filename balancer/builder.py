@@ -20,10 +20,19 @@ from . import __version__
 from .common.checks import flag, instance
 from .common.errors import OVERWRITE, RESUME, BalanceError, ToolWarning
 from .common.limits import JPEG_QUALITY, MAX_IMAGE_MB
-from .common.ownership import Claim, Existing, OutputKind, check_claim, claim, differences, stamp
+from .common.ownership import (
+    Claim,
+    Existing,
+    OutputKind,
+    check_claim,
+    claim,
+    differences,
+    stamp,
+    tool_record,
+)
 from .common.parallel import Pool, RunOptions, pool
 from .journal import Journal, csv_listing
-from .manifest import COLUMNS, MANIFEST, RECORD, manifest_row
+from .manifest import COLUMNS, MANIFEST, RECORD, is_balanced_folder, manifest_row
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
@@ -207,6 +216,11 @@ def build(
     run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
     dry_run, space_check = flag(dry_run, "dry_run"), flag(space_check, "space_check")
     root = check_source(src)
+    if is_balanced_folder(root):  # its copies would become originals, each its own source
+        raise BalanceError(
+            f"{root} is already a balanced folder ({RECORD}): build from its source "
+            f"({_source_of(root)}), as its copies are not sources of their own"
+        )
     inputs = {"source folder": root}
     out, _ = check_claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing)
     with pool(run) as p:
@@ -222,6 +236,13 @@ def build(
             )
             c.begin(result.record)
             return _write(c, result, settings, p)
+
+
+def _source_of(root: Path) -> str:
+    """The source a balanced folder was built from, as its record names it."""
+    found = tool_record(root)
+    source = found[1].get("source") if found else None
+    return source if isinstance(source, str) else "the folder it was built from"
 
 
 def _record(

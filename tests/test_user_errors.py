@@ -680,3 +680,36 @@ def test_an_unfinished_build_is_refused_by_every_reader_of_its_manifest(built, t
     ):
         assert_one_line_error(proc, "is an unfinished build", "balance build --resume")
     assert not (tmp_path / "run").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_a_folder_whose_classes_are_the_tools_outputs_is_refused_naming_the_right_one(
+    tmp_path, no_training
+):
+    """A split's parent, a balanced folder's parent, a run folder: every command that reads a
+    class folder refuses them in one line naming the folder to give, and writes nothing; a
+    balanced folder is not built again (its copies would become sources)."""
+    src = make_folder(tmp_path / "src", {"a": 6, "b": 6}, size=16)
+    split(src, tmp_path / "data", test=0.25, val=0.25, run=ONE)
+    build(src, tmp_path / "made" / "balanced", BuildSettings(nmin=8), run=ONE)
+    fit(tmp_path / "data" / "train", tmp_path / "run", control=SILENT)  # a run folder (faked)
+    data, made = tmp_path / "data", tmp_path / "made"
+    commands = [
+        ("trainer", "fit", "{}", "--out", tmp_path / "o"),
+        ("trainer", "cv", "{}", "--out", tmp_path / "o"),
+        ("trainer", "study", "transforms", "{}", "--out", tmp_path / "o"),
+        ("balancer", "build", "{}", "--out", tmp_path / "o", "--nmin", "8"),
+        ("balancer", "stats", "{}"),
+    ]
+    cases = {
+        data: ["is a split output (split.json)", str(data / "train")],
+        made: ["folder 'balanced' is itself a build output", str(made / "balanced")],
+        tmp_path / "run": ["is a run output (metrics.json)", "not classes"],
+    }
+    for folder, fragments in cases.items():
+        for tool, *args in commands:
+            args = [folder if a == "{}" else a for a in args]
+            assert_one_line_error(run_cli(tool, *args), *fragments)
+            assert not (tmp_path / "o").exists()
+    again = run_cli("balancer", "build", made / "balanced", "--out", tmp_path / "o", "--nmin", "9")
+    assert_one_line_error(again, "is already a balanced folder (balance.json)", str(src.resolve()))
+    assert not (tmp_path / "o").exists()
