@@ -104,6 +104,7 @@ def test_evaluate_and_predict_with_the_trained_model(run, balanced):
     proc = run_cli("trainer", "predict", run, test / "b", "--csv", run.parent / "p.csv")
     assert proc.returncode == 0, proc.stderr
     assert list(pd.read_csv(run.parent / "p.csv").file) == ["b_000.jpg", "b_001.jpg", "b_002.jpg"]
+    assert f"wrote 3 prediction(s) to {run.parent / 'p.csv'}" in proc.stderr and not proc.stdout
     proc = run_cli("trainer", "predict", run, test / "b", "--json")
     assert [row["file"] for row in json.loads(proc.stdout)] == [
         "b_000.jpg",

@@ -713,3 +713,20 @@ def test_a_folder_whose_classes_are_the_tools_outputs_is_refused_naming_the_righ
     again = run_cli("balancer", "build", made / "balanced", "--out", tmp_path / "o", "--nmin", "9")
     assert_one_line_error(again, "is already a balanced folder (balance.json)", str(src.resolve()))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: parse_transforms("warp"),
+        lambda: parse_transforms("rotate=9"),
+        lambda: parse_transforms("crop=-1"),
+        lambda: parse_transforms("rotate,rotate"),
+        lambda: parse_transforms("zoom=big"),
+        lambda: TRANSFORMS["flip"].check(3),
+        lambda: BuildSettings(nmin=5, transforms="warp"),
+    ],
+)
+def test_a_bad_transform_value_is_a_value_error_from_python(call):
+    with pytest.raises(ValueError):
+        call()

@@ -266,13 +266,14 @@ def predict(
         table = predict_run(run, path, top_k=top_k, control=RunControl(workers=workers))
     if not quiet:
         report_skipped(table.attrs["skipped"])
-    if as_json:
-        print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
-        return
     text = table.to_csv(index=False, float_format="%.6f", lineterminator=CSV_LINE_END)
     if target:
         write_atomic(target, text.encode("utf-8"))
-    else:
+        if not quiet:
+            print(f"wrote {len(table)} prediction(s) to {target}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
+    elif not target:
         sys.stdout.write(text)
 
 

@@ -168,7 +168,8 @@ def study_ablation_cmd(
     as_json: bool = json_option("Print the summary as JSON."),
     **train: Any,
 ) -> None:
-    """Baseline, ROS, ROS + all transforms, ROS + T on the same folds (the paper's Table 4).
+    """Baseline, class weight, ROS, ROS + all transforms, ROS + T on the same folds: the
+    paper's Table 4, and class weights to compare over-sampling with (five arms).
 
     Every fold is split first; copies are made from each fold's training originals only.
 

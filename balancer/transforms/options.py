@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..common.errors import BalanceError, BalanceValueError
+from ..common.errors import BalanceValueError
 from .registry import TRANSFORMS, lookup, pixels
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
@@ -24,7 +24,7 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     items = [s for s in items if s]
     if not items:
-        raise BalanceError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
+        raise BalanceValueError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
     named = {"paper": PAPER_SET.split(","), "all": list(TRANSFORMS)}
     chosen: dict[str, float | None] = {
         n: TRANSFORMS[n].check(None) for item in items for n in named.get(item.lower(), ())
@@ -36,17 +36,19 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
         typed, _, value = item.partition("=")
         name = typed.strip().lower()
         if name not in TRANSFORMS:
-            raise BalanceError(
+            raise BalanceValueError(
                 f"unknown transform '{typed.strip()}'; choose from {', '.join(TRANSFORMS)}, "
                 "or 'paper' or 'all'"
             )
         if name in given:
-            raise BalanceError(f"transform '{name}' given twice")
+            raise BalanceValueError(f"transform '{name}' given twice")
         given.add(name)
         try:
             magnitude = float(value) if value.strip() else None
         except ValueError:
-            raise BalanceError(f"bad magnitude for '{name}': '{value}' is not a number") from None
+            raise BalanceValueError(
+                f"bad magnitude for '{name}': '{value}' is not a number"
+            ) from None
         chosen[name] = TRANSFORMS[name].check(magnitude)
     return chosen
 

@@ -198,16 +198,20 @@ class Transform:
         if magnitude is None:
             return self.default
         if self.allowed is None:
-            raise BalanceError(f"transform '{self.name}' takes no magnitude (got {magnitude:g})")
+            raise BalanceValueError(
+                f"transform '{self.name}' takes no magnitude (got {magnitude:g})"
+            )
         if not math.isfinite(magnitude):
-            raise BalanceError(
+            raise BalanceValueError(
                 f"bad magnitude for '{self.name}': {magnitude:g} is not a finite "
                 f"number ({self.magnitude})"
             )
         if self.fraction and 0 < magnitude < 1:
             return float(magnitude)
         if magnitude not in self.allowed or (self.odd and int(magnitude) % 2 == 0):
-            raise BalanceError(f"bad magnitude for '{self.name}': {magnitude:g} ({self.magnitude})")
+            raise BalanceValueError(
+                f"bad magnitude for '{self.name}': {magnitude:g} ({self.magnitude})"
+            )
         return int(magnitude) if self.allowed.integer else float(magnitude)
 
 
