@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .common.parallel import RunOptions, pool
 from .manifest import is_balanced_folder, read_manifest
@@ -92,43 +93,50 @@ def plot_counts(stats: FolderStats, path: str | Path, *, overwrite: bool = False
     """Bar chart of images per class: before/after a plan, or originals/augmented copies.
     Never written inside the folder it counts, nor over a file unless overwrite=True."""
     from .common.ownership import claim_file
-    from .common.plotting import figure_format, pyplot, save_figure
+    from .common.plotting import figure_format, save_figure
 
     target = claim_file(path, inputs={"folder": Path(stats["folder"])}, overwrite=overwrite)
     figure_format(path)
-    plt = pyplot()
+    save_figure(counts_figure(stats), target)
 
+
+NAMED_CLASSES = 60  # beyond, the chart shows the class index, not each name
+
+
+def counts_figure(stats: FolderStats) -> Any:
+    """The counts chart as a matplotlib figure: one horizontal bar per class, in the folder's
+    order from the top, so names of any length and count never overlap (each has its own
+    row; the figure grows with the classes, up to a bound, beyond which the names go)."""
+    from .common.plotting import pyplot
+
+    plt = pyplot()
     classes = stats["classes"]
     labels = list(classes)
-    fig, ax = plt.subplots(figsize=(min(16, max(5, 0.55 * len(labels) + 2)), 4))
-    x = range(len(labels))
+    named = len(labels) <= NAMED_CLASSES
+    fig, ax = plt.subplots(figsize=(8, min(16, max(3, 0.28 * len(labels) + 1.5))))
+    y = list(range(len(labels)))
     if stats["balanced_folder"]:
         orig = [classes[c]["originals"] for c in labels]
-        ax.bar(x, orig, label="originals")
-        ax.bar(x, [classes[c]["augmented"] for c in labels], bottom=orig, label="augmented")
+        ax.barh(y, orig, label="originals")
+        ax.barh(y, [classes[c]["augmented"] for c in labels], left=orig, label="augmented")
     elif "plan" in stats:
-        ax.bar([i - 0.2 for i in x], [classes[c]["count"] for c in labels], 0.4, label="before")
-        ax.bar([i + 0.2 for i in x], [classes[c]["after"] for c in labels], 0.4, label="after")
+        ax.barh([i - 0.2 for i in y], [classes[c]["count"] for c in labels], 0.4, label="before")
+        ax.barh([i + 0.2 for i in y], [classes[c]["after"] for c in labels], 0.4, label="after")
     else:
-        ax.bar(x, [classes[c]["count"] for c in labels], label="images")
-    if len(labels) <= 60:  # names that can be read; beyond, the class index
-        ax.set_xticks(
-            list(x),
-            labels,
-            rotation=45 if len(labels) > 8 else 0,
-            ha="right" if len(labels) > 8 else "center",
-        )
+        ax.barh(y, [classes[c]["count"] for c in labels], label="images")
+    if named:
+        ax.set_yticks(y, labels, fontsize=9 if len(labels) <= 30 else 6)
     else:
-        ax.set_xlabel(f"class (index in sorted order, {len(labels)} classes)")
+        ax.set_ylabel(f"class (index in sorted order, {len(labels)} classes)")
+    ax.invert_yaxis()  # the first class on top, as the folder lists them
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if "plan" in stats:
         ratio += f" -> {stats['plan']['imbalance_ratio_after']:.1f}"
     elif stats["balanced_folder"]:
         ratio = f"{stats['originals_imbalance_ratio']:.1f} (originals) -> {ratio}"
-    ax.set(ylabel="images", title=f"{Path(stats['folder']).name}: imbalance ratio {ratio}")
-    ax.margins(y=0.12)
-    ax.legend(
-        loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0
-    )  # beside, not on, the bars
-    ax.grid(axis="y", alpha=0.3)
-    save_figure(fig, target)
+    ax.set(xlabel="images", title=f"{Path(stats['folder']).name}: imbalance ratio {ratio}")
+    ax.margins(x=0.12)
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -254,3 +254,26 @@ def test_verify_replay_with_a_record_of_wrong_types_is_a_problem_not_a_crash(tmp
         proc = run_cli("balancer", "verify", out, "--replay", "-q")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "cannot replay: " in proc.stderr and fragment in proc.stderr
+
+
+@pytest.mark.parametrize("n", [5, 12, 40])
+def test_the_counts_charts_class_names_never_overlap(tmp_path, n):
+    """Long class names (the audit's five-class chart overlapped): each name's drawn box is
+    clear of its neighbours', at any class count the chart names."""
+    from balancer.stats import counts_figure, folder_stats
+
+    names = {f"class-with-a-long-name-{i:02d}": 2 + i % 3 for i in range(n)}
+    stats = folder_stats(make_folder(tmp_path / "src", names, size=8), nmin=5)
+    fig = counts_figure(stats)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    boxes = sorted(
+        (t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()),
+        key=lambda b: b.y0,
+    )
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+    assert all(lower.y1 <= upper.y0 + 0.5 for lower, upper in zip(boxes, boxes[1:]))
+    renderer = fig.canvas.get_renderer()
+    inside = fig.bbox
+    assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 for b in boxes)  # none cut off
+    assert ax.get_tightbbox(renderer).y1 <= inside.y1 + 1
