@@ -3,6 +3,7 @@ finding every problem it exists to find."""
 
 import json
 import os
+from itertools import pairwise
 
 import pandas as pd
 import pytest
@@ -272,7 +273,7 @@ def test_the_counts_charts_class_names_never_overlap(tmp_path, n):
         key=lambda b: b.y0,
     )
     assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
-    assert all(lower.y1 <= upper.y0 + 0.5 for lower, upper in zip(boxes, boxes[1:]))
+    assert all(lower.y1 <= upper.y0 + 0.5 for lower, upper in pairwise(boxes))
     renderer = fig.canvas.get_renderer()
     inside = fig.bbox
     assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 for b in boxes)  # none cut off
