@@ -64,8 +64,9 @@ def build_cmd(
     transforms: str = typer.Option(
         "paper",
         help="Comma-separated transforms, each optionally NAME=MAGNITUDE; 'paper' is the "
-        "paper's set T, 'all' every transform ('all,crop=160' overrides one). "
-        "See `balance transforms`.",
+        "paper's set T (crop and cutout as fractions of the image: any size), 'paper-px' T at "
+        "the paper's pixels (crop 200, cutout 70), 'all' every transform ('all,crop=160' "
+        "overrides one). See `balance transforms`.",
     ),
     seed: int = typer.Option(
         0,
@@ -221,7 +222,7 @@ def preview_cmd(
     out: Path = out_option("Image file to write (.png or .jpg)."),
     overwrite: bool = overwrite_option("Replace an existing OUT file."),
     transforms: str = typer.Option(
-        "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper' or 'all'."
+        "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper', 'paper-px' or 'all'."
     ),
     rows: int = typer.Option(
         4, help=f"Rows: source images, from different classes in turn ({ROWS})."

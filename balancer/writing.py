@@ -308,8 +308,8 @@ def unchanged_warning(copies: list[Item]) -> str:
     return (
         f"{len(copies)} cop{'y equals' if len(copies) == 1 else 'ies equal'} their original: "
         f"no draw of {', '.join(f'{t} ({n})' for t, n in sorted(per.items()))} changed the "
-        f"pixels of {shown} (a flat or 1x1 image); {MANIFEST} marks them "
-        f'"{IDENTICAL}": true'
+        f"pixels of {shown} in {PIXEL_REDRAWS} tries (an image flat where the transform "
+        f'acts, or 1x1); {MANIFEST} marks them "{IDENTICAL}": true'
     )
 
 

@@ -161,7 +161,7 @@ def test_transforms_listing():
         "width",
         "zoom",
     ]
-    assert info["crop"]["default"] == 200 and info["rotate"]["default"] == 0.125
+    assert info["crop"]["default"] == 0.8 and info["rotate"]["default"] == 0.125
     text = run_cli("balancer", "transforms").stdout
     assert "--transforms crop=M" in text and "crop,rotate,cutout,width,zoom" in text
 

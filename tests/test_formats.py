@@ -239,7 +239,7 @@ def test_records_have_the_shape_their_typeddict_declares_and_a_damaged_one_is_na
     src = make_folder(tmp_path / "src", {"a": 4, "b": 1})
     (src / "a" / "broken.jpg").write_bytes(b"not a picture")
     out = tmp_path / "out"
-    build(src, out, BuildSettings(nmin=4), run=ONE)
+    build(src, out, BuildSettings(nmin=4, transforms="paper-px"), run=ONE)
     record = read_record(out)
     assert record is not None and record["skipped"] and record["warnings"]
     assert shape_problems(record, BuildRecord) == []

@@ -88,7 +88,7 @@ def test_the_rule_reads_a_results_table_alone():
     )
     assert list(tested.index[tested.marked]) == ["crop", "rotate"]
     summary = summarize(results, [])
-    assert suggested_transforms(summary, 5, {"crop": 0.8}) == "crop=0.8,rotate"
+    assert suggested_transforms(summary, 5, {"crop": 0.6}) == "crop=0.6,rotate"
     assert suggested_transforms(summary, 1, {}) == "crop"
 
 

@@ -39,11 +39,14 @@ def first_changing_draw(name, image, seed=0):
 def test_no_draw_is_a_no_op_even_at_the_papers_magnitudes_on_small_images(name):
     image = textured(32, 40, seed=5)
     t = TRANSFORMS[name]
+    paper = parse_transforms("paper-px").get(name, t.default)  # the paper's own pixels
     for seed in range(150):
-        out, params = t(image, np.random.default_rng(seed), t.default)
+        out, params = t(image, np.random.default_rng(seed), paper)
         assert out.shape != image.shape or not np.array_equal(out, image), (seed, params)
     if name == "crop":  # 200 px on 32x40: clamped to 90 % of each side
         assert (params["height"], params["width"]) == (28, 36)
+        # the default is a fraction of the shorter side: 0.8 x 32, whatever the size
+        assert t(image, np.random.default_rng(0))[1]["height"] == round(0.8 * 32)
 
 
 def test_crop_and_cutout_take_a_fraction_of_the_shorter_side():
@@ -63,7 +66,7 @@ def test_magnitudes_that_do_not_suit_the_images_are_named_with_counts():
     from balancer.transforms import unsuited
 
     sizes = {"cat": [(32, 32)] * 3, "dog": [(400, 300), (32, 32)]}
-    found = unsuited({"crop": None, "cutout": 24, "rotate": None}, sizes)
+    found = unsuited({"crop": 200, "cutout": 24, "rotate": None}, sizes)
     assert found == [
         "crop=200 is as large as the image for 4 of 5 images (cat 3, dog 1): "
         "copies get a 90 % crop instead; try crop=0.8",
@@ -71,6 +74,7 @@ def test_magnitudes_that_do_not_suit_the_images_are_named_with_counts():
         "(cat 3, dog 1): try cutout=0.25",
     ]
     assert unsuited({"crop": 0.8, "cutout": 0.25}, sizes) == []
+    assert unsuited(parse_transforms("paper"), sizes) == []  # the defaults suit any size
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -105,7 +109,7 @@ def test_colour_only_transforms_leave_alpha_alone(name):
 
 def test_crop_keeps_a_side_smaller_than_the_target_whole():
     image = textured(8, 300)
-    out, params = TRANSFORMS["crop"](image, np.random.default_rng(0))
+    out, params = TRANSFORMS["crop"](image, np.random.default_rng(0), 200)
     assert out.shape[:2] == (8, 200) and params["height"] == 8 and params["y"] == 0
     assert np.array_equal(out, image[:, params["x"] : params["x"] + 200])
 
@@ -147,6 +151,13 @@ def test_tiny_image_survives_every_transform():
 
 def test_parse_transforms_defaults_overrides_and_errors():
     assert parse_transforms(PAPER_SET) == {
+        "crop": 0.8,
+        "rotate": 0.125,
+        "cutout": 0.25,
+        "width": 0.3,
+        "zoom": 0.3,
+    }
+    assert parse_transforms("Paper-PX") == {
         "crop": 200,
         "rotate": 0.125,
         "cutout": 70,

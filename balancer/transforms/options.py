@@ -9,14 +9,18 @@ from ..common.errors import BalanceValueError
 from .registry import TRANSFORMS, lookup, pixels
 
 PAPER_SET = "crop,rotate,cutout,width,zoom"  # the paper's chosen transform set T
+# T with the paper's own pixel magnitudes, for photos of 200-300 px like its data
+PAPER_PIXELS = "crop=200,rotate,cutout=70,width,zoom"
 
 
 def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     """'crop,rotate=0.1' -> {name: magnitude}, every magnitude checked.
 
-    'paper' stands for the paper's set T and 'all' for every transform, each at its default;
-    names after them override magnitudes ('all,crop=160,cutout=20'). Names and the two
-    keywords are read in any case; an error quotes what was typed.
+    'paper' stands for the paper's set T and 'all' for every transform, each at its default
+    (crop and cutout as fractions of the shorter side: any image size); 'paper-px' is T at
+    the paper's own pixels (crop 200, cutout 70). Names after them override magnitudes
+    ('all,crop=160,cutout=20'). Names and keywords are read in any case; an error quotes what
+    was typed.
 
     >>> parse_transforms("rotate=0.1,flip")
     {'rotate': 0.1, 'flip': None}
@@ -25,10 +29,16 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
     items = [s for s in items if s]
     if not items:
         raise BalanceValueError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
-    named = {"paper": PAPER_SET.split(","), "all": list(TRANSFORMS)}
-    chosen: dict[str, float | None] = {
-        n: TRANSFORMS[n].check(None) for item in items for n in named.get(item.lower(), ())
+    named = {
+        "paper": PAPER_SET.split(","),
+        "paper-px": PAPER_PIXELS.split(","),
+        "all": list(TRANSFORMS),
     }
+    chosen: dict[str, float | None] = {}
+    for item in items:
+        for entry in named.get(item.lower(), ()):
+            name, _, value = entry.partition("=")
+            chosen[name] = TRANSFORMS[name].check(float(value) if value else None)
     given: set[str] = set()
     for item in items:
         if item.lower() in named:
@@ -38,7 +48,7 @@ def parse_transforms(spec: str | Iterable[str]) -> dict[str, float | None]:
         if name not in TRANSFORMS:
             raise BalanceValueError(
                 f"unknown transform '{typed.strip()}'; choose from {', '.join(TRANSFORMS)}, "
-                "or 'paper' or 'all'"
+                "or 'paper', 'paper-px' or 'all'"
             )
         if name in given:
             raise BalanceValueError(f"transform '{name}' given twice")
@@ -61,7 +71,7 @@ def check_spec(spec: object, name: str = "transforms") -> dict[str, float | None
     if isinstance(spec, Mapping):
         return check_chosen(spec)
     raise TypeError(
-        f"{name} must be a text like 'crop,rotate=0.1' (or 'paper', 'all') or a mapping "
+        f"{name} must be a text like 'crop,rotate=0.1' (or 'paper', 'paper-px', 'all') or a mapping "
         f"{{name: magnitude or None}}, not {type(spec).__name__}"
     )
 

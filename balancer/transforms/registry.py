@@ -35,7 +35,7 @@ CLAMPED_CROP = 0.9  # a crop that would keep the whole image keeps this fraction
 
 
 REDRAWS = 100  # draws tried for one that changes an image of this shape
-PIXEL_REDRAWS = 10  # draws tried (each applied) for one whose pixels differ from the original's
+PIXEL_REDRAWS = 50  # draws tried (each applied) for one whose pixels differ from the original's
 IDENTICAL = "identical"  # the params key of a copy that no draw made differ from its original
 
 
@@ -234,7 +234,7 @@ TRANSFORMS: dict[str, Transform] = {
         Transform(
             name="crop",
             summary="random crop to a square target size (a smaller side is kept whole)",
-            default=200,
+            default=0.8,  # of the shorter side: any image size (the paper: 200 px, `paper-px`)
             meaning="target side in px",
             drawer=draw_crop,
             apply=apply_crop,
@@ -271,7 +271,7 @@ TRANSFORMS: dict[str, Transform] = {
         Transform(
             name="cutout",
             summary="one mid-gray square patch (DeVries & Taylor 2017)",
-            default=70,
+            default=0.25,  # of the shorter side (the paper: 70 px, `paper-px`)
             meaning="largest patch side in px",
             drawer=draw_cutout,
             apply=apply_cutout,

@@ -145,3 +145,33 @@ def differences(old: Mapping, new: Mapping, prefix: str = "") -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+PARTS_OF = {  # an output whose folders are parts, not classes: what to give instead
+    "split": "its parts (train/, val/, test/) are class folders: give one of them",
+    "run": "a run folder holds a model and its reports, not classes",
+    "evaluation": "an evaluation folder holds reports, not classes",
+    "cv": "a cv folder holds one run folder per fold, not classes",
+    "study": "a study folder holds runs and results, not classes",
+}
+
+
+def refuse_outputs(root: Path, class_dirs: list[str]) -> None:
+    """One line when SRC's "classes" would be the tool's own outputs: SRC is a split, a run,
+    a cv or a study folder (its record says so), or one of its folders is any output (a
+    balanced folder's parent). Judged by the records' content, not by names."""
+    found = tool_record(root)
+    kind = found[1].get("kind") if found else None
+    if kind in PARTS_OF:
+        parts = [d for d in class_dirs if d in ("train", "val", "test")]
+        shown = f" ({', '.join(f'{root / d}' for d in parts)})" if parts else ""
+        raise BalanceError(
+            f"{root} is a {kind} output ({found[0]}): {PARTS_OF[kind]}{shown}"  # type: ignore[index]
+        )
+    for label in class_dirs:
+        inner = tool_record(root / label)
+        if inner is not None:
+            raise BalanceError(
+                f"{root}'s folder '{label}' is itself a {inner[1].get('kind', 'tool')} output "
+                f"({inner[0]}), not a class: give {root / label} itself"
+            )
