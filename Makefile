@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/balance build $(DEMO)/train --out $(DEMO)/balanced --nmin 100 --overwrite \
 	    --transforms crop=24,rotate,cutout=12,width,zoom --seed 0
 	$(BIN)/train fit $(DEMO)/balanced --out runs/digits-b0 --overwrite --weights none \
-	    --image-size 32 --epochs 30 --patience 30 --monitor val_loss --batch 32 --lr 1e-3
+	    --image-size 32 --epochs 30 --patience 30 --monitor val_loss
 	$(BIN)/train evaluate runs/digits-b0 $(DEMO)/test --overwrite
 
 test: lint

@@ -15,6 +15,7 @@ from helpers import (
     RunControl,
     assert_no_leak,
     assert_one_line_error,
+    fake_train_run,
     make_folder,
     run_cli,
     run_process,
@@ -400,4 +401,62 @@ def test_each_epoch_line_shows_that_epochs_own_time(monkeypatch, capsys):
     assert lines == [
         "fold 1/2: epoch 1/3 (30 s), val F1 0.250, at most ~60 s left at this epoch's pace",
         "fold 1/2: epoch 2/3 (5 s), val F1 0.500, at most ~5 s left at this epoch's pace",
+    ]
+
+
+def test_automatic_lr_and_batch_are_chosen_from_the_weights_and_the_datas_size(
+    tmp_path, monkeypatch
+):
+    """By hand: from scratch 1e-3, from ImageNet or a file 1e-4; the batch the largest power
+    of 2 giving 30 steps an epoch, between 8 and 128; a value given is kept. fit records
+    what it chose (the config train_run gets)."""
+    import trainer.training as training
+    from trainer.config import auto_batch
+
+    assert [auto_batch(n) for n in (5, 479, 480, 1066, 3839, 3840, 10**6)] == [
+        8, 8, 16, 32, 64, 128, 128,
+    ]  # fmt: skip
+    scratch = TrainConfig(weights="none").resolved(1066)
+    assert (scratch.lr, scratch.batch) == (1e-3, 32)
+    assert TrainConfig().resolved(1066).lr == 1e-4  # ImageNet: fine-tuning
+    assert TrainConfig(weights="none", lr=0.05, batch=7).resolved(10**6).batch == 7
+    with pytest.raises(ValueError, match="resolved"):
+        _ = TrainConfig().rate
+    seen = []
+
+    def capture(parts, class_names, config, folder, **kwargs):
+        seen.append(config)
+        return fake_train_run(parts, class_names, config, folder)
+
+    monkeypatch.setattr(training, "train_run", capture)
+    data = make_folder(tmp_path / "data", {"a": 300, "b": 200}, size=8)
+    fit(data, tmp_path / "run", TrainConfig(model="tiny", weights="none"), control=SILENT)
+    assert (seen[0].lr, seen[0].batch) == (1e-3, 16)  # 500 files: 31 steps of 16
+
+
+def test_a_model_that_predicts_one_class_is_said_to_have_collapsed(recwarn):
+    """The metric counts the classes predicted at least once (padding, weight 0, left out);
+    three epochs running of one class on the validation part give one line, once."""
+    import warnings
+
+    from trainer.callbacks import collapse_watch
+    from trainer.compiler import predicted_classes
+
+    metric = predicted_classes(4)
+    probabilities = np.eye(4)[[0, 0, 2, 3]]
+    metric.update_state(None, probabilities, sample_weight=np.array([1, 1, 1, 0.0]))
+    assert float(metric.result()) == 2.0  # classes 0 and 2; class 3 was padding
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    config = TrainConfig(weights="none").resolved(300)  # batch 8
+    watch = collapse_watch(config, label="fold 2/5: ")
+    watch.on_train_begin()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for epoch, seen in enumerate([1, 1, 3, 1, 1, 1, 1, 1]):
+            watch.on_epoch_end(epoch, {"val_classes_predicted": seen, "classes_predicted": 4})
+    assert [str(w.message) for w in said] == [
+        "fold 2/5: the model predicts a single class on the validation part for 3 epochs "
+        "running (epochs 4-6): it has collapsed onto it (lr 0.001, batch 8). Try a smaller "
+        "--batch, another --lr, more --epochs and --patience, or --class-weight balanced"
     ]

@@ -59,8 +59,8 @@ def assert_edges(interval, name: str, call) -> None:
             shown = caught.value.for_command_line()
             assert shown.startswith(option(name) + " must be "), shown
     for wrong in ("1", True, None, [1]):  # not a number: a TypeError naming the parameter
-        if wrong is None and name in ("image_size", "nmin", "workers"):
-            continue  # None: not given (the model's native size, another target, all cores)
+        if wrong is None and name in ("image_size", "nmin", "workers", "lr", "batch"):
+            continue  # None: not given (native size, another target, all cores, automatic)
         with pytest.raises(TypeError, match=f"^{re.escape(name)} must be "):
             call(wrong)
 

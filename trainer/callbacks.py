@@ -4,10 +4,13 @@ epoch a run is scored at, by what rule."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from balancer.common.errors import ToolWarning
 
 from . import backend
 from .config import MONITORS, TrainConfig
@@ -46,7 +49,7 @@ def progress_callbacks(
             mode=mode,
             factor=0.1,
             patience=max(1, config.patience // 3),
-            min_lr=config.lr / 1000,
+            min_lr=config.rate / 1000,
         )
     checkpoint: Any = NoCheckpoint()
     if config.keep == "best":
@@ -109,3 +112,36 @@ def kept_epoch(history: pd.DataFrame, config: TrainConfig, *, scored_apart: bool
         history.epoch[column.idxmax() if MONITORS[config.monitor] == "max" else column.idxmin()]
     )
     return {**found, "best_epoch": best, "scored_epoch": best}
+
+
+COLLAPSED_EPOCHS = 3  # epochs running with one predicted class before a run says it collapsed
+
+
+def collapse_watch(config: TrainConfig, *, label: str = "", epochs: int = COLLAPSED_EPOCHS) -> Any:
+    """A Keras callback that warns once when the part that chooses (else training) is
+    predicted as one class for `epochs` epochs running: the model has collapsed onto it,
+    and the line says what to try."""
+    keras = backend.keras()
+
+    class CollapseWatch(keras.callbacks.Callback):  # type: ignore[name-defined]
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.running, self.said = 0, getattr(self, "said", False)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            part = "validation" if "val_classes_predicted" in logs else "training"
+            seen = logs.get("val_classes_predicted", logs.get("classes_predicted"))
+            self.running = self.running + 1 if seen is not None and seen <= 1 else 0
+            if self.running >= epochs and not self.said:
+                self.said = True
+                warnings.warn(
+                    f"{label}the model predicts a single class on the {part} part for "
+                    f"{self.running} epochs running (epochs {epoch + 2 - self.running}-"
+                    f"{epoch + 1}): it has collapsed onto it (lr {config.rate:g}, batch "
+                    f"{config.global_batch}). Try a smaller --batch, another --lr, more "
+                    "--epochs and --patience, or --class-weight balanced",
+                    ToolWarning,
+                    stacklevel=2,
+                )
+
+    return CollapseWatch()

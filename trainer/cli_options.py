@@ -16,7 +16,18 @@ from balancer.common.cli import (
 )
 from balancer.common.limits import WORKERS
 
-from .config import CACHE_SHARE, LIMITS, MODELS, MONITORS, TrainConfig
+from .config import (
+    CACHE_SHARE,
+    LIMITS,
+    MAX_BATCH,
+    MIN_BATCH,
+    MODELS,
+    MONITORS,
+    SCRATCH_LR,
+    STEPS_PER_EPOCH,
+    TUNING_LR,
+    TrainConfig,
+)
 
 RESUMABLE = (
     "the run folder appears only when training ends; the same command with "
@@ -90,10 +101,10 @@ TRAIN_OPTIONS = {
     ),
     "gamma": (float, typer.Option(_D.gamma, help=f"Focal gamma ({LIMITS['gamma']}).")),
     "lr": (
-        float,
+        float | None,
         typer.Option(
             _D.lr,
-            help=f"Adam learning rate ({LIMITS['lr']}; for the global batch: scale it yourself when you scale the batch).",
+            help=f"Adam learning rate ({LIMITS['lr']}; for the global batch: scale it yourself when you scale the batch). Default: {TUNING_LR:g} from ImageNet weights or a file (fine-tuning), {SCRATCH_LR:g} with --weights none (from scratch).",
         ),
     ),
     "lr_schedule": (
@@ -118,9 +129,10 @@ TRAIN_OPTIONS = {
         ),
     ),
     "batch": (
-        int,
+        int | None,
         typer.Option(
-            _D.batch, help=f"Global batch size ({LIMITS['batch']}), split across GPUs/replicas."
+            _D.batch,
+            help=f"Global batch size ({LIMITS['batch']}), split across GPUs/replicas. Default: {MAX_BATCH}, or for a small data set the largest power of 2 that gives {STEPS_PER_EPOCH} steps an epoch (at least {MIN_BATCH}).",
         ),
     ),
     "epochs": (int, typer.Option(_D.epochs, help=f"Most epochs ({LIMITS['epochs']}).")),

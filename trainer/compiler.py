@@ -33,7 +33,11 @@ class Compiler:
         model.compile(
             optimizer=keras.optimizers.Adam(rate),
             loss=make_loss(self.config, self.train_counts),
-            metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1")],
+            metrics=[
+                "accuracy",
+                keras.metrics.F1Score(average="macro", name="f1"),
+                predicted_classes(len(self.train_counts)),
+            ],
             jit_compile=self.runtime.jit,
             run_eagerly=self.config.eager,
         )
@@ -53,9 +57,9 @@ class Compiler:
             model = build_model(config, n_classes)
             if second_phase:
                 unfreeze(model)
-                self.compile(model, config.lr / 10, config.fine_tune_epochs)
+                self.compile(model, config.rate / 10, config.fine_tune_epochs)
             else:
-                self.compile(model, config.lr, config.epochs, config.warmup_epochs)
+                self.compile(model, config.rate, config.epochs, config.warmup_epochs)
             model.optimizer.build(model.trainable_variables)  # its state can be saved, reset
         return model
 
@@ -76,3 +80,35 @@ class Compiler:
             "steps": self.steps if scheduled else None,  # a schedule's length
         }
         return reuse.model(key, lambda: self.build(n_classes, second_phase=False))
+
+
+def predicted_classes(n_classes: int) -> Any:
+    """A Keras metric: how many classes the model predicted at least once in the epoch
+    (`classes_predicted`, and `val_classes_predicted` on the part that chooses). 1 means the
+    model has collapsed onto one class; `callbacks.collapse_watch` says so. Padding (weight
+    0) is not counted."""
+    keras = backend.keras()
+    ops = keras.ops
+
+    class PredictedClasses(keras.metrics.Metric):  # type: ignore[name-defined]
+        def __init__(self, n: int, name: str = "classes_predicted", **kwargs: Any) -> None:
+            super().__init__(name=name, **kwargs)
+            self.n = n
+            self.counts = self.add_variable(shape=(n,), initializer="zeros", name="counts")
+
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+            hits = ops.one_hot(ops.argmax(y_pred, axis=-1), self.n)
+            if sample_weight is not None:
+                hits = hits * ops.expand_dims(ops.cast(sample_weight, hits.dtype), -1)
+            self.counts.assign_add(ops.cast(ops.sum(hits, axis=0), self.counts.dtype))
+
+        def result(self) -> Any:
+            return ops.sum(ops.cast(self.counts > 0, "float32"))
+
+        def reset_state(self) -> None:
+            self.counts.assign(ops.zeros((self.n,), self.counts.dtype))
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "n": self.n}
+
+    return PredictedClasses(n_classes)

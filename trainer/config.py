@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,6 +69,18 @@ def imagenet_weights(model: str) -> dict:
     }
 
 
+TUNING_LR = 1e-4  # the paper's: fine-tuning ImageNet weights (or a weights file)
+SCRATCH_LR = 1e-3  # from scratch (weights 'none'): 1e-4 leaves a new model stuck on one class
+MAX_BATCH, MIN_BATCH, STEPS_PER_EPOCH = 128, 8, 30
+
+
+def auto_batch(files: int) -> int:
+    """The batch for `files` files of data: MAX_BATCH, or the largest power of 2 that still
+    gives STEPS_PER_EPOCH steps an epoch, at least MIN_BATCH (a batch the data supports)."""
+    fits = 1 << max(0, (files // STEPS_PER_EPOCH).bit_length() - 1)
+    return max(MIN_BATCH, min(MAX_BATCH, fits))
+
+
 JIT_MODES = ("auto", "on", "off")
 MONITORS = {"val_f1": "max", "val_accuracy": "max", "val_loss": "min"}
 
@@ -110,15 +122,25 @@ SIGNIFICANCE = 0.05  # a study's family-wise level: the chance an arm with no ef
 def _checked(name: str, value: object, kind: str) -> Any:
     """`value` as a plain Python value of `kind` ('int', 'float', 'str', 'bool', 'int | None';
     NumPy numbers are taken), else a TypeError (a bool is not a number)."""
-    if kind == "int | None" and value is None:
+    if kind in ("int | None", "float | None") and value is None:
         return None
-    number = {"int": numbers.Integral, "int | None": numbers.Integral, "float": numbers.Real}
+    number = {
+        "int": numbers.Integral,
+        "int | None": numbers.Integral,
+        "float": numbers.Real,
+        "float | None": numbers.Real,
+    }
     if kind in number:
         if isinstance(value, number[kind]) and not isinstance(value, bool):
-            return float(value) if kind == "float" else int(value)  # type: ignore[call-overload]
+            return float(value) if kind.startswith("float") else int(value)  # type: ignore[call-overload]
     elif isinstance(value, {"str": str, "bool": bool}[kind]):
         return value
-    shown = {"int": "an integer", "int | None": "an integer or None", "float": "a number"}
+    shown = {
+        "int": "an integer",
+        "int | None": "an integer or None",
+        "float": "a number",
+        "float | None": "a number or None",
+    }
     raise TypeError(f"{name} must be {shown.get(kind, 'a ' + kind)}, not {type(value).__name__}")
 
 
@@ -133,11 +155,11 @@ FIELD_DOCS = {
     "loss": "'focal' (Keras' CategoricalFocalCrossentropy) or 'ce' (cross-entropy).",
     "alpha": "Focal alpha: a number, or 'balanced' (per class, from inverse frequency).",
     "gamma": "Focal gamma: how much easy examples are down-weighted.",
-    "lr": "Adam's learning rate, for the global batch.",
+    "lr": "Adam's learning rate, for the global batch; None: 1e-4 from ImageNet or a weights file (fine-tuning), 1e-3 from scratch (weights 'none').",
     "lr_schedule": "'constant', 'cosine' (to 0 over the run) or 'plateau' (a tenth after a third of patience without gain).",
     "warmup_epochs": "The learning rate rises linearly from 0 over these first epochs.",
     "class_weight": "'none', or 'balanced': each class weighs n / (classes x its count) in the loss.",
-    "batch": "The global batch size, split across devices.",
+    "batch": "The global batch size, split across devices; None: 128, or for a small data set the largest power of 2 that still gives 30 steps an epoch (at least 8).",
     "epochs": "The most epochs of the (first) training phase.",
     "patience": "Stop after this many epochs without a better monitored value; the best weights are kept.",
     "monitor": "What early stopping and the best checkpoint watch: val_f1, val_accuracy or val_loss.",
@@ -167,11 +189,11 @@ class TrainConfig:
     loss: str = "focal"
     alpha: str = "0.25"
     gamma: float = 2.0
-    lr: float = 1e-4
+    lr: float | None = None  # None: `resolved` picks it (1e-4 fine-tuning, 1e-3 from scratch)
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
     class_weight: str = "none"
-    batch: int = 128
+    batch: int | None = None  # None: `resolved` picks it from the data's size (auto_batch)
     epochs: int = 300
     patience: int = 10
     monitor: str = "val_f1"
@@ -220,6 +242,37 @@ class TrainConfig:
     def size(self) -> int:
         """The input side in px: image_size, else the model's native side."""
         return self.image_size or MODELS[self.model].side
+
+    def resolved(self, files: int) -> TrainConfig:
+        """The config with every automatic value chosen for `files` files of data: the
+        learning rate for the weights (fine-tuning or from scratch) and the batch for the
+        data's size. What a run records and trains with; a chosen value is kept."""
+        lr = (
+            self.lr
+            if self.lr is not None
+            else (SCRATCH_LR if self.weights == "none" else TUNING_LR)
+        )
+        batch = self.batch if self.batch is not None else auto_batch(files)
+        return self if (lr, batch) == (self.lr, self.batch) else replace(self, lr=lr, batch=batch)
+
+    @property
+    def rate(self) -> float:
+        """The learning rate of a resolved config."""
+        return self._set("lr")
+
+    @property
+    def global_batch(self) -> int:
+        """The batch of a resolved config."""
+        return self._set("batch")
+
+    def _set(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise TrainValueError(
+                f"{name} is chosen from the data: use config.resolved(files) first",
+                parameters=(name,),
+            )
+        return value
 
     @property
     def chooses(self) -> bool:

@@ -74,6 +74,7 @@ def cross_validate(
     chosen = check_spec(transforms) if nmin is not None else None
     config.check_weights()
     folder = list_folder(data, progress=control.progress)
+    config = config.resolved(len(folder.table))
     settings = {
         "counted_from": 1,  # fold-1 is the first fold (folders of 0.x began at fold-0)
         **backend.maker(),

@@ -184,7 +184,7 @@ class Run:
                 Batching(
                     n_classes=len(self.class_names),
                     size=c.size,
-                    batch=c.batch,
+                    batch=c.global_batch,
                     resize=c.resize,
                     pad_to=pad_to(),
                     threads=self.workers,

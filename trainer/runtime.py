@@ -55,9 +55,9 @@ def setup(config: TrainConfig) -> Runtime:
     gpus, bf16, strategy, replicas, scope = _DEVICES[name]()
     mixed = config.precision == "mixed" or (config.precision == "auto" and gpus > 0)
     policy = ("mixed_bfloat16" if bf16 or not gpus else "mixed_float16") if mixed else "float32"
-    if name == "jax" and config.batch % replicas:
+    if name == "jax" and config.global_batch % replicas:
         raise TrainValueError(
-            f"batch {config.batch} does not split evenly over the {replicas} "
+            f"batch {config.global_batch} does not split evenly over the {replicas} "
             f"devices: use a multiple of {replicas}",
             parameters=("batch",),
         )

@@ -30,7 +30,13 @@ from balancer.common.ownership import (
 from balancer.manifest import CSV_LINE_END
 
 from . import backend, resume
-from .callbacks import NoCheckpoint, history_log, kept_epoch, progress_callbacks
+from .callbacks import (
+    NoCheckpoint,
+    collapse_watch,
+    history_log,
+    kept_epoch,
+    progress_callbacks,
+)
 from .compiler import Compiler
 from .config import TrainConfig
 from .control import RunControl, keras_verbosity
@@ -73,6 +79,7 @@ def train_run(
     run compiled when nothing that shapes it changed, reset to its start.
     """
     control = control or RunControl()
+    config = config.resolved(len(parts.train))  # fit, cv and studies resolve it from DATA first
     train, select, scored = parts
     if select is None and config.chooses:
         raise TrainValueError(
@@ -164,7 +171,7 @@ def _batches(
     common = Batching(
         n_classes=len(class_names),
         size=config.size,
-        batch=config.batch,
+        batch=config.global_batch,
         resize=config.resize,
         cache=cache,
         pad_to=pad_to(),
@@ -249,6 +256,7 @@ def _train_model(
             unchanged(*(b for b in (train_ds, val_ds) if b is not None)),
             *stateful.values(),
             history_log(folder / "history.csv"),
+            collapse_watch(config, label=control.label),
             *([] if isinstance(checkpoint, NoCheckpoint) else [checkpoint]),
             *control.callbacks_for(folder, config),
             saver,  # last: it records the others' state
@@ -262,7 +270,7 @@ def _train_model(
         if fine_tune:  # the base joins in, at a tenth of the learning rate
             with runtime.scope():
                 unfreeze(model)
-                compiler.compile(model, config.lr / 10, config.fine_tune_epochs)
+                compiler.compile(model, config.rate / 10, config.fine_tune_epochs)
             phase.update(phase=2, phase1_epochs=done)
             stopped = False
     if phase["phase"] == 2:
@@ -346,6 +354,7 @@ def _fit_folder(
 ) -> dict:
     progress = control.progress
     folder = list_folder(data, progress=progress)
+    config = config.resolved(len(folder.table))
     if val is not None:
         val_folder = list_folder(val, progress=progress)
         train, validation = folder.table, originals_only(val_folder.table)

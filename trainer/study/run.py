@@ -53,6 +53,7 @@ def run_study(
     progress = control.progress
     control = replace(control, workers=resolve_workers(control.workers))
     folder = list_folder(src, workers=control.workers, progress=progress)
+    spec = replace(spec, config=spec.config.resolved(len(folder.table)))
     settings = spec.key(folder)
     splits = _fold_parts(folder, spec)
     from ..models import build_model  # Keras loads here, once the cheap checks have passed
@@ -118,7 +119,7 @@ def _budgeted(config: TrainConfig, budget: str, baseline: int, files: int) -> Tr
         return config
 
     def steps(n: int) -> int:
-        return -(-n // config.batch)  # batches per epoch (ImageBatches' len)
+        return -(-n // config.global_batch)  # batches per epoch (ImageBatches' len)
 
     def scaled(epochs: int) -> int:
         return max(1, round(epochs * steps(baseline) / steps(files))) if epochs else 0
