@@ -27,7 +27,7 @@ from .control import RunControl
 from .data import Folder, Parts, grouped_folds, inner_selection, list_folder, originals_only
 from .evaluation import read_metrics
 from .outputs import CV, RUN
-from .records import FoldRow
+from .records import FoldRow, RunMetrics
 from .reuse import Reuse
 from .training import train_run
 
@@ -98,24 +98,14 @@ def _cross_validate(
     reuse = Reuse(enabled=control.reuse_model)
     if balance is None and folder.has_manifest:
         _say_unbalanced(splits, folder.class_names)
-    rows: list[FoldRow] = []
     share = config.val_split if config.chooses else None
+    rows: list[FoldRow] = []
     for k, (train, val) in enumerate(splits, start=1):
-        run = c.path / f"fold-{k}"
         train, select = inner_selection(train, share, config.seed + k - 1)
+        run = c.path / f"fold-{k}"
         if not (run / RUN.record).is_file():
             if balance is not None:
-                arm = Arm("ROS + T", balance["transforms"], balance=True)
-                train = training_table(
-                    arm,
-                    originals_only(train),
-                    folder.scan,
-                    cache=c.path / "data" / f"fold-{k}",
-                    class_names=folder.class_names,
-                    nmin=balance["nmin"],
-                    seed=config.seed + k - 1,
-                    workers=control.workers or default_workers(),
-                )
+                train = _balanced(c, folder, train, balance, k=k, config=config, control=control)
             if progress:
                 chosen = "" if select is None else f", {len(select)} to choose the epoch on"
                 print(
@@ -132,28 +122,7 @@ def _cross_validate(
                     extra={"fold": k, "folds": folds},
                     reuse=reuse,
                 )
-        m = read_metrics(run / RUN.record)
-        absent = m.get("absent_classes") or []
-        if absent and progress:
-            print(
-                f"fold {k}/{folds}: no validation image of {', '.join(absent)}: "
-                "each counts as 0 in its macro F1",
-                file=sys.stderr,
-            )
-        rows.append(
-            {
-                "fold": k,
-                "accuracy": m["accuracy"],
-                "macro_f1": m["macro_f1"],
-                "weighted_f1": m["weighted_f1"],
-                "train_files": m["data"]["train"].get("files", len(train)),
-                "selection_files": m["data"].get("selection", {}).get("files", 0),
-                "validation_files": len(val),
-                "epochs_run": m["epochs_run"],
-                "scored_epoch": m["scored_epoch"],
-                "absent_classes": " ".join(absent),
-            }
-        )
+        rows.append(_fold_row(read_metrics(run / RUN.record), k, folds, progress=progress))
     table = pd.DataFrame(rows)
     text = table.to_csv(index=False, lineterminator=CSV_LINE_END)
     result = c.complete(
@@ -172,6 +141,52 @@ def _cross_validate(
         files={"cv.csv": text.encode("utf-8")},
     )
     return {**result, "out": str(c.path)}
+
+
+def _balanced(
+    c: Claim,
+    folder: Folder,
+    train: pd.DataFrame,
+    balance: dict,
+    *,
+    k: int,
+    config: TrainConfig,
+    control: RunControl,
+) -> pd.DataFrame:
+    """Fold k's training part balanced from its own originals (`cv --nmin`)."""
+    return training_table(
+        Arm("ROS + T", balance["transforms"], balance=True),
+        originals_only(train),
+        folder.scan,
+        cache=c.path / "data" / f"fold-{k}",
+        class_names=folder.class_names,
+        nmin=balance["nmin"],
+        seed=config.seed + k - 1,
+        workers=control.workers or default_workers(),
+    )
+
+
+def _fold_row(m: RunMetrics, k: int, folds: int, *, progress: bool) -> FoldRow:
+    """cv.csv's row of fold k, from its run's metrics (a class it could not score named)."""
+    absent = m.get("absent_classes") or []
+    if absent and progress:
+        print(
+            f"fold {k}/{folds}: no validation image of {', '.join(absent)}: "
+            "each counts as 0 in its macro F1",
+            file=sys.stderr,
+        )
+    return {
+        "fold": k,
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "weighted_f1": m["weighted_f1"],
+        "train_files": m["data"]["train"]["files"],
+        "selection_files": m["data"].get("selection", {}).get("files", 0),
+        "validation_files": m["data"]["validation"]["files"],
+        "epochs_run": m["epochs_run"],
+        "scored_epoch": m["scored_epoch"],
+        "absent_classes": " ".join(absent),
+    }
 
 
 def _say_unbalanced(splits: list, class_names: list[str]) -> None:

@@ -178,6 +178,17 @@ class Parts(NamedTuple):
         chosen = {} if self.select is None else {"selection": self.select}
         return {"train": self.train, **chosen, "scored": self.scored}
 
+    def checked(self, *, chooses: bool) -> pd.DataFrame:
+        """The part scored, once the parts suit a config that `chooses` (or not) on held-out
+        data: one that chooses needs a selection part."""
+        if self.select is None and chooses:
+            raise TrainValueError(
+                "this config chooses on held-out data (keep 'best' or a plateau schedule): "
+                "give it a part to choose on",
+                parameters=("keep", "lr_schedule"),
+            )
+        return self.final
+
     @property
     def final(self) -> pd.DataFrame:
         """The part scored."""

@@ -81,13 +81,7 @@ def train_run(
     control = control or RunControl()
     config = config.resolved(len(parts.train))  # fit, cv and studies resolve it from DATA first
     train, select, scored = parts
-    if select is None and config.chooses:
-        raise TrainValueError(
-            "this config chooses on held-out data (keep 'best' or a plateau schedule): "
-            "give it a part to choose on",
-            parameters=("keep", "lr_schedule"),
-        )
-    named, final = parts.named(), parts.final
+    named, final = parts.named(), parts.checked(chooses=config.chooses)
     progress = control.progress
     keras = backend.keras()
     keras.utils.set_random_seed(config.seed)
@@ -115,9 +109,8 @@ def train_run(
         )
     model.save(folder / "model.keras")
     files = pd.concat([table.assign(split=name) for name, table in named.items()])
-    text = files[["split", "file", "label", "source", "origin"]].to_csv(
-        index=False, lineterminator=CSV_LINE_END
-    )
+    columns = ["split", "file", "label", "source", "origin"]
+    text = files[columns].to_csv(index=False, lineterminator=CSV_LINE_END)
     write_atomic(folder / "files.csv", text.encode("utf-8"))
     from .pipeline import predict
 
@@ -138,19 +131,26 @@ def train_run(
             **(extra or {}),
         }
     )
+    return _finish(
+        folder, metrics, history_table, part="scored fold" if scored is not None else "validation"
+    )
+
+
+def _finish(folder: Path, metrics: dict, history: pd.DataFrame, *, part: str) -> dict:
+    """The run folder's pictures, then its record (last: it lists every other file)."""
     title = (
-        f"{'scored fold' if scored is not None else 'validation'}: accuracy "
-        f"{metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
+        f"{part}: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+        f"{absent_note(metrics)}"
     )
     draw_plots(  # a picture that fails is a warning: the model and its scores are kept
         folder,
         confusion_matrix=lambda path: plot_confusion(
-            metrics["confusion_matrix"], class_names, path, title=title
+            metrics["confusion_matrix"], metrics["class_names"], path, title=title
         ),
-        curves=lambda path: plot_curves(history_table, path),
+        curves=lambda path: plot_curves(history, path),
     )
     metrics["files"] = list_files(folder, leave_out={RUN.record, resume.FOLDER})
-    write_json(folder / RUN.record, stamp(RUN, metrics))  # last: it lists every other file
+    write_json(folder / RUN.record, stamp(RUN, metrics))
     return metrics
 
 
@@ -248,7 +248,7 @@ def _train_model(
             print(f"{control.label}{resume.where(state, config)}", file=sys.stderr)
         resume.restore(folder, state, model, checkpoint=checkpoint, saver=saver, stateful=stateful)
         train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
-    fit = partial(
+    fit_phase = partial(
         model.fit,
         train_ds,
         validation_data=val_ds,
@@ -266,7 +266,7 @@ def _train_model(
     )
     if phase["phase"] == 1:
         if not stopped and done < config.epochs:
-            done += len(fit(initial_epoch=done, epochs=config.epochs).epoch)
+            done += len(fit_phase(initial_epoch=done, epochs=config.epochs).epoch)
         if fine_tune:  # the base joins in, at a tenth of the learning rate
             with runtime.scope():
                 unfreeze(model)
@@ -276,7 +276,7 @@ def _train_model(
     if phase["phase"] == 2:
         end = phase["phase1_epochs"] + config.fine_tune_epochs
         if not stopped and done < end:
-            fit(initial_epoch=done, epochs=end)
+            fit_phase(initial_epoch=done, epochs=end)
     if best_weights.exists():
         with warnings.catch_warnings():  # saved beside a first phase's optimizer: not needed
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
