@@ -129,28 +129,6 @@ def test_batches_shuffle_each_epoch_by_seed_and_fill_or_pad_the_last(tmp_path):
     assert np.array_equal(images_of(cached), images_of(cached))
 
 
-def test_the_model_converts_uint8_as_keras_preprocess_input_does():
-    import keras
-
-    from trainer.config import MODELS
-    from trainer.models import ImageInput
-
-    x = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
-    caffe = keras.ops.convert_to_numpy(ImageInput("caffe")(x))
-    want = keras.applications.vgg16.preprocess_input(x.astype(np.float32))
-    assert np.allclose(caffe, want, atol=1e-4)
-    resnet = keras.applications.resnet50.preprocess_input(x.astype(np.float32))
-    assert np.allclose(caffe, resnet, atol=1e-4)  # ResNet50 converts as VGG16 does
-    efficientnet = keras.applications.efficientnet.preprocess_input(x.astype(np.float32))
-    none = keras.ops.convert_to_numpy(ImageInput("none")(x))
-    assert np.array_equal(none, np.asarray(efficientnet))  # 0-255 floats: it rescales inside
-    assert {spec.preprocessing for spec in MODELS.values()} == {"none", "caffe"}
-    assert {m for m, spec in MODELS.items() if spec.preprocessing == "caffe"} == {
-        "vgg16",
-        "resnet50",
-    }
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("jax")

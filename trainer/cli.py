@@ -292,9 +292,13 @@ def weights(
     Example:
       train weights
     """
-    from .config import IMAGENET_MODELS, imagenet_weights
+    from tqdm.auto import tqdm
 
-    rows = [imagenet_weights(m) for m in IMAGENET_MODELS]
+    from .config import IMAGENET_MODELS
+    from .zoo import imagenet_weights  # as Keras asks for each file: its code runs to that call
+
+    shown = tqdm(IMAGENET_MODELS, desc="asking Keras", unit=" models", leave=False)
+    rows = [imagenet_weights(m) for m in (IMAGENET_MODELS if quiet or as_json else shown)]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -303,8 +307,8 @@ def weights(
         return
     print(f"Keras' weights cache: {Path(rows[0]['path']).parent}")
     for r in rows:
-        print(f"  {r['model']:<16} {r['file']:<55} {'present' if r['present'] else 'missing'}")
-    print(f"files come from {rows[0]['url'].rsplit('/', 1)[0]}/<file>")
+        state = "present" if r["present"] else "missing"
+        print(f"  {r['model']:<18} {state:<8} {r['file']}\n  {'':<18} {'':<8} from {r['url']}")
 
 
 app.add_typer(study_app, name="study")

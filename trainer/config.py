@@ -18,31 +18,33 @@ from balancer.common.square import RESIZE_MODES
 
 
 class ModelSpec(NamedTuple):
-    """A model of the table: its Keras class, native side, input conversion, ImageNet file."""
+    """A model on offer: its keras.applications class (None: the small CNN of models.py).
+    Its native side, input conversion and ImageNet weights are Keras' own (trainer.zoo)."""
 
-    keras_name: str | None  # the keras.applications class; None: the small CNN of models.py
-    side: int  # its native input side
-    preprocessing: str  # what its input expects: 'none' (EfficientNet rescales inside) or
-    # 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50)
-    imagenet_file: str | None  # the ImageNet weights without the top, as Keras caches them
+    keras_name: str | None
 
 
-_KERAS_TF = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
+def _family(prefix: str, names: dict[str, str]) -> dict[str, ModelSpec]:
+    return {f"{prefix}{k}": ModelSpec(v) for k, v in names.items()}
+
+
+# keras.applications families that suit image classification from 32 px up (a family whose
+# smallest input is larger, as Xception's 71 px, is left out), their smaller members.
 MODELS = {
-    **{
-        f"efficientnet-b{i}": ModelSpec(
-            f"EfficientNetB{i}", side, "none", f"efficientnetb{i}_notop.h5"
-        )
-        for i, side in enumerate([224, 240, 260, 300, 380, 456, 528, 600])
-    },
-    "vgg16": ModelSpec("VGG16", 224, "caffe", "vgg16" + _KERAS_TF),
-    "resnet50": ModelSpec("ResNet50", 224, "caffe", "resnet50" + _KERAS_TF),
+    **_family("efficientnet-", {f"b{i}": f"EfficientNetB{i}" for i in range(8)}),
+    **_family("efficientnetv2-", {f"b{i}": f"EfficientNetV2B{i}" for i in range(4)}),
+    "efficientnetv2-s": ModelSpec("EfficientNetV2S"),
+    **_family("convnext-", {"tiny": "ConvNeXtTiny", "small": "ConvNeXtSmall"}),
+    **_family("mobilenetv3-", {"small": "MobileNetV3Small", "large": "MobileNetV3Large"}),
+    "mobilenet-v2": ModelSpec("MobileNetV2"),
+    **_family("densenet", {"121": "DenseNet121", "169": "DenseNet169"}),
+    **_family("resnet", {"50": "ResNet50", "50v2": "ResNet50V2", "101v2": "ResNet101V2"}),
+    "vgg16": ModelSpec("VGG16"),
     # Three conv blocks from scratch (no ImageNet weights): a pipeline checked end to end in
     # seconds on a CPU, and what the test suite's logic tests train.
-    "tiny": ModelSpec(None, 32, "none", None),
+    "tiny": ModelSpec(None),
 }
-IMAGENET_MODELS = [m for m, spec in MODELS.items() if spec.imagenet_file]
-WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"  # where Keras fetches them
+IMAGENET_MODELS = [m for m, spec in MODELS.items() if spec.keras_name]
 
 
 def keras_cache() -> Path:
@@ -52,21 +54,6 @@ def keras_cache() -> Path:
     if not os.access(home if os.path.exists(home) else os.path.dirname(home), os.W_OK):
         home = os.path.join("/tmp", ".keras")
     return Path(home) / "models"
-
-
-def imagenet_weights(model: str) -> dict:
-    """{model, file, path, present, url} for `--weights imagenet` of one model (one that has
-    ImageNet weights: see IMAGENET_MODELS)."""
-    spec = MODELS[model]
-    assert spec.imagenet_file is not None, model
-    path = keras_cache() / spec.imagenet_file
-    return {
-        "model": model,
-        "file": spec.imagenet_file,
-        "path": str(path),
-        "present": path.is_file(),
-        "url": WEIGHTS_URL + spec.imagenet_file,
-    }
 
 
 TUNING_LR = 1e-4  # the paper's: fine-tuning ImageNet weights (or a weights file)
@@ -146,7 +133,7 @@ def _checked(name: str, value: object, kind: str) -> Any:
 
 # One line per TrainConfig field: what it means (the command line's help adds each range).
 FIELD_DOCS = {
-    "model": "The network: efficientnet-b0 ... -b7, vgg16, resnet50, or tiny (MODELS).",
+    "model": "The network: a keras.applications model (efficientnet-b0 ... -b7, efficientnetv2-*, convnext-*, mobilenetv3-*, densenet*, resnet*, vgg16: MODELS) or tiny.",
     "image_size": "Input side in px; None: the model's native size.",
     "weights": "'imagenet' (Keras' cache, downloaded once), 'none', or a weights file's path.",
     "freeze_base": "Train the head only; the base keeps its weights.",
@@ -240,8 +227,13 @@ class TrainConfig:
 
     @property
     def size(self) -> int:
-        """The input side in px: image_size, else the model's native side."""
-        return self.image_size or MODELS[self.model].side
+        """The input side in px: image_size, else the model's native side (Keras' own: this
+        loads Keras when image_size is not given)."""
+        if self.image_size:
+            return self.image_size
+        from .zoo import native_side
+
+        return native_side(self.model)
 
     def resolved(self, files: int) -> TrainConfig:
         """The config with every automatic value chosen for `files` files of data: the

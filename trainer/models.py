@@ -5,23 +5,22 @@ A model takes uint8 RGB images and converts them itself (`ImageInput`), on every
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from balancer.common.errors import TrainError
 
 from . import backend
-from .config import MODELS, TrainConfig, imagenet_weights
+from .config import MODELS, TrainConfig, keras_cache
 
 keras = backend.keras()
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications' 'caffe' preprocessing
 
 
 @keras.saving.register_keras_serializable(package="balanced_aug")
 class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
-    """uint8 RGB in, what the base expects out: float 0-255 ('none'; EfficientNet rescales
-    inside) or 'caffe' (BGR less the ImageNet mean: VGG16, ResNet50), as each family's
-    keras.applications preprocess_input does on the host."""
+    """uint8 RGB in, what the base expects out: its keras.applications family's own
+    `preprocess_input` (`mode`: the family's module, 'efficientnet', 'densenet', ...), in
+    the model, on every backend; 'none': float 0-255 (the tiny model rescales inside).
+    'caffe' (BGR less the ImageNet mean) is VGG16's, as run folders of 0.x name it."""
 
     def __init__(self, mode: str = "none", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -30,9 +29,10 @@ class ImageInput(keras.layers.Layer):  # type: ignore[name-defined]
     def call(self, images: Any) -> Any:
         """uint8 images as the base model expects them."""
         x = keras.ops.cast(images, self.compute_dtype)
-        if self.mode == "caffe":
-            x = keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, x.dtype)
-        return x
+        if self.mode == "none":
+            return x
+        module = {"caffe": "vgg16"}.get(self.mode, self.mode)
+        return getattr(keras.applications, module).preprocess_input(x)
 
     def get_config(self) -> dict:
         """What Keras saves of this layer."""
@@ -60,22 +60,25 @@ def tiny_base(*, include_top: bool, weights: str | None, input_shape: tuple, poo
 
 def build_model(config: TrainConfig, n_classes: int) -> Any:
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
+    from .zoo import family, requests
+
     size = config.size
     keras_name = MODELS[config.model].keras_name
     base_cls = tiny_base if keras_name is None else getattr(keras.applications, keras_name)
     weights = None if config.weights == "none" else config.weights  # 'imagenet' or a file
     try:
-        base = base_cls(
-            include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
-        )
+        with requests(stop=False) as asked:
+            base = base_cls(
+                include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
+            )
     except Exception as exc:  # Keras raises bare Exception for a failed download
-        if weights == "imagenet":
-            where = imagenet_weights(config.model)
+        if weights == "imagenet" and "file" in asked:
+            folder = keras_cache().parent / asked["subdir"]
             raise TrainError(
                 f"cannot get the ImageNet weights for {config.model} (offline?): put "
-                f"{where['file']} (from {where['url']}) in {Path(where['path']).parent} or give "
-                "it as --weights PATH, or use --weights none to train from scratch "
-                "(`train weights` lists every model's file)"
+                f"{asked['file']} (from {asked['url']}) in {folder} or give it as --weights "
+                "PATH, or use --weights none to train from scratch (`train weights` lists "
+                "every model's file)"
             ) from None
         if weights is not None:
             raise TrainError(
@@ -85,7 +88,8 @@ def build_model(config: TrainConfig, n_classes: int) -> Any:
         raise
     base.trainable = not config.freeze_base
     inputs = keras.Input((size, size, 3), dtype="uint8")
-    x = ImageInput(MODELS[config.model].preprocessing, dtype="float32", name="image_input")(inputs)
+    mode = "none" if keras_name is None else family(config.model)
+    x = ImageInput(mode, dtype="float32", name="image_input")(inputs)
     # A frozen base runs its BatchNorm in inference mode, also once unfrozen for fine-tuning.
     x = base(x, training=False) if config.freeze_base else base(x)
     x = keras.layers.Dropout(config.dropout, seed=config.seed)(x)
