@@ -434,17 +434,21 @@ def test_every_way_in_shares_one_error_door(tmp_path):
     assert run_cli("trainer", "evaluate", missing, missing).stderr == (
         run_process("trainer", "evaluate", missing, missing).stderr
     )
-    read, write = os.pipe()
-    os.close(read)  # `balance transforms | head -0`: the reader is gone before the first byte
-    proc = subprocess.run(
-        [sys.executable, "-c", "from balancer.cli import main; main()", "transforms"],
-        stdout=write,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    os.close(write)
-    assert (proc.returncode, proc.stderr) == (1, "")
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as users have
+    for env in (plain, {**plain, "PYTHONUNBUFFERED": "1"}):  # block-buffered, then not
+        for tool, args in (("balancer", ["transforms"]), ("trainer", ["--help"])):
+            read, write = os.pipe()
+            os.close(read)  # `balance transforms | head -0`: the reader is gone at once
+            proc = subprocess.run(
+                [sys.executable, "-c", f"from {tool}.cli import main; main()", *args],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                env=env,
+            )
+            os.close(write)
+            assert (proc.returncode, proc.stderr) == (1, ""), (tool, env.get("PYTHONUNBUFFERED"))
 
 
 def test_json_and_help_conventions(tmp_path):
