@@ -734,3 +734,24 @@ def test_a_folder_whose_classes_are_the_tools_outputs_is_refused_naming_the_righ
 def test_a_bad_transform_value_is_a_value_error_from_python(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("command", [("fit",), ("cv",), ("study", "ablation")])
+def test_every_training_option_is_described_once_in_the_field_docs(command):
+    """One source: each TrainConfig field's doc (FIELD_DOCS) is what the command's help says
+    of its option, with its range or choices."""
+    import dataclasses
+
+    from trainer.config import CHOICES, FIELD_DOCS
+
+    text = " ".join(run_cli("trainer", *command, "-h").stdout.split())
+    for f in dataclasses.fields(TrainConfig):
+        if command == ("study", "ablation") and f.name in ("model", "loss"):
+            continue  # lists there, with their own help
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert " ".join(FIELD_DOCS[f.name].split()[:6]) in text, f.name
+        if f.name in LIMITS:
+            assert str(LIMITS[f.name]) in text, f.name
+        if f.name in CHOICES and f.name != "model":
+            assert ", ".join(CHOICES[f.name]) in text, f.name

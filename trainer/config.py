@@ -131,33 +131,35 @@ def _checked(name: str, value: object, kind: str) -> Any:
     raise TypeError(f"{name} must be {shown.get(kind, 'a ' + kind)}, not {type(value).__name__}")
 
 
-# One line per TrainConfig field: what it means (the command line's help adds each range).
+# Each TrainConfig field: what it means. The one description of an option: the command
+# line's help is this text and its allowed values (CHOICES, LIMITS); TrainConfig's docstring
+# lists it too.
 FIELD_DOCS = {
-    "model": "The network: a keras.applications model (efficientnet-b0 ... -b7, efficientnetv2-*, convnext-*, mobilenetv3-*, densenet*, resnet*, vgg16: MODELS) or tiny.",
-    "image_size": "Input side in px; None: the model's native size.",
-    "weights": "'imagenet' (Keras' cache, downloaded once), 'none', or a weights file's path.",
-    "freeze_base": "Train the head only; the base keeps its weights.",
+    "model": "The network: a keras.applications model (efficientnet-b0 ... -b7, efficientnetv2-*, convnext-*, mobilenetv3-*, mobilenet-v2, densenet*, resnet*, vgg16) or tiny (three conv blocks from scratch: a pipeline checked in seconds).",
+    "image_size": "Input side in px; none given: the model's native size (224 for B0).",
+    "weights": "imagenet (downloaded once, then cached by Keras: `train weights` lists the files), none (from scratch), or the path of a weights file (Keras' own .h5 files included).",
+    "freeze_base": "Train the head only: the base keeps its weights.",
     "fine_tune_epochs": "With freeze_base: then unfreeze the base and train this many more epochs at lr/10.",
     "dropout": "Dropout rate before the softmax head.",
-    "loss": "'focal' (Keras' CategoricalFocalCrossentropy) or 'ce' (cross-entropy).",
-    "alpha": "Focal alpha: a number, or 'balanced' (per class, from inverse frequency).",
+    "loss": "focal (Keras' CategoricalFocalCrossentropy) or ce (cross-entropy).",
+    "alpha": "Focal alpha: a number, or balanced (per class, from inverse class frequency).",
     "gamma": "Focal gamma: how much easy examples are down-weighted.",
-    "lr": "Adam's learning rate, for the global batch; None: 1e-4 from ImageNet or a weights file (fine-tuning), 1e-3 from scratch (weights 'none').",
-    "lr_schedule": "'constant', 'cosine' (to 0 over the run) or 'plateau' (a tenth after a third of patience without gain).",
+    "lr": f"Adam's learning rate, for the global batch (scale it yourself when you scale the batch); none given: {TUNING_LR:g} from ImageNet weights or a file (fine-tuning), {SCRATCH_LR:g} from scratch.",
+    "lr_schedule": "constant, cosine (to 0 over the run) or plateau (a tenth after a third of the patience without gain).",
     "warmup_epochs": "The learning rate rises linearly from 0 over these first epochs.",
-    "class_weight": "'none', or 'balanced': each class weighs n / (classes x its count) in the loss.",
-    "batch": "The global batch size, split across devices; None: 128, or for a small data set the largest power of 2 that still gives 30 steps an epoch (at least 8).",
+    "class_weight": "none, or balanced: each class weighs n / (classes x its count) in the loss (the cheapest baseline beside over-sampling).",
+    "batch": f"The global batch size, split across devices; none given: {MAX_BATCH}, or for a small data set the largest power of 2 that still gives {STEPS_PER_EPOCH} steps an epoch (at least {MIN_BATCH}).",
     "epochs": "The most epochs of the (first) training phase.",
     "patience": "Stop after this many epochs without a better monitored value; the best weights are kept.",
-    "monitor": "What early stopping and the best checkpoint watch: val_f1, val_accuracy or val_loss.",
-    "keep": "The weights scored: 'best' (early stopping; the best epoch by monitor on the part held out to choose it) or 'last' (every epoch trains, nothing is chosen).",
-    "val_split": "The share of originals held out to choose the epoch: fit's validation part when no validation folder is given; in cv and studies, the inner selection part of each fold's training originals.",
-    "seed": "Seed of the split, the shuffles, the initial weights and dropout.",
-    "cache": "Keep decoded inputs in memory: 'auto' (when they fit), 'on' or 'off'.",
-    "precision": "'auto' (mixed on GPU, float32 on CPU), 'mixed' or 'float32'.",
-    "resize": "How an image becomes the square input: 'stretch', 'crop' (centre) or 'pad'.",
-    "eager": "Run Keras eagerly (no graph tracing): smoke runs on tiny data only.",
-    "jit": "Compile the step with XLA: 'auto' (on GPU; JAX always), 'on' or 'off'.",
+    "monitor": "What early stopping, the best checkpoint and a plateau schedule watch.",
+    "keep": "The weights scored: best (early stopping, the best epoch on the part held out to choose it: fit's validation part, a cv or study fold's inner selection part) or last (every epoch trains; nothing is chosen).",
+    "val_split": "The share of originals held out to choose the epoch (grouped by source): fit's validation part when no validation folder is given; in cv and studies, the inner selection part of each fold's training originals.",
+    "seed": "Seed of the splits, the shuffles, the initial weights and dropout.",
+    "cache": f"Keep the decoded inputs in memory after their first read: auto (when they take at most {CACHE_SHARE:.0%} of the memory available; one line says which), on or off.",
+    "precision": "auto (mixed on GPU: bfloat16 where the GPU has it, else float16 with loss scaling; float32 on CPU), mixed or float32.",
+    "resize": "How an image becomes the square input: stretch (Keras' default; undoes most of a width/height copy's change), crop (the centred square) or pad (black bars).",
+    "eager": "Run Keras eagerly: skips ~30 s of graph tracing per model on CPU, so only for smoke runs on tiny data.",
+    "jit": "Compile the training step: auto (XLA on GPU with TensorFlow; always with JAX), on (also torch.compile with PyTorch) or off.",
 }
 
 
