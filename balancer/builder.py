@@ -2,9 +2,10 @@
 
 OUT is a pure function of SRC and the BuildSettings: each file's bytes depend only on its
 own plan item, so the number of workers and the order of work never show. Every file
-appears under its final name only once whole, so after a kill a present file is a finished
-file, and `resume=True` does only what is missing. The command holds a lock on OUT while it
-runs, and replaces or resumes only a folder proven to be a build output (see ownership.py).
+appears under its final name only once whole and recorded in the manifest (the journal), so
+`existing=Existing.RESUME` keeps what its row proves and does only what is missing. The
+command holds a lock on OUT while it runs, and replaces or resumes only a folder its own
+listing proves a build output (balancer.common.ownership).
 """
 
 from __future__ import annotations
@@ -226,9 +227,9 @@ def build(
     with pool(run) as p:
         p.check_shared(root, next(d for d in (out, *out.parents) if d.exists()))
         if dry_run:
-            return _plan(root, out, settings, p, space_check=space_check)
+            return _survey(root, out, settings, p, space_check=space_check)
         with claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing) as c:
-            result = _plan(root, out, settings, p, space_check=space_check)
+            result = _survey(root, out, settings, p, space_check=space_check)
             if c.resuming:
                 _check_resume(c.previous or {}, result)
             result.items = make_plan(
@@ -284,9 +285,12 @@ def _record(
     )
 
 
-def _plan(
+def _survey(
     root: Path, out: Path, settings: BuildSettings, p: Pool, *, space_check: bool
 ) -> BuildResult:
+    """Scan SRC and choose each class's target, writing nothing: the record as the build
+    starts (its warnings said) and, with `space_check`, room for it on OUT's disk. The plan's
+    items are made later, once OUT is claimed."""
     found = scan(root, workers=p.workers, progress=p.progress, max_bytes=settings.writing.max_bytes)
     targets = class_targets(
         found.counts(), nmin=settings.nmin, target=settings.target, per_class=settings.per_class

@@ -25,9 +25,9 @@ import numpy as np
 from .common import imageio
 from .common.atomic import (
     TEMP_SUFFIX,
+    command_gone,
     copy_temp,
     durable,
-    parent_gone,
     place,
     sync_filesystem,
     sync_folder,
@@ -193,7 +193,7 @@ def _work_chunk(
     renamed): small to send back."""
     results, cache = [], [None, None]
     for index, item, expect in tasks:
-        if parent_gone():
+        if command_gone():
             raise SystemExit(1)
         try:
             written, fresh = _make(item, expect, cache, src=src, out=out, how=(writing, flush))

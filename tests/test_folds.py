@@ -318,7 +318,7 @@ def test_val_split_keeps_byte_identical_files_on_one_side(tmp_path):
 def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tmp_path):
     out = tmp_path / "ab"
     spec = StudySpec.of_ablation(TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS)
-    summary = run_study(spec, study_src, out, control=SILENT)
+    summary = run_study(study_src, out, spec, control=SILENT)
     arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
     assert list(summary.arm) == arms
     chosen_on: dict = {}

@@ -193,9 +193,9 @@ def study_ablation_cmd(
     )
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         summary = run_study(
-            spec,
             src,
             out,
+            spec,
             existing=existing_from(overwrite=overwrite, default="resume"),
             control=RunControl(progress=not quiet, workers=workers),
         )

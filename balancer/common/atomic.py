@@ -47,14 +47,14 @@ def stop_writes_when_parent_dies(pid: int | None) -> None:
         import time
 
         def watch() -> None:
-            while not parent_gone():
+            while not command_gone():
                 time.sleep(0.2)
             os._exit(1)
 
         threading.Thread(target=watch, name="exit-with-command", daemon=True).start()
 
 
-def parent_gone() -> bool:
+def command_gone() -> bool:
     """Whether the command that started this pool worker is gone."""
     pid = _GUARD_PID
     return pid is not None and os.getpid() != pid and os.getppid() != pid
@@ -200,7 +200,7 @@ def write_atomic(dst: Path, data: bytes) -> None:
     dst = Path(dst)
     tmp = write_temp(dst, data)
     try:
-        if parent_gone():
+        if command_gone():
             tmp.unlink(missing_ok=True)
             os._exit(1)
         os.replace(tmp, dst)

@@ -35,9 +35,9 @@ from .spec import StudySpec
 
 
 def run_study(
-    spec: StudySpec,
     src: str | Path,
     out: str | Path,
+    spec: StudySpec,
     *,
     existing: Existing = Existing.RESUME,
     control: RunControl | None = None,
@@ -258,7 +258,7 @@ def study_transforms(
     doubles the training set once; suggest the best `top` of those whose gain over the
     baseline passes the test (`significance.RULE` at `spec.level`)."""
     TOP.check(top, "top", TrainValueError)
-    summary = run_study(spec, src, out, existing=existing, control=control)
+    summary = run_study(src, out, spec, existing=existing, control=control)
     magnitudes = {a.name: a.transforms[a.name] for a in spec.arms if a.transforms}
     return {
         "summary": summary,
