@@ -10,6 +10,7 @@ themselves. Python errors still propagate.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from typing import Any
@@ -89,7 +90,6 @@ def _import_quietly() -> Any:
         import keras
 
         return keras
-    import logging
 
     # Python-side chatter too (retracing notes when a study builds model after model).
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

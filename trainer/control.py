@@ -3,6 +3,7 @@ cores used, your callbacks. Nothing here changes a score."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -81,14 +82,11 @@ class RunControl:
         object.__setattr__(self, "callbacks", tuple(self.callbacks))
         if self.workers is not None:
             WORKERS.check(self.workers, "workers", TrainValueError)
-        if self.tensorboard:
-            import importlib.util
-
-            if importlib.util.find_spec("tensorboard") is None:
-                raise TrainError(
-                    "tensorboard needs TensorBoard: pip install 'balanced-aug[tensorboard]'",
-                    parameters=("tensorboard",),
-                )
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise TrainError(
+                "tensorboard needs TensorBoard: pip install 'balanced-aug[tensorboard]'",
+                parameters=("tensorboard",),
+            )
 
     def callbacks_for(self, folder: Path, config: TrainConfig) -> tuple:
         """Yours, then TensorBoard's (into folder/logs), then the epoch lines for logs."""

@@ -17,6 +17,7 @@ and the writing of the run folder included, leaves either this state or the fini
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -202,7 +203,6 @@ def key(config: TrainConfig, parts: dict[str, pd.DataFrame], class_names: list[s
     """What a resumed run must share with the interrupted one: the tool's version and the
     backend, the config, the classes and every file of every part (its name and the digest
     of its bytes)."""
-    import hashlib
 
     def digest(table: pd.DataFrame) -> str:
         h = hashlib.sha256()

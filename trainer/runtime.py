@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import types
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -77,7 +79,6 @@ def fit_multi_worker(model: Any) -> None:
     scalar logs across workers along an axis they do not have. The build needs only the
     batch's shapes and dtypes, so this model takes them from this worker's own first
     replica; scalar logs are averaged as scalars. Nothing changes for one worker."""
-    import types
 
     tf = backend.tf()
     keras = backend.keras()
@@ -348,7 +349,6 @@ SAVED_COPIES = 12
 def check_space(folder: Path, model: Any) -> None:
     """One line before training when the disk cannot hold what the run will save (a disk
     that fills while Keras writes weights leaves HDF5 in a state that can crash Python)."""
-    import shutil
 
     needed = SAVED_COPIES * 4 * model.count_params() + (16 << 20)
     free = shutil.disk_usage(folder).free

@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,8 +45,6 @@ def stop_writes_when_parent_dies(pid: int | None) -> None:
     started = _GUARD_PID is not None
     _GUARD_PID = pid
     if pid is not None and not started:
-        import threading
-        import time
 
         def watch() -> None:
             while not command_gone():

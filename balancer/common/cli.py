@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -248,7 +249,6 @@ def _end_pools() -> None:
     """What an ending interpreter does first, before the process ends without the rest of
     its teardown: joblib's process pool stopped (its workers killed), then the exit
     handlers (its shared memory among them)."""
-    import atexit
 
     pools = sys.modules.get("joblib.externals.loky.reusable_executor")
     executor = getattr(pools, "_executor", None)

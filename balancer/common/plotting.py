@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 
 def pyplot() -> Any:
@@ -23,7 +25,6 @@ FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", "
 
 def figure_format(path: str | Path) -> str:
     """The format a picture's name asks for; BalanceError for a name no format has."""
-    from pathlib import Path
 
     from .errors import BalanceError
 
@@ -37,7 +38,6 @@ def figure_format(path: str | Path) -> str:
 
 def figure_bytes(fig: Any, fmt: str) -> bytes:
     """Lay the figure out, render it in `fmt` (png, svg, pdf, jpeg), close it."""
-    import io
 
     fig.tight_layout()
     buf = io.BytesIO()
@@ -49,7 +49,6 @@ def figure_bytes(fig: Any, fmt: str) -> bytes:
 def save_figure(fig: Any, path: str | Path) -> None:
     """Write the figure in the format its name says (PNG, SVG, PDF, JPEG) atomically (whole
     or not at all), and close it."""
-    from pathlib import Path
 
     from .atomic import write_atomic
 

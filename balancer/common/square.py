@@ -7,11 +7,10 @@ preview shows exactly the pixels a model trains on. OpenCV only (no TensorFlow).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .imageio import Stamp
 
 import numpy as np
@@ -71,7 +70,6 @@ def model_input(
     JPEG at 1/2, 1/4 or 1/8: see imageio.decode), made square, size x size x 3 uint8 RGB
     (square first: the colour conversion then touches size x size pixels, same bytes).
     `expect`: the stamp a scan saw (imageio.Stamp); a file that no longer has it is refused."""
-    from pathlib import Path
 
     from .imageio import load
 

@@ -3,6 +3,7 @@ image shape, a generator and the magnitude), kernel, magnitude default and range
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -334,7 +335,6 @@ def lookup(name: str) -> Transform:
 def replay(image: np.ndarray, name: str, params: Params | str) -> np.ndarray:
     """Re-apply a recorded transform: a manifest row's `augmentation` and `params` (a dict, as
     read_manifest gives it, or the JSON text of the CSV cell)."""
-    import json
 
     t = lookup(name)
     if isinstance(params, (str, bytes)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import glob
 import hashlib
 import os
 import shutil
@@ -257,7 +258,6 @@ def _left_beside(out: Path, kind: OutputKind, existing: Existing) -> Path | None
 
 
 def _glob_escape(name: str) -> str:
-    import glob
 
     return glob.escape(name)
 

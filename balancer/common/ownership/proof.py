@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -282,7 +283,6 @@ def proven(entry: Path, kind: OutputKind) -> bool:
 def clear(out: Path, proof: Proof, kind: OutputKind) -> None:
     """Remove what `proof` proved ours (the folder stays): files, then the parts, then folders
     left empty; the record last, so until then the folder is provably ours."""
-    import shutil
 
     for path in proof.files:
         if path.name != kind.record or path.parent != out:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -108,8 +109,6 @@ def _discard(old: Path, kind: OutputKind | None) -> None:
     try:
         old.rmdir()
     except OSError:  # something that was not ours is in it: keep it, and say where
-        import warnings
-
         from ..errors import ToolWarning
 
         warnings.warn(
