@@ -339,10 +339,11 @@ def test_kill_9_in_each_phase_then_resume_gives_the_uninterrupted_scores(tmp_pat
     assert saved_epochs(runs) == 4
     assert not out.exists() or not any(out.iterdir()), "a run folder appears only when it ends"
     other = run_cli("trainer", "fit", data, "--out", out, *FIT, "--lr", "0.01", "--resume")
-    assert_one_line_error(other, "other settings or data", "config.lr was 0.0001, now 0.01")
+    assert_one_line_error(other, "other settings or data", "config.lr was 0.001, now 0.01")
 
+    loud = [a for a in FIT if a != "-q"]  # the line that says where it resumes is progress
     resumed = run_process(
-        "trainer", "fit", data, "--out", out, *FIT, "--resume", "--json", timeout=600
+        "trainer", "fit", data, "--out", out, *loud, "--resume", "--json", timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming: training had ended after epoch 4; writing the run folder" in resumed.stderr
