@@ -256,13 +256,20 @@ def test_weights_from_a_local_file_and_from_keras_own_cache_files(tmp_path, monk
     )
     loaded = model.get_layer("efficientnetb0").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, base.get_weights(), strict=False))
+    some = "efficientnet-b0,efficientnet-b1,vgg16"  # Keras' code runs for each: a few here
     listing = run_process(
-        "trainer", "weights", "--json", env={**os.environ, "KERAS_HOME": str(cache.parent)}
+        "trainer",
+        "weights",
+        "--model",
+        some,
+        "--json",
+        env={**os.environ, "KERAS_HOME": str(cache.parent)},
     )
     rows = {r["model"]: r for r in json.loads(listing.stdout)}
     assert rows["efficientnet-b0"]["present"] and not rows["efficientnet-b1"]["present"]
     assert rows["vgg16"]["file"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert rows["efficientnet-b0"]["path"] == str(cache / "efficientnetb0_notop.h5")
+    assert_one_line_error(run_cli("trainer", "weights", "--model", "tiny"), "no ImageNet weights")
     proc = run_cli("trainer", "fit", tmp_path, "--weights", str(tmp_path / "missing.h5"))
     assert_one_line_error(proc, "--weights: no such file")
 

@@ -19,6 +19,7 @@ from balancer.common.cli import (
     tool_app,
     version_flag,
 )
+from balancer.common.errors import TrainError
 from balancer.common.limits import COUNT
 
 from .cli_options import (
@@ -279,6 +280,10 @@ def predict(
 
 @app.command()
 def weights(
+    model: str | None = typer.Option(
+        None,
+        help="Only these models, comma-separated (default: every model with ImageNet weights).",
+    ),
     as_json: bool = json_option("Print the list as JSON."),
     quiet: bool = quiet_option("Only the missing files' names."),
 ) -> None:
@@ -295,10 +300,19 @@ def weights(
     from tqdm.auto import tqdm
 
     from .config import IMAGENET_MODELS
+    from .study import parse_list
+
+    names = IMAGENET_MODELS if model is None else parse_list(model, "--model")
+    unknown = [n for n in names if n not in IMAGENET_MODELS]
+    if unknown:
+        raise TrainError(
+            f"no ImageNet weights for {', '.join(unknown)}; models that have them: "
+            + ", ".join(IMAGENET_MODELS)
+        )
     from .zoo import imagenet_weights  # as Keras asks for each file: its code runs to that call
 
-    shown = tqdm(IMAGENET_MODELS, desc="asking Keras", unit=" models", leave=False)
-    rows = [imagenet_weights(m) for m in (IMAGENET_MODELS if quiet or as_json else shown)]
+    shown = tqdm(names, desc="asking Keras", unit=" models", leave=False)
+    rows = [imagenet_weights(m) for m in (names if quiet or as_json else shown)]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
