@@ -54,7 +54,7 @@ def test_transform_study_outputs_and_resume(study_src, tmp_path):
     ranked = sorted(["rotate", "flip"], key=lambda a: (-means.macro_f1[a], -means.accuracy[a], a))
     assert list(result["ranking"].arm) == ranked
     assert result["suggested"] == "" and "needs at least 3" in table
-    assert "trained its 1 epochs and was scored at the last" in table
+    assert "trained its whole budget (the baseline's 1 epochs' steps) and was scored" in table
     assert "trained the optimizer steps of the baseline" in table
 
     # resume: finished runs are read back, not redone

@@ -114,9 +114,15 @@ def training_lines(settings: dict) -> list[str]:
     config = settings.get("config")
     if not config:  # a table made by hand: nothing known of how it trained
         return []
+    steps = settings.get("budget") == "steps"
     if config.get("keep", "best") == "last":
+        budget = (
+            f"the baseline's {config.get('epochs')} epochs' steps"
+            if steps
+            else (f"its {config.get('epochs')} epochs")
+        )
         chose = (
-            f"Every run trained its {config.get('epochs')} epochs and was scored at the last "
+            f"Every run trained its whole budget ({budget}) and was scored at its last epoch "
             "(no early stopping: nothing was chosen, so no fold's data chose anything)."
         )
     else:
@@ -126,7 +132,7 @@ def training_lines(settings: dict) -> list[str]:
             f"{config.get('val_split'):g} of that fold's training originals, held out before "
             "any copy was made; the fold it is scored on chose nothing."
         )
-    if settings.get("budget") == "steps":
+    if steps:
         budget = (
             "Every arm trained the optimizer steps of the baseline on the same fold "
             "(--budget steps: an arm with more files trains fewer epochs), so a gain is the "
