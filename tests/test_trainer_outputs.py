@@ -462,8 +462,16 @@ def test_a_model_that_predicts_one_class_is_said_to_have_collapsed(recwarn):
         warnings.simplefilter("always")
         for epoch, seen in enumerate([1, 1, 3, 1, 1, 1, 1, 1]):
             watch.on_epoch_end(epoch, {"val_classes_predicted": seen, "classes_predicted": 4})
+        stuck = collapse_watch(config)  # training predicts one class too: a collapsed model
+        stuck.on_train_begin()
+        for epoch in range(3):
+            stuck.on_epoch_end(epoch, {"val_classes_predicted": 1, "classes_predicted": 1})
     assert [str(w.message) for w in said] == [
-        "fold 2/5: the model predicts a single class on the validation part for 3 epochs "
-        "running (epochs 4-6): it has collapsed onto it (lr 0.001, batch 8). Try a smaller "
-        "--batch, another --lr, more --epochs and --patience, or --class-weight balanced"
+        "fold 2/5: validation is predicted as a single class for 3 epochs running (epochs "
+        "4-6; lr 0.001, batch 8) while training predicts 4: from scratch, BatchNorm's moving "
+        "statistics can lag for a few hundred steps, so give --patience enough epochs; if it "
+        "lasts, try a smaller --batch, another --lr, more --epochs, or --class-weight balanced",
+        "validation is predicted as a single class for 3 epochs running (epochs 1-3; lr "
+        "0.001, batch 8) and so is training: the model has collapsed onto one class. Try a "
+        "smaller --batch, another --lr, more --epochs, or --class-weight balanced",
     ]

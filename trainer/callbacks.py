@@ -119,8 +119,9 @@ COLLAPSED_EPOCHS = 3  # epochs running with one predicted class before a run say
 
 def collapse_watch(config: TrainConfig, *, label: str = "", epochs: int = COLLAPSED_EPOCHS) -> Any:
     """A Keras callback that warns once when the part that chooses (else training) is
-    predicted as one class for `epochs` epochs running: the model has collapsed onto it,
-    and the line says what to try."""
+    predicted as one class for `epochs` epochs running, saying what it likely is and what to
+    try: training predicting one class too is a collapsed model; training predicting several
+    while validation gets one is, from scratch, BatchNorm's moving statistics lagging."""
     keras = backend.keras()
 
     class CollapseWatch(keras.callbacks.Callback):  # type: ignore[name-defined]
@@ -132,16 +133,27 @@ def collapse_watch(config: TrainConfig, *, label: str = "", epochs: int = COLLAP
             part = "validation" if "val_classes_predicted" in logs else "training"
             seen = logs.get("val_classes_predicted", logs.get("classes_predicted"))
             self.running = self.running + 1 if seen is not None and seen <= 1 else 0
-            if self.running >= epochs and not self.said:
-                self.said = True
-                warnings.warn(
-                    f"{label}the model predicts a single class on the {part} part for "
-                    f"{self.running} epochs running (epochs {epoch + 2 - self.running}-"
-                    f"{epoch + 1}): it has collapsed onto it (lr {config.rate:g}, batch "
-                    f"{config.global_batch}). Try a smaller --batch, another --lr, more "
-                    "--epochs and --patience, or --class-weight balanced",
-                    ToolWarning,
-                    stacklevel=2,
+            if self.running < epochs or self.said:
+                return
+            self.said = True
+            trained = int(logs.get("classes_predicted") or 0)
+            span = f"epochs {epoch + 2 - self.running}-{epoch + 1}"
+            settings = f"lr {config.rate:g}, batch {config.global_batch}"
+            if part == "validation" and trained > 1:
+                why = (
+                    f" while training predicts {trained}: from scratch, BatchNorm's moving "
+                    "statistics can lag for a few hundred steps, so give --patience enough "
+                    "epochs; if it lasts, try"
                 )
+            else:
+                also = " and so is training" if part == "validation" else ""
+                why = f"{also}: the model has collapsed onto one class. Try"
+            warnings.warn(
+                f"{label}{part} is predicted as a single class for {self.running} epochs "
+                f"running ({span}; {settings}){why} a smaller --batch, another --lr, more "
+                "--epochs, or --class-weight balanced",
+                ToolWarning,
+                stacklevel=2,
+            )
 
     return CollapseWatch()
