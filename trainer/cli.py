@@ -87,8 +87,10 @@ def fit(
 ) -> None:
     """Train a model on DATA and score it on held-out originals.
 
-    Writes model.keras (the best epoch), history.csv, metrics.json, confusion_matrix.png
-    and curves.png into the run folder, which appears only when training finishes.
+    Writes model.keras (the best epoch, or the last with --keep last), history.csv,
+    metrics.json, confusion_matrix.png and curves.png into the run folder, which appears
+    only when training finishes. The validation part chooses the epoch and is scored too:
+    a selected score; `train evaluate RUN TEST` on an untouched part is the honest one.
 
     \b
     Example:

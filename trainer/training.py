@@ -222,10 +222,11 @@ def _train_model(
     settings: dict,
     reuse: Reuse | None = None,
 ) -> Any:
-    """The model with the best epoch's weights: frozen base, then (optionally) fine-tuning.
+    """The model with the weights the config keeps (the best epoch's, or the last's): frozen
+    base, then (optionally) fine-tuning.
 
     One checkpoint across both phases, so the model kept is the best epoch of the whole run,
-    the one metrics.json names. EarlyStopping only stops. Every epoch's end saves what a
+    the one metrics.json names (none with keep='last'). EarlyStopping only stops. Every epoch's end saves what a
     resumed run needs (trainer.resume); a folder holding such a state continues from it."""
     from .models import unfreeze
     from .pipeline import unchanged
