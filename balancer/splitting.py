@@ -32,6 +32,7 @@ SPLIT_OUTPUT = OutputKind(
     listing=csv_listing(SPLIT_MANIFEST, "split_sha256"),
     listing_file=SPLIT_MANIFEST,
     shape=SplitRecord,
+    not_classes="its parts (train/, val/, test/) are class folders: give one of them",
 )
 
 

@@ -78,3 +78,28 @@ def test_balancer_never_imports_tensorflow(small_src, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "o" / "manifest.csv").exists()
+
+
+def test_the_shared_room_names_no_trainer_record_yet_a_balance_process_knows_them():
+    """balancer/common never names the trainer's records: each package declares its output
+    records through the installed entry points; a process that never imported the trainer
+    still knows their names without importing it, and describes them (a run folder refused
+    as a class folder) by importing only its declarations, no TensorFlow."""
+    trainer_records = ("metrics.json", "cv.json", "study.json")
+    for path in (REPO / "balancer" / "common").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not [r for r in trainer_records if r in text], path
+    code = (
+        "import sys\nfrom balancer.common.ownership import declared_kinds, record_names\n"
+        "print(sorted(record_names()), 'trainer' in sys.modules)\n"
+        "kinds = declared_kinds()\n"
+        "print(sorted(k.kind for k in kinds.values() if k.not_classes))\n"
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    names, refused, heavy = proc.stdout.strip().splitlines()
+    every = ["balance.json", "manifest.csv", "split.csv", "split.json", *trainer_records]
+    assert names == f"{sorted(every)} False"  # the names, without importing the trainer
+    assert refused == str(["cv", "evaluation", "run", "split", "study"])
+    assert heavy == "False"

@@ -40,6 +40,7 @@ EVALUATION = OutputKind(
     listing=lambda out, record: inline_listing(record),
     resumable=False,
     shape=RunMetrics,
+    not_classes="an evaluation folder holds reports, not classes",
 )
 
 
@@ -72,6 +73,7 @@ RUN = OutputKind(
     staging=(".*.partial",),  # an evaluation being written
     progress="resume/state.json",  # an interrupted fit that --resume continues
     shape=RunMetrics,
+    not_classes="a run folder holds a model and its reports, not classes",
 )
 CV = OutputKind(
     "train cv folder",
@@ -84,6 +86,7 @@ CV = OutputKind(
     ),
     staging=(".*.partial",),
     shape=FolderRecord,
+    not_classes="a cv folder holds one run folder per fold, not classes",
 )
 
 
@@ -132,6 +135,7 @@ STUDY = OutputKind(
     ),
     staging=("runs/*/*/.*.partial",),
     shape=FolderRecord,
+    not_classes="a study folder holds runs and results, not classes",
 )
 
 

@@ -41,14 +41,15 @@ from .proof import (
     sha256_file,
 )
 from .records import (
-    RECORD_NAMES,
     STAGING_MARKER,
     STAGING_SUFFIX,
     TOOL,
     OutputKind,
+    declared_kinds,
     differences,
     is_staging,
     read_json_record,
+    record_names,
     stamp,
     tool_record,
     write_json,
@@ -56,7 +57,6 @@ from .records import (
 from .staging import staged, sweep_staging
 
 __all__ = [
-    "RECORD_NAMES",
     "STAGING_MARKER",
     "STAGING_SUFFIX",
     "TOOL",
@@ -71,6 +71,7 @@ __all__ = [
     "claim",
     "claim_file",
     "clear",
+    "declared_kinds",
     "differences",
     "identity",
     "inline_listing",
@@ -83,6 +84,7 @@ __all__ = [
     "prove",
     "proven",
     "read_json_record",
+    "record_names",
     "sha256_file",
     "staged",
     "stamp",

@@ -19,12 +19,12 @@ from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
 from .proof import Proof, clear, prove
 from .records import (
-    RECORD_NAMES,
     STAGING_SUFFIX,
     TOOL,
     OutputKind,
     differences,
     is_staging,
+    record_names,
     stamp,
     tool_record,
     write_json,
@@ -354,7 +354,7 @@ def claim_file(
     if not folder.is_dir():
         raise BalanceError(f"the folder of the {what} does not exist: {folder}")
     target = folder / path.name
-    if path.name in RECORD_NAMES:
+    if path.name in record_names():
         raise BalanceError(f"{path.name} is the name of a record the tools write; choose another")
     if target.is_dir() and not target.is_symlink():
         raise BalanceError(f"the {what} {target} is a folder")

@@ -3,6 +3,9 @@ entries its kind may hold; a staging folder's marker. Nothing is deleted without
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,18 +23,12 @@ STAGING_SUFFIX = ".partial"
 STAGING_MARKER = ".balanced-aug-staging"  # inside a staging folder: proves it is ours
 
 
-# The records the tools write: never a name for a file a user asks us to write.
-RECORD_NAMES = frozenset(
-    [
-        "manifest.csv",
-        "balance.json",
-        "split.csv",
-        "split.json",
-        "metrics.json",
-        "cv.json",
-        "study.json",
-    ]
-)
+# The output kinds, by their records' "kind", as each package declares them (OutputKind
+# registers itself). The installed packages name their records, and the module declaring
+# each one's kind, as entry points of this group: a process knows every record without this
+# room naming another package's, and imports a declaring module only to describe a record.
+DECLARED: dict[str, OutputKind] = {}
+ENTRY_POINTS = "balanced_aug.records"
 
 
 @dataclass(frozen=True)
@@ -56,11 +53,46 @@ class OutputKind:
     staging: tuple[str, ...] = ()
     progress: str | None = None  # a file in a staging folder that makes it worth resuming
     shape: Any = None  # the TypedDict its record is checked against when read back
+    not_classes: str | None = None  # given as a class folder: why not, what to give instead
+    # (None: its folder is a class folder, as a balanced one is)
+
+    def __post_init__(self) -> None:
+        DECLARED[self.kind] = self
 
     @property
     def files(self) -> frozenset[str]:
         """The files at its root that are not in its listing: the record, the listing file."""
         return frozenset(n for n in (self.record, self.listing_file) if n)
+
+
+def declared_kinds() -> dict[str, OutputKind]:
+    """Every output kind, by its records' "kind": those this process declared, and those of
+    the installed packages (their declaring modules imported once, on first call)."""
+    _import_declarations()
+    return dict(DECLARED)
+
+
+@functools.cache
+def _import_declarations() -> None:
+    from importlib.metadata import entry_points
+
+    for module in sorted({point.value for point in entry_points(group=ENTRY_POINTS)}):
+        with contextlib.suppress(ImportError):  # a package installed without its parts
+            importlib.import_module(module)
+
+
+@functools.cache
+def _installed_records() -> frozenset[str]:
+    from importlib.metadata import entry_points
+
+    return frozenset(point.name for point in entry_points(group=ENTRY_POINTS))
+
+
+def record_names() -> frozenset[str]:
+    """The records the tools write (and their listings), as the installed packages name them
+    and this process declared them: never the name of a file a user asks us to write."""
+    declared = (n for kind in DECLARED.values() for n in kind.files)
+    return _installed_records() | frozenset(declared)
 
 
 def stamp(kind: OutputKind, record: Mapping) -> dict:
@@ -94,7 +126,7 @@ def write_json(path: Path, record: Mapping) -> None:
 
 def tool_record(folder: Path) -> tuple[str, dict] | None:
     """(record name, record) when `folder` holds a record this tool wrote, else None."""
-    for name in sorted(RECORD_NAMES):
+    for name in sorted(record_names()):
         path = folder / name
         if name.endswith(".json") and path.is_file():
             try:
@@ -147,26 +179,18 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-PARTS_OF = {  # an output whose folders are parts, not classes: what to give instead
-    "split": "its parts (train/, val/, test/) are class folders: give one of them",
-    "run": "a run folder holds a model and its reports, not classes",
-    "evaluation": "an evaluation folder holds reports, not classes",
-    "cv": "a cv folder holds one run folder per fold, not classes",
-    "study": "a study folder holds runs and results, not classes",
-}
-
-
 def refuse_outputs(root: Path, class_dirs: list[str]) -> None:
     """One line when SRC's "classes" would be the tool's own outputs: SRC is a split, a run,
     a cv or a study folder (its record says so), or one of its folders is any output (a
     balanced folder's parent). Judged by the records' content, not by names."""
     found = tool_record(root)
-    kind = found[1].get("kind") if found else None
-    if kind in PARTS_OF:
-        parts = [d for d in class_dirs if d in ("train", "val", "test")]
-        shown = f" ({', '.join(f'{root / d}' for d in parts)})" if parts else ""
+    name = str(found[1].get("kind")) if found else ""
+    kind = DECLARED.get(name) or (declared_kinds().get(name) if found else None)
+    if found and kind is not None and kind.not_classes:
+        parts = [root / d for d in class_dirs if d in kind.not_classes]
+        shown = f" ({', '.join(map(str, parts))})" if parts else ""
         raise BalanceError(
-            f"{root} is a {kind} output ({found[0]}): {PARTS_OF[kind]}{shown}"  # type: ignore[index]
+            f"{root} is a {kind.kind} output ({found[0]}): {kind.not_classes}{shown}"
         )
     for label in class_dirs:
         inner = tool_record(root / label)
