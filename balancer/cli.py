@@ -1,4 +1,7 @@
-"""`balance`: the command line over the balancer library (the only module that parses options)."""
+"""`balance`: the command line over the balancer library (the only module that parses options).
+
+Lazy imports: each command imports its library module when it runs: `balance --help` loads
+neither OpenCV nor NumPy."""
 
 from __future__ import annotations
 

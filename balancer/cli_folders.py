@@ -1,5 +1,7 @@
 """The `balance` commands that divide or check a folder: `split` and `verify` (registered on
-the app in balancer.cli)."""
+the app in balancer.cli).
+
+Lazy imports: each command imports its library module when it runs, as in balancer.cli."""
 
 from __future__ import annotations
 

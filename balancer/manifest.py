@@ -1,4 +1,6 @@
-"""manifest.csv and balance.json: the record of a balanced folder (see ARCHITECTURE.md)."""
+"""manifest.csv and balance.json: the record of a balanced folder (see ARCHITECTURE.md).
+
+Lazy imports: pandas loads only when a manifest is read: the command line starts fast."""
 
 from __future__ import annotations
 

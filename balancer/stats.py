@@ -1,4 +1,7 @@
-"""Per-class counts, imbalance ratio and the plan's cost, for a source or a balanced folder."""
+"""Per-class counts, imbalance ratio and the plan's cost, for a source or a balanced folder.
+
+Lazy imports: the builder and the plotting module load only when a plan is costed or a chart
+drawn."""
 
 from __future__ import annotations
 

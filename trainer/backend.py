@@ -5,6 +5,8 @@ run before that; KERAS_BACKEND set by the user works the same way. TensorFlow 2.
 oneDNN and "no CUDA driver" notes from C++ before its log level applies, so the first import
 runs with the process's stderr pointed at /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL
 themselves. Python errors still propagate.
+
+Lazy imports: Keras and TensorFlow load only when the backend is asked for.
 """
 
 from __future__ import annotations

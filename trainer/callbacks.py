@@ -12,7 +12,7 @@ import pandas as pd
 
 from balancer.common.errors import ToolWarning
 
-from . import backend
+from . import backend, resume
 from .config import MONITORS, TrainConfig
 
 
@@ -29,8 +29,6 @@ def progress_callbacks(
     plateau schedule), the best epoch's checkpoint (NoCheckpoint when the run keeps its last
     epoch: nothing is chosen), and the saver that records them."""
     keras = backend.keras()
-    from . import resume
-
     mode = MONITORS[config.monitor]
     stateful: dict[str, Any] = {}
     if config.keep == "best":

@@ -1,4 +1,7 @@
-"""`train`: the command line over the trainer library. TensorFlow loads only inside commands."""
+"""`train`: the command line over the trainer library. TensorFlow loads only inside commands.
+
+Lazy imports: each command imports its library module when it runs: `train --help` loads no
+Keras."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The options the `train` commands share, each declared once: every TrainConfig field as
-an option (its range in its help), the reading threads, and what an interrupted command says."""
+an option (its range in its help), the reading threads, and what an interrupted command says.
+
+Lazy imports: the ownership module loads only when a command runs."""
 
 from __future__ import annotations
 

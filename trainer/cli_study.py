@@ -1,4 +1,6 @@
-"""`train study`: the paper's experiments on your data (transform ranking, ablation)."""
+"""`train study`: the paper's experiments on your data (transform ranking, ablation).
+
+Lazy imports: each command imports the study library when it runs."""
 
 from __future__ import annotations
 

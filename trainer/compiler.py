@@ -1,6 +1,8 @@
 """Building and compiling a run's model: Adam on the learning-rate schedule, the loss,
 accuracy and the macro F1 early stopping watches; one compiled model reused across a cv's
-folds and a study's runs when nothing that shapes it changed."""
+folds and a study's runs when nothing that shapes it changed.
+
+Lazy imports: trainer.models is imported where used: it loads Keras."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Each option's allowed values are data (`CHOICES`, `LIMITS`): the same table checks a
 TrainConfig, gives the command line's help text and is what the tests try at both edges.
+
+Lazy imports: trainer.zoo (Keras) loads only when a model's native size is needed.
 """
 
 from __future__ import annotations

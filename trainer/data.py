@@ -4,6 +4,8 @@ A folder with a balancer `manifest.csv` is read through it: every file has a `so
 (the original it was made from), splits are grouped by source so an original and all its
 copies fall on the same side, and validation keeps originals only. A plain folder is the
 special case where every file is its own source.
+
+Lazy imports: scikit-learn loads only when folds are split.
 """
 
 from __future__ import annotations

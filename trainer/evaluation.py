@@ -1,4 +1,6 @@
-"""Scores (scikit-learn), and evaluate/predict with a finished run folder."""
+"""Scores (scikit-learn), and evaluate/predict with a finished run folder.
+
+Lazy imports: scikit-learn, Keras and the input pipeline load only when a run is scored."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from balancer.common.errors import TrainError
 
 from . import backend
 from .config import MODELS, TrainConfig, keras_cache
+from .zoo import family, requests
 
 keras = backend.keras()
 
@@ -60,8 +61,6 @@ def tiny_base(*, include_top: bool, weights: str | None, input_shape: tuple, poo
 
 def build_model(config: TrainConfig, n_classes: int) -> Any:
     """The transfer-learning model; a clear TrainError when the base weights cannot be had."""
-    from .zoo import family, requests
-
     size = config.size
     keras_name = MODELS[config.model].keras_name
     base_cls = tiny_base if keras_name is None else getattr(keras.applications, keras_name)

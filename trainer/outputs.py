@@ -3,6 +3,8 @@
 Every folder goes through the balancer's one door (`balancer.common.ownership.claim`): a run folder
 is staged and renamed into place whole; cv and study folders are written in place, a
 running record first and the complete one last, each fold or arm a staged run folder.
+
+Lazy imports: NumPy and matplotlib load only when a picture is drawn.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ backend      several devices                       mixed precision on GPU
 tensorflow   MirroredStrategy (TF_CONFIG: multi-worker)   bfloat16 where the GPU has it,
 jax          keras.distribution.DataParallel              else float16 with loss scaling
 torch        one GPU (said so when there are more)        (Keras wraps the optimizer)
+
+Lazy imports: A backend's own modules (JAX, PyTorch, TensorFlow's distribution) load only on
+that backend.
 """
 
 from __future__ import annotations

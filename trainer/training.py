@@ -1,4 +1,6 @@
-"""Fit a model on a class folder: leak-free validation, early stopping, every output written."""
+"""Fit a model on a class folder: leak-free validation, early stopping, every output written.
+
+Lazy imports: trainer.models and trainer.pipeline are imported where used: they load Keras."""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ input conversion (its family's own `preprocess_input`) and the ImageNet weights 
 address Keras fetches. Read from Keras' code as it runs (the call that checks the input
 shape, the call that fetches the file), so nothing here is a table of ours that can drift
 from the Keras installed. Loading this module loads Keras.
+
+Lazy imports: Keras' private application modules are imported where their calls are watched.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""What both command lines share: run a typer app so every user error is one line."""
+"""What both command lines share: run a typer app so every user error is one line.
+
+Lazy imports: the version is read when asked for: the package imports this module."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ size, the depth and the EXIF orientation: an image whose decoded pixels would ta
 than `max_bytes` (width x height x channels x bytes per sample) is refused unread, so a
 decompression bomb never allocates. Decoded images come out upright (EXIF orientation
 applied), as every EXIF-aware viewer and loader shows them.
+
+Lazy imports: PIL loads only for a format OpenCV cannot read.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Chunked work on joblib's process pool, with a tqdm bar over items (not chunks)."""
+"""Chunked work on joblib's process pool, with a tqdm bar over items (not chunks).
+
+Lazy imports: tqdm and Dask load only in the process that shows a bar or uses a cluster; the
+worker guard is imported in the worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""matplotlib, headless: the one place both tools get pyplot from (no display needed)."""
+"""matplotlib, headless: the one place both tools get pyplot from (no display needed).
+
+Lazy imports: matplotlib loads only when a picture is drawn."""
 
 from __future__ import annotations
 

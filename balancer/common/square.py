@@ -3,6 +3,8 @@ given side, 8-bit RGB.
 
 The trainer's input pipeline and `balance preview --resize` share these functions, so a
 preview shows exactly the pixels a model trains on. OpenCV only (no TensorFlow).
+
+Lazy imports: the reader (OpenCV) loads only when an image is made an input.
 """
 
 from __future__ import annotations

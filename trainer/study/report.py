@@ -1,5 +1,7 @@
 """A study's results: means over folds, paired gains over the baseline and the rule that
-suggests a transform, results.md and the plot."""
+suggests a transform, results.md and the plot.
+
+Lazy imports: matplotlib loads only when the plot is drawn."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Running a study: every fold is split first (grouped by source, over originals); copies are
 made with the balancer library from that fold's training originals only, so a validation
 image or a copy of one never trains. Each finished run is a run folder; a study resumes by
-skipping them."""
+skipping them.
+
+Lazy imports: Keras loads once the cheap checks have passed (trainer.models)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ one-sided (does the arm add macro F1?), with k - 1 degrees of freedom. The p-val
 arms of one model and loss are adjusted with Holm's step-down, so the chance that any arm
 with no effect is suggested stays at the chosen family-wise level. Fewer than MIN_FOLDS
 folds: the study cannot tell.
+
+Lazy imports: SciPy loads only when a test is computed.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """What proves an output is the tool's own: its JSON record (tool, kind, version) and the
-entries its kind may hold; a staging folder's marker. Nothing is deleted without this proof."""
+entries its kind may hold; a staging folder's marker. Nothing is deleted without this proof.
+
+Lazy imports: the package's version and the atomic writer are imported where used: both
+import this module's package."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +78,6 @@ def declared_kinds() -> dict[str, OutputKind]:
 
 @functools.cache
 def _import_declarations() -> None:
-    from importlib.metadata import entry_points
 
     for module in sorted({point.value for point in entry_points(group=ENTRY_POINTS)}):
         with contextlib.suppress(ImportError):  # a package installed without its parts
@@ -83,7 +86,6 @@ def _import_declarations() -> None:
 
 @functools.cache
 def _installed_records() -> frozenset[str]:
-    from importlib.metadata import entry_points
 
     return frozenset(point.name for point in entry_points(group=ENTRY_POINTS))
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..atomic import sync_folder, sync_tree
-from ..errors import UserError
+from ..errors import ToolWarning, UserError
 from .proof import clear, prove
 from .records import STAGING_MARKER, STAGING_SUFFIX, TOOL, OutputKind, is_staging
 
@@ -109,8 +109,6 @@ def _discard(old: Path, kind: OutputKind | None) -> None:
     try:
         old.rmdir()
     except OSError:  # something that was not ours is in it: keep it, and say where
-        from ..errors import ToolWarning
-
         warnings.warn(
             f"the replaced output kept entries it could not prove its own: {old}",
             ToolWarning,
