@@ -33,6 +33,7 @@ SPLIT_OUTPUT = OutputKind(
     listing_file=SPLIT_MANIFEST,
     shape=SplitRecord,
     not_classes="its parts (train/, val/, test/) are class folders: give one of them",
+    class_parts=True,
 )
 
 

@@ -31,7 +31,7 @@ from .common.shapes import shape_problems
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
-from .transforms import IDENTICAL, TRANSFORMS
+from .transforms import TRANSFORMS, marked_identical
 from .writing import render
 
 
@@ -79,9 +79,7 @@ def verify(
 def _unchanged(rows: Any, problems: list[str]) -> None:
     """A copy the manifest marks as equal to its original (no draw changed its pixels;
     --replay checks that mark on the pixels again)."""
-    marked = rows[
-        rows.params.fillna("").astype(str).str.contains(f'"{IDENTICAL}": true', regex=False)
-    ]
+    marked = rows[rows.params.fillna("").astype(str).map(marked_identical)]
     for r in marked.itertuples():
         problems.append(
             f"copy equals its original {r.source} (no draw of {r.augmentation} changed "

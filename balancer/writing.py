@@ -43,7 +43,7 @@ from .common.parallel import chunked, remote, run_chunks
 from .journal import Journal, Written
 from .manifest import MANIFEST
 from .plan import Item
-from .transforms import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Params
+from .transforms import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Params, marked_identical
 
 
 @dataclass(frozen=True)
@@ -292,11 +292,10 @@ def run_items(
 def unchanged_copies(items: list[Item], written: dict[str, Written]) -> list[Item]:
     """The copies whose params say no draw made them differ from their original
     (`changed_copy`)."""
-    marker = f'"{IDENTICAL}": true'
     return [
         it
         for it in items
-        if it.origin == "augmented" and marker in (written[it.file_name].params or "")
+        if it.origin == "augmented" and marked_identical(written[it.file_name].params)
     ]
 
 

@@ -184,3 +184,16 @@ def test_a_study_summary_as_json_has_null_where_a_number_is_missing():
     rows = json.loads(json.dumps(records(summary)))  # strict JSON: no NaN
     assert rows[0]["arm"] == "baseline" and rows[0]["gain_mean"] is None
     assert rows[1]["gain_mean"] == pytest.approx(0.35 / 3)
+
+
+def test_the_significance_level_is_checked_and_named_as_the_option(tmp_path):
+    from helpers import assert_one_line_error, run_cli
+
+    from trainer import TrainConfig
+    from trainer.study import StudySpec
+
+    with pytest.raises(ValueError, match=r"significance must be a number in \(0, 1\)"):
+        StudySpec.of_transforms(TrainConfig(weights="none"), "flip", significance=1.0)
+    args = ["study", "transforms", tmp_path, "--out", tmp_path / "s", "--significance", "0"]
+    assert_one_line_error(run_cli("trainer", *args), "--significance must be a number in (0, 1)")
+    assert not (tmp_path / "s").exists()

@@ -111,7 +111,7 @@ def study_transforms_cmd(
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
         budget=budget,
-        level=significance,
+        significance=significance,
     )
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         result = study_transforms(
@@ -191,7 +191,7 @@ def study_ablation_cmd(
         models=parse_list(model, "--model"),
         losses=parse_list(loss, "--loss"),
         budget=budget,
-        level=significance,
+        significance=significance,
     )
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         summary = run_study(

@@ -12,7 +12,15 @@ kernels: the pixels; registry: the draws and the table; options: parsing the cho
 
 from .kernels import Params, Shape
 from .options import PAPER_SET, check_chosen, check_spec, parse_transforms, unsuited
-from .registry import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Transform, lookup, replay
+from .registry import (
+    IDENTICAL,
+    PIXEL_REDRAWS,
+    TRANSFORMS,
+    Transform,
+    lookup,
+    marked_identical,
+    replay,
+)
 
 __all__ = [
     "IDENTICAL",
@@ -25,6 +33,7 @@ __all__ = [
     "check_chosen",
     "check_spec",
     "lookup",
+    "marked_identical",
     "parse_transforms",
     "replay",
     "unsuited",

@@ -322,6 +322,17 @@ TRANSFORMS: dict[str, Transform] = {
 }
 
 
+def marked_identical(params: Params | str | None) -> bool:
+    """Whether a copy's params (a dict, or a manifest cell's JSON text) say no draw made it
+    differ from its original (text that is not JSON says nothing: verify names it apart)."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params) if params.strip() else None
+        except ValueError:
+            return False
+    return isinstance(params, dict) and params.get(IDENTICAL) is True
+
+
 def lookup(name: str) -> Transform:
     """The transform called `name`; BalanceValueError naming the choices otherwise."""
     if name not in TRANSFORMS:

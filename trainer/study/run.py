@@ -93,7 +93,9 @@ def run_study(
                     file=sys.stderr,
                 )
         bar.close()
-        summary, files = _results(pd.DataFrame(rows), folder.class_names, settings, spec.level)
+        summary, files = _results(
+            pd.DataFrame(rows), folder.class_names, settings, spec.significance
+        )
         c.complete({"settings": settings}, files=files)
         return summary
 
@@ -258,7 +260,7 @@ def study_transforms(
 ) -> dict:
     """Rank each transform of a StudySpec.of_transforms by the macro F1 it adds when it
     doubles the training set once; suggest the best `top` of those whose gain over the
-    baseline passes the test (`significance.RULE` at `spec.level`)."""
+    baseline passes the test (`significance.RULE` at `spec.significance`)."""
     TOP.check(top, "top", TrainValueError)
     summary = run_study(src, out, spec, existing=existing, control=control)
     magnitudes = {a.name: a.transforms[a.name] for a in spec.arms if a.transforms}

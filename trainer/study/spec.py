@@ -50,7 +50,9 @@ class StudySpec:
     config: TrainConfig = field(default_factory=TrainConfig)
     nmin: int | None = None  # the ablation's N_min, per training fold
     budget: str = "steps"  # "steps": every arm the baseline's optimizer steps; "epochs": its epochs
-    level: float = LEVEL  # the family-wise level of the test behind a suggestion (not in `key`:
+    significance: float = (
+        LEVEL  # the family-wise level of the test behind a suggestion (not in `key`:
+    )
     # it reads the results, it does not train)
 
     def __post_init__(self) -> None:
@@ -60,7 +62,7 @@ class StudySpec:
                 f"unknown budget '{self.budget}'; choose from {', '.join(BUDGETS)}",
                 parameters=("budget",),
             )
-        LEVELS.check(self.level, "level", TrainValueError)
+        LEVELS.check(self.significance, "significance", TrainValueError)
         if self.nmin is not None or any(a.balance for a in self.arms):
             COUNT.check(self.nmin, "nmin", TrainValueError)
         for model in self.models:
@@ -74,7 +76,7 @@ class StudySpec:
         cls, config: TrainConfig, transforms: str = "all", **options: Any
     ) -> StudySpec:
         """The paper's Tables 2-3: the baseline and one arm per transform, each doubling every
-        fold's training set once. `options`: folds, models, losses, budget, level (fields)."""
+        fold's training set once. `options`: folds, models, losses, budget, significance (fields)."""
         arms = tuple(transform_arms(parse_transforms(transforms)))
         return cls(kind="transforms", arms=arms, config=config, **_listed(options))
 
@@ -91,7 +93,7 @@ class StudySpec:
         """The paper's Table 4 (baseline, ROS, ROS + all, ROS + T) and a class-weight arm,
         balanced inside each training fold. `every` is the 'all transforms' arm's set: 'all'
         at the defaults, or with overrides ('all,crop=24,cutout=12') for small images.
-        `options`: folds, models, losses, budget, level (fields)."""
+        `options`: folds, models, losses, budget, significance (fields)."""
         arms = ablation_arms(parse_transforms(transforms), parse_transforms(every))
         return cls(kind="ablation", arms=tuple(arms), config=config, nmin=nmin, **_listed(options))
 

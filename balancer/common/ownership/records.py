@@ -59,6 +59,7 @@ class OutputKind:
     shape: Any = None  # the TypedDict its record is checked against when read back
     not_classes: str | None = None  # given as a class folder: why not, what to give instead
     # (None: its folder is a class folder, as a balanced one is)
+    class_parts: bool = False  # its top-level folders are class folders (a split's parts)
 
     def __post_init__(self) -> None:
         DECLARED[self.kind] = self
@@ -78,7 +79,6 @@ def declared_kinds() -> dict[str, OutputKind]:
 
 @functools.cache
 def _import_declarations() -> None:
-
     for module in sorted({point.value for point in entry_points(group=ENTRY_POINTS)}):
         with contextlib.suppress(ImportError):  # a package installed without its parts
             importlib.import_module(module)
@@ -86,7 +86,6 @@ def _import_declarations() -> None:
 
 @functools.cache
 def _installed_records() -> frozenset[str]:
-
     return frozenset(point.name for point in entry_points(group=ENTRY_POINTS))
 
 
@@ -189,7 +188,7 @@ def refuse_outputs(root: Path, class_dirs: list[str]) -> None:
     name = str(found[1].get("kind")) if found else ""
     kind = DECLARED.get(name) or (declared_kinds().get(name) if found else None)
     if found and kind is not None and kind.not_classes:
-        parts = [root / d for d in class_dirs if d in kind.not_classes]
+        parts = [root / d for d in class_dirs] if kind.class_parts else []
         shown = f" ({', '.join(map(str, parts))})" if parts else ""
         raise BalanceError(
             f"{root} is a {kind.kind} output ({found[0]}): {kind.not_classes}{shown}"
