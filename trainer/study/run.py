@@ -32,7 +32,7 @@ from ..records import RunMetrics, StudyRow
 from ..reuse import Reuse
 from ..training import train_run
 from .report import plot_study, ranking, results_markdown, suggested_transforms, summarize
-from .significance import compare_arms
+from .significance import compare_arms, fold_gains
 from .spec import StudySpec
 
 
@@ -235,12 +235,8 @@ def with_gains(results: pd.DataFrame, tested: pd.DataFrame) -> pd.DataFrame:
     """results.csv's rows with each run's gain over the baseline on its fold, then its arm's
     mean gain, corrected standard error, p-values and mark (`compare_arms`), before the
     absent classes and the config; empty for the baseline."""
-    key = ["model", "loss", "fold"]
-    base = results[results.arm == "baseline"].set_index(key).macro_f1.rename("base")
-    out = results.join(base, on=key)
-    out["gain"] = (out.macro_f1 - out.base).where(out.arm != "baseline")
-    arm = tested.drop(columns="folds")
-    out = out.drop(columns="base").merge(arm, on=["model", "loss", "arm"], how="left")
+    out = results.assign(gain=fold_gains(results))
+    out = out.merge(tested.drop(columns="folds"), on=["model", "loss", "arm"], how="left")
     tail = [c for c in ("absent_classes", "config") if c in out]
     return out[[c for c in out if c not in tail] + tail]
 

@@ -67,6 +67,15 @@ def holm(p: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def fold_gains(results: pd.DataFrame) -> pd.Series:
+    """Each run's macro F1 minus the baseline's on the same model, loss and fold (NaN for the
+    baseline's own runs and where a fold has no baseline run), aligned with `results`."""
+    key = ["model", "loss", "fold"]
+    base = results[results.arm == "baseline"].set_index(key).macro_f1.rename("base")
+    joined = results.join(base, on=key)
+    return (joined.macro_f1 - joined.base).where(joined.arm != "baseline").rename("gain")
+
+
 def compare_arms(results: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     """Per model, loss and arm other than the baseline: folds, gain_mean, gain_se (corrected),
     p_value (one-sided), p_adjusted (Holm, over that model and loss's arms) and `marked`
@@ -75,15 +84,13 @@ def compare_arms(results: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     Needs only a results table: one row per run with arm, fold, model, loss, macro_f1, and
     train_files and validation_files (n_train and n_scored; the baseline's rows give the
     ratio, as its training part holds originals only)."""
-    study, key = ["model", "loss"], ["model", "loss", "fold"]
+    study = ["model", "loss"]
     columns = [*study, "arm", "folds", "gain_mean", "gain_se", "p_value", "p_adjusted"]
-    arms = results[results.arm != "baseline"]
-    if arms.empty:
+    if (results.arm == "baseline").all():
         return pd.DataFrame(columns=[*columns, "marked"])
     base = results[results.arm == "baseline"]
     base = base.assign(ratio=base.validation_files / base.train_files)
-    paired = arms.merge(base[[*key, "macro_f1"]], on=key, suffixes=("", "_base"))
-    paired["gain"] = paired.macro_f1 - paired.macro_f1_base
+    paired = results.assign(gain=fold_gains(results)).dropna(subset=["gain"])
     grouped = paired.groupby([*study, "arm"], sort=False).gain
     table = grouped.agg(folds="count", gain_mean="mean", var="var").reset_index()
     ratio = table[study].merge(base.groupby(study).ratio.mean().reset_index(), how="left")
