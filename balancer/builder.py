@@ -84,6 +84,15 @@ class BuildSettings:
         """How this build writes each file (format, quality, size limit)."""
         return Writing(quality=self.quality, max_image_mb=self.max_image_mb, link=self.link)
 
+    @classmethod
+    def from_key(cls, key: Mapping) -> BuildSettings:
+        """The settings a resume key (balance.json's "settings") records."""
+        fields = ("nmin", "target", "per_class", "transforms", "seed", "quality", "max_image_mb")
+        try:
+            return cls(**{f: key[f] for f in fields if f in key})
+        except (TypeError, ValueError) as exc:
+            raise BalanceError(f"{RECORD}'s settings are not a build's ({exc})") from None
+
     def key(self, found: Scan) -> dict:
         """The resume key (balance.json's "settings"): everything that decides a file's bytes,
         and the source's digest. `link` is not in it: a link and a copy hold the same bytes."""
@@ -128,7 +137,7 @@ class BuildResult:
         )
 
 
-def _source_changes(previous: dict, found: Scan) -> str:
+def source_changes(previous: dict, found: Scan) -> str:
     """What changed in SRC since an interrupted run started, in words."""
     since = previous.get("newest_source_mtime_ns") or 0
     changed_since = previous.get("newest_source_ctime_ns") or 0  # an edit with its times set back
@@ -330,7 +339,7 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
     if old.get("source_digest") != new["source_digest"]:
         raise BalanceError(
             f"{RESUME}: the source changed since the interrupted run ("
-            + _source_changes(previous, result.scan)
+            + source_changes(previous, result.scan)
             + "); resuming would mix "
             f"old and new pixels: use {OVERWRITE} to start again"
         )
