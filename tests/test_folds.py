@@ -25,6 +25,7 @@ from helpers import (
 
 from balancer import BuildSettings, build
 from trainer import grouped_folds, holdout, list_folder
+from trainer.balancing import Balancing
 from trainer.study import StudySpec, run_study
 
 seen: list = []
@@ -64,7 +65,11 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
 
     src = make_folder(tmp_path / "src", {"a": 12, "b": 6, "c": 3}, size=24)
     result = cross_validate(
-        src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
+        src,
+        tmp_path / "cv",
+        folds=3,
+        control=SILENT,
+        balance=Balancing(nmin=10, transforms="flip,rotate"),
     )
     assert len(recorded) == 3
     every = set(list_folder(src).table.file)
@@ -84,16 +89,20 @@ def test_cv_balances_each_folds_training_part_from_its_own_originals(tmp_path, r
         "nmin": 10,
         "transforms": {"flip": None, "rotate": 0.125},
     }
+    # the copies were never written: each is made from its original with its batch
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
         "cv.csv",
         "cv.json",
-        "data",
         "fold-1",
         "fold-2",
         "fold-3",
     ]
     again = cross_validate(
-        src, tmp_path / "cv", folds=3, control=SILENT, nmin=10, transforms="flip,rotate"
+        src,
+        tmp_path / "cv",
+        folds=3,
+        control=SILENT,
+        balance=Balancing(nmin=10, transforms="flip,rotate"),
     )
     assert again["folds"] == result["folds"] and len(recorded) == 3  # resumed: nothing retrained
 
@@ -319,10 +328,18 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tm
     out = tmp_path / "ab"
     spec = StudySpec.of_ablation(TINY, nmin=8, transforms="rotate,cutout=8", folds=2, models=MODELS)
     summary = run_study(study_src, out, spec, control=SILENT)
-    arms = ["baseline", "class weight", "ROS", "ROS + all transforms", "ROS + T"]
+    arms = [
+        "baseline",
+        "class weight",
+        "ROS",
+        "ROS + all transforms",
+        "ROS + T",
+        "ROS + T redrawn each epoch",
+    ]
     assert list(summary.arm) == arms
     chosen_on: dict = {}
-    for slug in ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t"):
+    slugs = ("baseline", "class-weight", "ros", "ros+all-transforms", "ros+t")
+    for slug in (*slugs, "ros+t-redrawn-each-epoch"):
         for fold, files in run_files(out, slug):
             assert set(files.split) == {"train", "selection", "scored"}
             train, val = files[files.split == "train"], files[files.split == "scored"]
@@ -338,10 +355,15 @@ def test_ablation_never_trains_on_a_validation_image_or_its_copies(study_src, tm
             else:  # every class of the fold's training part brought up to N_min (never down)
                 originals = train[train.origin == "original"].label.value_counts().to_dict()
                 assert counts == {c: max(8, n) for c, n in originals.items()}
+            copies = train[train.origin == "augmented"]
             if slug == "ros":  # plain over-sampling: copies are the original files again
-                assert set(train.file[train.origin == "augmented"]) <= set(
-                    train.file[train.origin == "original"]
-                )
+                assert copies.file.str.contains("__copy").all()
+            assert set(copies.source) <= set(train.file[train.origin == "original"])
+        # the online arm plans the same copies as the offline one, on the same folds
+        for (_, offline), (_, online) in zip(
+            run_files(out, "ros+t"), run_files(out, "ros+t-redrawn-each-epoch"), strict=True
+        ):
+            assert offline.equals(online)
     weighted = json.loads((out / "runs/tiny-focal/class-weight/fold-1/metrics.json").read_text())
     assert weighted["config"]["class_weight"] == "balanced"
     md = (out / "results.md").read_text()

@@ -27,9 +27,12 @@ from balancer.common.limits import COUNT
 
 from .cli_options import (
     GO_ON,
+    REDRAW_OPTION,
     RESUMABLE,
     STOP_WITHIN,
+    TRANSFORMS_OPTION,
     WORKERS_OPTION,
+    balancing,
     existing_from,
     logs_to_stderr,
     with_train_options,
@@ -74,6 +77,12 @@ def fit(
     val: Path | None = typer.Option(
         None, help="Validation class folder (default: a grouped split of DATA)."
     ),
+    nmin: int | None = typer.Option(
+        None,
+        help=f"Train on the balanced set `balance build DATA --nmin N` would write ({COUNT}), its copies made as their batches are: nothing is written.",
+    ),
+    transforms: str = TRANSFORMS_OPTION,
+    redraw: str | None = REDRAW_OPTION,
     overwrite: bool = overwrite_option("Replace an existing run folder."),
     resume: bool = typer.Option(
         False,
@@ -95,9 +104,13 @@ def fit(
     only when training finishes. The validation part chooses the epoch and is scored too:
     a selected score; `train evaluate RUN TEST` on an untouched part is the honest one.
 
+    With --nmin, DATA is a source folder balanced on the fly: the same files and split as
+    from `balance build DATA --nmin N` (same --seed), no folder written.
+
     \b
-    Example:
+    Examples:
       train fit data/balanced --val data/val --out runs/b0
+      train fit photos/ --nmin 1500 --transforms crop,rotate,cutout,width,zoom --redraw epoch
     """
     from .control import RunControl
     from .evaluation import summary
@@ -115,6 +128,7 @@ def fit(
             out,
             config,
             val=val,
+            balance=balancing(nmin, transforms, redraw),
             existing=existing,
             control=control,
         )
@@ -138,9 +152,8 @@ def cv(
         None,
         help=f"Balance each fold's training part from its own originals, every class up to N ({COUNT}): the paper's method inside the folds.",
     ),
-    transforms: str = typer.Option(
-        "paper", help="With --nmin: the transforms of the copies (as `balance build`)."
-    ),
+    transforms: str = TRANSFORMS_OPTION,
+    redraw: str | None = REDRAW_OPTION,
     out: Path | None = out_option(
         "Folder for the folds' runs (default runs/<data>-<model>-cv).", required=False
     ),
@@ -157,7 +170,7 @@ def cv(
     best --monitor) is chosen on an inner selection part, --val-split of the fold's training
     originals; with --keep last nothing is chosen and there is none. With --nmin, each
     fold's training part is balanced from its own originals (the paper's method, inside
-    the folds).
+    the folds); the copies are made as their batches are, never written.
 
     \b
     Example:
@@ -177,8 +190,7 @@ def cv(
             folds=folds,
             existing=existing_from(overwrite=overwrite, default="resume"),
             control=control,
-            nmin=nmin,
-            transforms=transforms,
+            balance=balancing(nmin, transforms, redraw),
         )
     if as_json:
         print(json.dumps(result, indent=2))

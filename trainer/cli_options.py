@@ -36,6 +36,28 @@ WORKERS_OPTION = workers_option(
 )
 
 
+REDRAW_OPTION = typer.Option(
+    None,
+    help="With --nmin: 'epoch' draws each copy's transform anew every epoch (online augmentation); left out, each copy is drawn as planned (the folder's copies).",
+)
+TRANSFORMS_OPTION = typer.Option(
+    "paper", help="With --nmin: the transforms of the copies (as `balance build`)."
+)
+
+
+def balancing(nmin: int | None, transforms: str, redraw: str | None) -> Any:
+    """The Balancing of the --nmin, --transforms and --redraw options (None without --nmin)."""
+    from balancer.common.errors import TrainError
+
+    from .balancing import Balancing
+
+    if nmin is None:
+        if redraw is not None:
+            raise TrainError("--redraw needs --nmin: it redraws the copies --nmin makes")
+        return None
+    return Balancing(nmin=nmin, transforms=transforms, redraw=redraw)
+
+
 def existing_from(*, overwrite: bool, default: str = "error") -> Any:
     """The one value a library call takes for what to do with an existing output."""
     from balancer.common.ownership import Existing

@@ -13,14 +13,11 @@ import pandas as pd
 
 from balancer.common.checks import member, optional
 from balancer.common.errors import ToolWarning, TrainValueError
-from balancer.common.limits import COUNT
 from balancer.common.ownership import Claim, Existing, claim
-from balancer.common.parallel import default_workers
 from balancer.manifest import CSV_LINE_END
-from balancer.transforms import PAPER_SET, check_spec
 
 from . import backend
-from .balancing import Arm, training_table
+from .balancing import Arm, Balancing, training_table
 from .callbacks import epoch_rule
 from .config import FOLDS, TrainConfig
 from .control import RunControl
@@ -47,17 +44,17 @@ def cross_validate(
     config: TrainConfig | None = None,
     *,
     folds: int = 5,
-    nmin: int | None = None,
-    transforms: str = PAPER_SET,
+    balance: Balancing | None = None,
     existing: Existing = Existing.RESUME,
     control: RunControl | None = None,
 ) -> dict:
     """Train one model per fold (StratifiedGroupKFold over the originals, grouped by source).
 
-    With `nmin`, each fold's training part is balanced from its own originals (every class
-    up to N_min, one transform from `transforms` per copy), as the paper's method runs
-    inside each fold; without it, DATA trains as it is (a balanced folder keeps each copy
-    with its original, but its folds are no longer balanced, which a warning shows).
+    With `balance`, each fold's training part is balanced from its own originals (every
+    class up to N_min, one transform of T per copy), as the paper's method runs inside each
+    fold: the copies are made from their originals as their batches are, never written.
+    Without it, DATA trains as it is (a balanced folder keeps each copy with its original,
+    but its folds are no longer balanced, which a warning shows).
     Writes OUT/fold-<k>/ (k from 1; a full run folder each, appearing whole), cv.csv (one
     row per fold) and cv.json (per fold and mean +- std of accuracy and macro F1, and the
     classes a fold had no validation image of). By default a folder holding the same
@@ -69,9 +66,7 @@ def cross_validate(
     control = optional(control, RunControl, "control", "RunControl(workers=4)") or RunControl()
     existing = member(existing, Existing, "existing", TrainValueError)
     FOLDS.check(folds, "folds", TrainValueError)
-    if nmin is not None:
-        COUNT.check(nmin, "nmin", TrainValueError)
-    chosen = check_spec(transforms) if nmin is not None else None
+    balance = optional(balance, Balancing, "balance", "Balancing(nmin=1500)")
     config.check_weights()
     folder = list_folder(data, progress=control.progress)
     config = config.resolved(len(folder.table))
@@ -82,7 +77,7 @@ def cross_validate(
         "data_digest": folder.digest(),
         "folds": folds,
         "config": config.to_dict(),
-        "balance": None if chosen is None else {"nmin": nmin, "transforms": chosen},
+        "balance": None if balance is None else balance.record(),
     }
     with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
         c.check_resume(settings, "settings or data")
@@ -105,7 +100,7 @@ def _cross_validate(
         run = c.path / f"fold-{k}"
         if not (run / RUN.record).is_file():
             if balance is not None:
-                train = _balanced(c, folder, train, balance, k=k, config=config, control=control)
+                train = _balanced(folder, train, balance, k=k, config=config)
             if progress:
                 chosen = "" if select is None else f", {len(select)} to choose the epoch on"
                 print(
@@ -144,25 +139,17 @@ def _cross_validate(
 
 
 def _balanced(
-    c: Claim,
-    folder: Folder,
-    train: pd.DataFrame,
-    balance: dict,
-    *,
-    k: int,
-    config: TrainConfig,
-    control: RunControl,
+    folder: Folder, train: pd.DataFrame, balance: dict, *, k: int, config: TrainConfig
 ) -> pd.DataFrame:
-    """Fold k's training part balanced from its own originals (`cv --nmin`)."""
+    """Fold k's training part balanced from its own originals (`cv --nmin`): its copies are
+    made when their batches are, never written."""
     return training_table(
-        Arm("ROS + T", balance["transforms"], balance=True),
+        Arm("ROS + T", balance["transforms"], balance=True, redraw=bool(balance.get("redraw"))),
         originals_only(train),
         folder.scan,
-        cache=c.path / "data" / f"fold-{k}",
         class_names=folder.class_names,
         nmin=balance["nmin"],
         seed=config.seed + k - 1,
-        workers=control.workers or default_workers(),
     )
 
 

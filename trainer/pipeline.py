@@ -14,14 +14,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from balancer.common.errors import TrainError
 from balancer.common.imageio import BadImage, SourceChanged, Stamp, check_stamp
+from balancer.common.limits import MAX_IMAGE_MB, image_bytes
 from balancer.common.parallel import default_workers
-from balancer.common.square import model_input
+from balancer.common.square import model_input, rgb8, to_square
+from balancer.recipe import load_original, made_pixels
 
 from . import backend
 
@@ -29,6 +32,19 @@ keras = backend.keras()
 
 
 read_image = model_input  # one file as the model sees it (balancer.common.square)
+
+
+def made_input(
+    made: Any, path: str, stamp: Stamp | None, epoch: int, size: int, resize: str
+) -> np.ndarray:
+    """A copy made from its original as the model sees it: the original decoded whole (a
+    copy's draw depends on its full size), the copy's pixels as the writer makes them
+    (`balancer.recipe`; drawn anew at `epoch` when `made.redraw` names the transforms),
+    then made square like any file (`made`: a balancing.Made)."""
+    item = made.item
+    original = load_original(Path(path), stamp, item.digest, image_bytes(MAX_IMAGE_MB))
+    _, pixels = made_pixels(original, item, epoch=epoch, transforms=made.redraw)
+    return rgb8(to_square(pixels, size, resize))
 
 
 class DataChanged(TrainError):
@@ -79,11 +95,13 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         *,
         stamps: Sequence[Stamp] | None = None,
         class_weights: Sequence[float] | None = None,
+        made: Sequence[Any] | None = None,
     ) -> None:
         b = batching
         threads = b.threads or default_workers()  # one per core this process may use
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=2 * threads)
         self.paths = [str(p) for p in paths]
+        self.made = None if made is None else list(made)
         self.stamps = None if stamps is None else list(stamps)
         self.class_weights = (
             None if class_weights is None else np.asarray(class_weights, np.float32)
@@ -129,21 +147,23 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         return images, labels, weights
 
     def _image(self, i: int) -> np.ndarray:
-        if self._cache is None:
+        if self._cache is None or self._redrawn(i):
             return self._read(i)
         if not self._cached[i]:  # two threads reading one image at once write the same bytes
             self._cache[i] = self._read(i)
             self._cached[i] = True
         return self._cache[i]
 
+    def _redrawn(self, i: int) -> bool:
+        return self.made is not None and self.made[i] is not None and bool(self.made[i].redraw)
+
     def _read(self, i: int) -> np.ndarray:
+        stamp = None if self.stamps is None else self.stamps[i]
+        made = None if self.made is None else self.made[i]
         try:
-            return read_image(
-                self.paths[i],
-                self.size,
-                self.resize,
-                None if self.stamps is None else self.stamps[i],
-            )
+            if made is None:
+                return read_image(self.paths[i], self.size, self.resize, stamp)
+            return made_input(made, self.paths[i], stamp, self.epoch, self.size, self.resize)
         except BadImage as exc:
             self.failure = self.failure or f"{self.paths[i]}: {exc}"
             raise DataChanged(self.failure) from None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -32,6 +32,7 @@ from balancer.common.ownership import (
 from balancer.manifest import CSV_LINE_END
 
 from . import backend, resume
+from .balancing import Balancing, recipe_table
 from .callbacks import (
     NoCheckpoint,
     collapse_watch,
@@ -186,12 +187,17 @@ def _batches(
         replace(common, shuffle=True, full=True, seed=config.seed),
         stamps=_stamps(train),
         class_weights=class_weights(counts) if config.class_weight == "balanced" else None,
+        made=_made(train),
     )
     held = [
         None
         if table is None
         else ImageBatches(
-            table.path, label_indices(table, class_names), common, stamps=_stamps(table)
+            table.path,
+            label_indices(table, class_names),
+            common,
+            stamps=_stamps(table),
+            made=_made(table),
         )
         for table in others
     ]
@@ -203,6 +209,16 @@ def class_weights(counts: list[int]) -> list[float]:
     training weighs 0 (nothing to weigh)."""
     total, n = sum(counts), len(counts)
     return [total / (n * c) if c else 0.0 for c in counts]
+
+
+def _made(table: pd.DataFrame) -> list | None:
+    """How each row's image is made (balancing.MADE), None when every row is read from its file."""
+    from .balancing import MADE, Made
+
+    if MADE not in table:
+        return None
+    made = [m if isinstance(m, Made) else None for m in table[MADE]]
+    return made if any(made) else None
 
 
 def _stamps(table: pd.DataFrame) -> list[Stamp]:
@@ -311,11 +327,16 @@ def fit(
     config: TrainConfig | None = None,
     *,
     val: str | Path | None = None,
+    balance: Balancing | None = None,
     existing: Existing = Existing.ERROR,
     callbacks: Sequence = (),
     control: RunControl | None = None,
 ) -> dict:
     """Train on a class folder; validate on `val` or a grouped split of `data` (originals only).
+
+    `balance`: train on the balanced set `balance build DATA` would write (every class up to
+    N_min, one transform per copy; the same split as from that folder), its copies made
+    from their originals as their batches are, never written (see trainer.balancing).
 
     `callbacks`: Keras callbacks of yours, run with the trainer's own (after them, before the
     state a resumed run needs is saved); added to `control`'s. `control`: progress, reading
@@ -337,30 +358,40 @@ def fit(
         )
     control = optional(control, RunControl, "control", "RunControl(workers=4)") or RunControl()
     control = replace(control, callbacks=(*control.callbacks, *callbacks))
+    data_in = DataIn(data, val, optional(balance, Balancing, "balance", "Balancing(nmin=1500)"))
     if not is_chief():
         check_inputs(Path(out).resolve(), inputs)
-        return _fit_folder(data, None, config, val, control)
+        return _fit_folder(data_in, None, config, control)
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
         if c.resuming:
             raise TrainError(
                 f"{c.path} is a finished run: nothing to resume ({OVERWRITE} replaces it)"
             )
-        return _fit_folder(data, c, config, val, control)
+        return _fit_folder(data_in, c, config, control)
 
 
-def _fit_folder(
-    data: str | Path,
-    c: Claim | None,
-    config: TrainConfig,
-    val: str | Path | None,
-    control: RunControl,
-) -> dict:
-    progress = control.progress
+class DataIn(NamedTuple):
+    """What a fit reads: the data folder, a validation folder, and how DATA is balanced."""
+
+    data: str | Path
+    val: str | Path | None
+    balance: Balancing | None
+
+
+def _fit_folder(data_in: DataIn, c: Claim | None, config: TrainConfig, control: RunControl) -> dict:
+    progress, (data, val, balance) = control.progress, data_in
     folder = list_folder(data, progress=progress)
-    config = config.resolved(len(folder.table))
+    table = folder.table
+    if balance is not None:
+        if folder.has_manifest:
+            raise TrainError(
+                f"{data} is a balanced folder already: balance its source, or train on it as it is"
+            )
+        table = recipe_table(folder.scan, balance.settings(config.seed), redraw=balance.redraw)
+    config = config.resolved(len(table))
     if val is not None:
         val_folder = list_folder(val, progress=progress)
-        train, validation = folder.table, originals_only(val_folder.table)
+        train, validation = table, originals_only(val_folder.table)
         label_indices(validation, folder.class_names)  # every validation class must be known
         shared = shared_files(train, validation)
         if shared:
@@ -371,11 +402,12 @@ def _fit_folder(
             )
         skipped = folder.skipped + val_folder.skipped
     else:
-        train, validation = holdout(folder.table, config.val_split, config.seed)
+        train, validation = holdout(table, config.val_split, config.seed)
         skipped = folder.skipped
     extra = {
         "skipped": [s.as_dict() for s in skipped],
         "warnings": absent_classes(validation, folder.class_names, train),
+        **({"balance": balance.record()} if balance else {}),
     }
     if c is None:  # a non-chief worker: its copy of the outputs is discarded
         with tempfile.TemporaryDirectory() as tmp:

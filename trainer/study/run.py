@@ -155,11 +155,9 @@ def _one_run(
             arm,
             train,
             folder.scan,
-            cache=c.path / "data" / f"fold-{k}" / _slug(arm.name),
             class_names=folder.class_names,
             nmin=spec.nmin,
             seed=spec.config.seed + k - 1,
-            workers=resolve_workers(control.workers),
         )
         weight = "balanced" if arm.class_weight else spec.config.class_weight
         run_config = _budgeted(

@@ -16,6 +16,7 @@ from ..config import FOLDS, TrainConfig
 from ..data import Folder
 from .significance import LEVEL
 
+REDRAWN = "ROS + T redrawn each epoch"  # the ablation's online arm
 BUDGETS = ("steps", "epochs")  # what every arm of a study gets the same of
 LEVELS = Interval(0, 1, "neither")
 
@@ -27,13 +28,16 @@ def transform_arms(transforms: dict) -> list[Arm]:
 
 def ablation_arms(transforms: dict, every: dict) -> list[Arm]:
     """The paper's Table 4: baseline, ROS only, ROS + every transform, ROS + the chosen T; and
-    class weights, the cheapest way to weigh the rare classes, to compare ROS with."""
+    class weights, the cheapest way to weigh the rare classes, to compare ROS with; and ROS +
+    T with each copy's transform drawn anew every epoch (online augmentation under the
+    paper's one-transform rule), on the same folds as the offline ROS + T."""
     return [
         Arm("baseline"),
         Arm("class weight", class_weight=True),
         Arm("ROS", {}, balance=True),
         Arm("ROS + all transforms", every, balance=True),
         Arm("ROS + T", dict(transforms), balance=True),
+        Arm(REDRAWN, dict(transforms), balance=True, redraw=True),
     ]
 
 
