@@ -2,7 +2,8 @@
 `train --backend jax` end to end in subprocesses (a process has one Keras backend).
 
 The JAX runs use VGG16 at 32 px (its step compiles in seconds on CPU, EfficientNet's in
-half a minute) and one EfficientNet-B0 run; PyTorch is covered by bench/gpu_check.sh.
+half a minute) and one EfficientNet-B0 run; PyTorch runs fit (on a recipe) and evaluate on
+the CPU, and bench/gpu_check.sh runs it on a GPU.
 """
 
 import json
@@ -31,6 +32,7 @@ from balancer.common.square import to_square
 
 pytest.importorskip("jax")
 JAX = dict(env={**os.environ, "KERAS_BACKEND": "jax"})
+TORCH = dict(env={**os.environ, "KERAS_BACKEND": "torch"})
 
 
 def train_without_tensorflow(*args, env=None, **kwargs):
@@ -271,3 +273,30 @@ def test_backend_errors_are_one_line(folders, tmp_path):
     except ImportError:
         proc = run_process("trainer", "--backend", "torch", "fit", folders / "data")
         assert_one_line_error(proc, "needs torch", "balanced-aug[torch]")
+
+
+@pytest.mark.slow
+def test_torch_fit_on_a_recipe_evaluate_and_the_model_loads_on_tensorflow(folders, tmp_path):
+    import keras
+    import torch  # noqa: F401  (the test extras install it: this test runs, never skips)
+    from sklearn.metrics import accuracy_score
+
+    run = tmp_path / "run"
+    recipe = ["--nmin", "10", "--transforms", "rotate,cutout"]
+    run_process(
+        "trainer", "--backend", "torch", "fit", folders / "data", *recipe, "--out", run,
+        "--model", "tiny", *SMALL, check=True, **TORCH,
+    )  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["backend"] == "torch"
+    assert metrics["data"]["train"]["augmented"] > 0  # copies made on the fly trained
+    ev = run_process("trainer", "--backend", "torch", "evaluate", run, folders / "test",
+                     "--json", check=True, **TORCH)  # fmt: skip
+    from trainer.evaluation import Run  # the PyTorch-trained model, loaded on TensorFlow
+
+    r = Run(run)
+    files = sorted((folders / "test").rglob("*.jpg"))
+    predicted = [r.class_names[i] for i in r.probabilities([str(f) for f in files]).argmax(1)]
+    truth = [f.parent.name for f in files]
+    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert keras.backend.backend() == "tensorflow"

@@ -77,7 +77,7 @@ def test_jpeg_files_before_and_after_encoding(tmp_path):
 
 
 def test_redraw_per_epoch_keeps_the_plan_and_draws_anew(png_build):
-    src, out, settings = png_build
+    src, _, settings = png_build
     folder = BalancedDataset.from_source(src, settings)
     online = BalancedDataset.from_source(src, settings, redraw="epoch")
     again = pickle.loads(pickle.dumps(online))  # what a loader worker gets
