@@ -145,3 +145,19 @@ def test_a_recipe_is_the_plan_of_the_build(png_build):
     assert [it.file_name for it in recipe.items] == sorted(read_manifest(out).file_name)
     with pytest.raises(IndexError):
         BalancedDataset(recipe)[len(recipe)]
+
+
+def test_the_trainers_keras_batches_of_a_dataset_are_its_files_made_square(tmp_path):
+    from trainer.pipeline import Batching, ImageBatches
+
+    src = make_folder(tmp_path / "src", {"a": 5, "b": 2}, size=24, ext=".png")
+    ds = BalancedDataset.from_source(src, BuildSettings(nmin=6, transforms="all"), redraw="epoch")
+    batches = ImageBatches.from_dataset(ds, Batching(n_classes=2, size=16, batch=4))
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        images = np.concatenate([batches[k][0] for k in range(len(batches))])
+        labels = np.concatenate([batches[k][1] for k in range(len(batches))]).argmax(1)
+        assert np.array_equal(images, np.stack([to_square(ds[i][0], 16) for i in range(len(ds))]))
+        assert labels.tolist() == ds.targets
+        batches.on_epoch_end()  # Keras' call after a whole epoch: the next epoch's draws
+    assert batches.epoch == 2

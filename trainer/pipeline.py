@@ -117,6 +117,24 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         self._cache = np.zeros((len(self.paths), size, size, 3), np.uint8) if cache else None
         self._cached = np.zeros(len(self.paths), bool)
 
+    @classmethod
+    def from_dataset(cls, dataset: Any, batching: Batching) -> ImageBatches:
+        """Batches of a `balancer.recipe.BalancedDataset`'s files, on the same threads as any
+        folder's: each copy made from its original as its batch is (drawn anew each epoch
+        when the dataset redraws), then made square; the dataset's transform hooks are not
+        applied, and its files' pixels are the ones before encoding."""
+        from .balancing import Made
+
+        recipe = dataset.recipe
+        redraw = recipe.settings.chosen if dataset.redraw == "epoch" else None
+        return cls(
+            [str(recipe.root / it.source) for it in recipe.items],
+            dataset.targets,
+            batching,
+            stamps=list(recipe.stamps),
+            made=[Made(it, redraw) if it.action == "augment" else None for it in recipe.items],
+        )
+
     def _draw_order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(len(self.paths))
