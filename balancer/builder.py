@@ -10,6 +10,7 @@ listing proves a build output (balancer.common.ownership).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import warnings
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .common.atomic import write_atomic
 from .common.checks import flag, instance
 from .common.errors import OVERWRITE, RESUME, BalanceError, ToolWarning
 from .common.limits import JPEG_QUALITY, MAX_IMAGE_MB
@@ -32,8 +34,9 @@ from .common.ownership import (
     tool_record,
 )
 from .common.parallel import Pool, RunOptions, pool
-from .journal import Journal, csv_listing
-from .manifest import COLUMNS, MANIFEST, RECORD, is_balanced_folder, manifest_row
+from .journal import RECIPE as RECIPE_STATUS
+from .journal import Journal, Written, csv_listing
+from .manifest import COLUMNS, MANIFEST, RECORD, csv_bytes, is_balanced_folder, manifest_row
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
@@ -213,6 +216,7 @@ def build(
     run: RunOptions = RunOptions(),
     dry_run: bool = False,
     space_check: bool = True,
+    recipe_only: bool = False,
 ) -> BuildResult:
     """Balance SRC into OUT (see ARCHITECTURE.md); BalanceError for every user error.
 
@@ -220,11 +224,13 @@ def build(
     or a bad source leaves OUT untouched. `existing` says what to do with an OUT that holds
     an earlier build: refuse it, resume it (same source and settings), or replace it.
     `run.backend='dask'` runs the same chunks on a Dask cluster: SRC and OUT must then be on
-    storage every worker sees.
+    storage every worker sees. `recipe_only` writes the records alone: balance.json and a
+    manifest.csv of every planned file, none written (see `recipe` and `materialize`).
     """
     settings = instance(settings, BuildSettings, "settings", "BuildSettings(nmin=1500)")
     run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
     dry_run, space_check = flag(dry_run, "dry_run"), flag(space_check, "space_check")
+    space_check = space_check and not flag(recipe_only, "recipe_only")
     root = check_source(src)
     if is_balanced_folder(root):  # its copies would become originals, each its own source
         raise BalanceError(
@@ -245,7 +251,41 @@ def build(
                 result.scan.images, result.targets, settings.chosen, settings.seed
             )
             c.begin(result.record)
+            if recipe_only:
+                return _write_recipe(c, result)
             return _write(c, result, settings, p)
+
+
+def materialize(folder: str | Path, *, run: RunOptions = RunOptions()) -> BuildResult:
+    """Write every file a recipe-only build of FOLDER plans, into FOLDER: the build it
+    records, resumed from nothing, byte-identical to a direct build; refused when its source
+    changed since (one line naming what changed). An interrupted build (a materialize, or
+    any build) is continued with its recorded settings."""
+    from .manifest import read_record
+
+    record = read_record(folder)
+    if record is None or record.get("status") not in (RECIPE_STATUS, "running"):
+        raise BalanceError(f"{folder} is not a recipe (`balance build --recipe-only` writes one)")
+    settings = BuildSettings.from_key(record.get("settings") or {})
+    return build(record.get("source", ""), folder, settings, existing=Existing.RESUME, run=run)
+
+
+def _write_recipe(c: Claim, result: BuildResult) -> BuildResult:
+    """A recipe-only build's records: the manifest of every planned file (params, size and
+    sha256 empty: nothing was drawn or written), then balance.json, status 'recipe'."""
+    blank = Written(None, 0, "")
+    rows = (
+        {**manifest_row(it, blank), "size": "", "sha256": ""}
+        for it in sorted(result.items, key=lambda it: it.file_name)
+    )
+    data = csv_bytes(rows, COLUMNS)
+    try:
+        write_atomic(c.path / MANIFEST, data)
+    except OSError as exc:
+        raise BalanceError(f"cannot write {c.path / MANIFEST}: {exc.strerror or exc}") from None
+    record = {**result.record, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    result.record = c.complete(record, status=RECIPE_STATUS)
+    return result
 
 
 def _source_of(root: Path) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -36,6 +37,9 @@ from .common.limits import (
     SIDE,
     WORKERS,
 )
+
+if TYPE_CHECKING:
+    from .builder import BuildResult
 
 app = tool_app()
 
@@ -104,6 +108,11 @@ def build_cmd(
         "--space-check/--no-space-check",
         help="Refuse a plan that does not fit in the free disk space.",
     ),
+    recipe_only: bool = typer.Option(
+        False,
+        "--recipe-only",
+        help="Write the records alone (balance.json, manifest.csv of every planned file), no image: train on it with `train fit SRC --nmin`, read it with balancer.recipe, or write its files later with `balance materialize OUT`.",
+    ),
     fsync: bool = fsync_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the run record (balance.json) on stdout."),
@@ -142,7 +151,13 @@ def build_cmd(
             run=run,
             dry_run=dry_run,
             space_check=space_check,
+            recipe_only=recipe_only,
         )
+    _say_built(result, dry_run=dry_run, quiet=quiet, as_json=as_json)
+
+
+def _say_built(result: BuildResult, *, dry_run: bool, quiet: bool, as_json: bool) -> None:
+    """What `build` and `materialize` print: skipped files, then the record or the table."""
     record = result.record
     report_skipped(record["skipped"], record["empty_classes"])
     if as_json:
@@ -151,8 +166,41 @@ def build_cmd(
         print(counts_table(record["counts"]))
         if dry_run:
             print(f"dry run: would write {record['files']} files to {result.out}")
+        elif record["status"] == "recipe":
+            print(
+                f"planned {record['files']} files in {result.out} (manifest.csv, balance.json), "
+                f"none written: `balance materialize {result.out}` writes them"
+            )
         else:
             print(f"wrote {record['files']} files to {result.out} (manifest.csv, balance.json)")
+
+
+@app.command("materialize")
+def materialize_cmd(
+    recipe: Path = typer.Argument(
+        ..., metavar="RECIPE", help="A folder written by `balance build --recipe-only`."
+    ),
+    workers: int | None = workers_option("Worker processes (default: every core)."),
+    fsync: bool = fsync_option(),
+    quiet: bool = quiet_option("No progress bar, no table."),
+    as_json: bool = json_option("Print the run record (balance.json) on stdout."),
+) -> None:
+    """Write the files a recipe plans, into its folder: the same bytes as a direct build.
+
+    The recipe's source must be the one it was planned from (scanned again, by content);
+    an interrupted run is continued by the same command.
+
+    \b
+    Example:
+      balance materialize data/recipe
+    """
+    from .builder import materialize
+    from .common.parallel import RunOptions
+
+    run = RunOptions(workers, progress=not quiet, durable=fsync)
+    with on_interrupt(f"run `balance materialize {recipe}` again to go on"):
+        result = materialize(recipe, run=run)
+    _say_built(result, dry_run=False, quiet=quiet, as_json=as_json)
 
 
 @app.command("stats")

@@ -103,6 +103,7 @@ def verify_cmd(
 
     Records parse, manifest <-> files, labels, counts, every file's sha256, every image
     decodes, nothing at the root that a loader would misread; --replay re-renders every copy.
+    A recipe (`build --recipe-only`): its records, and its source unchanged since.
 
     \b
     Example:
@@ -118,6 +119,12 @@ def verify_cmd(
         for problem in report["problems"]:
             print(f"problem: {problem}", file=sys.stderr)
         state = "ok" if report["ok"] else f"{len(report['problems'])} problem(s)"
-        print(f"{out}: {report['files']} files in {len(report['classes'])} classes: {state}")
+        if report.get("recipe"):
+            planned = sum(report["classes"].values())
+            print(
+                f"{out}: a recipe of {planned} files in {len(report['classes'])} classes: {state}"
+            )
+        else:
+            print(f"{out}: {report['files']} files in {len(report['classes'])} classes: {state}")
     if not report["ok"]:
         raise typer.Exit(1)

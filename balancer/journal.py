@@ -27,6 +27,9 @@ from .common.ownership import Listed
 from .manifest import CSV_LINE_END, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+# A record's status when its listing plans files that were never written (`balance build
+# --recipe-only`): the listing is whole and checksummed, and proves no file ours.
+RECIPE = "recipe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ def csv_listing(name: str, digest_key: str) -> Callable[[Path, dict], dict[str, 
 
     def listing(out: Path, record: dict) -> dict[str, Listed]:
         path = out / name
-        finished = record.get("status") == "complete"
+        finished = record.get("status") in ("complete", RECIPE)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -101,6 +104,8 @@ def csv_listing(name: str, digest_key: str) -> Callable[[Path, dict], dict[str, 
                 f"its {name} was edited after it was written (its sha256 is not the one "
                 "its record holds)"
             )
+        if record.get("status") == RECIPE:
+            return {}  # it plans files, none written
         try:
             _, rows = read_rows(data, torn_tail=not finished)
         except ValueError as exc:

@@ -113,14 +113,15 @@ def read_manifest(folder: str | Path) -> pd.DataFrame:
     (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
     originals), the others strings. BalanceError (one line) for an unfinished build (its
     manifest is a journal of the files written so far), and for a manifest that lacks the
-    columns a reader needs, lists a file twice, or names a path outside the folder."""
+    columns a reader needs, lists a file twice, or names a path outside the folder. A
+    recipe's manifest (`build --recipe-only`) lists the files it plans, none written."""
     import pandas as pd
 
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
     record = read_record(folder)
-    if record is not None and record.get("status") != "complete":
+    if record is not None and record.get("status") not in ("complete", "recipe"):
         raise BalanceError(
             f"{folder} is an unfinished build ({RECORD} says '{record.get('status')}'; its "
             f"{MANIFEST} lists only the files written so far): finish it with "

@@ -28,6 +28,7 @@ from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record, writer_of
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .common.shapes import shape_problems
+from .journal import RECIPE
 from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
@@ -58,6 +59,8 @@ def verify(
         )
     problems: list[str] = []
     record = _read_record(root, problems)
+    if record is not None and record.get("status") == RECIPE:
+        return _check_recipe(root, record, run, problems)
     manifest = _read_manifest(root, problems)
     files = _layout(root, problems)
     if manifest is None:
@@ -74,6 +77,40 @@ def verify(
         if replay and record is not None:
             _check_replay(root, record, manifest, p, limit=limit, problems=problems)
     return _report(problems, files, counts)
+
+
+def _check_recipe(root: Path, record: dict, run: RunOptions, problems: list[str]) -> dict:
+    """A recipe-only build: its manifest as its record checksums it, no image beside it, and
+    its source, scanned again, the one it was planned from (what changed, named)."""
+    from .builder import source_changes
+    from .source import scan
+
+    manifest = _read_manifest(root, problems)
+    try:
+        data = (root / MANIFEST).read_bytes()
+    except OSError:
+        data = b""
+    if manifest is not None and hashlib.sha256(data).hexdigest() != record.get("manifest_sha256"):
+        problems.append(
+            f"{MANIFEST} was edited after it was written (not the sha256 {RECORD} holds)"
+        )
+    files = _layout(root, problems)
+    if files:
+        problems.append(f"a recipe holds no image, but {root} has {len(files)} ({files[0]} ...)")
+    source, key = Path(str(record.get("source", ""))), record.get("settings") or {}
+    try:
+        found = scan(
+            source, workers=run.workers, progress=run.progress, max_bytes=_image_limit(record)
+        )
+        if found.digest() != key.get("source_digest"):
+            problems.append(
+                f"its source {source} changed since the recipe was written "
+                f"({source_changes(record, found)}): materializing it is refused"
+            )
+    except BalanceError as exc:
+        problems.append(f"its source cannot be read: {exc}")
+    counts = {} if manifest is None else manifest.label.value_counts().sort_index().to_dict()
+    return {**_report(problems, files, {k: int(v) for k, v in counts.items()}), "recipe": True}
 
 
 def _unchanged(rows: Any, problems: list[str]) -> None:

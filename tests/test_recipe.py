@@ -16,7 +16,16 @@ from balancer.common.errors import BalanceError, BalanceValueError
 from balancer.common.square import rgb8, to_square
 from balancer.manifest import read_manifest
 from balancer.recipe import BalancedDataset, Recipe, redrawn
-from tests.helpers import edit_in_place, make_folder, textured, write_image
+from balancer.verification import verify
+from tests.helpers import (
+    assert_one_line_error,
+    edit_in_place,
+    make_folder,
+    run_cli,
+    textured,
+    tree_digest,
+    write_image,
+)
 
 ONE = RunOptions(workers=1, progress=False)
 EVERY = "all"
@@ -161,3 +170,45 @@ def test_the_trainers_keras_batches_of_a_dataset_are_its_files_made_square(tmp_p
         assert labels.tolist() == ds.targets
         batches.on_epoch_end()  # Keras' call after a whole epoch: the next epoch's draws
     assert batches.epoch == 2
+
+
+def test_a_recipe_only_build_is_verified_read_and_materialized_byte_identical(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 5, "b": 2}, size=24, ext=".png")
+    plan = ["--nmin", "7", "--transforms", "rotate,cutout,zoom", "--seed", "4", "-q"]
+    run_cli("balancer", "build", src, "--out", tmp_path / "direct", *plan, check=True)
+    recipe = tmp_path / "recipe"
+    said = run_cli(
+        "balancer", "build", src, "--out", recipe, *plan[:-1], "--recipe-only", check=True
+    )
+    assert "none written" in said.stdout
+    assert sorted(p.name for p in recipe.iterdir()) == ["balance.json", "manifest.csv"]
+    assert json.loads((recipe / "balance.json").read_text())["status"] == "recipe"
+    checked = run_cli("balancer", "verify", recipe, "--json", check=True)
+    assert json.loads(checked.stdout)["classes"] == {"a": 7, "b": 7}
+    ds = BalancedDataset.from_folder(recipe)  # read from its source, pixel for pixel
+    m = read_manifest(tmp_path / "direct").sort_values("file_name")
+    for i, name in enumerate(m.file_name):
+        assert np.array_equal(ds[i][0], decoded(tmp_path / "direct" / name))
+    proc = run_cli("trainer", "fit", recipe, "--out", tmp_path / "run")
+    assert_one_line_error(proc, "is a recipe", "balance materialize")
+    run_cli("balancer", "materialize", recipe, "-q", check=True)
+    assert tree_digest(recipe) == tree_digest(tmp_path / "direct")
+
+
+def test_a_recipe_whose_source_changed_is_named_and_not_materialized(tmp_path):
+    src = make_folder(tmp_path / "src", {"a": 5, "b": 2}, size=24, ext=".png")
+    recipe = tmp_path / "recipe"
+    build(src, recipe, BuildSettings(nmin=6, transforms="flip"), run=ONE, recipe_only=True)
+    before = tree_digest(recipe)
+    (recipe / "a").mkdir()
+    (recipe / "a" / "mine.png").write_bytes((src / "a" / "a_000.png").read_bytes())
+    proc = run_cli("balancer", "materialize", recipe)
+    assert_one_line_error(proc, "mine.png", "never holds")  # a user's file: nothing touched
+    (recipe / "a" / "mine.png").unlink()
+    (recipe / "a").rmdir()
+    edit_in_place(src / "b" / "b_001.png")
+    report = verify(recipe)
+    assert not report["ok"] and "b/b_001.png" in report["problems"][0]
+    proc = run_cli("balancer", "materialize", recipe)
+    assert_one_line_error(proc, "source changed", "b/b_001.png")
+    assert tree_digest(recipe) == before

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from balancer.common.errors import ToolWarning, TrainError, TrainValueError, UserError
-from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest
+from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest, read_record
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
 
@@ -61,6 +61,7 @@ def list_folder(
     root = Path(folder)
     if not root.exists():
         raise TrainError(f"data folder not found: {root}")
+    _refuse_recipe(root)
     found = scan(root, workers=workers, progress=progress)
     rows = [
         (str(root / im.path), im.path, label, im.path, "original", *im.stamp, im.digest.hex())
@@ -90,6 +91,20 @@ def list_folder(
     if len(class_names) < 2:
         raise TrainError(f"{root} has {len(class_names)} usable class folder(s); need at least 2")
     return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
+
+
+def _refuse_recipe(root: Path) -> None:
+    """A recipe-only build holds no image: say what trains on it instead."""
+    try:
+        status = (read_record(root) or {}).get("status")
+    except UserError:
+        return  # a damaged record: the folder is read as any other
+    if status == "recipe":
+        raise TrainError(
+            f"{root} is a recipe (balance build --recipe-only): it holds no image; "
+            f"`balance materialize {root}` writes them, or train on its source with the "
+            "same --nmin, --transforms and --seed"
+        )
 
 
 def same_bytes_groups(table: pd.DataFrame) -> pd.Series:

@@ -148,8 +148,10 @@ class Claim:
         except OSError as exc:
             raise BalanceError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
 
-    def complete(self, record: Mapping, files: Mapping[str, bytes] | None = None) -> dict:
-        """Write the record that says the output is whole; return it. `files` (name -> bytes)
+    def complete(
+        self, record: Mapping, files: Mapping[str, bytes] | None = None, *, status: str = "complete"
+    ) -> dict:
+        """Write the record that says the output is whole (`status`); return it. `files` (name -> bytes)
         are the output's own files at its root, listed in its record (a kind without a
         listing file): each is flushed under its temporary name and listed in the running
         record before it is renamed into place, so none is ever in place unlisted."""
@@ -167,7 +169,7 @@ class Claim:
                 for tmp, dst in placed:
                     place(tmp, dst)
                 sync_folder(self.path)
-        stamped = stamp(self.kind, {**record, "status": "complete"})
+        stamped = stamp(self.kind, {**record, "status": status})
         write_json(self.path / self.kind.record, stamped)
         return stamped
 
