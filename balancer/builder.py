@@ -11,8 +11,6 @@ listing proves a build output (balancer.common.ownership).
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from .manifest import COLUMNS, MANIFEST, RECORD, csv_bytes, is_balanced_folder, 
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
+from .space import block_size, check_space, estimate_bytes
 from .transforms import PAPER_SET, TRANSFORMS, check_spec, unsuited
 from .writing import Writing, run_items, unchanged_copies, unchanged_warning
 
@@ -166,45 +165,6 @@ def source_changes(previous: dict, found: Scan) -> str:
         if before.get(label) != now:
             parts.append(f"class '{label}' had {before.get(label, 0)} images, now {now}")
     return "; ".join(parts) or "files were replaced, renamed or re-tagged"
-
-
-def estimate_bytes(
-    found: Scan, targets: Mapping[str, int], *, link: bool, block: int = 4096
-) -> int:
-    """Disk space the plan needs: originals (unless hard-linked) plus each class's copies at
-    its originals' mean size, every file rounded up to whole blocks of the file system."""
-
-    def on_disk(size: float) -> int:
-        return -(-int(size) // block) * block
-
-    total = 0
-    for label, images in found.images.items():
-        mean = sum(im.size for im in images) / len(images)
-        if not link:
-            total += sum(on_disk(im.size) for im in images)
-        total += on_disk(mean) * (targets[label] - len(images))
-    return total
-
-
-def block_size(out: Path) -> int:
-    """The allocation unit of the file system OUT is (or will be) on."""
-    where = next(d for d in (out, *out.parents) if d.exists())
-    try:
-        return os.statvfs(where).f_frsize or 4096
-    except (OSError, AttributeError):
-        return 4096
-
-
-def check_space(out: Path, needed: int, files: int) -> None:
-    """Refuse a plan that cannot fit on OUT's file system."""
-    where = next(d for d in (out, *out.parents) if d.exists())
-    free = shutil.disk_usage(where).free
-    if needed > free:
-        raise BalanceError(
-            f"the plan writes {files:,} files, about {needed / 2**30:.2f} GiB, but "
-            f"{where} has {free / 2**30:.2f} GiB free (fewer copies, another disk, "
-            "or --no-space-check to go on anyway)"
-        )
 
 
 def build(

@@ -37,7 +37,7 @@ def folder_stats(
     A balanced folder (the balancer's manifest.csv) is read through its manifest: originals
     and augmented copies per class.
     """
-    from .builder import block_size, estimate_bytes
+    from .space import block_size, estimate_bytes
 
     root = check_source(folder)
     chosen = parse_transforms(transforms) if transforms else {}

@@ -584,7 +584,7 @@ def test_split_refuses_a_balanced_folder(tmp_path):
 def test_the_space_check_counts_a_block_per_file(tmp_path, monkeypatch):
     from collections import namedtuple
 
-    import balancer.builder as builder
+    import balancer.space as space
 
     src = tmp_path / "src"
     tiny = write_image(src / "a" / "0.png", textured(4, 4)).read_bytes()
@@ -604,7 +604,7 @@ def test_the_space_check_counts_a_block_per_file(tmp_path, monkeypatch):
         src, tmp_path / "out", BuildSettings(nmin=300, transforms="flip"), dry_run=True, run=ONE
     )
     assert result.record["estimated_bytes"] == block * files
-    assert builder.block_size(tmp_path) == block
+    assert space.block_size(tmp_path) == block
 
 
 def test_a_picture_that_fails_never_loses_what_was_written(tmp_path):

@@ -100,8 +100,7 @@ def test_old_run_folders_with_a_boolean_cache_still_read():
 
 
 def test_balanced_class_weights_reach_the_loss_as_sample_weights(tmp_path):
-    from trainer.pipeline import Batching, ImageBatches
-    from trainer.training import class_weights
+    from trainer.pipeline import Batching, ImageBatches, class_weights
 
     weights = class_weights([80, 15, 5, 0])
     assert weights[:3] == pytest.approx([100 / 320, 100 / 60, 100 / 20]) and weights[3] == 0

@@ -118,6 +118,31 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         self._cached = np.zeros(len(self.paths), bool)
 
     @classmethod
+    def of_table(
+        cls,
+        table: Any,
+        class_names: list[str],
+        batching: Batching,
+        *,
+        class_weights: Sequence[float] | None = None,
+    ) -> ImageBatches:
+        """Batches of a file table (trainer.data's columns; a made row rendered, see
+        trainer.balancing), labels indexed in `class_names`, stamps checked."""
+        from .balancing import MADE, Made
+        from .data import STAMP, label_indices
+
+        stamps = [tuple(map(int, s)) for s in zip(*(table[c] for c in STAMP), strict=True)]
+        made = [m if isinstance(m, Made) else None for m in table.get(MADE, [None] * len(table))]
+        return cls(
+            table.path,
+            label_indices(table, class_names),
+            batching,
+            stamps=stamps,  # type: ignore[arg-type]  # four ints each: a Stamp
+            class_weights=class_weights,
+            made=made if any(made) else None,
+        )
+
+    @classmethod
     def from_dataset(cls, dataset: Any, batching: Batching) -> ImageBatches:
         """Batches of a `balancer.recipe.BalancedDataset`'s files, on the same threads as any
         folder's: each copy made from its original as its batch is (drawn anew each epoch
@@ -215,6 +240,13 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
         """Serve epoch `epoch` next, in its own (seed, epoch) order: a resumed run."""
         self.epoch = epoch
         self._order = self._draw_order()
+
+
+def class_weights(counts: list[int]) -> list[float]:
+    """scikit-learn's 'balanced' class weights, n / (classes x n_class): a class absent from
+    training weighs 0 (nothing to weigh)."""
+    total, n = sum(counts), len(counts)
+    return [total / (n * c) if c else 0.0 for c in counts]
 
 
 def unchanged(*batches: ImageBatches) -> Any:

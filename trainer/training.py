@@ -18,7 +18,6 @@ import pandas as pd
 from balancer.common.atomic import write_atomic
 from balancer.common.checks import member, optional
 from balancer.common.errors import OVERWRITE, ToolWarning, TrainError, TrainValueError
-from balancer.common.imageio import Stamp
 from balancer.common.ownership import (
     Claim,
     Existing,
@@ -44,7 +43,6 @@ from .compiler import Compiler
 from .config import TrainConfig
 from .control import RunControl, keras_verbosity
 from .data import (
-    STAMP,
     Parts,
     class_counts,
     describe,
@@ -168,7 +166,7 @@ def _batches(
 ) -> tuple[Any, ...]:
     """The training batches (shuffled per epoch, all full), then one unshuffled batches
     object per table of `others` (None for None)."""
-    from .pipeline import Batching, ImageBatches
+    from .pipeline import Batching, ImageBatches, class_weights
 
     # The batch option is the global batch: split across the replicas.
     common = Batching(
@@ -181,52 +179,14 @@ def _batches(
         threads=threads,
     )
     counts = list(class_counts(train, class_names).values())
-    train_ds = ImageBatches(
-        train.path,
-        label_indices(train, class_names),
+    train_ds = ImageBatches.of_table(
+        train,
+        class_names,
         replace(common, shuffle=True, full=True, seed=config.seed),
-        stamps=_stamps(train),
         class_weights=class_weights(counts) if config.class_weight == "balanced" else None,
-        made=_made(train),
     )
-    held = [
-        None
-        if table is None
-        else ImageBatches(
-            table.path,
-            label_indices(table, class_names),
-            common,
-            stamps=_stamps(table),
-            made=_made(table),
-        )
-        for table in others
-    ]
+    held = [None if t is None else ImageBatches.of_table(t, class_names, common) for t in others]
     return (train_ds, *held)
-
-
-def class_weights(counts: list[int]) -> list[float]:
-    """scikit-learn's 'balanced' class weights, n / (classes x n_class): a class absent from
-    training weighs 0 (nothing to weigh)."""
-    total, n = sum(counts), len(counts)
-    return [total / (n * c) if c else 0.0 for c in counts]
-
-
-def _made(table: pd.DataFrame) -> list | None:
-    """How each row's image is made (balancing.MADE), None when every row is read from its file."""
-    from .balancing import MADE, Made
-
-    if MADE not in table:
-        return None
-    made = [m if isinstance(m, Made) else None for m in table[MADE]]
-    return made if any(made) else None
-
-
-def _stamps(table: pd.DataFrame) -> list[Stamp]:
-    """Each file's stamp as the scan saw it (imageio.Stamp)."""
-    return [
-        (int(a), int(b), int(c), int(d))
-        for a, b, c, d in zip(*(table[column] for column in STAMP), strict=True)
-    ]
 
 
 def _train_model(
