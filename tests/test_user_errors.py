@@ -460,7 +460,7 @@ def test_json_and_help_conventions(tmp_path):
         assert version.returncode == 0 and version.stdout.startswith(f"{prog} 0."), version.stderr
         short = run_cli(tool, "-h")
         assert short.returncode == 0 and "Usage:" in short.stdout
-    for command in ("build", "stats", "preview", "split", "verify", "transforms"):
+    for command in ("build", "stats", "preview", "split", "verify", "transforms", "materialize"):
         help_text = run_cli("balancer", command, "-h").stdout
         assert "Example:" in help_text and "{" not in help_text.splitlines()[0], command
         assert "--quiet" in help_text, command

@@ -108,7 +108,7 @@ def fit(
     from `balance build DATA --nmin N` (same --seed), no folder written.
 
     \b
-    Examples:
+    Example:
       train fit data/balanced --val data/val --out runs/b0
       train fit photos/ --nmin 1500 --transforms crop,rotate,cutout,width,zoom --redraw epoch
     """
