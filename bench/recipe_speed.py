@@ -87,6 +87,23 @@ def contenders(src: Path, settings: BuildSettings, size: int) -> dict:
     }
 
 
+def jpeg_gap(src: Path, settings: BuildSettings) -> tuple[float, float]:
+    """(mean, largest) over the copies of the mean |recipe pixels - written file's pixels|:
+    what JPEG encoding at the build's quality changes (`encoded=True` closes the gap)."""
+    from balancer.common.imageio import load
+    from balancer.common.square import rgb8
+    from balancer.recipe import BalancedDataset
+
+    folder = src.parent / f"{src.name}-balanced"
+    ds = BalancedDataset.from_source(src, settings)
+    gaps = [
+        np.abs(ds[i][0].astype(int) - rgb8(load(folder / it.file_name).image)).mean()
+        for i, it in enumerate(ds.recipe.items)
+        if it.action == "augment"
+    ]
+    return float(np.mean(gaps)), float(np.max(gaps))
+
+
 def measure(label: str, src: Path, settings: BuildSettings, size: int, rounds: int) -> None:
     runs = contenders(src, settings, size)
     seen: dict[str, list[float]] = {name: [] for name in runs}
@@ -114,6 +131,11 @@ def main() -> None:
     settings = BuildSettings(nmin=args.nmin, transforms="paper")
     small = corpus(CACHE / f"recipe-500x375-{args.originals}", args.originals, 375, 500)
     measure("500x375", small, settings, args.size, args.rounds)
+    mean, worst = jpeg_gap(small, settings)
+    print(
+        f"  a copy before encoding vs its written JPEG (q{settings.quality}): mean "
+        f"{mean:.2f} grey levels per pixel, {worst:.2f} for the worst copy"
+    )
     big_n = args.megapixel_originals
     big = corpus(CACHE / f"recipe-12mp-{big_n}", big_n, 3000, 4000)
     measure(
