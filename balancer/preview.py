@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,19 +223,39 @@ def preview_manifest(
     originals = dict(
         zip(m.source[m.origin == "original"], m.file_name[m.origin == "original"], strict=True)
     )
+    shown = _shown(folder, view.at_least)
     for source in sources[:rows]:
         original = originals.get(source)
         if original is None:
             raise BalanceError(f"{folder / MANIFEST} has no row for the original {source}")
-        row = [tile(view(_load(folder, original, view.at_least)), [original, "original"])]
+        row = [tile(view(shown(original, None)[0]), [original, "original"])]
         for r in aug[aug.source == source].head(per_row).itertuples():
-            if not isinstance(r.params, dict):
+            image, params = shown(r.file_name, r.params)
+            if not isinstance(params, dict):
                 raise BalanceError(f"{folder / MANIFEST}: the copy {r.file_name} has no params")
-            image = view(_load(folder, r.file_name, view.at_least))
-            row.append(tile(image, [r.augmentation, describe_params(r.params)]))
+            row.append(tile(view(image), [r.augmentation, describe_params(params)]))
         tiles.append(row)
     _save(sheet(tiles), target)
     return len(tiles), max(len(r) for r in tiles)
+
+
+def _shown(folder: Path, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
+    """(pixels, params) of a file by name: read from a balanced folder, or made from its
+    original when the folder is a recipe (`build --recipe-only`: no file written)."""
+    from .manifest import read_record
+
+    if (read_record(folder) or {}).get("status") != "recipe":
+        return lambda name, params: (_load(folder, name, at_least), params)
+    from .recipe import Recipe
+
+    recipe = Recipe.from_folder(folder, progress=False)
+    index = {it.file_name: i for i, it in enumerate(recipe.items)}
+
+    def made(name: str, params: Any) -> tuple[np.ndarray, Any]:
+        drawn, image = recipe.pixels(index[name])
+        return image, drawn
+
+    return made
 
 
 def _load(folder: Path, name: str, at_least: int) -> np.ndarray:

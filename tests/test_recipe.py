@@ -191,8 +191,12 @@ def test_a_recipe_only_build_is_verified_read_and_materialized_byte_identical(tm
         assert np.array_equal(ds[i][0], decoded(tmp_path / "direct" / name))
     proc = run_cli("trainer", "fit", recipe, "--out", tmp_path / "run")
     assert_one_line_error(proc, "is a recipe", "balance materialize")
+    sheet = ["preview", recipe, "--from-manifest"]
+    run_cli("balancer", *sheet, "-o", tmp_path / "made.png", check=True)  # made from originals
     run_cli("balancer", "materialize", recipe, "-q", check=True)
     assert tree_digest(recipe) == tree_digest(tmp_path / "direct")
+    run_cli("balancer", *sheet, "-o", tmp_path / "read.png", check=True)  # read from the files
+    assert (tmp_path / "made.png").read_bytes() == (tmp_path / "read.png").read_bytes()
 
 
 def test_a_recipe_whose_source_changed_is_named_and_not_materialized(tmp_path):
