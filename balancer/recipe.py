@@ -207,7 +207,8 @@ class BalancedDataset:
     the folder's file i decodes, HxWx3 uint8 RGB (alpha dropped, 16 bits scaled to 8).
 
     redraw: None (each copy as planned: the folder) or "epoch" (drawn anew per epoch; call
-    `set_epoch(e)` before each epoch, as with PyTorch's DistributedSampler). encoded: JPEG
+    `set_epoch(e)` before each epoch, as with PyTorch's DistributedSampler: a DataLoader
+    pickles the dataset to its workers each epoch unless `persistent_workers`). encoded: JPEG
     files' pixels after encoding at the build's quality and decoding (exactly the written
     file's), else before (a PNG file's are the same either way). transform and
     target_transform: applied to the image and the label index, as torchvision's datasets
