@@ -55,7 +55,8 @@ def stats_table(stats: FolderStats) -> str:
     ratio = f"{stats['imbalance_ratio']:.1f}"
     if stats["balanced_folder"]:
         ratio += f" (originals: {stats['originals_imbalance_ratio']:.1f})"
-    lines.append(f"{stats['images']} images, imbalance ratio {ratio}")
+    planned = " planned (a recipe: none written)" if stats.get("recipe") else ""
+    lines.append(f"{stats['images']} images{planned}, imbalance ratio {ratio}")
     if "plan" in stats:
         plan = stats["plan"]
         lines.append(

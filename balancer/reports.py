@@ -69,6 +69,7 @@ class FolderStats(TypedDict, total=False):
 
     folder: str
     balanced_folder: bool
+    recipe: bool  # a recipe-only build: its images planned, none written
     classes: dict[str, ClassStats]
     images: int
     imbalance_ratio: float

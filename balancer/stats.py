@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .common.parallel import RunOptions, pool
-from .manifest import is_balanced_folder, read_manifest
+from .manifest import is_balanced_folder, read_manifest, read_record
 from .plan import check_target, class_targets, thin_classes
 from .reports import ClassStats, FolderStats
 from .source import check_source, scan, sizes_by_class
@@ -54,9 +54,11 @@ def folder_stats(
             }
             for label, row in table.iterrows()
         }
+        record = read_record(root) or {}
         return {
             "folder": str(root),
             "balanced_folder": True,
+            "recipe": record.get("status") == "recipe",
             "classes": classes,
             "images": len(m),
             "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),

@@ -183,6 +183,9 @@ def test_a_recipe_only_build_is_verified_read_and_materialized_byte_identical(tm
     assert "none written" in said.stdout
     assert sorted(p.name for p in recipe.iterdir()) == ["balance.json", "manifest.csv"]
     assert json.loads((recipe / "balance.json").read_text())["status"] == "recipe"
+    assert (
+        "14 images planned (a recipe: none written)" in run_cli("balancer", "stats", recipe).stdout
+    )
     checked = run_cli("balancer", "verify", recipe, "--json", check=True)
     assert json.loads(checked.stdout)["classes"] == {"a": 7, "b": 7}
     ds = BalancedDataset.from_folder(recipe)  # read from its source, pixel for pixel
