@@ -18,7 +18,7 @@ Lazy imports: OpenCV loads with the first image.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,13 +202,48 @@ class Recipe:
         }
 
 
+def check_epoch(epoch: int) -> int:
+    """The epoch, once it is a whole number >= 0."""
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise BalanceValueError(
+            f"epoch must be a whole number >= 0, not {epoch!r}", parameters=("epoch",)
+        )
+    return int(epoch)
+
+
+class EpochSampler:
+    """The indices of a dataset for PyTorch's DataLoader (`sampler=`), each as (i, epoch):
+    the epoch travels with every index, so loader workers, persistent ones too, serve that
+    epoch's draws. `set_epoch(e)` before each epoch, as with DistributedSampler; shuffle: a
+    new order every epoch, drawn from (seed, epoch)."""
+
+    def __init__(self, dataset: Any, *, shuffle: bool = False, seed: int = 0) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = len(dataset), bool(shuffle), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass yields."""
+        self.epoch = check_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+            if self.shuffle
+            else range(self.n)
+        )
+        return ((int(i), self.epoch) for i in order)
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class BalancedDataset:
     """The balanced set as a map-style dataset: `ds[i]` is (image, label index), the image as
     the folder's file i decodes, HxWx3 uint8 RGB (alpha dropped, 16 bits scaled to 8).
 
     redraw: None (each copy as planned: the folder) or "epoch" (drawn anew per epoch; call
     `set_epoch(e)` before each epoch, as with PyTorch's DistributedSampler: a DataLoader
-    pickles the dataset to its workers each epoch unless `persistent_workers`). encoded: JPEG
+    pickles the dataset to its workers each epoch; with `persistent_workers`, give it an
+    `EpochSampler`, whose indices carry the epoch). encoded: JPEG
     files' pixels after encoding at the build's quality and decoding (exactly the written
     file's), else before (a PNG file's are the same either way). transform and
     target_transform: applied to the image and the label index, as torchvision's datasets
@@ -267,9 +302,12 @@ class BalancedDataset:
     def __len__(self) -> int:
         return len(self.recipe)
 
-    def __getitem__(self, i: int) -> tuple[Any, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
+        """(image, label) of file `key`, at the current epoch; `key` may be (i, epoch), as
+        `EpochSampler` gives it, for that epoch's draws."""
+        i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         i = range(len(self))[i]  # negative indices, and IndexError past the end
-        image = self.image(i)
+        image = self.image(i, epoch=epoch)
         label: Any = self.targets[i]
         if self.transform is not None:
             image = self.transform(image)
@@ -277,19 +315,23 @@ class BalancedDataset:
             label = self.target_transform(label)
         return image, label
 
-    def image(self, i: int) -> np.ndarray:
-        """File i's pixels at the current epoch, HxWx3 uint8 RGB."""
+    def image(self, i: int, *, epoch: int | None = None) -> np.ndarray:
+        """File i's pixels at `epoch` (None: the current one), HxWx3 uint8 RGB."""
         from .common.square import rgb8
 
-        return rgb8(self._pixels(i)[1])
+        return rgb8(self._pixels(i, epoch)[1])
 
-    def params(self, i: int) -> Params | None:
-        """The params file i's copy draws at the current epoch (None for an original)."""
-        return self._pixels(i)[0]
+    def params(self, i: int, *, epoch: int | None = None) -> Params | None:
+        """The params file i's copy draws at `epoch` (None: the current one; None for an
+        original)."""
+        return self._pixels(i, epoch)[0]
 
-    def _pixels(self, i: int) -> tuple[Params | None, np.ndarray]:
+    def _pixels(self, i: int, epoch: int | None) -> tuple[Params | None, np.ndarray]:
         return self.recipe.pixels(
-            i, epoch=self.epoch, encoded=self.encoded, redraw=self.redraw == "epoch"
+            i,
+            epoch=self.epoch if epoch is None else epoch,
+            encoded=self.encoded,
+            redraw=self.redraw == "epoch",
         )
 
     def row(self, i: int) -> dict:
@@ -298,11 +340,7 @@ class BalancedDataset:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose draws `redraw="epoch"` serves next."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise BalanceValueError(
-                f"epoch must be a whole number >= 0, not {epoch!r}", parameters=("epoch",)
-            )
-        self.epoch = int(epoch)
+        self.epoch = check_epoch(epoch)
 
     def __repr__(self) -> str:
         return (

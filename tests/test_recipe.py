@@ -15,7 +15,7 @@ from balancer.common import imageio
 from balancer.common.errors import BalanceError, BalanceValueError
 from balancer.common.square import rgb8, to_square
 from balancer.manifest import read_manifest
-from balancer.recipe import BalancedDataset, Recipe, redrawn
+from balancer.recipe import BalancedDataset, EpochSampler, Recipe, redrawn
 from balancer.verification import verify
 from tests.helpers import (
     assert_one_line_error,
@@ -144,6 +144,27 @@ def test_torch_dataloader_with_workers_gives_the_serial_batches(png_build):
         assert torch.cat(images).dtype == torch.uint8
         assert np.array_equal(torch.cat(images).numpy(), serial)
         assert torch.cat(labels).tolist() == ds.targets
+
+
+def test_persistent_workers_draw_each_epoch_through_the_sampler(png_build):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    src, _, settings = png_build
+    square = partial(to_square, size=16)
+    ds = BalancedDataset.from_source(src, settings, redraw="epoch", transform=square)
+    sampler = EpochSampler(ds, shuffle=True, seed=5)
+    loader = DataLoader(ds, sampler=sampler, batch_size=6, num_workers=2, persistent_workers=True)
+    for epoch in (0, 2, 1):  # the same worker processes throughout
+        sampler.set_epoch(epoch)
+        order = [i for i, _ in sampler]
+        serial = np.stack([ds[(i, epoch)][0] for i in order])
+        images, labels = zip(*loader, strict=True)
+        assert np.array_equal(torch.cat(images).numpy(), serial), epoch
+        assert torch.cat(labels).tolist() == [ds.targets[i] for i in order]
+    assert order != sorted(order) and ds.epoch == 0  # shuffled; the dataset's own epoch unused
+    ds.set_epoch(2)
+    assert np.array_equal(ds[3][0], ds[(3, 2)][0])
 
 
 def test_a_recipe_is_the_plan_of_the_build(png_build):
