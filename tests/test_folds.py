@@ -306,6 +306,23 @@ def test_fit_refuses_validation_data_that_is_also_training_data(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_cv_redraw_makes_every_copy_anew_from_t_and_is_part_of_the_resume_key(tmp_path, recorded):
+    from trainer.balancing import MADE
+    from trainer.crossval import cross_validate
+
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 3}, size=24)
+    balance = Balancing(nmin=8, transforms="flip,rotate", redraw="epoch")
+    result = cross_validate(src, tmp_path / "cv", folds=2, control=SILENT, balance=balance)
+    assert result["settings"]["balance"]["redraw"] == "epoch"
+    for train, _, _ in recorded:
+        made = train[MADE][train.origin == "augmented"]
+        assert len(made) and all(m.redraw == {"flip": None, "rotate": 0.125} for m in made)
+        assert train[MADE][train.origin == "original"].isna().all()  # read from their files
+    proc = run_cli("trainer", "cv", src, "--out", tmp_path / "cv", "--folds", "2",
+                   "--nmin", "8", "--transforms", "flip,rotate", "--weights", "none")  # fmt: skip
+    assert_one_line_error(proc, "other settings or data")  # a plan without redraw: not resumed
+
+
 def test_val_split_keeps_byte_identical_files_on_one_side(tmp_path):
     from trainer.data import grouped_folds, holdout, list_folder
 
