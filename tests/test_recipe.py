@@ -139,7 +139,7 @@ def test_torch_dataloader_with_workers_gives_the_serial_batches(png_build):
     for epoch in (0, 3):
         ds.set_epoch(epoch)  # before the loader starts its workers, as DistributedSampler's
         serial = np.stack([ds[i][0] for i in range(len(ds))])
-        loader = DataLoader(ds, batch_size=5, num_workers=2, shuffle=False)
+        loader = DataLoader(ds, batch_size=5, num_workers=2, multiprocessing_context="spawn")
         images, labels = zip(*loader, strict=True)
         assert torch.cat(images).dtype == torch.uint8
         assert np.array_equal(torch.cat(images).numpy(), serial)
@@ -154,7 +154,10 @@ def test_persistent_workers_draw_each_epoch_through_the_sampler(png_build):
     square = partial(to_square, size=16)
     ds = BalancedDataset.from_source(src, settings, redraw="epoch", transform=square)
     sampler = EpochSampler(ds, shuffle=True, seed=5)
-    loader = DataLoader(ds, sampler=sampler, batch_size=6, num_workers=2, persistent_workers=True)
+    loader = DataLoader(
+        ds, sampler=sampler, batch_size=6, num_workers=2, persistent_workers=True,
+        multiprocessing_context="spawn",  # a fresh interpreter: only what pickles reaches it
+    )  # fmt: skip
     for epoch in (0, 2, 1):  # the same worker processes throughout
         sampler.set_epoch(epoch)
         order = [i for i, _ in sampler]
