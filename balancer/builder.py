@@ -32,9 +32,16 @@ from .common.ownership import (
     tool_record,
 )
 from .common.parallel import Pool, RunOptions, pool
-from .journal import RECIPE as RECIPE_STATUS
 from .journal import Journal, Written, csv_listing
-from .manifest import COLUMNS, MANIFEST, RECORD, csv_bytes, is_balanced_folder, manifest_row
+from .manifest import (
+    COLUMNS,
+    MANIFEST,
+    RECIPE,
+    RECORD,
+    csv_bytes,
+    is_balanced_folder,
+    manifest_row,
+)
 from .plan import Item, check_seed, check_target, class_targets, make_plan, thin_classes
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
@@ -224,10 +231,13 @@ def materialize(folder: str | Path, *, run: RunOptions = RunOptions()) -> BuildR
     from .manifest import read_record
 
     record = read_record(folder)
-    if record is None or record.get("status") not in (RECIPE_STATUS, "running"):
+    if record is None or record.get("status") not in (RECIPE, "running"):
         raise BalanceError(f"{folder} is not a recipe (`balance build --recipe-only` writes one)")
     settings = BuildSettings.from_key(record.get("settings") or {})
-    return build(record.get("source", ""), folder, settings, existing=Existing.RESUME, run=run)
+    source = Path(str(record.get("source", "")))
+    if not source.is_dir():
+        raise BalanceError(f"the source {source} that {folder} was planned from is not there")
+    return build(source, folder, settings, existing=Existing.RESUME, run=run)
 
 
 def _write_recipe(c: Claim, result: BuildResult) -> BuildResult:
@@ -244,7 +254,7 @@ def _write_recipe(c: Claim, result: BuildResult) -> BuildResult:
     except OSError as exc:
         raise BalanceError(f"cannot write {c.path / MANIFEST}: {exc.strerror or exc}") from None
     record = {**result.record, "manifest_sha256": hashlib.sha256(data).hexdigest()}
-    result.record = c.complete(record, status=RECIPE_STATUS)
+    result.record = c.complete(record, status=RECIPE)
     return result
 
 

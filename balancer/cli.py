@@ -158,6 +158,8 @@ def build_cmd(
 
 def _say_built(result: BuildResult, *, dry_run: bool, quiet: bool, as_json: bool) -> None:
     """What `build` and `materialize` print: skipped files, then the record or the table."""
+    from .manifest import RECIPE
+
     record = result.record
     report_skipped(record["skipped"], record["empty_classes"])
     if as_json:
@@ -166,7 +168,7 @@ def _say_built(result: BuildResult, *, dry_run: bool, quiet: bool, as_json: bool
         print(counts_table(record["counts"]))
         if dry_run:
             print(f"dry run: would write {record['files']} files to {result.out}")
-        elif record["status"] == "recipe":
+        elif record["status"] == RECIPE:
             print(
                 f"planned {record['files']} files in {result.out} (manifest.csv, balance.json), "
                 f"none written: `balance materialize {result.out}` writes them"

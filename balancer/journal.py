@@ -24,12 +24,9 @@ from typing import Any
 from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
-from .manifest import CSV_LINE_END, csv_bytes
+from .manifest import CSV_LINE_END, RECIPE, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-# A record's status when its listing plans files that were never written (`balance build
-# --recipe-only`): the listing is whole and checksummed, and proves no file ours.
-RECIPE = "recipe"
 
 
 @dataclass(frozen=True, slots=True)

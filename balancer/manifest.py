@@ -22,6 +22,9 @@ from .reports import BuildRecord
 
 MANIFEST = "manifest.csv"
 RECORD = "balance.json"
+# balance.json's status for a recipe-only build (`build --recipe-only`): its manifest lists
+# every planned file, checksummed, and none of them is written (it proves no file ours).
+RECIPE = "recipe"
 # "augmentation" is the transform a copy got ("" for originals); not "transform", which would
 # hide DataFrame.transform.
 COLUMNS = [
@@ -121,7 +124,7 @@ def read_manifest(folder: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
     record = read_record(folder)
-    if record is not None and record.get("status") not in ("complete", "recipe"):
+    if record is not None and record.get("status") not in ("complete", RECIPE):
         raise BalanceError(
             f"{folder} is an unfinished build ({RECORD} says '{record.get('status')}'; its "
             f"{MANIFEST} lists only the files written so far): finish it with "

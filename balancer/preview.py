@@ -242,9 +242,9 @@ def preview_manifest(
 def _shown(folder: Path, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
     """(pixels, params) of a file by name: read from a balanced folder, or made from its
     original when the folder is a recipe (`build --recipe-only`: no file written)."""
-    from .manifest import read_record
+    from .manifest import RECIPE, read_record
 
-    if (read_record(folder) or {}).get("status") != "recipe":
+    if (read_record(folder) or {}).get("status") != RECIPE:
         return lambda name, params: (_load(folder, name, at_least), params)
     from .recipe import Recipe
 

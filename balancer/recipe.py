@@ -27,17 +27,26 @@ import numpy as np
 
 from .builder import BuildSettings, source_changes
 from .common import imageio
-from .common.errors import BalanceError, BalanceValueError
+from .common.errors import BalanceError, BalanceValueError, UserError
 from .common.formats import written_format
 from .common.imageio import Stamp
 from .common.parallel import default_workers
-from .manifest import read_manifest, read_record
+from .manifest import RECIPE, read_manifest, read_record
 from .plan import Item, class_targets, make_plan
 from .source import Scan, check_source, scan
 from .transforms import Params
 from .writing import changed_copy
 
 REDRAWS = (None, "epoch")  # a copy's draw: the plan's, or anew every epoch
+
+
+def check_redraw(redraw: str | None, error: type[UserError] = BalanceValueError) -> str | None:
+    """The redraw option, once it is one of REDRAWS (`error`: the library's ValueError)."""
+    if redraw not in REDRAWS:
+        raise error(
+            f"unknown redraw {redraw!r}; choose 'epoch' or leave it out", parameters=("redraw",)
+        )
+    return redraw
 
 
 def redrawn(
@@ -94,8 +103,8 @@ class Recipe:
         )
         plan = make_plan(found.images, targets, settings.chosen, settings.seed)
         items = tuple(sorted(plan, key=lambda it: it.file_name))
-        stamp = {im.path: im.stamp for ims in found.images.values() for im in ims}
-        return cls(found.root, items, tuple(stamp[it.source] for it in items), settings)
+        by_path = found.by_path()
+        return cls(found.root, items, tuple(by_path[it.source].stamp for it in items), settings)
 
     @classmethod
     def from_source(
@@ -130,7 +139,7 @@ class Recipe:
         `source`, where it moved), scanned again and proven the one the build read (its
         digest), planned with the recorded settings, and checked against the manifest."""
         record = read_record(folder)
-        if record is None or record.get("status") not in ("complete", "recipe"):
+        if record is None or record.get("status") not in ("complete", RECIPE):
             raise BalanceError(f"{folder} is not a finished balance build (no complete record)")
         key = record.get("settings") or {}
         settings = BuildSettings.from_key(key)
@@ -264,11 +273,7 @@ class BalancedDataset:
                 f"recipe must be a Recipe, not {type(recipe).__name__} "
                 "(BalancedDataset.from_folder or .from_source make one)"
             )
-        if redraw not in REDRAWS:
-            raise BalanceValueError(
-                f"unknown redraw {redraw!r}; choose None or 'epoch'", parameters=("redraw",)
-            )
-        self.recipe, self.redraw, self.encoded = recipe, redraw, bool(encoded)
+        self.recipe, self.redraw, self.encoded = recipe, check_redraw(redraw), bool(encoded)
         self.transform, self.target_transform = transform, target_transform
         self.classes = recipe.classes
         self.class_to_idx = {c: k for k, c in enumerate(self.classes)}

@@ -131,6 +131,10 @@ class Scan:
         """The skipped files as {path, reason} dicts (balance.json's form)."""
         return [s.as_dict() for s in self.skipped]
 
+    def by_path(self) -> dict[str, SourceImage]:
+        """Every usable image by its path (relative to the root)."""
+        return {im.path: im for ims in self.images.values() for im in ims}
+
     def counts(self) -> dict[str, int]:
         """Readable images per class."""
         return {label: len(images) for label, images in self.images.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .common.parallel import RunOptions, pool
-from .manifest import is_balanced_folder, read_manifest, read_record
+from .manifest import RECIPE, is_balanced_folder, read_manifest, read_record
 from .plan import check_target, class_targets, thin_classes
 from .reports import ClassStats, FolderStats
 from .source import check_source, scan, sizes_by_class
@@ -58,7 +58,7 @@ def folder_stats(
         return {
             "folder": str(root),
             "balanced_folder": True,
-            "recipe": record.get("status") == "recipe",
+            "recipe": record.get("status") == RECIPE,
             "classes": classes,
             "images": len(m),
             "imbalance_ratio": imbalance_ratio({k: v["count"] for k, v in classes.items()}),

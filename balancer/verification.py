@@ -28,8 +28,7 @@ from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record, writer_of
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .common.shapes import shape_problems
-from .journal import RECIPE
-from .manifest import COLUMNS, MANIFEST, RECORD, leaves_folder, read_csv
+from .manifest import COLUMNS, MANIFEST, RECIPE, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
 from .transforms import TRANSFORMS, marked_identical

@@ -21,7 +21,7 @@ from balancer.builder import BuildSettings
 from balancer.common.errors import TrainValueError
 from balancer.common.limits import COUNT
 from balancer.plan import Item, class_targets, make_plan
-from balancer.recipe import REDRAWS, Recipe
+from balancer.recipe import Recipe, check_redraw
 from balancer.source import Scan
 from balancer.transforms import PAPER_SET, check_spec
 
@@ -38,15 +38,6 @@ class Made(NamedTuple):
     redraw: Mapping[str, float | None] | None = None
 
 
-def check_redraw(redraw: str | None) -> str | None:
-    """The redraw option, once it is one of REDRAWS."""
-    if redraw not in REDRAWS:
-        raise TrainValueError(
-            f"unknown redraw {redraw!r}; choose 'epoch' or leave it out", parameters=("redraw",)
-        )
-    return redraw
-
-
 @dataclass(frozen=True, kw_only=True)
 class Balancing:
     """How a run balances its source on the fly: every class up to `nmin`, one transform of
@@ -60,7 +51,7 @@ class Balancing:
     def __post_init__(self) -> None:
         COUNT.check(self.nmin, "nmin", TrainValueError)
         object.__setattr__(self, "transforms", check_spec(self.transforms))
-        check_redraw(self.redraw)
+        check_redraw(self.redraw, TrainValueError)
 
     @property
     def chosen(self) -> dict[str, float | None]:
@@ -98,7 +89,7 @@ def plan_rows(
     from its file; a transformed copy is made from its original (`redraw`: anew each epoch).
     A made copy's `digest` stands for what makes it (its original's bytes, transform, seed
     and redraw), so a resumed run notices another recipe."""
-    by_path = {im.path: im for ims in found.images.values() for im in ims}
+    by_path = found.by_path()
     rows = []
     for it in items:
         im = by_path[it.source]
@@ -148,7 +139,7 @@ def training_table(
     targets = (
         class_targets(counts, nmin=nmin) if arm.balance else {c: 2 * n for c, n in counts.items()}
     )
-    by_path = {im.path: im for ims in found.images.values() for im in ims}
+    by_path = found.by_path()
     images = {c: [by_path[f] for f in train.file[train.label == c]] for c in counts}
     copies = [
         it for it in make_plan(images, targets, arm.transforms, seed) if it.origin == "augmented"

@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from balancer.common.errors import ToolWarning, TrainError, TrainValueError, UserError
-from balancer.manifest import MANIFEST, RECORD, is_balanced_folder, read_manifest, read_record
+from balancer.manifest import (
+    MANIFEST,
+    RECIPE,
+    RECORD,
+    is_balanced_folder,
+    read_manifest,
+    read_record,
+)
 from balancer.plan import class_rng
 from balancer.source import Scan, Skipped, scan
 
@@ -99,7 +106,7 @@ def _refuse_recipe(root: Path) -> None:
         status = (read_record(root) or {}).get("status")
     except UserError:
         return  # a damaged record: the folder is read as any other
-    if status == "recipe":
+    if status == RECIPE:
         raise TrainError(
             f"{root} is a recipe (balance build --recipe-only): it holds no image; "
             f"`balance materialize {root}` writes them, or train on its source with the "
