@@ -146,6 +146,24 @@ class BuildResult:
         )
 
 
+def unchanged_source(
+    record: Mapping,
+    root: Path,
+    since: str,
+    *,
+    workers: int | None,
+    progress: bool,
+    max_bytes: int | None,
+) -> Scan:
+    """ROOT scanned again, once its content is proven the one a build's `record` read (its
+    source digest); BalanceError "ROOT changed since <since> (what changed)" otherwise."""
+    found = scan(root, workers=workers, progress=progress, max_bytes=max_bytes)
+    if found.digest() != (record.get("settings") or {}).get("source_digest"):
+        changes = source_changes(dict(record), found)
+        raise BalanceError(f"{root} changed since {since} ({changes})")
+    return found
+
+
 def source_changes(previous: dict, found: Scan) -> str:
     """What changed in SRC since an interrupted run started, in words."""
     since = previous.get("newest_source_mtime_ns") or 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .builder import BuildSettings, source_changes
+from .builder import BuildSettings, unchanged_source
 from .common import imageio
 from .common.errors import BalanceError, BalanceValueError, UserError
 from .common.formats import written_format
@@ -148,12 +148,13 @@ class Recipe:
             raise BalanceError(
                 f"the source {root} that {folder} was built from is not there: pass source="
             )
-        found = scan(root, workers=workers or default_workers(), progress=progress)
-        if found.digest() != key.get("source_digest"):
-            raise BalanceError(
-                f"{root} changed since {folder} was built ({source_changes(dict(record), found)})"
-                ": its recipe no longer describes it"
-            )
+        try:
+            found = unchanged_source(
+                record, root, f"{folder} was built", workers=workers, progress=progress,
+                max_bytes=None,
+            )  # fmt: skip
+        except BalanceError as exc:
+            raise BalanceError(f"{exc}: its recipe no longer describes it") from None
         recipe = cls.from_scan(found, settings)
         m = read_manifest(folder).sort_values("file_name", kind="stable")
         if list(m.file_name) != [it.file_name for it in recipe.items]:

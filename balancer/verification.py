@@ -81,8 +81,7 @@ def verify(
 def _check_recipe(root: Path, record: dict, run: RunOptions, problems: list[str]) -> dict:
     """A recipe-only build: its manifest as its record checksums it, no image beside it, and
     its source, scanned again, the one it was planned from (what changed, named)."""
-    from .builder import source_changes
-    from .source import scan
+    from .builder import unchanged_source
 
     manifest = _read_manifest(root, problems)
     try:
@@ -96,18 +95,20 @@ def _check_recipe(root: Path, record: dict, run: RunOptions, problems: list[str]
     files = _layout(root, problems)
     if files:
         problems.append(f"a recipe holds no image, but {root} has {len(files)} ({files[0]} ...)")
-    source, key = Path(str(record.get("source", ""))), record.get("settings") or {}
+    source = Path(str(record.get("source", "")))
     try:
-        found = scan(
-            source, workers=run.workers, progress=run.progress, max_bytes=_image_limit(record)
+        if not source.is_dir():
+            raise BalanceError(f"{source} is not there")
+        unchanged_source(
+            record,
+            source,
+            "the recipe was written",
+            workers=run.workers,
+            progress=run.progress,
+            max_bytes=_image_limit(record),
         )
-        if found.digest() != key.get("source_digest"):
-            problems.append(
-                f"its source {source} changed since the recipe was written "
-                f"({source_changes(record, found)}): materializing it is refused"
-            )
     except BalanceError as exc:
-        problems.append(f"its source cannot be read: {exc}")
+        problems.append(f"its source {exc}: materializing it is refused")
     counts = {} if manifest is None else manifest.label.value_counts().sort_index().to_dict()
     return {**_report(problems, files, {k: int(v) for k, v in counts.items()}), "recipe": True}
 
