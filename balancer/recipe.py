@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .builder import BuildSettings, unchanged_source
+from .builder import BuildSettings
 from .common import imageio
 from .common.errors import BalanceError, BalanceValueError, UserError
 from .common.formats import written_format
@@ -35,6 +35,7 @@ from .manifest import RECIPE, read_manifest, read_record
 from .plan import Item, class_targets, make_plan
 from .source import Scan, check_source, scan
 from .transforms import Params
+from .unchanged import unchanged_source
 from .writing import changed_copy
 
 REDRAWS = (None, "epoch")  # a copy's draw: the plan's, or anew every epoch

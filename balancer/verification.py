@@ -81,7 +81,7 @@ def verify(
 def _check_recipe(root: Path, record: dict, run: RunOptions, problems: list[str]) -> dict:
     """A recipe-only build: its manifest as its record checksums it, no image beside it, and
     its source, scanned again, the one it was planned from (what changed, named)."""
-    from .builder import unchanged_source
+    from .unchanged import unchanged_source
 
     manifest = _read_manifest(root, problems)
     try:
