@@ -32,7 +32,8 @@ from .common.ownership import (
     tool_record,
 )
 from .common.parallel import Pool, RunOptions, pool
-from .journal import Journal, Written, csv_listing
+from .common.storage import Remote, local_folders, location
+from .journal import Journal, ObjectJournal, Written, csv_listing
 from .manifest import (
     COLUMNS,
     MANIFEST,
@@ -180,7 +181,7 @@ def build(
     inputs = {"source folder": root}
     out, _ = check_claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing)
     with pool(run) as p:
-        p.check_shared(root, next(d for d in (out, *out.parents) if d.exists()))
+        p.check_shared(*local_folders(root, out))
         if dry_run:
             return _survey(root, out, settings, p, space_check=space_check)
         with claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing) as c:
@@ -207,7 +208,7 @@ def materialize(folder: str | Path, *, run: RunOptions = RunOptions()) -> BuildR
     if record is None or record.get("status") not in (RECIPE, "running"):
         raise BalanceError(f"{folder} is not a recipe (`balance build --recipe-only` writes one)")
     settings = BuildSettings.from_key(record.get("settings") or {})
-    source = Path(str(record.get("source", "")))
+    source = location(str(record.get("source", "")))
     if not source.is_dir():
         raise BalanceError(f"the source {source} that {folder} was planned from is not there")
     return build(source, folder, settings, existing=Existing.RESUME, run=run)
@@ -291,7 +292,7 @@ def _survey(
     record = _record(root, found, settings, targets, block)
     for message in record["warnings"]:
         warnings.warn(message, ToolWarning, stacklevel=3)
-    if space_check:
+    if space_check and not isinstance(out, Remote):  # a store has no disk to fill
         present = (
             sum(
                 f.stat().st_blocks * 512
@@ -332,8 +333,11 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
         )
 
 
-def manifest_journal(out: Path) -> Journal:
-    """The journal a build keeps in OUT's manifest.csv while its files land."""
+def manifest_journal(out: Path | Remote) -> Journal | ObjectJournal:
+    """The journal a build keeps in OUT's manifest.csv while its files land (in a store,
+    in objects beside it)."""
+    if isinstance(out, Remote):
+        return ObjectJournal(out, MANIFEST, COLUMNS, manifest_row)
     return Journal(out / MANIFEST, COLUMNS, manifest_row)
 
 

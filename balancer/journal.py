@@ -24,6 +24,7 @@ from typing import Any
 from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
+from .common.storage import Remote, journal_name
 from .manifest import CSV_LINE_END, RECIPE, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -88,6 +89,8 @@ def csv_listing(name: str, digest_key: str) -> Callable[[Path, dict], dict[str, 
     def listing(out: Path, record: dict) -> dict[str, Listed]:
         path = out / name
         finished = record.get("status") in ("complete", RECIPE)
+        if isinstance(out, Remote) and not finished:
+            return ObjectJournal(out, name, []).listed()
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -163,4 +166,77 @@ class Journal:
         rows = (self.row(it, written[it.file_name]) for it in ordered)
         data = csv_bytes(rows, self.columns)
         write_atomic(self.path, data)
+        return hashlib.sha256(data).hexdigest()
+
+
+TODO, DONE = ".todo", ".csv"
+
+
+@dataclass
+class ObjectJournal:
+    """A listing being kept in a store, which has no append and no rename: each chunk of work
+    puts one object naming the files it is about to write (`.todo`), then its files, then
+    one object of their rows (`.csv`), all under OUT/.<listing>.journal/. So an object under a
+    final name is always named by a todo object, and a resumed run proves each file by its
+    row (size, sha256 of the bytes read back). At the end the whole listing is put, the
+    journal deleted, and the record written last."""
+
+    out: Remote
+    name: str
+    columns: list[str]
+    row: Callable[[Any, Written], dict] | None = None
+
+    @property
+    def folder(self) -> Remote:
+        """Where the chunks' journal objects are."""
+        return self.out / journal_name(self.name)
+
+    def _objects(self, suffix: str) -> list[Remote]:
+        return [e for e in self.folder.iterdir() if e.name.endswith(suffix)]
+
+    def resume(self) -> dict[str, Written]:
+        """The files recorded done: the listing's rows where a run got that far, then every
+        chunk's rows (a later row for a name wins)."""
+        rows: list[dict] = []
+        try:
+            rows.extend(read_rows((self.out / self.name).read_bytes())[1])
+        except FileNotFoundError:
+            pass
+        for obj in self._objects(DONE):
+            rows.extend(read_rows(obj.read_bytes())[1])
+        return {
+            r["file_name"]: Written(r.get("params") or None, int(r["size"]), r["sha256"])
+            for r in rows
+        }
+
+    def listed(self) -> dict[str, Listed]:
+        """What a running build's objects are proven by: every file recorded done (size,
+        sha256) and every file a chunk said it was writing (nothing to check yet)."""
+        try:
+            found = {n: w.listed for n, w in self.resume().items()}
+            for obj in self._objects(TODO):
+                for n in obj.read_text().splitlines():
+                    found.setdefault(n, Listed(-1, ""))
+        except (OSError, ValueError) as exc:
+            raise BalanceError(f"its journal in {self.folder} cannot be read ({exc})") from None
+        return found
+
+    def begin_chunk(self, key: str, names: Sequence[str]) -> None:
+        """Before a chunk's files are put: the names it will write."""
+        (self.folder / f"{key}{TODO}").write_bytes("".join(f"{n}\n" for n in names).encode())
+
+    def end_chunk(self, key: str, done: Sequence[tuple[Any, Written]]) -> None:
+        """Once a chunk's files are all put: their rows."""
+        assert self.row is not None
+        data = csv_bytes((self.row(item, w) for item, w in done), self.columns)
+        (self.folder / f"{key}{DONE}").write_bytes(data)
+
+    def finish(self, items: Iterable[Any], written: Mapping[str, Written]) -> str:
+        """Put the whole listing (file-name order), delete the journal; its sha256."""
+        assert self.row is not None
+        ordered = sorted(items, key=lambda it: it.file_name)
+        data = csv_bytes((self.row(it, written[it.file_name]) for it in ordered), self.columns)
+        (self.out / self.name).write_bytes(data)
+        for obj in list(self.folder.iterdir()):
+            obj.unlink(missing_ok=True)
         return hashlib.sha256(data).hexdigest()

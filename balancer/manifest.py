@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from .common.errors import BalanceError
 from .common.ownership import read_json_record, write_json
 from .common.shapes import shape_problems
+from .common.storage import Remote, location
 from .reports import BuildRecord
 
 MANIFEST = "manifest.csv"
@@ -84,13 +85,13 @@ def read_csv(path: Path) -> pd.DataFrame:
 REQUIRED = ["file_name", "label", "source", "origin"]  # what a reader of the folder needs
 
 
-def is_balanced_folder(folder: str | Path) -> bool:
+def is_balanced_folder(folder: str | Path | Remote) -> bool:
     """Whether FOLDER is a balancer output: its balance.json is this tool's record, or its
     manifest.csv has the balancer's `source` and `origin` columns. A manifest.csv of anyone
     else (Hugging Face's `file_name,text` metadata, say) does not make it one."""
     from .common.ownership import tool_record
 
-    folder = Path(folder)
+    folder = location(folder)
     found = tool_record(folder)
     if found is not None and found[0] == RECORD:
         return True
@@ -98,8 +99,9 @@ def is_balanced_folder(folder: str | Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            header = next(csv.reader(f), [])
+        with path.open("rb") as f:
+            first = io.TextIOWrapper(f, encoding="utf-8", newline="")
+            header = next(csv.reader(first), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
     return {"source", "origin"} <= set(header)

@@ -17,6 +17,7 @@ from .common.atomic import TEMP_SUFFIX
 from .common.errors import BalanceError
 from .common.ownership.records import refuse_outputs
 from .common.parallel import chunked, default_workers, run_chunks
+from .common.storage import IN_FLIGHT, Remote, in_process, location, prefetched
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -121,7 +122,7 @@ class Skipped:
 class Scan:
     """What a source folder holds: usable images per class, and what was skipped."""
 
-    root: Path
+    root: Path | Remote
     images: dict[str, list[SourceImage]]  # label -> images sorted by path; no empty class
     skipped: list[Skipped] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)  # class folders with no usable image
@@ -178,16 +179,28 @@ def is_utf8(name: str) -> bool:
         return False
 
 
+def _read(folder: Path | Remote, rel: str) -> tuple[bytes, imageio.Stamp] | OSError:
+    try:
+        return imageio.read_stamped(folder / rel)
+    except OSError as exc:  # raised where the result is used, in order
+        return exc
+
+
 def check_chunk(
-    root: str, candidates: list[tuple], max_bytes: int | None = None
+    root: str | Remote, candidates: list[tuple], max_bytes: int | None = None
 ) -> list[tuple[str, ...]]:
     """For each listing candidate (path, label), ('ok', fmt, orientation, (width, height),
     size, facts: the stamp of the file read and its bytes' digest) or ('bad', reason): every
-    byte is decoded."""
+    byte is decoded. A store's objects are fetched a few at a time ahead of the decoding."""
     out: list[tuple] = []
-    for rel, _ in candidates:
+    folder = root if isinstance(root, Remote) else Path(root)
+    depth = IN_FLIGHT if isinstance(root, Remote) else 1
+    reads = prefetched(partial(_read, folder), [rel for rel, _ in candidates], depth)
+    for read in reads:
         try:
-            data, stamp = imageio.read_stamped(Path(root, rel))
+            if isinstance(read, OSError):
+                raise read
+            data, stamp = read
             loaded = imageio.decode(data, check_only=True, max_bytes=max_bytes)
             facts = pack_facts(stamp, imageio.content_digest(data))
             out.append(("ok", loaded.fmt, loaded.orientation, loaded.size, stamp[0], facts))
@@ -198,9 +211,14 @@ def check_chunk(
     return out
 
 
-def check_source(src: str | Path) -> Path:
-    """SRC as a resolved folder, or one line saying why it cannot be read."""
-    src = Path(src)
+def check_source(src: str | Path | Remote) -> Path | Remote:
+    """SRC as a resolved folder (or a store's prefix), or one line saying why it cannot be
+    read."""
+    src = location(src)
+    if isinstance(src, Remote):
+        if not src.is_dir():
+            raise BalanceError(f"source folder not found: {src} (no object under that prefix)")
+        return src
     if not src.exists():
         raise BalanceError(f"source folder not found: {src}")
     if not src.is_dir():
@@ -212,22 +230,22 @@ def check_source(src: str | Path) -> Path:
 class Listing:
     """A source folder walked but not yet decoded."""
 
-    root: Path
+    root: Path | Remote
     class_dirs: list[str]
     candidates: list[tuple[str, str]]  # (path, label): what is known is read by the check
     skipped: list[Skipped]
     ignored: int
 
 
-def _why_not_a_class(entry: os.DirEntry) -> str | None:
+def _why_not_a_class(name: str, kind: str) -> str | None:
     """Why a top-level entry is not a class folder (None: it is one)."""
-    if entry.is_symlink():
+    if kind == "link":
         return "symbolic link (not followed)"
-    if not entry.is_dir(follow_symlinks=False):
+    if kind != "dir":
         return "not inside a class folder"
-    if not is_utf8(entry.name):
+    if not is_utf8(name):
         return "folder name is not valid UTF-8 (rename it)"
-    if entry.name.lower() in RESERVED_NAMES or entry.name.endswith(TEMP_SUFFIX):
+    if name.lower() in RESERVED_NAMES or name.endswith(TEMP_SUFFIX):
         return "class folder name is reserved for the tool's own files (rename it)"
     return None
 
@@ -241,20 +259,24 @@ def _kind(entry: os.DirEntry) -> str:
     return "file" if entry.is_file(follow_symlinks=False) else "other"
 
 
-def _entries(folder: Path) -> list[tuple[str, str]]:
+def _entries(folder: Path | Remote) -> list[tuple[str, str]]:
     """(name, kind) of each entry, sorted by name; small tuples, not DirEntry objects, so a
     folder of a million files costs little while it is sorted."""
+    if isinstance(folder, Remote):
+        return folder.entries()
     with os.scandir(folder) as it:
         return sorted((entry.name, _kind(entry)) for entry in it)
 
 
-def walk_images(root: Path, folder: Path) -> Iterator[tuple[str, str, str | os.stat_result]]:
+def walk_images(
+    root: Path | Remote, folder: Path | Remote
+) -> Iterator[tuple[str, str, str | os.stat_result | None]]:
     """Every entry under `folder` (any depth), by the one rule both tools use, as (kind,
     path relative to `root`, detail): ('image', rel, its lstat), ('skipped', rel, reason) or
     ('ignored', rel, '') for hidden files and OS junk (hidden folders are not entered).
     Symbolic links are never followed and only regular files with an image extension are
     images; names are sorted, so the walk is the same on every file system."""
-    rel_dir = folder.relative_to(root).as_posix() if folder != root else ""
+    rel_dir = folder.relative_to(root).as_posix() if folder != root else ""  # type: ignore[arg-type]
     try:
         entries = _entries(folder)
     except OSError as exc:
@@ -277,7 +299,7 @@ def walk_images(root: Path, folder: Path) -> Iterator[tuple[str, str, str | os.s
         elif suffix.lower() not in IMAGE_EXTENSIONS:
             yield "skipped", rel, f"not an image file extension ('{suffix}')"
         else:
-            yield "image", rel, os.lstat(folder / name)
+            yield "image", rel, None if isinstance(folder, Remote) else os.lstat(folder / name)
 
 
 def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
@@ -292,7 +314,7 @@ def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
             listing.ignored += 1
 
 
-def list_source(src: str | Path, *, progress: bool = False) -> Listing:
+def list_source(src: str | Path | Remote, *, progress: bool = False) -> Listing:
     """Walk SRC/<class>/... without decoding: candidate images, skipped and ignored files.
 
     Symbolic links are not followed and only regular files are ever candidates. Files in
@@ -303,18 +325,18 @@ def list_source(src: str | Path, *, progress: bool = False) -> Listing:
     root = check_source(src)
     listing = Listing(root, [], [], [], 0)
     try:
-        top = sorted(os.scandir(root), key=lambda e: e.name)
+        top = _entries(root)
     except OSError as exc:
         raise BalanceError(f"cannot read the source folder {root}: {exc.strerror or exc}") from None
-    for entry in top:
-        if is_hidden(entry.name):
+    for name, kind in top:
+        if is_hidden(name):
             listing.ignored += 1
             continue
-        reason = _why_not_a_class(entry)
+        reason = _why_not_a_class(name, kind)
         if reason:
-            listing.skipped.append(Skipped(printable(entry.name), reason))
+            listing.skipped.append(Skipped(printable(name), reason))
         else:
-            listing.class_dirs.append(entry.name)
+            listing.class_dirs.append(name)
     refuse_outputs(root, listing.class_dirs)
     with tqdm(
         desc="listing", unit=" files", disable=None if progress else True, leave=False
@@ -334,7 +356,7 @@ def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | 
 
 
 def scan(
-    src: str | Path,
+    src: str | Path | Remote,
     *,
     workers: int | None = None,
     progress: bool = True,
@@ -347,13 +369,13 @@ def scan(
     """
     listing = list_source(src, progress=progress)
     root, skipped = listing.root, list(listing.skipped)
-    workers = workers or default_workers()
+    workers = in_process(root, workers=workers or default_workers())
     chunks = chunked(listing.candidates, workers)
     candidates: list[tuple | None] = listing.candidates  # type: ignore[assignment]
     starts = [0, *itertools.accumulate(len(c) for c in chunks)]
     made: list[list[SourceImage | Skipped]] = [[] for _ in chunks]
     for index, results in run_chunks(
-        partial(check_chunk, str(root), max_bytes=max_bytes),
+        partial(check_chunk, root if isinstance(root, Remote) else str(root), max_bytes=max_bytes),
         chunks,
         workers,
         progress=progress,

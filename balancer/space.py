@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .common.errors import BalanceError
+from .common.storage import Remote
 from .source import Scan
 
 
@@ -29,8 +30,11 @@ def estimate_bytes(
     return total
 
 
-def block_size(out: Path) -> int:
-    """The allocation unit of the file system OUT is (or will be) on."""
+def block_size(out: Path | Remote) -> int:
+    """The allocation unit of the file system OUT is (or will be) on (1 in a store, which
+    bills bytes)."""
+    if isinstance(out, Remote):
+        return 1
     where = next(d for d in (out, *out.parents) if d.exists())
     try:
         return os.statvfs(where).f_frsize or 4096

@@ -16,6 +16,7 @@ import json
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,6 +41,7 @@ from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
 from .common.ownership import sha256_file
 from .common.parallel import chunked, remote, run_chunks
+from .common.storage import Remote, joined
 from .journal import Journal, Written
 from .manifest import MANIFEST
 from .plan import Item
@@ -107,7 +109,7 @@ def _make(
     expect: Written | None,
     cache: list,
     *,
-    src: str,
+    src: str | Remote,
     out: str,
     how: tuple[Writing, bool],
 ) -> tuple[Written, bool]:
@@ -115,19 +117,40 @@ def _make(
     renamed): a file already in place that its journal row proves (size, then sha256) is
     kept; anything else is made again (`how`: the Writing, and whether it is flushed)."""
     writing, flush = how
-    dst, source = Path(out, item.file_name), Path(src, item.source)
+    dst, source = Path(out, item.file_name), joined(src, item.source)
     if expect is not None and _proven(dst, expect):
         return expect, False
-    fmt = written_format(item.file_name).name
-    if item.action == "copy":
+    if item.action == "copy" and writing.link:
         data = imageio.read_bytes(source, digest=item.digest)
-        if writing.link:
-            check = partial(_same_bytes, digest=item.digest)
-            copy_temp(source, dst, link=True, check=check, flush=flush)
-        else:
-            write_temp(dst, data, flush=flush)
+        check = partial(_same_bytes, digest=item.digest)
+        copy_temp(source, dst, link=True, check=check, flush=flush)
         return Written(None, len(data), _sha256(data)), True
-    image = _pixels(source, item, cache, writing.max_bytes)
+    written, data = made(item, partial(read_original, source, item.digest), cache, writing)
+    write_temp(dst, data, flush=flush)
+    return written, True
+
+
+def read_original(source: Path | Remote, digest: bytes) -> bytes:
+    """An original's bytes, which must be the ones the scan read (BadImage, else)."""
+    try:
+        return imageio.read_bytes(source, digest=digest)
+    except OSError as exc:
+        raise imageio.BadImage(f"unreadable ({exc.strerror or exc})") from None
+
+
+def made(
+    item: Item, original: Callable[[], bytes], cache: list, writing: Writing
+) -> tuple[Written, bytes]:
+    """(how the item's file is written, its bytes): the original's bytes for a copy, else its
+    pixels (`original()` read and decoded once per source: tasks come sorted by source)
+    rendered as the item says."""
+    if item.action == "copy":
+        data = original()
+        return Written(None, len(data), _sha256(data)), data
+    fmt = written_format(item.file_name).name
+    if cache[0] != item.source:
+        cache[:] = [item.source, imageio.decode(original(), max_bytes=writing.max_bytes).image]
+    image = cache[1]
     if item.action == "augment":
         params, data = render(
             image,
@@ -140,9 +163,8 @@ def _make(
     else:  # re-encoded original
         params = {"exif_orientation": item.orientation} if item.orientation != 1 else None
         data = imageio.encode(image, fmt, writing.quality)
-    write_temp(dst, data, flush=flush)
     text = None if params is None else json.dumps(params, sort_keys=True)
-    return Written(text, len(data), _sha256(data)), True
+    return Written(text, len(data), _sha256(data)), data
 
 
 def _proven(dst: Path, expect: Written) -> bool:
@@ -160,17 +182,6 @@ def _proven(dst: Path, expect: Written) -> bool:
         return False
 
 
-def _pixels(source: Path, item: Item, cache: list, max_bytes: int) -> np.ndarray:
-    """The upright image of `source`; tasks come sorted by source, so each original is
-    decoded once per task."""
-    if cache[0] != item.source:
-        cache[:] = [
-            item.source,
-            imageio.load(source, max_bytes=max_bytes, digest=item.digest).image,
-        ]
-    return cache[1]
-
-
 def _same_bytes(linked: Path, digest: bytes) -> None:
     """A hard link made after the bytes were read must hold the bytes the scan read."""
     imageio.check_content(imageio.read_bytes(linked), digest)
@@ -181,7 +192,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _work_chunk(
-    src: str,
+    src: str | Remote,
     out: str,
     writing: Writing,
     tasks: list[tuple[int, Item, Written | None]],
@@ -198,18 +209,23 @@ def _work_chunk(
         try:
             written, fresh = _make(item, expect, cache, src=src, out=out, how=(writing, flush))
             results.append((index, written, fresh))
-        except imageio.SourceChanged as exc:
-            raise BalanceError(
-                f"{item.source} changed while the build ran ({exc}): the output is not "
-                f"complete; run the build again with {OVERWRITE} once the source is settled"
-            ) from None
-        except imageio.BadImage as exc:
-            raise BalanceError(f"{item.source} changed since it was checked: {exc}") from None
-        except OSError as exc:
-            raise BalanceError(
-                f"cannot write {Path(out, item.file_name)}: {exc.strerror or exc}"
-            ) from None
+        except (imageio.BadImage, OSError) as exc:
+            raise failure(item, exc, Path(out, item.file_name)) from None
     return results
+
+
+def failure(item: Item, exc: Exception, dst: Path | Remote) -> BalanceError:
+    """The one line for an item that could not be made: its original changed or is gone,
+    or its file could not be written."""
+    if isinstance(exc, imageio.SourceChanged):
+        return BalanceError(
+            f"{item.source} changed while the build ran ({exc}): the output is not "
+            f"complete; run the build again with {OVERWRITE} once the source is settled"
+        )
+    if isinstance(exc, imageio.BadImage):
+        return BalanceError(f"{item.source} changed since it was checked: {exc}")
+    strerror = getattr(exc, "strerror", None)
+    return BalanceError(f"cannot write {dst}: {strerror or exc}")
 
 
 def make_folders(out: Path, items: list[Item], listed: set[str]) -> None:
@@ -262,6 +278,12 @@ def run_items(
     done are kept (resume), every other is written by a worker under a temporary name,
     recorded in the journal, then renamed into place here. `writing.max_image_mb` must be
     the limit the items' sources were scanned with."""
+    if isinstance(out, Remote):
+        from .store_writing import run_items_in_store
+
+        return run_items_in_store(
+            root, out, items, workers, writing, journal=journal, progress=progress
+        )
     done = journal.resume()
     make_folders(out, items, set(done))
     tasks = sorted(
@@ -273,7 +295,8 @@ def run_items(
     # call (syncfs): a journal commit per chunk, not per file. Workers on other machines
     # (Dask) flush their own, as does every worker where that call is missing.
     batched = durable() and not remote() and sync_filesystem(out)
-    work = partial(_work_chunk, str(root), str(out), writing, flush=durable() and not batched)
+    src = root if isinstance(root, Remote) else str(root)
+    work = partial(_work_chunk, src, str(out), writing, flush=durable() and not batched)
     written: dict[str, Written] = {}
     try:
         for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):

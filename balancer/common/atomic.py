@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .storage import Remote
+
 TEMP_SUFFIX = ".part"  # not an image extension: no loader reads a half-written file
 
 _GUARD_PID: int | None = None
@@ -194,9 +196,16 @@ def place(tmp: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def write_atomic(dst: Path, data: bytes) -> None:
+def write_atomic(dst: Path | Remote, data: bytes) -> None:
     """Write bytes under a temporary name, flush, rename, flush the folder: dst only ever
-    appears whole, and stays whole after a power cut."""
+    appears whole, and stays whole after a power cut. In a store, one put: an object
+    appears whole when the put completes."""
+    if isinstance(dst, Remote):
+        try:
+            dst.write_bytes(data)
+        except OSError as exc:
+            raise named(exc, dst) from None  # type: ignore[arg-type]
+        return
     dst = Path(dst)
     tmp = write_temp(dst, data)
     try:

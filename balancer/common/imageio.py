@@ -22,6 +22,7 @@ import numpy as np
 
 from . import formats, limits
 from .opencv import BACKSTOP_PIXELS, cv2
+from .storage import Remote, object_stamp
 
 MAX_FILE_BYTES = 256 << 20
 
@@ -51,9 +52,13 @@ def stamp_of(st: os.stat_result) -> Stamp:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
-def check_stamp(st: os.stat_result, expect: Stamp | None) -> None:
-    """SourceChanged, saying what moved, when a file's stat is not the one the scan saw."""
+def check_stamp(st: os.stat_result | Stamp, expect: Stamp | None) -> None:
+    """SourceChanged, saying what moved, when a file's stat (or an object's stamp: size,
+    time, version tag) is not the one the scan saw."""
     if expect is None:
+        return
+    if isinstance(st, tuple):  # an object in a store (storage.object_stamp)
+        _check_object(st, expect)
         return
     size, mtime, ino, ctime = expect
     if st.st_size != size:
@@ -67,6 +72,15 @@ def check_stamp(st: os.stat_result, expect: Stamp | None) -> None:
             "changed after the scan (its change time differs: edited with its times set "
             "back, or linked or re-permissioned)"
         )
+
+
+def _check_object(now: Stamp, expect: Stamp) -> None:
+    if now[0] != expect[0]:
+        raise SourceChanged(f"its size differs from the scan's: {now[0]} bytes, was {expect[0]}")
+    if now[2] != expect[2]:
+        raise SourceChanged("replaced since the scan (its ETag or generation differs)")
+    if now[1] != expect[1]:
+        raise SourceChanged("modified after the scan (its modification time differs)")
 
 
 DIGEST_BYTES = 16  # of sha256: what proves a source's bytes unchanged (2**-128 to fool)
@@ -331,7 +345,7 @@ def decode(
     return Loaded(image, fmt, orientation, size)
 
 
-def read_bytes(path: Path, expect: Stamp | None = None, digest: bytes | None = None) -> bytes:
+def read_bytes(path: Path | Remote, expect: Stamp | None = None, digest: bytes | None = None) -> bytes:
     """A regular file's bytes, refusing anything else (a FIFO would block for ever), files
     too large to be a sane image and, given `expect` (its stamp) or `digest` (its bytes'),
     a file that is not the one the scan saw."""
@@ -339,9 +353,12 @@ def read_bytes(path: Path, expect: Stamp | None = None, digest: bytes | None = N
 
 
 def read_stamped(
-    path: Path, expect: Stamp | None = None, digest: bytes | None = None
+    path: Path | Remote, expect: Stamp | None = None, digest: bytes | None = None
 ) -> tuple[bytes, Stamp]:
-    """read_bytes, and the stamp of the very file the bytes came from (its fstat)."""
+    """read_bytes, and the stamp of the very file the bytes came from (its fstat; an
+    object's size, time and version tag, its length checked against the bytes read)."""
+    if isinstance(path, Remote):
+        return _read_object(path, expect, digest)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         st = os.fstat(fd)
@@ -358,8 +375,22 @@ def read_stamped(
     return data, stamp_of(st)
 
 
+def _read_object(
+    obj: Remote, expect: Stamp | None, digest: bytes | None
+) -> tuple[bytes, Stamp]:
+    now = object_stamp(obj.info())
+    check_stamp(now, expect)
+    if now[0] > MAX_FILE_BYTES:
+        raise BadImage(f"file too large ({now[0]} bytes)")
+    data = obj.read_bytes()
+    if len(data) != now[0]:
+        raise SourceChanged(f"replaced while it was read ({len(data)} bytes, not {now[0]})")
+    check_content(data, digest)
+    return data, now
+
+
 def load(
-    path: Path,
+    path: Path | Remote,
     *,
     check_only: bool = False,
     max_bytes: int | None = None,

@@ -17,6 +17,8 @@ from pathlib import Path
 from ..atomic import place, sync_folder, write_temp
 from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
+from ..storage import LOCK_NAME, Remote, location
+from .objects import check_remote_inputs, locked_object
 from .proof import Proof, clear, prove
 from .records import (
     STAGING_SUFFIX,
@@ -70,9 +72,13 @@ def chain(path: Path) -> list[tuple[int, int]]:
     return found
 
 
-def check_inputs(out: Path, inputs: Mapping[str, Path | None]) -> None:
+def check_inputs(out: Path | Remote, inputs: Mapping[str, Path | Remote | None]) -> None:
     """Refuse an output that is, contains or lies inside one of the inputs, however either
-    is spelled (symbolic links, `..`, a bind mount of the same folder)."""
+    is spelled (symbolic links, `..`, a bind mount of the same folder; a store's URLs)."""
+    if isinstance(out, Remote):
+        check_remote_inputs(out, inputs)
+        return
+    inputs = {what: p for what, p in inputs.items() if not isinstance(p, Remote)}
     out_chain = chain(out)
     out_id = identity(out)
     for what, path in inputs.items():
@@ -141,7 +147,8 @@ class Claim:
         try:
             if self.proof is not None and self.existing is Existing.OVERWRITE:
                 clear(self.path, self.proof, self.kind)
-            sweep_staging(self.path, self.kind.staging)
+            if not isinstance(self.path, Remote):
+                sweep_staging(self.path, self.kind.staging)
             write_json(
                 self.path / self.kind.record, stamp(self.kind, {**record, "status": "running"})
             )
@@ -186,9 +193,14 @@ class Claim:
 def _check(out: Path, kind: OutputKind, existing: Existing) -> Proof | None:
     """The earlier output's proof once OUT may be written: missing or empty (None), or a
     proven output of this kind that the user asked to resume or replace."""
-    if out.exists() and (out.is_symlink() or not out.is_dir()):
+    if isinstance(out, Remote):
+        if out.is_file():
+            raise BalanceError(f"output exists and is not a folder: {out}")
+        if not any(e.name != LOCK_NAME for e in out.iterdir()):
+            return None
+    elif out.exists() and (out.is_symlink() or not out.is_dir()):
         raise BalanceError(f"output exists and is not a folder: {out}")
-    if not out.exists() or not any(out.iterdir()):
+    elif not out.exists() or not any(out.iterdir()):
         return None
     if existing is Existing.ERROR:
         hint = (
@@ -210,7 +222,7 @@ def check_claim(
     existing: Existing = Existing.ERROR,
 ) -> tuple[Path, dict | None]:
     """What `claim` checks, without locking or creating anything (a dry run)."""
-    out = Path(out).resolve()
+    out = location(out).resolve()
     existing = member(existing, Existing, "existing")
     check_inputs(out, inputs)
     proof = _check(out, kind, existing)
@@ -231,9 +243,9 @@ def claim(
     fails and leaves it empty."""
     out, _ = check_claim(out, kind, inputs=inputs, existing=existing)
     existing = member(existing, Existing, "existing")
-    with locked(out):
+    with locked_object(out) if isinstance(out, Remote) else locked(out):
         previous = _check(out, kind, existing)
-        interrupted = _left_beside(out, kind, existing)
+        interrupted = None if isinstance(out, Remote) else _left_beside(out, kind, existing)
         yield Claim(out, kind, existing, previous, interrupted)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..atomic import TEMP_SUFFIX
 from ..errors import BalanceError, UserError
 from ..shapes import shape_problems
+from ..storage import LOCK_NAME, Remote, journal_name
 from .records import TOOL, OutputKind, is_staging, read_json_record
 
 
@@ -44,7 +45,7 @@ Listing = Mapping[str, Listed]  # posix path relative to the output -> what was 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file's bytes, read in blocks (a model of gigabytes is not held)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -134,12 +135,16 @@ def prove(out: Path, kind: OutputKind, *, lenient: bool = False) -> Proof:
             f"{out} is not provably a {kind.name}: {exc}; nothing was changed"
         ) from None
     finished = record.get("status", "complete") == "complete"
+    own, journal = kind.files, None
+    if isinstance(out, Remote):  # its lock object, and its journal while it runs
+        own = (*own, LOCK_NAME)
+        journal = journal_name(kind.listing_file) if kind.listing_file and not finished else None
     proof = prove_files(
         out,
         listing,
         finished=finished,
-        own=kind.files,
-        part=lambda entry: is_staging(entry) or kind.holds(record, entry),
+        own=own,
+        part=lambda entry: is_staging(entry) or entry.name == journal or kind.holds(record, entry),
         what=kind.name,
         lenient=lenient,
     )
@@ -235,7 +240,7 @@ def _walk(
     while stack:
         path = stack.pop()
         rel = path.relative_to(out).as_posix()
-        mode = os.lstat(path).st_mode
+        mode = _mode(path)
         if stat.S_ISDIR(mode):
             if finished and rel not in listed_dirs:
                 foreign(rel, "its record lists nothing in it")
@@ -251,6 +256,14 @@ def _walk(
             proof.files.append(path)
         else:
             foreign(rel, "its record does not list it")
+
+
+def _mode(path: Path) -> int:
+    """A file's mode (links not followed); an object in a store is a regular file, a
+    prefix a folder."""
+    if isinstance(path, Remote):
+        return stat.S_IFDIR if path.is_dir() else stat.S_IFREG
+    return os.lstat(path).st_mode
 
 
 def _changed(checks: list[tuple[str, Path, Listed]]) -> list[tuple[str, Path]]:
@@ -288,7 +301,10 @@ def clear(out: Path, proof: Proof, kind: OutputKind) -> None:
         if path.name != kind.record or path.parent != out:
             path.unlink(missing_ok=True)
     for part in proof.parts:
-        if part.is_dir() and not part.is_symlink():
+        if isinstance(part, Remote):
+            for obj in list(part.walk_files()):
+                obj.unlink(missing_ok=True)
+        elif part.is_dir() and not part.is_symlink():
             shutil.rmtree(part)
         else:
             part.unlink(missing_ok=True)

@@ -122,7 +122,7 @@ def write_json(path: Path, record: Mapping) -> None:
     from ..atomic import write_atomic
 
     data = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
-    write_atomic(Path(path), data.encode("utf-8"))
+    write_atomic(path, data.encode("utf-8"))
 
 
 def tool_record(folder: Path) -> tuple[str, dict] | None:
