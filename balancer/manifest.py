@@ -71,12 +71,13 @@ def csv_bytes(rows: Iterable[dict], columns: list[str], *, header: bool = True) 
     return buf.getvalue().encode("utf-8")
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path | Remote) -> pd.DataFrame:
     """A CSV written by the tools as a DataFrame of strings; BalanceError when unreadable."""
     import pandas as pd  # only here: the CLI must start fast
 
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        where = io.BytesIO(path.read_bytes()) if isinstance(path, Remote) else path
+        return pd.read_csv(where, dtype=str, keep_default_na=False, encoding="utf-8")
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BalanceError(f"{path} is not a readable CSV file ({first})") from None
@@ -113,7 +114,7 @@ def leaves_folder(name: str) -> bool:
     return not name or p.is_absolute() or ".." in p.parts
 
 
-def read_manifest(folder: str | Path) -> pd.DataFrame:
+def read_manifest(folder: str | Path | Remote) -> pd.DataFrame:
     """A balanced folder's manifest as a pandas DataFrame with typed columns: `params` a dict
     (None for plain originals), `seed` an integer (pandas' nullable Int64; <NA> for
     originals), the others strings. BalanceError (one line) for an unfinished build (its
@@ -122,7 +123,7 @@ def read_manifest(folder: str | Path) -> pd.DataFrame:
     recipe's manifest (`build --recipe-only`) lists the files it plans, none written."""
     import pandas as pd
 
-    path = Path(folder) / MANIFEST
+    path = location(folder) / MANIFEST
     if not path.is_file():
         raise BalanceError(f"{folder} has no {MANIFEST}: not a balanced folder")
     record = read_record(folder)
@@ -167,10 +168,10 @@ def write_record(out: Path, record: dict) -> None:
     write_json(Path(out) / RECORD, record)
 
 
-def read_record(folder: str | Path) -> BuildRecord | None:
+def read_record(folder: str | Path | Remote) -> BuildRecord | None:
     """balance.json, None when absent; BalanceError (one line) when it is unreadable or a field
     is not of the type `BuildRecord` declares."""
-    path = Path(folder) / RECORD
+    path = location(folder) / RECORD
     if not path.exists():
         return None
     record = read_json_record(path)

@@ -28,6 +28,7 @@ from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record, writer_of
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .common.shapes import shape_problems
+from .common.storage import Remote, in_process, joined, location, portable
 from .manifest import COLUMNS, MANIFEST, RECIPE, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
@@ -47,7 +48,7 @@ def verify(
     is a problem and is never read."""
     replay = flag(replay, "replay")
     run = instance(run, RunOptions, "run", "RunOptions(workers=4)")
-    root = Path(folder)
+    root = location(folder)
     if not root.is_dir():
         raise BalanceError(f"not a folder: {root}")
     writer = writer_of(root)
@@ -95,7 +96,7 @@ def _check_recipe(root: Path, record: dict, run: RunOptions, problems: list[str]
     files = _layout(root, problems)
     if files:
         problems.append(f"a recipe holds no image, but {root} has {len(files)} ({files[0]} ...)")
-    source = Path(str(record.get("source", "")))
+    source = location(str(record.get("source", "")))
     try:
         if not source.is_dir():
             raise BalanceError(f"{source} is not there")
@@ -245,19 +246,20 @@ def _against_record(root: Path, record: dict, counts: dict, problems: list[str])
 
 def _check_contents(root: Path, rows: Any, p: Pool, limit: int | None, problems: list[str]) -> None:
     tasks = sorted(zip(rows.file_name, rows["size"], rows.sha256, strict=False))
-    chunks = chunked(tasks, p.workers)
-    job = partial(_content_chunk, str(root), limit)
-    for _, found in run_chunks(job, chunks, p.workers, progress=p.progress, desc="checking"):
+    workers = in_process(root, workers=p.workers)
+    job = partial(_content_chunk, portable(root), limit)
+    chunks = chunked(tasks, workers)
+    for _, found in run_chunks(job, chunks, workers, progress=p.progress, desc="checking"):
         problems += found
 
 
-def _content_chunk(root: str, limit: int | None, tasks: list[tuple[str, str, str]]) -> list[str]:
+def _content_chunk(root: str | Remote, limit: int | None, tasks: list[tuple[str, str, str]]) -> list[str]:
     """Problems of each (file, recorded size, recorded sha256): its bytes, whether its content
     is the format its name says, and whether it decodes whole."""
     found = []
     for rel, size, sha in tasks:
         try:
-            data = imageio.read_bytes(Path(root, rel))
+            data = imageio.read_bytes(joined(root, rel))
             if str(len(data)) != size or hashlib.sha256(data).hexdigest() != sha:
                 found.append(f"file differs from the one written (size or sha256): {rel}")
                 continue
@@ -308,21 +310,21 @@ def _check_replay(
         (r.file_name, r.source, originals.get(r.source, ""), r.augmentation, r.params, r.seed)
         for r in copies.itertuples()
     ]
-    job = partial(
-        _replay_chunk, str(root), str(record.get("source", "")), magnitudes, quality, limit
-    )
-    chunks = chunked(tasks, p.workers)
-    for _, found in run_chunks(job, chunks, p.workers, progress=p.progress, desc="replaying"):
+    src = location(str(record.get("source", "")))
+    job = partial(_replay_chunk, portable(root), portable(src), magnitudes, quality, limit)
+    workers = in_process(root, src, workers=p.workers)
+    chunks = chunked(tasks, workers)
+    for _, found in run_chunks(job, chunks, workers, progress=p.progress, desc="replaying"):
         problems += found
 
 
 def _replay_chunk(
-    root: str, src: str, magnitudes: dict, quality: int, limit: int | None, tasks: list
+    root: str | Remote, src: str | Remote, magnitudes: dict, quality: int, limit: int | None, tasks: list
 ) -> list[str]:
     found, cache = [], (None, None)
     for rel, source, original, name, params, seed in tasks:
         if cache[0] != source:
-            cache = (source, _original_pixels(Path(src, source), Path(root, original), limit))
+            cache = (source, _original_pixels(joined(src, source), joined(root, original), limit))
         image = cache[1]
         if image is None:
             found.append(
@@ -331,7 +333,7 @@ def _replay_chunk(
             )
             continue
         problem = _replay_one(
-            Path(root, rel), image, name, params, seed, magnitudes=magnitudes, quality=quality
+            joined(root, rel), image, name, params, seed, magnitudes=magnitudes, quality=quality
         )
         if problem:
             found.append(f"{problem}: {rel}")

@@ -340,6 +340,11 @@ def local_folders(*places: Path | Remote) -> list[Path]:
     return found
 
 
+def portable(place: Path | Remote) -> str | Remote:
+    """A folder as a pool worker is given it: a local path's text, or the store's folder."""
+    return place if isinstance(place, Remote) else str(place)
+
+
 def joined(root: str | Path | Remote, rel: str) -> Path | Remote:
     """A file inside a folder given as a local path (text) or a store's folder."""
     return root / rel if isinstance(root, Remote) else Path(root, rel)

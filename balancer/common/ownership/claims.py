@@ -18,7 +18,7 @@ from ..atomic import place, sync_folder, write_temp
 from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
 from ..storage import LOCK_NAME, Remote, location
-from .objects import check_remote_inputs, locked_object
+from .objects import check_remote_inputs, locked_object, object_writer
 from .proof import Proof, clear, prove
 from .records import (
     STAGING_SUFFIX,
@@ -295,6 +295,8 @@ def writer_of(folder: Path) -> str | None:
     """'process N' (or 'another process') while a command holds `folder`'s lock, else None."""
     import fcntl
 
+    if isinstance(folder, Remote):
+        return object_writer(folder)
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

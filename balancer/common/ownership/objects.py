@@ -72,6 +72,15 @@ def _stale(holder: Mapping) -> bool:
     )
 
 
+def object_writer(out: Remote) -> str | None:
+    """'process N on HOST' while OUT's lock object is there (a killed command's, on this
+    machine, does not count), else None."""
+    holder = _holder(out / LOCK_NAME)
+    if not holder or _stale(holder):
+        return None
+    return f"process {holder.get('pid')} on {holder.get('host')}"
+
+
 @contextmanager
 def locked_object(out: Remote) -> Iterator[Remote]:
     """Hold OUT's lock object inside the block (see the module's doc)."""
