@@ -14,7 +14,6 @@ import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import __version__
 from .common.atomic import write_atomic
@@ -32,8 +31,8 @@ from .common.ownership import (
     tool_record,
 )
 from .common.parallel import Pool, RunOptions, pool
-from .common.storage import Remote, local_folders, location
-from .journal import Journal, ObjectJournal, Written, csv_listing
+from .common.storage import Folder, Remote, local_folders, location
+from .journal import Journal, ObjectJournal, Written, csv_listing, journal_for
 from .manifest import (
     COLUMNS,
     MANIFEST,
@@ -133,7 +132,7 @@ BUILD_OUTPUT = OutputKind(
 class BuildResult:
     """A build's outcome: where it went, the scan, the targets, the planned items, the record."""
 
-    out: Path
+    out: Folder
     scan: Scan
     targets: dict[str, int]
     items: list[Item]  # the plan; empty for a dry run (the counts are in record)
@@ -149,8 +148,8 @@ class BuildResult:
 
 
 def build(
-    src: str | Path,
-    out: str | Path,
+    src: str | Folder,
+    out: str | Folder,
     settings: BuildSettings,
     *,
     existing: Existing = Existing.ERROR,
@@ -197,7 +196,7 @@ def build(
             return _write(c, result, settings, p)
 
 
-def materialize(folder: str | Path, *, run: RunOptions = RunOptions()) -> BuildResult:
+def materialize(folder: str | Folder, *, run: RunOptions = RunOptions()) -> BuildResult:
     """Write every file a recipe-only build of FOLDER plans, into FOLDER: the build it
     records, resumed from nothing, byte-identical to a direct build; refused when its source
     changed since (one line naming what changed). An interrupted build (a materialize, or
@@ -232,7 +231,7 @@ def _write_recipe(c: Claim, result: BuildResult) -> BuildResult:
     return result
 
 
-def _source_of(root: Path) -> str:
+def _source_of(root: Folder) -> str:
     """The source a balanced folder was built from, as its record names it."""
     found = tool_record(root)
     source = found[1].get("source") if found else None
@@ -240,7 +239,7 @@ def _source_of(root: Path) -> str:
 
 
 def _record(
-    root: Path, found: Scan, settings: BuildSettings, targets: dict[str, int], block: int
+    root: Folder, found: Scan, settings: BuildSettings, targets: dict[str, int], block: int
 ) -> dict:
     """balance.json: the settings, the counts, what was skipped, as the run starts."""
     counts = found.counts()
@@ -279,7 +278,7 @@ def _record(
 
 
 def _survey(
-    root: Path, out: Path, settings: BuildSettings, p: Pool, *, space_check: bool
+    root: Folder, out: Folder, settings: BuildSettings, p: Pool, *, space_check: bool
 ) -> BuildResult:
     """Scan SRC and choose each class's target, writing nothing: the record as the build
     starts (its warnings said) and, with `space_check`, room for it on OUT's disk. The plan's
@@ -333,12 +332,10 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
         )
 
 
-def manifest_journal(out: Path | Remote) -> Journal | ObjectJournal:
+def manifest_journal(out: Folder) -> Journal | ObjectJournal:
     """The journal a build keeps in OUT's manifest.csv while its files land (in a store,
     in objects beside it)."""
-    if isinstance(out, Remote):
-        return ObjectJournal(out, MANIFEST, COLUMNS, manifest_row)
-    return Journal(out / MANIFEST, COLUMNS, manifest_row)
+    return journal_for(out, MANIFEST, COLUMNS, manifest_row)
 
 
 def _write(c: Claim, result: BuildResult, settings: BuildSettings, p: Pool) -> BuildResult:

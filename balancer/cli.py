@@ -6,7 +6,6 @@ neither OpenCV nor NumPy."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -19,8 +18,10 @@ from .common.cli import (
     on_interrupt,
     out_option,
     overwrite_option,
+    places,
     quiet_option,
     report_skipped,
+    storage_option,
     tool_app,
     version_flag,
     warn,
@@ -54,8 +55,10 @@ def _group(
 
 @app.command("build")
 def build_cmd(
-    src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = out_option("Output folder for the balanced data set."),
+    src: str = typer.Argument(
+        ..., metavar="SRC", help="Source folder: SRC/<class>/<images>; a path or a URL."
+    ),
+    out: str = out_option("Output folder for the balanced data set; a path or a URL."),
     nmin: int | None = typer.Option(
         None, help=f"Bring every class below N up to N (the paper's N_min; {COUNT})."
     ),
@@ -114,6 +117,7 @@ def build_cmd(
         help="Write the records alone (balance.json, manifest.csv of every planned file), no image: train on it with `train fit SRC --nmin`, read it with balancer.recipe, or write its files later with `balance materialize OUT`.",
     ),
     fsync: bool = fsync_option(),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the run record (balance.json) on stdout."),
 ) -> None:
@@ -125,6 +129,7 @@ def build_cmd(
     \b
     Example:
       balance build data/train --out data/balanced --nmin 1500 --transforms crop,rotate,cutout,width,zoom
+      balance build s3://bucket/photos --out s3://bucket/balanced --nmin 1500
     """
     from .builder import BuildSettings, build
     from .common.ownership import Existing
@@ -142,10 +147,11 @@ def build_cmd(
     )
     run = RunOptions(workers, backend, scheduler, progress=not quiet, durable=fsync)
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
+    at = places(storage)
     with on_interrupt(RESUME_HINT):
         result = build(
-            src,
-            out,
+            at(src),
+            at(out),
             settings,
             existing=existing,
             run=run,
@@ -179,11 +185,12 @@ def _say_built(result: BuildResult, *, dry_run: bool, quiet: bool, as_json: bool
 
 @app.command("materialize")
 def materialize_cmd(
-    recipe: Path = typer.Argument(
+    recipe: str = typer.Argument(
         ..., metavar="RECIPE", help="A folder written by `balance build --recipe-only`."
     ),
     workers: int | None = workers_option("Worker processes (default: every core)."),
     fsync: bool = fsync_option(),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the run record (balance.json) on stdout."),
 ) -> None:
@@ -201,14 +208,16 @@ def materialize_cmd(
 
     run = RunOptions(workers, progress=not quiet, durable=fsync)
     with on_interrupt(f"run `balance materialize {recipe}` again to go on"):
-        result = materialize(recipe, run=run)
+        result = materialize(places(storage)(recipe), run=run)
     _say_built(result, dry_run=False, quiet=quiet, as_json=as_json)
 
 
 @app.command("stats")
 def stats_cmd(
-    src: Path = typer.Argument(
-        ..., metavar="SRC", help="A source folder, or a balanced OUT (read through its manifest)."
+    src: str = typer.Argument(
+        ...,
+        metavar="SRC",
+        help="A source folder, or a balanced OUT (read through its manifest); a path or a URL.",
     ),
     nmin: int | None = typer.Option(None, help="Show the plan for bringing every class up to N."),
     target: str | None = typer.Option(
@@ -221,11 +230,12 @@ def stats_cmd(
         "paper",
         help="Transforms you plan to use: warns when a magnitude does not suit the images' sizes.",
     ),
-    plot: Path | None = typer.Option(
+    plot: str | None = typer.Option(
         None, help="Write a bar chart of the counts here (.png, .svg, .pdf or .jpg)."
     ),
     overwrite: bool = overwrite_option("Replace an existing --plot file."),
     workers: int | None = workers_option("Worker processes for checking images."),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress bar."),
     as_json: bool = json_option("Print the numbers as JSON."),
 ) -> None:
@@ -243,19 +253,21 @@ def stats_cmd(
     from .common.plotting import figure_format
     from .stats import folder_stats, plot_counts
 
-    if plot:  # refused now, not after the scan
-        claim_file(plot, inputs={"folder": src}, overwrite=overwrite)
-        figure_format(plot)
+    at = places(storage)
+    folder, chart = at(src), at(plot) if plot else None
+    if chart:  # refused now, not after the scan
+        claim_file(chart, inputs={"folder": folder}, overwrite=overwrite)
+        figure_format(chart)
     stats = folder_stats(
-        src,
+        folder,
         nmin=nmin,
         target=target,
         per_class=parse_per_class(per_class),
         run=RunOptions(workers, progress=not quiet),
         transforms=transforms,
     )
-    if plot:
-        plot_counts(stats, plot, overwrite=overwrite)
+    if chart:
+        plot_counts(stats, chart, overwrite=overwrite)
     if as_json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return
@@ -269,10 +281,12 @@ def stats_cmd(
 
 @app.command("preview")
 def preview_cmd(
-    src: Path = typer.Argument(
-        ..., metavar="SRC", help="A source folder (or, with --from-manifest, a balanced OUT)."
+    src: str = typer.Argument(
+        ...,
+        metavar="SRC",
+        help="A source folder (or, with --from-manifest, a balanced OUT); a path or a URL.",
     ),
-    out: Path = out_option("Image file to write (.png or .jpg)."),
+    out: str = out_option("Image file to write (.png or .jpg); a path or a URL."),
     overwrite: bool = overwrite_option("Replace an existing OUT file."),
     transforms: str = typer.Option(
         "paper", help="Transforms to show, NAME[=MAGNITUDE],..., 'paper', 'paper-px' or 'all'."
@@ -293,6 +307,7 @@ def preview_cmd(
     image_size: int = typer.Option(
         224, help=f"With --resize: the model's input side, as train's --image-size ({SIDE})."
     ),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No summary line."),
 ) -> None:
     """A contact sheet of the transforms on your images.
@@ -309,12 +324,15 @@ def preview_cmd(
     from .transforms import parse_transforms
 
     view = as_trained(resize, image_size) if resize else as_stored
+    at = places(storage)
     if from_manifest:
-        shown = preview_manifest(src, out, rows=rows, seed=seed, view=view, overwrite=overwrite)
+        shown = preview_manifest(
+            at(src), at(out), rows=rows, seed=seed, view=view, overwrite=overwrite
+        )
     else:
         chosen = parse_transforms(transforms)
         shown = preview_transforms(
-            src, chosen, out, rows=rows, seed=seed, view=view, overwrite=overwrite
+            at(src), chosen, at(out), rows=rows, seed=seed, view=view, overwrite=overwrite
         )
     if not quiet:
         print(f"wrote {out} ({shown[0]} rows x {shown[1]} tiles)")

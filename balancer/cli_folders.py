@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import typer
 
@@ -17,8 +16,10 @@ from .common.cli import (
     on_interrupt,
     out_option,
     overwrite_option,
+    places,
     quiet_option,
     report_skipped,
+    storage_option,
     text_table,
     warn,
     workers_option,
@@ -31,9 +32,12 @@ RESUME_HINT = "run the same command with --resume to finish"
 
 
 def split_cmd(
-    src: Path = typer.Argument(..., metavar="SRC", help="Source folder: SRC/<class>/<images>."),
-    out: Path = out_option(
-        "Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json."
+    src: str = typer.Argument(
+        ..., metavar="SRC", help="Source folder: SRC/<class>/<images>; a path or a URL."
+    ),
+    out: str = out_option(
+        "Output folder: OUT/train, OUT/val, OUT/test, OUT/split.csv and OUT/split.json; "
+        "a path or a URL."
     ),
     test: float = typer.Option(
         0.2, help=f"Fraction of each class for OUT/test ({SPLIT_FRACTION}; test + val < 1)."
@@ -51,6 +55,7 @@ def split_cmd(
         False, "--resume", help="Finish an interrupted split of OUT with the same options."
     ),
     fsync: bool = fsync_option(),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress bar, no table."),
     as_json: bool = json_option("Print the counts as JSON."),
 ) -> None:
@@ -69,8 +74,9 @@ def split_cmd(
     run = RunOptions(workers, progress=not quiet, durable=fsync)
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with on_interrupt(RESUME_HINT):
+        at = places(storage)
         result = split(
-            src, out, test=test, val=val, seed=seed, link=link, existing=existing, run=run
+            at(src), at(out), test=test, val=val, seed=seed, link=link, existing=existing, run=run
         )
     for message in result.warnings:
         warn(message)
@@ -87,8 +93,8 @@ def split_cmd(
 
 
 def verify_cmd(
-    out: Path = typer.Argument(
-        ..., metavar="OUT", help="A balanced folder made by `balance build`."
+    out: str = typer.Argument(
+        ..., metavar="OUT", help="A balanced folder made by `balance build`; a path or a URL."
     ),
     workers: int | None = workers_option("Worker processes for decoding."),
     replay: bool = typer.Option(
@@ -96,6 +102,7 @@ def verify_cmd(
         "--replay",
         help="Also re-render every copy from its original, seed and params, and compare the bytes.",
     ),
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress bar."),
     as_json: bool = json_option("Print the report as JSON."),
 ) -> None:
@@ -112,7 +119,9 @@ def verify_cmd(
     from .common.parallel import RunOptions
     from .verification import verify
 
-    report = verify(out, run=RunOptions(workers, progress=not quiet), replay=replay)
+    report = verify(
+        places(storage)(out), run=RunOptions(workers, progress=not quiet), replay=replay
+    )
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

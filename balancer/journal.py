@@ -11,6 +11,7 @@ output's listing (`manifest.csv`, `split.csv`), which the finished record checks
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -24,7 +25,7 @@ from typing import Any
 from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
-from .common.storage import Remote, journal_name
+from .common.storage import Folder, Remote, journal_name
 from .manifest import CSV_LINE_END, RECIPE, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -81,12 +82,12 @@ def listing_of(rows: Iterable[dict]) -> dict[str, Listed]:
     return {r["file_name"]: Listed(int(r["size"]), r["sha256"]) for r in rows}
 
 
-def csv_listing(name: str, digest_key: str) -> Callable[[Path, dict], dict[str, Listed]]:
+def csv_listing(name: str, digest_key: str) -> Callable[[Folder, dict], dict[str, Listed]]:
     """An output kind's listing read from the CSV file `name` beside its record: while the
     run is unfinished, the journal (a torn last row dropped); once finished, the listing
     whose sha256 the record holds under `digest_key` (an edited one proves nothing)."""
 
-    def listing(out: Path, record: dict) -> dict[str, Listed]:
+    def listing(out: Folder, record: dict) -> dict[str, Listed]:
         path = out / name
         finished = record.get("status") in ("complete", RECIPE)
         if isinstance(out, Remote) and not finished:
@@ -198,10 +199,8 @@ class ObjectJournal:
         """The files recorded done: the listing's rows where a run got that far, then every
         chunk's rows (a later row for a name wins)."""
         rows: list[dict] = []
-        try:
+        with contextlib.suppress(FileNotFoundError):
             rows.extend(read_rows((self.out / self.name).read_bytes())[1])
-        except FileNotFoundError:
-            pass
         for obj in self._objects(DONE):
             rows.extend(read_rows(obj.read_bytes())[1])
         return {
@@ -240,3 +239,13 @@ class ObjectJournal:
         for obj in list(self.folder.iterdir()):
             obj.unlink(missing_ok=True)
         return hashlib.sha256(data).hexdigest()
+
+
+def journal_for(
+    out: Path | Remote, name: str, columns: list[str], row: Callable[[Any, Written], dict]
+) -> Journal | ObjectJournal:
+    """The journal of the listing `name` of OUT while its files land: the listing file
+    itself on a disk, objects beside it in a store."""
+    if isinstance(out, Remote):
+        return ObjectJournal(out, name, columns, row)
+    return Journal(out / name, columns, row)

@@ -18,6 +18,7 @@ from .common.imageio import BadImage, cv2, load
 from .common.limits import ROWS, SEED, SIDE
 from .common.ownership import claim_file
 from .common.square import RESIZE_MODES, to_square
+from .common.storage import Folder, Remote, location
 from .manifest import MANIFEST, read_manifest
 from .source import list_source
 from .transforms import TRANSFORMS, unsuited
@@ -88,16 +89,17 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 95
 
 
-def _sheet_target(out: str | Path, inputs: dict, *, overwrite: bool) -> Path:
+def _sheet_target(out: str | Folder | Remote, inputs: dict, *, overwrite: bool) -> Folder:
     """Where a contact sheet goes: a name of an output format, claimed as a single file."""
-    if formats.of_name(Path(out).name) is None:
+    name = location(out).name
+    if formats.of_name(name) is None:
         raise BalanceError(
-            f"{out}: a contact sheet's name ends in {formats.names()} (got '{Path(out).suffix}')"
+            f"{out}: a contact sheet's name ends in {formats.names()} (got '{Path(name).suffix}')"
         )
     return claim_file(out, inputs=inputs, overwrite=overwrite)
 
 
-def _save(image: np.ndarray, path: Path) -> None:
+def _save(image: np.ndarray, path: Folder) -> None:
     """In the format its name says (.png, .jpg)."""
     write_atomic(path, imageio.encode(image, formats.written_format(path.name).name, SHEET_QUALITY))
 
@@ -138,7 +140,7 @@ def as_trained(resize: str, image_size: int) -> View:
 as_stored = View()
 
 
-def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
+def pick_sources(src: str | Folder, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """n readable images from different classes in turn, chosen with the seed."""
     ROWS.check(n, "rows")
     SEED.check(seed, "seed")
@@ -166,9 +168,9 @@ def pick_sources(src: str | Path, n: int, seed: int) -> list[tuple[str, np.ndarr
 
 
 def preview_transforms(
-    src: str | Path,
+    src: str | Folder,
     transforms: Mapping[str, float | None],
-    out: str | Path,
+    out: str | Folder,
     rows: int = 4,
     seed: int = 0,
     view: View = as_stored,
@@ -179,7 +181,7 @@ def preview_transforms(
 
     `view` (as_trained(...)) shows every tile as the trainer will see it. OUT is never
     written inside SRC, and replaces an existing file only with overwrite=True."""
-    target = _sheet_target(out, {"source folder": Path(src)}, overwrite=overwrite)
+    target = _sheet_target(out, {"source folder": location(src)}, overwrite=overwrite)
     tiles = []
     sources = pick_sources(src, rows, seed)
     for message in unsuited(dict(transforms), {"": [im.shape[1::-1] for _, im in sources]}):
@@ -195,8 +197,8 @@ def preview_transforms(
 
 
 def preview_manifest(
-    folder: str | Path,
-    out: str | Path,
+    folder: str | Folder,
+    out: str | Folder,
     rows: int = 4,
     per_row: int = 5,
     seed: int = 0,
@@ -208,7 +210,7 @@ def preview_manifest(
     The files are decoded at the scale the tile needs (a large JPEG at a fraction)."""
     ROWS.check(rows, "rows")
     SEED.check(seed, "seed")
-    folder = Path(folder)
+    folder = location(folder)
     target = _sheet_target(out, {"balanced folder": folder}, overwrite=overwrite)
     m = read_manifest(folder)
     aug = m[m.origin == "augmented"]
@@ -239,7 +241,7 @@ def preview_manifest(
     return len(tiles), max(len(r) for r in tiles)
 
 
-def _shown(folder: Path, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
+def _shown(folder: Folder, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
     """(pixels, params) of a file by name: read from a balanced folder, or made from its
     original when the folder is a recipe (`build --recipe-only`: no file written)."""
     from .manifest import RECIPE, read_record
@@ -258,7 +260,7 @@ def _shown(folder: Path, at_least: int) -> Callable[[str, Any], tuple[np.ndarray
     return made
 
 
-def _load(folder: Path, name: str, at_least: int) -> np.ndarray:
+def _load(folder: Folder, name: str, at_least: int) -> np.ndarray:
     """A balanced folder's image, or one line saying why it cannot be shown."""
     try:
         return load(folder / name, at_least=at_least).image

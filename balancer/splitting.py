@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,8 @@ from .common.errors import BalanceError, BalanceValueError
 from .common.limits import SPLIT_FRACTION
 from .common.ownership import Existing, OutputKind, check_claim, claim
 from .common.parallel import RunOptions, pool
-from .journal import Journal, Written, csv_listing
+from .common.storage import Folder
+from .journal import Written, csv_listing, journal_for
 from .manifest import MANIFEST, is_balanced_folder
 from .plan import Item, check_seed, class_rng, plan_class
 from .reports import SplitRecord
@@ -65,15 +65,15 @@ def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
 class SplitResult:
     """A split's outcome: the output folder, files per part and class, what was skipped."""
 
-    out: Path
+    out: Folder
     counts: dict[str, dict[str, int]]  # label -> {train, val, test}
     warnings: list[str] = field(default_factory=list)
     skipped: list = field(default_factory=list)
 
 
 def split(
-    src: str | Path,
-    out: str | Path,
+    src: str | Folder,
+    out: str | Folder,
     *,
     test: float = 0.2,
     val: float = 0.0,
@@ -120,7 +120,7 @@ def split(
             result, items = _plan_split(found, c.path, test=test, val=val, seed=seed)
             record = {"source": str(found.root), "settings": settings, "counts": result.counts}
             c.begin(record)
-            journal = Journal(c.path / SPLIT_MANIFEST, SPLIT_COLUMNS, split_row)
+            journal = journal_for(c.path, SPLIT_MANIFEST, SPLIT_COLUMNS, split_row)
             written = run_items(
                 found.root,
                 c.path,
@@ -135,7 +135,7 @@ def split(
             return result
 
 
-def _plan_split(found: Any, out: Path, *, test: float, val: float, seed: int) -> Any:
+def _plan_split(found: Any, out: Folder, *, test: float, val: float, seed: int) -> Any:
     """(result, items): each class shuffled with its own generator."""
     result = SplitResult(out, {}, skipped=found.skipped)
     items = []

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from .common.errors import BalanceError
+from .common.storage import Folder
 from .source import Scan, scan
 
 
 def unchanged_source(
     record: Mapping,
-    root: Path,
+    root: Folder,
     since: str,
     *,
     workers: int | None,

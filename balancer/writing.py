@@ -41,8 +41,8 @@ from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
 from .common.ownership import sha256_file
 from .common.parallel import chunked, remote, run_chunks
-from .common.storage import Remote, joined
-from .journal import Journal, Written
+from .common.storage import Folder, Remote, joined
+from .journal import Journal, ObjectJournal, Written
 from .manifest import MANIFEST
 from .plan import Item
 from .transforms import IDENTICAL, PIXEL_REDRAWS, TRANSFORMS, Params, marked_identical
@@ -120,7 +120,7 @@ def _make(
     dst, source = Path(out, item.file_name), joined(src, item.source)
     if expect is not None and _proven(dst, expect):
         return expect, False
-    if item.action == "copy" and writing.link:
+    if item.action == "copy" and writing.link and isinstance(source, Path):
         data = imageio.read_bytes(source, digest=item.digest)
         check = partial(_same_bytes, digest=item.digest)
         copy_temp(source, dst, link=True, check=check, flush=flush)
@@ -130,7 +130,7 @@ def _make(
     return written, True
 
 
-def read_original(source: Path | Remote, digest: bytes) -> bytes:
+def read_original(source: Folder, digest: bytes) -> bytes:
     """An original's bytes, which must be the ones the scan read (BadImage, else)."""
     try:
         return imageio.read_bytes(source, digest=digest)
@@ -214,7 +214,7 @@ def _work_chunk(
     return results
 
 
-def failure(item: Item, exc: Exception, dst: Path | Remote) -> BalanceError:
+def failure(item: Item, exc: Exception, dst: Folder) -> BalanceError:
     """The one line for an item that could not be made: its original changed or is gone,
     or its file could not be written."""
     if isinstance(exc, imageio.SourceChanged):
@@ -265,22 +265,23 @@ def sweep(out: Path, items: list[Item], listed: set[str]) -> int:
 
 
 def run_items(
-    root: Path,
-    out: Path,
+    root: Folder,
+    out: Folder,
     items: list[Item],
     workers: int,
     writing: Writing = Writing(),
     *,
-    journal: Journal,
+    journal: Journal | ObjectJournal,
     progress: bool = True,
 ) -> dict[str, Written]:
     """Make every item's file; {file_name: Written}. Files in place that `journal` proves
     done are kept (resume), every other is written by a worker under a temporary name,
     recorded in the journal, then renamed into place here. `writing.max_image_mb` must be
     the limit the items' sources were scanned with."""
-    if isinstance(out, Remote):
+    if isinstance(out, Remote) or isinstance(journal, ObjectJournal):
         from .store_writing import run_items_in_store
 
+        assert isinstance(out, Remote) and isinstance(journal, ObjectJournal)
         return run_items_in_store(
             root, out, items, workers, writing, journal=journal, progress=progress
         )

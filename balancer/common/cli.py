@@ -13,12 +13,14 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
 import typer.core
 
 from .errors import ToolWarning, UserError
+from .storage import Remote, location, parse_options
 
 MAX_WARNINGS = 20
 CONTEXT = {"help_option_names": ["-h", "--help"]}  # typer/click settings both tools share
@@ -43,6 +45,27 @@ if hasattr(getattr(typer, "core", None), "TyperArgument") and hasattr(
 def out_option(help: str, *, required: bool = True) -> Any:
     """--out/-o OUT: where a command writes."""
     return typer.Option(... if required else None, "--out", "-o", metavar="OUT", help=help)
+
+
+def storage_option() -> Any:
+    """--storage-option KEY=VALUE (repeatable): what a store's file system needs beyond
+    what it takes from the environment and profiles."""
+    return typer.Option(
+        [],
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For s3://, gs://, az:// folders: an option of the store's fsspec file system "
+        "(repeatable; VALUE read as JSON where it parses), e.g. profile=dev, anon=true, "
+        "endpoint_url=http://localhost:9000. Credentials and endpoints otherwise come from "
+        "the environment and profiles, as each library takes them.",
+    )
+
+
+def places(options: list[str]) -> Callable[[str], Path | Remote]:
+    """A folder or file given on the command line as a local Path, or as a store's folder
+    opened with the --storage-option pairs."""
+    parsed = parse_options(options)
+    return lambda text: location(text, parsed)
 
 
 def overwrite_option(help: str) -> Any:

@@ -11,7 +11,6 @@ Lazy imports: PIL loads only for a format OpenCV cannot read.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -22,80 +21,33 @@ import numpy as np
 
 from . import formats, limits
 from .opencv import BACKSTOP_PIXELS, cv2
-from .storage import Remote, object_stamp
+from .stamps import (  # what proves a file unchanged, for the readers that import it here
+    DIGEST_BYTES,
+    BadImage,
+    SourceChanged,
+    Stamp,
+    check_content,
+    check_stamp,
+    content_digest,
+    read_object,
+    stamp_of,
+)
+from .storage import Remote
 
 MAX_FILE_BYTES = 256 << 20
+__all__ = [
+    "DIGEST_BYTES",
+    "BadImage",
+    "SourceChanged",
+    "Stamp",
+    "check_content",
+    "check_stamp",
+    "content_digest",
+    "stamp_of",
+]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
-
-
-class BadImage(Exception):
-    """A source file that is not a whole, readable image; the message is the reason."""
-
-
-class SourceChanged(BadImage):
-    """A file that is no longer the one the scan saw (its stamp or its bytes differ)."""
-
-
-# What a scan saw of a file without reading it again: (size in bytes, modification time,
-# inode, change time; times in ns). Size and mtime alone miss a file replaced by `cp -p` or
-# `mv` (a new inode) and an edit whose times were set back (`touch -r`: the change time,
-# which no user can set, moves); a hard link made to it moves the change time too, which
-# is noticed as a change (the safe side). Where the bytes are read anyway, their digest is
-# checked instead (`content_digest`): the thing itself.
-Stamp = tuple[int, int, int, int]
-
-
-def stamp_of(st: os.stat_result) -> Stamp:
-    """A file's stamp from its stat."""
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-
-
-def check_stamp(st: os.stat_result | Stamp, expect: Stamp | None) -> None:
-    """SourceChanged, saying what moved, when a file's stat (or an object's stamp: size,
-    time, version tag) is not the one the scan saw."""
-    if expect is None:
-        return
-    if isinstance(st, tuple):  # an object in a store (storage.object_stamp)
-        _check_object(st, expect)
-        return
-    size, mtime, ino, ctime = expect
-    if st.st_size != size:
-        raise SourceChanged(f"its size differs from the scan's: {st.st_size} bytes, was {size}")
-    if st.st_ino != ino:
-        raise SourceChanged("replaced by another file since the scan (its inode differs)")
-    if st.st_mtime_ns != mtime:
-        raise SourceChanged("modified after the scan (its modification time differs)")
-    if st.st_ctime_ns != ctime:
-        raise SourceChanged(
-            "changed after the scan (its change time differs: edited with its times set "
-            "back, or linked or re-permissioned)"
-        )
-
-
-def _check_object(now: Stamp, expect: Stamp) -> None:
-    if now[0] != expect[0]:
-        raise SourceChanged(f"its size differs from the scan's: {now[0]} bytes, was {expect[0]}")
-    if now[2] != expect[2]:
-        raise SourceChanged("replaced since the scan (its ETag or generation differs)")
-    if now[1] != expect[1]:
-        raise SourceChanged("modified after the scan (its modification time differs)")
-
-
-DIGEST_BYTES = 16  # of sha256: what proves a source's bytes unchanged (2**-128 to fool)
-
-
-def content_digest(data: bytes) -> bytes:
-    """The digest a scan records of a file's bytes, and a reader checks them against."""
-    return hashlib.sha256(data).digest()[:DIGEST_BYTES]
-
-
-def check_content(data: bytes, digest: bytes | None) -> None:
-    """SourceChanged when bytes read are not the ones the scan read (`digest`; None or
-    empty: not checked)."""
-    if digest and content_digest(data) != digest:
-        raise SourceChanged("its bytes differ from the ones the scan read (sha256)")
 
 
 def sniff(data: bytes) -> str:
@@ -345,7 +297,9 @@ def decode(
     return Loaded(image, fmt, orientation, size)
 
 
-def read_bytes(path: Path | Remote, expect: Stamp | None = None, digest: bytes | None = None) -> bytes:
+def read_bytes(
+    path: Path | Remote, expect: Stamp | None = None, digest: bytes | None = None
+) -> bytes:
     """A regular file's bytes, refusing anything else (a FIFO would block for ever), files
     too large to be a sane image and, given `expect` (its stamp) or `digest` (its bytes'),
     a file that is not the one the scan saw."""
@@ -358,7 +312,7 @@ def read_stamped(
     """read_bytes, and the stamp of the very file the bytes came from (its fstat; an
     object's size, time and version tag, its length checked against the bytes read)."""
     if isinstance(path, Remote):
-        return _read_object(path, expect, digest)
+        return read_object(path, expect, digest, max_bytes=MAX_FILE_BYTES)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:
         st = os.fstat(fd)
@@ -373,20 +327,6 @@ def read_stamped(
         os.close(fd)
     check_content(data, digest)
     return data, stamp_of(st)
-
-
-def _read_object(
-    obj: Remote, expect: Stamp | None, digest: bytes | None
-) -> tuple[bytes, Stamp]:
-    now = object_stamp(obj.info())
-    check_stamp(now, expect)
-    if now[0] > MAX_FILE_BYTES:
-        raise BadImage(f"file too large ({now[0]} bytes)")
-    data = obj.read_bytes()
-    if len(data) != now[0]:
-        raise SourceChanged(f"replaced while it was read ({len(data)} bytes, not {now[0]})")
-    check_content(data, digest)
-    return data, now
 
 
 def load(

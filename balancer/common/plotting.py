@@ -8,6 +8,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .storage import Remote, location
+
 if TYPE_CHECKING:
     pass
 
@@ -25,7 +27,7 @@ def pyplot() -> Any:
 FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
-def figure_format(path: str | Path) -> str:
+def figure_format(path: str | Path | Remote) -> str:
     """The format a picture's name asks for; BalanceError for a name no format has."""
 
     from .errors import BalanceError
@@ -48,10 +50,10 @@ def figure_bytes(fig: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def save_figure(fig: Any, path: str | Path) -> None:
+def save_figure(fig: Any, path: str | Path | Remote) -> None:
     """Write the figure in the format its name says (PNG, SVG, PDF, JPEG) atomically (whole
     or not at all), and close it."""
 
     from .atomic import write_atomic
 
-    write_atomic(Path(path), figure_bytes(fig, figure_format(path)))
+    write_atomic(location(path), figure_bytes(fig, figure_format(path)))

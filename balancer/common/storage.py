@@ -22,11 +22,11 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .errors import BalanceError
 
@@ -284,6 +284,9 @@ class Remote:
         """Nothing: a prefix with no object left is gone by itself."""
 
 
+Folder = Path | Remote  # a folder (or file) on a local disk or in a store
+
+
 class ObjectStat:
     """An object's facts in `os.stat_result`'s names (st_size, st_mtime_ns)."""
 
@@ -328,6 +331,21 @@ def in_process(*places: object, workers: int) -> int:
     store only this process sees (memory://)."""
     alone = any(isinstance(p, Remote) and not p.shared for p in places)
     return 1 if alone else workers
+
+
+def relative(path: Folder, root: Folder) -> str:
+    """`path` relative to `root`, as posix text (both on a disk, or both in one store)."""
+    if isinstance(path, Remote) and isinstance(root, Remote):
+        return path.relative_to(root).as_posix()
+    if isinstance(path, Path) and isinstance(root, Path):
+        return path.relative_to(root).as_posix()
+    raise ValueError(f"{path} and {root} are not on one file system")
+
+
+def children(folder: Folder) -> list[Folder]:
+    """A folder's entries, sorted by name."""
+    found: list[Folder] = [*folder.iterdir()]
+    return sorted(found, key=lambda e: e.name)
 
 
 def local_folders(*places: Path | Remote) -> list[Path]:

@@ -17,8 +17,14 @@ from pathlib import Path
 from ..atomic import place, sync_folder, write_temp
 from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
-from ..storage import LOCK_NAME, Remote, location
-from .objects import check_remote_inputs, locked_object, object_writer
+from ..storage import LOCK_NAME, Folder, Remote, location
+from .objects import (
+    check_remote_inputs,
+    claim_object,
+    locked_object,
+    object_writer,
+    staged_in_store,
+)
 from .proof import Proof, clear, prove
 from .records import (
     STAGING_SUFFIX,
@@ -49,7 +55,7 @@ class Existing(str, enum.Enum):
         return cls.RESUME if resume else cls.OVERWRITE if overwrite else cls.ERROR
 
 
-def identity(path: Path) -> tuple[int, int] | None:
+def identity(path: Folder) -> tuple[int, int] | None:
     """(device, inode) of a path, None when it does not exist: the same folder by any name."""
     try:
         st = os.stat(path)
@@ -78,12 +84,10 @@ def check_inputs(out: Path | Remote, inputs: Mapping[str, Path | Remote | None])
     if isinstance(out, Remote):
         check_remote_inputs(out, inputs)
         return
-    inputs = {what: p for what, p in inputs.items() if not isinstance(p, Remote)}
+    local = {what: p for what, p in inputs.items() if isinstance(p, Path)}
     out_chain = chain(out)
     out_id = identity(out)
-    for what, path in inputs.items():
-        if path is None:
-            continue
+    for what, path in local.items():
         in_id = identity(path)
         if in_id is None:
             continue
@@ -109,7 +113,7 @@ def overlaps(a: Path, b: Path) -> bool:
 class Claim:
     """A locked output folder and what was in it: the earlier output's record, if any."""
 
-    path: Path
+    path: Folder
     kind: OutputKind
     existing: Existing
     proof: Proof | None = None  # the earlier output, proven ours (resume or overwrite)
@@ -163,34 +167,48 @@ class Claim:
         listing file): each is flushed under its temporary name and listed in the running
         record before it is renamed into place, so none is ever in place unlisted."""
         if self.kind.listing_file is None:
-            listing, placed = {}, []
-            for name, data in (files or {}).items():
-                dst = self.path / name
-                placed.append((write_temp(dst, data), dst))
-                listing[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            files = dict(files or {})
+            listing = {
+                name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                for name, data in files.items()
+            }
             record = {**record, "files": listing}
-            if placed:
-                write_json(
-                    self.path / self.kind.record, stamp(self.kind, {**record, "status": "running"})
-                )
-                for tmp, dst in placed:
-                    place(tmp, dst)
-                sync_folder(self.path)
+            if files:
+                self._land(files, stamp(self.kind, {**record, "status": "running"}))
         stamped = stamp(self.kind, {**record, "status": status})
         write_json(self.path / self.kind.record, stamped)
         return stamped
+
+    def _land(self, files: Mapping[str, bytes], running: Mapping) -> None:
+        """Files at the output's root, listed in the running record before they are in
+        place: flushed under temporary names, then renamed (in a store: put once listed)."""
+        if isinstance(self.path, Remote):
+            write_json(self.path / self.kind.record, running)
+            for name, data in files.items():
+                (self.path / name).write_bytes(data)
+            return
+        placed = [
+            (write_temp(self.path / name, data), self.path / name) for name, data in files.items()
+        ]
+        write_json(self.path / self.kind.record, running)
+        for tmp, dst in placed:
+            place(tmp, dst)
+        sync_folder(self.path)
 
     def staged(
         self, part: str | None = None, kind: OutputKind | None = None
     ) -> AbstractContextManager[Path]:
         """Stage the whole output (part=None) or one part folder of it (a cv fold, an output
         of `kind`; a failed part is never continued, so its progress is not kept)."""
+        if isinstance(self.path, Remote):
+            target = self.path / part if part else self.path
+            return staged_in_store(target, self.kind if part is None else kind)
         if part is None:
             return staged(self.path, self.kind, reuse=self.interrupted)
         return staged(self.path / part, kind, keep_progress=False)
 
 
-def _check(out: Path, kind: OutputKind, existing: Existing) -> Proof | None:
+def _check(out: Folder, kind: OutputKind, existing: Existing) -> Proof | None:
     """The earlier output's proof once OUT may be written: missing or empty (None), or a
     proven output of this kind that the user asked to resume or replace."""
     if isinstance(out, Remote):
@@ -215,38 +233,42 @@ def _check(out: Path, kind: OutputKind, existing: Existing) -> Proof | None:
 
 
 def check_claim(
-    out: str | Path,
+    out: str | Folder,
     kind: OutputKind,
     *,
-    inputs: Mapping[str, Path | None],
+    inputs: Mapping[str, Folder | None],
     existing: Existing = Existing.ERROR,
-) -> tuple[Path, dict | None]:
+) -> tuple[Folder, dict | None]:
     """What `claim` checks, without locking or creating anything (a dry run)."""
-    out = location(out).resolve()
+    place = location(out).resolve()
     existing = member(existing, Existing, "existing")
-    check_inputs(out, inputs)
-    proof = _check(out, kind, existing)
-    return out, proof.record if proof is not None else None
+    check_inputs(place, inputs)
+    proof = _check(place, kind, existing)
+    return place, proof.record if proof is not None else None
 
 
 @contextmanager
 def claim(
-    out: str | Path,
+    out: str | Folder,
     kind: OutputKind,
     *,
-    inputs: Mapping[str, Path | None],
+    inputs: Mapping[str, Folder | None],
     existing: Existing = Existing.ERROR,
 ) -> Iterator[Claim]:
     """Check OUT, lock it (created if missing), check it again under the lock (another
     command may have written there in between), remove staging folders killed runs of it
     left beside it, and yield the Claim. A folder this made is removed again if the block
     fails and leaves it empty."""
-    out, _ = check_claim(out, kind, inputs=inputs, existing=existing)
+    place, _ = check_claim(out, kind, inputs=inputs, existing=existing)
     existing = member(existing, Existing, "existing")
-    with locked_object(out) if isinstance(out, Remote) else locked(out):
-        previous = _check(out, kind, existing)
-        interrupted = None if isinstance(out, Remote) else _left_beside(out, kind, existing)
-        yield Claim(out, kind, existing, previous, interrupted)
+    if isinstance(place, Remote):
+        with locked_object(place):
+            yield Claim(place, kind, existing, _check(place, kind, existing))
+        return
+    with locked(place):
+        previous = _check(place, kind, existing)
+        interrupted = _left_beside(place, kind, existing)
+        yield Claim(place, kind, existing, previous, interrupted)
 
 
 def _left_beside(out: Path, kind: OutputKind, existing: Existing) -> Path | None:
@@ -291,7 +313,7 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
-def writer_of(folder: Path) -> str | None:
+def writer_of(folder: Folder) -> str | None:
     """'process N' (or 'another process') while a command holds `folder`'s lock, else None."""
     import fcntl
 
@@ -356,16 +378,19 @@ def locked(out: Path) -> Iterator[Path]:
 
 
 def claim_file(
-    path: str | Path,
+    path: str | Path | Remote,
     *,
-    inputs: Mapping[str, Path | None],
+    inputs: Mapping[str, Path | Remote | None],
     overwrite: bool = False,
     what: str = "output file",
-) -> Path:
+) -> Path | Remote:
     """Where a single output file (a picture, a CSV) may be written: its folder exists; it is
     not a folder, not a tool's record, not inside an input or inside a tool's output
     (however spelled); and an existing file is replaced only with overwrite=True."""
-    path = Path(path)
+    place = location(path)
+    if isinstance(place, Remote):
+        return claim_object(place, inputs=inputs, overwrite=overwrite, what=what)
+    path = Path(place)
     folder = Path(os.path.abspath(path.parent))
     if not folder.is_dir():
         raise BalanceError(f"the folder of the {what} does not exist: {folder}")

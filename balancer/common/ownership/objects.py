@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..errors import BalanceError, ToolWarning
+from ..errors import OVERWRITE_FILE, BalanceError, ToolWarning, UserError
 from ..storage import LOCK_NAME, Remote
-from .records import TOOL
+from .proof import clear, prove
+from .records import TOOL, OutputKind, record_names, tool_record
 
 
 def check_remote_inputs(out: Remote, inputs: Mapping[str, Path | Remote | None]) -> None:
@@ -41,6 +43,28 @@ def check_remote_inputs(out: Remote, inputs: Mapping[str, Path | Remote | None])
             raise BalanceError(
                 f"the output folder {out} contains the {what} {path}; choose a folder outside it"
             )
+
+
+def claim_object(
+    target: Remote, *, inputs: Mapping[str, Path | Remote | None], overwrite: bool, what: str
+) -> Remote:
+    """claim_file for an object: not a record's name, not inside an input or a tool's
+    output, and an existing object replaced only with overwrite=True."""
+    if target.name in record_names():
+        raise BalanceError(f"{target.name} is the name of a record the tools write; choose another")
+    check_remote_inputs(target, inputs)
+    for above in target.parents:
+        found = tool_record(above)
+        if found:
+            raise BalanceError(
+                f"the {what} {target} lies inside {above}, an output of {TOOL} "
+                f"({found[0]}); write it elsewhere"
+            )
+    if target.is_dir():
+        raise BalanceError(f"the {what} {target} is a folder")
+    if target.is_file() and not overwrite:
+        raise BalanceError(f"{target} exists; {OVERWRITE_FILE} replaces it")
+    return target
 
 
 def _alive(pid: int) -> bool:
@@ -121,3 +145,22 @@ def locked_object(out: Remote) -> Iterator[Remote]:
     finally:
         if _holder(lock).get("token") == mine["token"]:
             lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_in_store(target: Remote, kind: OutputKind | None) -> Iterator[Path]:
+    """A whole output made in a local temporary folder, then put in the store when the block
+    succeeds: an earlier output there (proven ours when claimed) cleared of its own objects,
+    every file put, its record last, so it is complete only once all is there. A failure
+    leaves the store as it was."""
+    with tempfile.TemporaryDirectory(prefix=".balanced-aug.") as tmp:
+        local = Path(tmp, target.name or "output")
+        local.mkdir()
+        yield local
+        if kind is not None and any(e.name != LOCK_NAME for e in target.iterdir()):
+            with suppress(UserError):  # nothing there is provably ours: nothing is removed
+                clear(target, prove(target, kind, lenient=True), kind)
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        record = kind.record if kind is not None else None
+        for path in sorted(files, key=lambda p: p.relative_to(local).as_posix() == record):
+            (target / path.relative_to(local).as_posix()).write_bytes(path.read_bytes())

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..atomic import TEMP_SUFFIX
 from ..errors import BalanceError, UserError
 from ..shapes import shape_problems
-from ..storage import LOCK_NAME, Remote, journal_name
+from ..storage import LOCK_NAME, Folder, Remote, children, journal_name, relative
 from .records import TOOL, OutputKind, is_staging, read_json_record
 
 
@@ -42,7 +42,7 @@ class Listed:
 Listing = Mapping[str, Listed]  # posix path relative to the output -> what was written there
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Folder) -> str:
     """The sha256 of a file's bytes, read in blocks (a model of gigabytes is not held)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -93,13 +93,13 @@ class Proof:
     """An earlier output proven ours: its record, and exactly what may be removed."""
 
     record: dict
-    files: list[Path] = field(default_factory=list)  # listed files and our temporaries
-    folders: list[Path] = field(default_factory=list)  # folders on the way to those
-    parts: list[Path] = field(default_factory=list)  # staging folders, proven sub-outputs
+    files: list[Folder] = field(default_factory=list)  # listed files and our temporaries
+    folders: list[Folder] = field(default_factory=list)  # folders on the way to those
+    parts: list[Folder] = field(default_factory=list)  # staging folders, proven sub-outputs
     foreign: list[str] = field(default_factory=list)  # what is not ours (lenient proofs only)
 
 
-def owned_record(out: Path, kind: OutputKind) -> dict:
+def owned_record(out: Folder, kind: OutputKind) -> dict:
     """The record of an earlier output of this kind in `out`, proven entry by entry.
 
     BalanceError when `out` is not provably such an output: no record, a record of something
@@ -107,7 +107,7 @@ def owned_record(out: Path, kind: OutputKind) -> dict:
     return prove(out, kind).record
 
 
-def prove(out: Path, kind: OutputKind, *, lenient: bool = False) -> Proof:
+def prove(out: Folder, kind: OutputKind, *, lenient: bool = False) -> Proof:
     """owned_record's proof: the record, and every entry of `out` that is ours. `lenient`
     proves what it can and lists the rest as foreign instead of refusing (what is left of
     an output just replaced: only what is ours is removed)."""
@@ -135,7 +135,7 @@ def prove(out: Path, kind: OutputKind, *, lenient: bool = False) -> Proof:
             f"{out} is not provably a {kind.name}: {exc}; nothing was changed"
         ) from None
     finished = record.get("status", "complete") == "complete"
-    own, journal = kind.files, None
+    own, journal = tuple(kind.files), None
     if isinstance(out, Remote):  # its lock object, and its journal while it runs
         own = (*own, LOCK_NAME)
         journal = journal_name(kind.listing_file) if kind.listing_file and not finished else None
@@ -153,12 +153,12 @@ def prove(out: Path, kind: OutputKind, *, lenient: bool = False) -> Proof:
 
 
 def prove_files(
-    out: Path,
+    out: Folder,
     listing: Listing,
     *,
     finished: bool,
     own: Iterable[str] = (),
-    part: Callable[[Path], bool] = lambda entry: False,
+    part: Callable[[Folder], bool] = lambda entry: False,
     what: str,
     lenient: bool = False,
 ) -> Proof:
@@ -179,13 +179,13 @@ def prove_files(
             )
         proof.foreign.append(rel)
 
-    checks: list[tuple[str, Path, Listed]] = []
+    checks: list[tuple[str, Folder, Listed]] = []
     listed_dirs = set()
     for name in listing:
         while "/" in name:
             name = name.rsplit("/", 1)[0]
             listed_dirs.add(name)
-    for entry in sorted(out.iterdir()):
+    for entry in children(out):
         name = entry.name
         if name in own or (name.endswith(TEMP_SUFFIX) and name[: -len(TEMP_SUFFIX)] in own):
             if entry.is_symlink() or not entry.is_file():
@@ -211,7 +211,7 @@ def prove_files(
     return proof
 
 
-def _is_part(entry: Path, part: Callable[[Path], bool], *, lenient: bool) -> bool:
+def _is_part(entry: Folder, part: Callable[[Folder], bool], *, lenient: bool) -> bool:
     """Whether a top-level entry is a proven part; a part that says in its own words why it
     is not ours stops a strict proof with that line."""
     try:
@@ -223,11 +223,11 @@ def _is_part(entry: Path, part: Callable[[Path], bool], *, lenient: bool) -> boo
 
 
 def _walk(
-    out: Path,
-    top: Path,
+    out: Folder,
+    top: Folder,
     listed: tuple[Listing, set[str]],
     proof: Proof,
-    checks: list[tuple[str, Path, Listed]],
+    checks: list[tuple[str, Folder, Listed]],
     *,
     finished: bool,
     foreign: Callable[[str, str], None],
@@ -239,14 +239,14 @@ def _walk(
     stack = [top]
     while stack:
         path = stack.pop()
-        rel = path.relative_to(out).as_posix()
+        rel = relative(path, out)
         mode = _mode(path)
         if stat.S_ISDIR(mode):
             if finished and rel not in listed_dirs:
                 foreign(rel, "its record lists nothing in it")
                 continue
             proof.folders.append(path)
-            stack.extend(sorted(path.iterdir(), reverse=True))
+            stack.extend(reversed(children(path)))
         elif not stat.S_ISREG(mode):
             foreign(rel, "not a regular file")
         elif rel in listing:
@@ -258,7 +258,7 @@ def _walk(
             foreign(rel, "its record does not list it")
 
 
-def _mode(path: Path) -> int:
+def _mode(path: Folder) -> int:
     """A file's mode (links not followed); an object in a store is a regular file, a
     prefix a folder."""
     if isinstance(path, Remote):
@@ -266,7 +266,7 @@ def _mode(path: Path) -> int:
     return os.lstat(path).st_mode
 
 
-def _changed(checks: list[tuple[str, Path, Listed]]) -> list[tuple[str, Path]]:
+def _changed(checks: list[tuple[str, Folder, Listed]]) -> list[tuple[str, Folder]]:
     """The listed files whose size or sha256 is not what the listing records, in order
     (hashed on several threads: hashlib works outside Python's lock)."""
 
@@ -282,7 +282,7 @@ def _changed(checks: list[tuple[str, Path, Listed]]) -> list[tuple[str, Path]]:
     return [(rel, path) for (rel, path, _), b in zip(checks, bad, strict=True) if b]
 
 
-def proven(entry: Path, kind: OutputKind) -> bool:
+def proven(entry: Folder, kind: OutputKind) -> bool:
     """Whether `entry` is a real folder proven an output of `kind` (a run inside a cv folder)."""
     if entry.is_symlink() or not entry.is_dir():
         return False
@@ -293,7 +293,7 @@ def proven(entry: Path, kind: OutputKind) -> bool:
         return False
 
 
-def clear(out: Path, proof: Proof, kind: OutputKind) -> None:
+def clear(out: Folder, proof: Proof, kind: OutputKind) -> None:
     """Remove what `proof` proved ours (the folder stays): files, then the parts, then folders
     left empty; the record last, so until then the folder is provably ours."""
 
