@@ -61,3 +61,33 @@ if _HOLD:
         return result
 
     os.replace = _replace_then_hold
+
+# BALANCED_AUG_STORE_GATE="K<pathsep>RELEASE": a build writing to a store puts K image
+# objects (not the records, not its journal) and then every further put of an image waits
+# until the file RELEASE exists: the store holds exactly K of its files when a kill lands.
+_STORE_GATE = os.environ.get("BALANCED_AUG_STORE_GATE")
+
+if _STORE_GATE:
+    import threading
+    import time as _stime
+
+    from balancer.common import storage as _storage
+
+    _K, _STORE_RELEASE = _STORE_GATE.split(os.pathsep)
+    _reserved = [0]
+    _lock = threading.Lock()
+    _put = _storage.Remote.write_bytes
+
+    def _put_gated(self, data):
+        is_image = not any(part.startswith(".") for part in self.path.split("/")) and (
+            self.name not in ("manifest.csv", "balance.json", "split.csv", "split.json")
+        )
+        if is_image:
+            with _lock:
+                turn = _reserved[0]
+                _reserved[0] += 1
+            while turn >= int(_K) and not os.path.exists(_STORE_RELEASE):
+                _stime.sleep(0.01)
+        return _put(self, data)
+
+    _storage.Remote.write_bytes = _put_gated
