@@ -30,7 +30,6 @@ from helpers import (
 
 from balancer import BuildSettings, build
 from balancer.common import imageio
-from balancer.common.ownership import Existing
 from balancer.common.parallel import RunOptions
 from balancer.common.storage import LOCK_NAME, Remote, location, parse_options
 from balancer.source import scan

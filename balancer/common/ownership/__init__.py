@@ -23,10 +23,9 @@ from .claims import (
     claim,
     claim_file,
     identity,
-    locked,
     overlaps,
-    writer_of,
 )
+from .locks import locked, writer_of
 from .proof import (
     Listed,
     Listing,
