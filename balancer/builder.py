@@ -31,7 +31,7 @@ from .common.ownership import (
     tool_record,
 )
 from .common.parallel import Pool, RunOptions, pool
-from .common.storage import Folder, Remote, local_folders, location
+from .common.storage import Place, Remote, local_folders, location
 from .journal import Journal, ObjectJournal, Written, csv_listing, journal_for
 from .manifest import (
     COLUMNS,
@@ -132,7 +132,7 @@ BUILD_OUTPUT = OutputKind(
 class BuildResult:
     """A build's outcome: where it went, the scan, the targets, the planned items, the record."""
 
-    out: Folder
+    out: Place
     scan: Scan
     targets: dict[str, int]
     items: list[Item]  # the plan; empty for a dry run (the counts are in record)
@@ -148,8 +148,8 @@ class BuildResult:
 
 
 def build(
-    src: str | Folder,
-    out: str | Folder,
+    src: str | Place,
+    out: str | Place,
     settings: BuildSettings,
     *,
     existing: Existing = Existing.ERROR,
@@ -196,7 +196,7 @@ def build(
             return _write(c, result, settings, p)
 
 
-def materialize(folder: str | Folder, *, run: RunOptions = RunOptions()) -> BuildResult:
+def materialize(folder: str | Place, *, run: RunOptions = RunOptions()) -> BuildResult:
     """Write every file a recipe-only build of FOLDER plans, into FOLDER: the build it
     records, resumed from nothing, byte-identical to a direct build; refused when its source
     changed since (one line naming what changed). An interrupted build (a materialize, or
@@ -231,7 +231,7 @@ def _write_recipe(c: Claim, result: BuildResult) -> BuildResult:
     return result
 
 
-def _source_of(root: Folder) -> str:
+def _source_of(root: Place) -> str:
     """The source a balanced folder was built from, as its record names it."""
     found = tool_record(root)
     source = found[1].get("source") if found else None
@@ -239,7 +239,7 @@ def _source_of(root: Folder) -> str:
 
 
 def _record(
-    root: Folder, found: Scan, settings: BuildSettings, targets: dict[str, int], block: int
+    root: Place, found: Scan, settings: BuildSettings, targets: dict[str, int], block: int
 ) -> dict:
     """balance.json: the settings, the counts, what was skipped, as the run starts."""
     counts = found.counts()
@@ -278,7 +278,7 @@ def _record(
 
 
 def _survey(
-    root: Folder, out: Folder, settings: BuildSettings, p: Pool, *, space_check: bool
+    root: Place, out: Place, settings: BuildSettings, p: Pool, *, space_check: bool
 ) -> BuildResult:
     """Scan SRC and choose each class's target, writing nothing: the record as the build
     starts (its warnings said) and, with `space_check`, room for it on OUT's disk. The plan's
@@ -332,7 +332,7 @@ def _check_resume(previous: dict, result: BuildResult) -> None:
         )
 
 
-def manifest_journal(out: Folder) -> Journal | ObjectJournal:
+def manifest_journal(out: Place) -> Journal | ObjectJournal:
     """The journal a build keeps in OUT's manifest.csv while its files land (in a store,
     in objects beside it)."""
     return journal_for(out, MANIFEST, COLUMNS, manifest_row)

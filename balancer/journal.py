@@ -25,7 +25,7 @@ from typing import Any
 from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
-from .common.storage import Folder, Remote, journal_name
+from .common.storage import Place, Remote, journal_name
 from .manifest import CSV_LINE_END, RECIPE, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -82,12 +82,12 @@ def listing_of(rows: Iterable[dict]) -> dict[str, Listed]:
     return {r["file_name"]: Listed(int(r["size"]), r["sha256"]) for r in rows}
 
 
-def csv_listing(name: str, digest_key: str) -> Callable[[Folder, dict], dict[str, Listed]]:
+def csv_listing(name: str, digest_key: str) -> Callable[[Place, dict], dict[str, Listed]]:
     """An output kind's listing read from the CSV file `name` beside its record: while the
     run is unfinished, the journal (a torn last row dropped); once finished, the listing
     whose sha256 the record holds under `digest_key` (an edited one proves nothing)."""
 
-    def listing(out: Folder, record: dict) -> dict[str, Listed]:
+    def listing(out: Place, record: dict) -> dict[str, Listed]:
         path = out / name
         finished = record.get("status") in ("complete", RECIPE)
         if isinstance(out, Remote) and not finished:

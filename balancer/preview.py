@@ -18,7 +18,7 @@ from .common.imageio import BadImage, cv2, load
 from .common.limits import ROWS, SEED, SIDE
 from .common.ownership import claim_file
 from .common.square import RESIZE_MODES, to_square
-from .common.storage import Folder, Remote, location
+from .common.storage import Place, Remote, location
 from .manifest import MANIFEST, read_manifest
 from .source import list_source
 from .transforms import TRANSFORMS, unsuited
@@ -89,7 +89,7 @@ def sheet(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 SHEET_QUALITY = 92  # a contact sheet is for looking at: smaller than a copy's 95
 
 
-def _sheet_target(out: str | Folder | Remote, inputs: dict, *, overwrite: bool) -> Folder:
+def _sheet_target(out: str | Place | Remote, inputs: dict, *, overwrite: bool) -> Place:
     """Where a contact sheet goes: a name of an output format, claimed as a single file."""
     name = location(out).name
     if formats.of_name(name) is None:
@@ -99,7 +99,7 @@ def _sheet_target(out: str | Folder | Remote, inputs: dict, *, overwrite: bool) 
     return claim_file(out, inputs=inputs, overwrite=overwrite)
 
 
-def _save(image: np.ndarray, path: Folder) -> None:
+def _save(image: np.ndarray, path: Place) -> None:
     """In the format its name says (.png, .jpg)."""
     write_atomic(path, imageio.encode(image, formats.written_format(path.name).name, SHEET_QUALITY))
 
@@ -140,7 +140,7 @@ def as_trained(resize: str, image_size: int) -> View:
 as_stored = View()
 
 
-def pick_sources(src: str | Folder, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
+def pick_sources(src: str | Place, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """n readable images from different classes in turn, chosen with the seed."""
     ROWS.check(n, "rows")
     SEED.check(seed, "seed")
@@ -168,9 +168,9 @@ def pick_sources(src: str | Folder, n: int, seed: int) -> list[tuple[str, np.nda
 
 
 def preview_transforms(
-    src: str | Folder,
+    src: str | Place,
     transforms: Mapping[str, float | None],
-    out: str | Folder,
+    out: str | Place,
     rows: int = 4,
     seed: int = 0,
     view: View = as_stored,
@@ -197,8 +197,8 @@ def preview_transforms(
 
 
 def preview_manifest(
-    folder: str | Folder,
-    out: str | Folder,
+    folder: str | Place,
+    out: str | Place,
     rows: int = 4,
     per_row: int = 5,
     seed: int = 0,
@@ -241,7 +241,7 @@ def preview_manifest(
     return len(tiles), max(len(r) for r in tiles)
 
 
-def _shown(folder: Folder, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
+def _shown(folder: Place, at_least: int) -> Callable[[str, Any], tuple[np.ndarray, Any]]:
     """(pixels, params) of a file by name: read from a balanced folder, or made from its
     original when the folder is a recipe (`build --recipe-only`: no file written)."""
     from .manifest import RECIPE, read_record
@@ -260,7 +260,7 @@ def _shown(folder: Folder, at_least: int) -> Callable[[str, Any], tuple[np.ndarr
     return made
 
 
-def _load(folder: Folder, name: str, at_least: int) -> np.ndarray:
+def _load(folder: Place, name: str, at_least: int) -> np.ndarray:
     """A balanced folder's image, or one line saying why it cannot be shown."""
     try:
         return load(folder / name, at_least=at_least).image

@@ -31,7 +31,7 @@ from .common.errors import BalanceError, BalanceValueError, UserError
 from .common.formats import written_format
 from .common.imageio import Stamp
 from .common.parallel import default_workers
-from .common.storage import Folder
+from .common.storage import Place
 from .manifest import RECIPE, read_manifest, read_record
 from .plan import Item, class_targets, make_plan
 from .source import Scan, check_source, scan
@@ -79,7 +79,7 @@ def made_pixels(
     return changed_copy(original, name, magnitude, seed)
 
 
-def load_original(path: Folder, stamp: Stamp | None, digest: bytes, max_bytes: int) -> np.ndarray:
+def load_original(path: Place, stamp: Stamp | None, digest: bytes, max_bytes: int) -> np.ndarray:
     """An original's upright pixels, once the file is the one the scan saw (its stamp: size,
     modification time, inode, change time; and its bytes' digest), as the writer reads it."""
     return imageio.load(path, expect=stamp, digest=digest or None, max_bytes=max_bytes).image
@@ -91,7 +91,7 @@ class Recipe:
     file-name order), the stamp the scan saw of each item's original, and the settings.
     `recorded`: each file's params as a folder's manifest records them (empty: not read)."""
 
-    root: Folder
+    root: Place
     items: tuple[Item, ...]
     stamps: tuple[Stamp, ...]
     settings: BuildSettings
@@ -111,7 +111,7 @@ class Recipe:
     @classmethod
     def from_source(
         cls,
-        src: str | Folder,
+        src: str | Place,
         settings: BuildSettings,
         *,
         workers: int | None = None,
@@ -131,9 +131,9 @@ class Recipe:
     @classmethod
     def from_folder(
         cls,
-        folder: str | Folder,
+        folder: str | Place,
         *,
-        source: str | Folder | None = None,
+        source: str | Place | None = None,
         workers: int | None = None,
         progress: bool = False,
     ) -> Recipe:
@@ -286,9 +286,9 @@ class BalancedDataset:
     @classmethod
     def from_folder(
         cls,
-        folder: str | Folder,
+        folder: str | Place,
         *,
-        source: str | Folder | None = None,
+        source: str | Place | None = None,
         workers: int | None = None,
         **options: Any,
     ) -> BalancedDataset:
@@ -298,7 +298,7 @@ class BalancedDataset:
     @classmethod
     def from_source(
         cls,
-        src: str | Folder,
+        src: str | Place,
         settings: BuildSettings,
         *,
         workers: int | None = None,

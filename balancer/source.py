@@ -17,35 +17,18 @@ from .common.atomic import TEMP_SUFFIX
 from .common.errors import BalanceError
 from .common.ownership.records import refuse_outputs
 from .common.parallel import chunked, default_workers, run_chunks
-from .common.storage import IN_FLIGHT, Folder, Remote, in_process, location, prefetched
+from .common.storage import IN_FLIGHT, Place, Remote, in_process, location, prefetched
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
 
 # What OpenCV can decode; anything else in a class folder is reported, not read.
-IMAGE_EXTENSIONS = frozenset(
-    [
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".png",
-        ".bmp",
-        ".dib",
-        ".gif",
-        ".webp",
-        ".tif",
-        ".tiff",
-        ".jp2",
-        ".pbm",
-        ".pgm",
-        ".ppm",
-        ".pnm",
-        ".pxm",
-        ".sr",
-        ".ras",
-        ".avif",
-    ]
-)
+# fmt: off
+IMAGE_EXTENSIONS = frozenset([
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".jp2",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".avif",
+])
+# fmt: on
 # Operating-system litter, ignored without a word (so are dot-files and dot-folders).
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 # Names of the tools' own records: a class folder of that name would collide with them.
@@ -122,7 +105,7 @@ class Skipped:
 class Scan:
     """What a source folder holds: usable images per class, and what was skipped."""
 
-    root: Folder
+    root: Place
     images: dict[str, list[SourceImage]]  # label -> images sorted by path; no empty class
     skipped: list[Skipped] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)  # class folders with no usable image
@@ -179,7 +162,7 @@ def is_utf8(name: str) -> bool:
         return False
 
 
-def _read(folder: Folder, rel: str) -> tuple[bytes, imageio.Stamp] | OSError:
+def _read(folder: Place, rel: str) -> tuple[bytes, imageio.Stamp] | OSError:
     try:
         return imageio.read_stamped(folder / rel)
     except OSError as exc:  # raised where the result is used, in order
@@ -211,7 +194,7 @@ def check_chunk(
     return out
 
 
-def check_source(src: str | Folder | Remote) -> Folder:
+def check_source(src: str | Place | Remote) -> Place:
     """SRC as a resolved folder (or a store's prefix), or one line saying why it cannot be
     read."""
     src = location(src)
@@ -230,7 +213,7 @@ def check_source(src: str | Folder | Remote) -> Folder:
 class Listing:
     """A source folder walked but not yet decoded."""
 
-    root: Folder
+    root: Place
     class_dirs: list[str]
     candidates: list[tuple[str, str]]  # (path, label): what is known is read by the check
     skipped: list[Skipped]
@@ -259,7 +242,7 @@ def _kind(entry: os.DirEntry) -> str:
     return "file" if entry.is_file(follow_symlinks=False) else "other"
 
 
-def _entries(folder: Folder) -> list[tuple[str, str]]:
+def _entries(folder: Place) -> list[tuple[str, str]]:
     """(name, kind) of each entry, sorted by name; small tuples, not DirEntry objects, so a
     folder of a million files costs little while it is sorted."""
     if isinstance(folder, Remote):
@@ -269,7 +252,7 @@ def _entries(folder: Folder) -> list[tuple[str, str]]:
 
 
 def walk_images(
-    root: Folder, folder: Folder
+    root: Place, folder: Place
 ) -> Iterator[tuple[str, str, str | os.stat_result | None]]:
     """Every entry under `folder` (any depth), by the one rule both tools use, as (kind,
     path relative to `root`, detail): ('image', rel, its lstat), ('skipped', rel, reason) or
@@ -314,7 +297,7 @@ def _walk_class(listing: Listing, label: str, bar: tqdm) -> None:
             listing.ignored += 1
 
 
-def list_source(src: str | Folder | Remote, *, progress: bool = False) -> Listing:
+def list_source(src: str | Place | Remote, *, progress: bool = False) -> Listing:
     """Walk SRC/<class>/... without decoding: candidate images, skipped and ignored files.
 
     Symbolic links are not followed and only regular files are ever candidates. Files in
@@ -356,7 +339,7 @@ def _image_or_skipped(candidate: tuple | None, verdict: tuple) -> SourceImage | 
 
 
 def scan(
-    src: str | Folder | Remote,
+    src: str | Place | Remote,
     *,
     workers: int | None = None,
     progress: bool = True,

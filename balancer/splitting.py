@@ -12,7 +12,7 @@ from .common.errors import BalanceError, BalanceValueError
 from .common.limits import SPLIT_FRACTION
 from .common.ownership import Existing, OutputKind, check_claim, claim
 from .common.parallel import RunOptions, pool
-from .common.storage import Folder
+from .common.storage import Place
 from .journal import Written, csv_listing, journal_for
 from .manifest import MANIFEST, is_balanced_folder
 from .plan import Item, check_seed, class_rng, plan_class
@@ -65,15 +65,15 @@ def split_counts(n: int, test: float, val: float) -> tuple[int, int, int]:
 class SplitResult:
     """A split's outcome: the output folder, files per part and class, what was skipped."""
 
-    out: Folder
+    out: Place
     counts: dict[str, dict[str, int]]  # label -> {train, val, test}
     warnings: list[str] = field(default_factory=list)
     skipped: list = field(default_factory=list)
 
 
 def split(
-    src: str | Folder,
-    out: str | Folder,
+    src: str | Place,
+    out: str | Place,
     *,
     test: float = 0.2,
     val: float = 0.0,
@@ -135,7 +135,7 @@ def split(
             return result
 
 
-def _plan_split(found: Any, out: Folder, *, test: float, val: float, seed: int) -> Any:
+def _plan_split(found: Any, out: Place, *, test: float, val: float, seed: int) -> Any:
     """(result, items): each class shuffled with its own generator."""
     result = SplitResult(out, {}, skipped=found.skipped)
     items = []

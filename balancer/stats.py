@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .common.parallel import RunOptions, pool
-from .common.storage import Folder
+from .common.storage import Place
 from .manifest import RECIPE, is_balanced_folder, read_manifest, read_record
 from .plan import check_target, class_targets, thin_classes
 from .reports import ClassStats, FolderStats
@@ -24,7 +24,7 @@ def imbalance_ratio(counts: Mapping[str, int]) -> float:
 
 
 def folder_stats(
-    folder: str | Folder,
+    folder: str | Place,
     *,
     nmin: int | None = None,
     target: str | None = None,
@@ -95,7 +95,7 @@ def folder_stats(
     return result
 
 
-def plot_counts(stats: FolderStats, path: str | Folder, *, overwrite: bool = False) -> None:
+def plot_counts(stats: FolderStats, path: str | Place, *, overwrite: bool = False) -> None:
     """Bar chart of images per class: before/after a plan, or originals/augmented copies.
     Never written inside the folder it counts, nor over a file unless overwrite=True."""
     from .common.ownership import claim_file

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .common.errors import BalanceError
-from .common.storage import Folder
+from .common.storage import Place
 from .source import Scan, scan
 
 
 def unchanged_source(
     record: Mapping,
-    root: Folder,
+    root: Place,
     since: str,
     *,
     workers: int | None,

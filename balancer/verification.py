@@ -28,7 +28,7 @@ from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record, writer_of
 from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
 from .common.shapes import shape_problems
-from .common.storage import Folder, Remote, children, in_process, joined, location, portable
+from .common.storage import Place, Remote, children, in_process, joined, location, portable
 from .manifest import COLUMNS, MANIFEST, RECIPE, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable
@@ -37,7 +37,7 @@ from .writing import render
 
 
 def verify(
-    folder: str | Folder,
+    folder: str | Place,
     *,
     run: RunOptions = RunOptions(),
     replay: bool = False,
@@ -79,7 +79,7 @@ def verify(
     return _report(problems, files, counts)
 
 
-def _check_recipe(root: Folder, record: dict, run: RunOptions, problems: list[str]) -> dict:
+def _check_recipe(root: Place, record: dict, run: RunOptions, problems: list[str]) -> dict:
     """A recipe-only build: its manifest as its record checksums it, no image beside it, and
     its source, scanned again, the one it was planned from (what changed, named)."""
     from .unchanged import unchanged_source
@@ -136,7 +136,7 @@ def _report(problems: list[str], files: list[str], counts: dict) -> dict:
     return {"ok": not problems, "problems": problems, "files": len(files), "classes": counts}
 
 
-def _read_record(root: Folder, problems: list[str]) -> dict | None:
+def _read_record(root: Place, problems: list[str]) -> dict | None:
     path = root / RECORD
     if not path.is_file():
         problems.append(f"missing {RECORD}: not a balance output (or not finished)")
@@ -152,7 +152,7 @@ def _read_record(root: Folder, problems: list[str]) -> dict | None:
     return None if "counts" in damaged else record  # without counts nothing is checked against it
 
 
-def _read_manifest(root: Folder, problems: list[str]) -> Any:
+def _read_manifest(root: Place, problems: list[str]) -> Any:
     if not (root / MANIFEST).is_file():
         problems.append(f"missing {MANIFEST}: not a balance output (or not finished)")
         return None
@@ -174,7 +174,7 @@ def _read_manifest(root: Folder, problems: list[str]) -> Any:
     return m[~bad]
 
 
-def _layout(root: Folder, problems: list[str]) -> list[str]:
+def _layout(root: Place, problems: list[str]) -> list[str]:
     """Image files in class folders; a problem for anything else a loader would misread."""
     files: list[str] = []
     for entry in children(root):
@@ -197,7 +197,7 @@ def _layout(root: Folder, problems: list[str]) -> list[str]:
     return files
 
 
-def _misfit(f: Folder) -> str | None:
+def _misfit(f: Place) -> str | None:
     if f.is_symlink():
         return "symbolic link"
     if f.is_dir():
@@ -224,7 +224,7 @@ def _match(m: Any, files: list[str], problems: list[str]) -> None:
         problems.append(f"label '{row.label}' does not match the folder of {row.file_name}")
 
 
-def _against_record(root: Folder, record: dict, counts: dict, problems: list[str]) -> None:
+def _against_record(root: Place, record: dict, counts: dict, problems: list[str]) -> None:
     if record.get("status") != "complete":
         problems.append(
             f"{RECORD} says the build is '{record.get('status')}', not complete "
@@ -245,7 +245,7 @@ def _against_record(root: Folder, record: dict, counts: dict, problems: list[str
 
 
 def _check_contents(
-    root: Folder, rows: Any, p: Pool, limit: int | None, problems: list[str]
+    root: Place, rows: Any, p: Pool, limit: int | None, problems: list[str]
 ) -> None:
     tasks = sorted(zip(rows.file_name, rows["size"], rows.sha256, strict=False))
     workers = in_process(root, workers=p.workers)
@@ -298,7 +298,7 @@ def _replay_settings(record: dict) -> tuple[dict, int] | str:
 
 
 def _check_replay(
-    root: Folder, record: dict, m: Any, p: Pool, *, limit: int | None, problems: list
+    root: Place, record: dict, m: Any, p: Pool, *, limit: int | None, problems: list
 ) -> None:
     """Every copy re-rendered from its original, seed and params must match byte for byte."""
     settings = _replay_settings(record)
@@ -349,7 +349,7 @@ def _replay_chunk(
     return found
 
 
-def _original_pixels(in_src: Folder, in_out: Folder, limit: int | None) -> Any:
+def _original_pixels(in_src: Place, in_out: Place, limit: int | None) -> Any:
     for path in (in_src, in_out):
         try:
             if path.name and path.is_file():
@@ -360,7 +360,7 @@ def _original_pixels(in_src: Folder, in_out: Folder, limit: int | None) -> Any:
 
 
 def _replay_one(
-    path: Folder,
+    path: Place,
     image: np.ndarray,
     name: str,
     params: str,

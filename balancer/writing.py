@@ -41,7 +41,7 @@ from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, MAX_IMAGE_MB, QUALITY, image_bytes
 from .common.ownership import sha256_file
 from .common.parallel import chunked, remote, run_chunks
-from .common.storage import Folder, Remote, joined
+from .common.storage import Place, Remote, joined
 from .journal import Journal, ObjectJournal, Written
 from .manifest import MANIFEST
 from .plan import Item
@@ -130,7 +130,7 @@ def _make(
     return written, True
 
 
-def read_original(source: Folder, digest: bytes) -> bytes:
+def read_original(source: Place, digest: bytes) -> bytes:
     """An original's bytes, which must be the ones the scan read (BadImage, else)."""
     try:
         return imageio.read_bytes(source, digest=digest)
@@ -214,7 +214,7 @@ def _work_chunk(
     return results
 
 
-def failure(item: Item, exc: Exception, dst: Folder) -> BalanceError:
+def failure(item: Item, exc: Exception, dst: Place) -> BalanceError:
     """The one line for an item that could not be made: its original changed or is gone,
     or its file could not be written."""
     if isinstance(exc, imageio.SourceChanged):
@@ -265,8 +265,8 @@ def sweep(out: Path, items: list[Item], listed: set[str]) -> int:
 
 
 def run_items(
-    root: Folder,
-    out: Folder,
+    root: Place,
+    out: Place,
     items: list[Item],
     workers: int,
     writing: Writing = Writing(),

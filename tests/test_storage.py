@@ -59,15 +59,25 @@ def s3():
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    fresh_workers()
     try:
         yield env
     finally:
         server.stop()
+        fresh_workers()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def fresh_workers() -> None:
+    """joblib keeps its pool's workers between calls: stop them, so the next ones start with
+    this environment (a command's workers always start after the environment it was given)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
 
 
 @pytest.fixture

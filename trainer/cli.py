@@ -17,8 +17,10 @@ from balancer.common.cli import (
     on_interrupt,
     out_option,
     overwrite_option,
+    places,
     quiet_option,
     report_skipped,
+    storage_option,
     tool_app,
     version_flag,
 )
@@ -68,13 +70,15 @@ def _group(
 @app.command()
 @with_train_options
 def fit(
-    data: Path = typer.Argument(
+    data: str = typer.Argument(
         ...,
         metavar="DATA",
-        help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg).",
+        help="Class folder to train on (a balanced OUT or any DATA/<class>/*.jpg); a path or a URL.",
     ),
-    out: Path | None = out_option("Run folder (default runs/<data>-<model>).", required=False),
-    val: Path | None = typer.Option(
+    out: str | None = out_option(
+        "Run folder (default runs/<data>-<model>); a path or a URL.", required=False
+    ),
+    val: str | None = typer.Option(
         None, help="Validation class folder (default: a grouped split of DATA)."
     ),
     nmin: int | None = typer.Option(
@@ -93,6 +97,7 @@ def fit(
         False, "--tensorboard", help="Write TensorBoard logs into the run folder (RUN/logs)."
     ),
     workers: int | None = WORKERS_OPTION,
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress output."),
     as_json: bool = json_option("Print metrics.json on stdout."),
     **train: Any,
@@ -118,16 +123,17 @@ def fit(
 
     config = TrainConfig(**train)
     control = RunControl(progress=not quiet, workers=workers, tensorboard=tensorboard)
-    out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}"
+    at = places(storage)
+    where = at(out) if out else Path("runs") / f"{at(data).resolve().name}-{config.model}"
     from balancer.common.ownership import Existing
 
     existing = Existing.from_flags(resume=resume, overwrite=overwrite)
     with logs_to_stderr(), on_interrupt(RESUMABLE, deadline=STOP_WITHIN):
         metrics = fit_run(
-            data,
-            out,
+            at(data),
+            where,
             config,
-            val=val,
+            val=at(val) if val else None,
             balance=balancing(nmin, transforms, redraw),
             existing=existing,
             control=control,
@@ -144,8 +150,10 @@ def fit(
 @app.command()
 @with_train_options()
 def cv(
-    data: Path = typer.Argument(
-        ..., metavar="DATA", help="Class folder; with a manifest.csv folds are grouped by source."
+    data: str = typer.Argument(
+        ...,
+        metavar="DATA",
+        help="Class folder; with a manifest.csv folds are grouped by source. A path or a URL.",
     ),
     folds: int = typer.Option(5, help=f"Number of folds ({FOLDS})."),
     nmin: int | None = typer.Option(
@@ -154,11 +162,13 @@ def cv(
     ),
     transforms: str = TRANSFORMS_OPTION,
     redraw: str | None = REDRAW_OPTION,
-    out: Path | None = out_option(
-        "Folder for the folds' runs (default runs/<data>-<model>-cv).", required=False
+    out: str | None = out_option(
+        "Folder for the folds' runs (default runs/<data>-<model>-cv); a path or a URL.",
+        required=False,
     ),
     overwrite: bool = overwrite_option("Replace an existing folder."),
     workers: int | None = WORKERS_OPTION,
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No progress output."),
     as_json: bool = json_option("Print cv.json on stdout."),
     **train: Any,
@@ -181,11 +191,12 @@ def cv(
 
     config = TrainConfig(**train)
     control = RunControl(progress=not quiet, workers=workers)
-    out = out or Path("runs") / f"{Path(data).resolve().name}-{config.model}-cv"
+    at = places(storage)
+    where = at(out) if out else Path("runs") / f"{at(data).resolve().name}-{config.model}-cv"
     with logs_to_stderr(), on_interrupt(GO_ON, deadline=STOP_WITHIN):
         result = cross_validate(
-            data,
-            out,
+            at(data),
+            where,
             config,
             folds=folds,
             existing=existing_from(overwrite=overwrite, default="resume"),

@@ -6,7 +6,6 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ import pandas as pd
 from balancer.common.checks import member, optional
 from balancer.common.errors import ToolWarning, TrainValueError
 from balancer.common.ownership import Claim, Existing, claim
+from balancer.common.storage import Place, location
 from balancer.manifest import CSV_LINE_END
 
 from . import backend
@@ -39,8 +39,8 @@ def mean_std(values: Sequence[float] | pd.Series) -> dict:
 
 
 def cross_validate(
-    data: str | Path,
-    out: str | Path,
+    data: str | Place,
+    out: str | Place,
     config: TrainConfig | None = None,
     *,
     folds: int = 5,
@@ -79,7 +79,7 @@ def cross_validate(
         "config": config.to_dict(),
         "balance": None if balance is None else balance.record(),
     }
-    with claim(out, CV, inputs={"data folder": Path(data)}, existing=existing) as c:
+    with claim(out, CV, inputs={"data folder": location(data)}, existing=existing) as c:
         c.check_resume(settings, "settings or data")
         c.begin({"settings": settings})
         return _cross_validate(c, folder, config, settings, control)

@@ -14,13 +14,13 @@ import hashlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from balancer.common.errors import ToolWarning, TrainError, TrainValueError, UserError
+from balancer.common.storage import Place, location
 from balancer.manifest import (
     MANIFEST,
     RECIPE,
@@ -42,7 +42,7 @@ class Folder:
     the scan saw (size, mtime_ns, ino, ctime_ns: a file that changes later is noticed) and
     `digest`, of the bytes the scan read (hex: files with the same bytes are one image)."""
 
-    root: Path
+    root: Place
     table: pd.DataFrame
     class_names: list[str]
     skipped: list[Skipped]
@@ -59,13 +59,13 @@ class Folder:
 
 
 def list_folder(
-    folder: str | Path, *, workers: int | None = None, progress: bool = False
+    folder: str | Place, *, workers: int | None = None, progress: bool = False
 ) -> Folder:
     """Every usable image of FOLDER/<class>/..., each checked by decoding it first.
 
     A balancer manifest.csv (with `source` and `origin`) groups each copy with its original;
     anyone else's manifest.csv (Hugging Face's metadata, say) leaves it a plain folder."""
-    root = Path(folder)
+    root = location(folder)
     if not root.exists():
         raise TrainError(f"data folder not found: {root}")
     _refuse_recipe(root)
@@ -100,7 +100,7 @@ def list_folder(
     return Folder(root, table.reset_index(drop=True), class_names, skipped, has_manifest, found)
 
 
-def _refuse_recipe(root: Path) -> None:
+def _refuse_recipe(root: Place) -> None:
     """A recipe-only build holds no image: say what trains on it instead."""
     try:
         status = (read_record(root) or {}).get("status")

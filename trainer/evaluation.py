@@ -24,7 +24,7 @@ from balancer.common.ownership import (
     write_json,
 )
 from balancer.common.shapes import shape_problems
-from balancer.common.storage import Folder
+from balancer.common.storage import Place
 
 from . import backend
 from .config import TrainConfig
@@ -112,7 +112,7 @@ NEEDED = ("accuracy", "macro_f1", "weighted_f1", "class_names")
 NEEDED_BY_KIND = {"run": (*NEEDED, "config", "epochs_run", "per_class", "data")}
 
 
-def read_metrics(path: Folder, kind: str = "run") -> RunMetrics:
+def read_metrics(path: Place, kind: str = "run") -> RunMetrics:
     """A metrics.json the trainer wrote, checked against `RunMetrics` for what its readers use;
     TrainError (one line) for one that is not JSON, is another tool's or kind's, or has wrong
     types."""

@@ -22,14 +22,14 @@ from balancer.common.errors import ToolWarning
 from balancer.common.ownership import OutputKind, inline_listing, is_staging, prove
 from balancer.common.ownership.proof import prove_files
 from balancer.common.plotting import pyplot, save_figure
-from balancer.common.storage import Folder
+from balancer.common.storage import Place
 from balancer.journal import csv_listing
 from balancer.manifest import MANIFEST
 
 from .records import FolderRecord, RunMetrics
 
 
-def _proven_part(entry: Folder, kind: OutputKind) -> bool:
+def _proven_part(entry: Place, kind: OutputKind) -> bool:
     """A part of an output that is an output of its own (a run's evaluation, a cv's fold):
     proven by its own record, or one line naming what in it is not ours."""
     prove(entry, kind)
@@ -47,7 +47,7 @@ EVALUATION = OutputKind(
 )
 
 
-def _leftover_state(entry: Folder) -> bool:
+def _leftover_state(entry: Place) -> bool:
     """`resume/` left in a run folder by a kill right after the folder was put in place: its
     state.json names every other file in it (the run is whole; the state goes next time)."""
     state_file = entry / "state.json"
@@ -93,10 +93,10 @@ CV = OutputKind(
 )
 
 
-def _study_runs(runs: Folder) -> bool:
+def _study_runs(runs: Place) -> bool:
     """runs/<model>-<loss>/<arm>/fold-<k>: every leaf a proven run folder (or our staging)."""
 
-    def level(folder: Folder, depth: int) -> bool:
+    def level(folder: Place, depth: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():
             return False
         for entry in folder.iterdir():
@@ -112,11 +112,11 @@ def _study_runs(runs: Folder) -> bool:
     return level(runs, 0)
 
 
-def _copies(data: Folder, depth: int) -> bool:
+def _copies(data: Place, depth: int) -> bool:
     """The copies made for each fold: folders `depth` deep (data/fold-<k>/[<arm>/]), each
     holding the journal of its copies (manifest.csv) and the class folders it lists."""
 
-    def level(folder: Folder, below: int) -> bool:
+    def level(folder: Place, below: int) -> bool:
         if folder.is_symlink() or not folder.is_dir():
             return False
         if below == 0:

@@ -9,12 +9,10 @@ uint8 (a quarter of float32's bytes to the device); the model converts them itse
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +22,8 @@ from balancer.common.imageio import BadImage, SourceChanged, Stamp, check_stamp
 from balancer.common.limits import MAX_IMAGE_MB, image_bytes
 from balancer.common.parallel import default_workers
 from balancer.common.square import model_input, rgb8, to_square
+from balancer.common.stamps import stamp_now
+from balancer.common.storage import location
 from balancer.recipe import load_original, made_pixels
 
 from . import backend
@@ -42,7 +42,7 @@ def made_input(
     (`balancer.recipe`; drawn anew at `epoch` when `made.redraw` names the transforms),
     then made square like any file (`made`: a balancing.Made)."""
     item = made.item
-    original = load_original(Path(path), stamp, item.digest, image_bytes(MAX_IMAGE_MB))
+    original = load_original(location(path), stamp, item.digest, image_bytes(MAX_IMAGE_MB))
     _, pixels = made_pixels(original, item, epoch=epoch, transforms=made.redraw)
     return rgb8(to_square(pixels, size, resize))
 
@@ -228,7 +228,7 @@ class ImageBatches(keras.utils.PyDataset):  # type: ignore[name-defined]
             return
         for path, stamp in zip(self.paths, self.stamps, strict=True):
             try:
-                check_stamp(os.stat(path), stamp)
+                check_stamp(stamp_now(path), stamp)
             except FileNotFoundError:
                 self.failure = f"{path}: removed after the scan"
             except (OSError, SourceChanged) as exc:

@@ -28,6 +28,7 @@ from balancer.common.ownership import (
     stamp,
     write_json,
 )
+from balancer.common.storage import Place, location
 from balancer.manifest import CSV_LINE_END
 
 from . import backend, resume
@@ -282,11 +283,11 @@ def absent_classes(
 
 
 def fit(
-    data: str | Path,
-    out: str | Path,
+    data: str | Place,
+    out: str | Place,
     config: TrainConfig | None = None,
     *,
-    val: str | Path | None = None,
+    val: str | Place | None = None,
     balance: Balancing | None = None,
     existing: Existing = Existing.ERROR,
     callbacks: Sequence = (),
@@ -310,8 +311,8 @@ def fit(
     config = optional(config, TrainConfig, "config", "TrainConfig(epochs=30)") or TrainConfig()
     existing = member(existing, Existing, "existing", TrainValueError)
     config.check_weights()
-    inputs = {"data folder": Path(data), "validation folder": Path(val) if val else None}
-    if val is not None and overlaps(Path(data), Path(val)):
+    inputs = {"data folder": location(data), "validation folder": location(val) if val else None}
+    if val is not None and overlaps(location(data), location(val)):
         raise TrainError(
             f"the validation folder {val} overlaps the data folder {data}: "
             "validation would not be held out"
@@ -320,7 +321,7 @@ def fit(
     control = replace(control, callbacks=(*control.callbacks, *callbacks))
     data_in = DataIn(data, val, optional(balance, Balancing, "balance", "Balancing(nmin=1500)"))
     if not is_chief():
-        check_inputs(Path(out).resolve(), inputs)
+        check_inputs(location(out).resolve(), inputs)
         return _fit_folder(data_in, None, config, control)
     with claim(out, RUN, inputs=inputs, existing=existing) as c:
         if c.resuming:
@@ -333,8 +334,8 @@ def fit(
 class DataIn(NamedTuple):
     """What a fit reads: the data folder, a validation folder, and how DATA is balanced."""
 
-    data: str | Path
-    val: str | Path | None
+    data: str | Place
+    val: str | Place | None
     balance: Balancing | None
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 import numpy as np
 
 from .opencv import cv2
+from .storage import location
 
 RESIZE_MODES = (
     "stretch",
@@ -75,4 +76,5 @@ def model_input(
 
     from .imageio import load
 
-    return rgb8(to_square(load(Path(path), expect=expect, at_least=size).image, size, mode))
+    image = load(location(path), expect=expect, at_least=size).image
+    return rgb8(to_square(image, size, mode))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
-from .storage import Remote, object_stamp
+from .storage import Remote, location, object_stamp
 
 
 class BadImage(Exception):
@@ -24,6 +25,12 @@ class SourceChanged(BadImage):
 # is noticed as a change (the safe side). Where the bytes are read anyway, their digest is
 # checked instead (`content_digest`): the thing itself.
 Stamp = tuple[int, int, int, int]
+
+
+def stamp_now(path: str | Path) -> os.stat_result | Stamp:
+    """What a file (its stat) or an object (its stamp) is now, for check_stamp."""
+    place = location(path)
+    return object_stamp(place.info()) if isinstance(place, Remote) else os.stat(place)
 
 
 def stamp_of(st: os.stat_result) -> Stamp:

@@ -39,6 +39,10 @@ TIME_KEYS = ("LastModified", "last_modified", "updated", "mtime", "created")
 LOCK_NAME = ".balanced-aug.lock"  # the lock object of an output in a store
 IN_FLIGHT = 4  # requests a worker keeps in flight per core: reads and writes overlap
 
+# The storage options this process was given, per protocol: a URL met later (a file's
+# path in a trainer's table, a record's source) is opened with them too.
+_GIVEN: dict[str, dict[str, Any]] = {}
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -65,7 +69,8 @@ def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 
 def location(place: str | Path | Remote, options: dict[str, Any] | None = None) -> Path | Remote:
     """A folder or file given on a command line or to a library function: a `Remote` for a
-    store's URL, a local `Path` for a path or a `file://` URL."""
+    store's URL, a local `Path` for a path or a `file://` URL. A URL given without
+    `options` is opened with the last ones given for its protocol in this process."""
     if isinstance(place, (Path, Remote)):
         return place
     text = str(place)
@@ -75,10 +80,12 @@ def location(place: str | Path | Remote, options: dict[str, Any] | None = None) 
     protocol = match.group(1).lower()
     if protocol in ("file", "local"):
         return Path(text[match.end() :] or "/")
+    if options:
+        _GIVEN[protocol] = dict(options)
     try:
         import fsspec
 
-        fs, path = fsspec.core.url_to_fs(text, **(options or {}))
+        fs, path = fsspec.core.url_to_fs(text, **(options or _GIVEN.get(protocol, {})))
     except ImportError as exc:
         extra = EXTRAS.get(protocol)
         hint = f": pip install 'balanced-aug[{extra}]'" if extra else ""
@@ -284,7 +291,7 @@ class Remote:
         """Nothing: a prefix with no object left is gone by itself."""
 
 
-Folder = Path | Remote  # a folder (or file) on a local disk or in a store
+Place = Path | Remote  # a folder (or file) on a local disk or in a store
 
 
 class ObjectStat:
@@ -333,7 +340,7 @@ def in_process(*places: object, workers: int) -> int:
     return 1 if alone else workers
 
 
-def relative(path: Folder, root: Folder) -> str:
+def relative(path: Place, root: Place) -> str:
     """`path` relative to `root`, as posix text (both on a disk, or both in one store)."""
     if isinstance(path, Remote) and isinstance(root, Remote):
         return path.relative_to(root).as_posix()
@@ -342,9 +349,9 @@ def relative(path: Folder, root: Folder) -> str:
     raise ValueError(f"{path} and {root} are not on one file system")
 
 
-def children(folder: Folder) -> list[Folder]:
+def children(folder: Place) -> list[Place]:
     """A folder's entries, sorted by name."""
-    found: list[Folder] = [*folder.iterdir()]
+    found: list[Place] = [*folder.iterdir()]
     return sorted(found, key=lambda e: e.name)
 
 

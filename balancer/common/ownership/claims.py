@@ -16,7 +16,7 @@ from pathlib import Path
 from ..atomic import place, sync_folder, write_temp
 from ..checks import member
 from ..errors import OVERWRITE, OVERWRITE_FILE, RESUME, BalanceError
-from ..storage import LOCK_NAME, Folder, Remote, location
+from ..storage import LOCK_NAME, Place, Remote, location
 from .locks import locked
 from .objects import check_remote_inputs, claim_object, locked_object, staged_in_store
 from .proof import Proof, clear, prove
@@ -49,7 +49,7 @@ class Existing(str, enum.Enum):
         return cls.RESUME if resume else cls.OVERWRITE if overwrite else cls.ERROR
 
 
-def identity(path: Folder) -> tuple[int, int] | None:
+def identity(path: Place) -> tuple[int, int] | None:
     """(device, inode) of a path, None when it does not exist: the same folder by any name."""
     try:
         st = os.stat(path)
@@ -97,8 +97,15 @@ def check_inputs(out: Path | Remote, inputs: Mapping[str, Path | Remote | None])
             )
 
 
-def overlaps(a: Path, b: Path) -> bool:
-    """Whether two existing folders are one, or one lies inside the other (by identity)."""
+def overlaps(a: Place, b: Place) -> bool:
+    """Whether two existing folders are one, or one lies inside the other (by identity; in
+    a store, by URL)."""
+    if isinstance(a, Remote) or isinstance(b, Remote):
+        return (
+            isinstance(a, Remote)
+            and isinstance(b, Remote)
+            and (a.is_relative_to(b) or b.is_relative_to(a))
+        )
     ida, idb = identity(a), identity(b)
     return ida is not None and idb is not None and (ida in chain(b) or idb in chain(a))
 
@@ -107,7 +114,7 @@ def overlaps(a: Path, b: Path) -> bool:
 class Claim:
     """A locked output folder and what was in it: the earlier output's record, if any."""
 
-    path: Folder
+    path: Place
     kind: OutputKind
     existing: Existing
     proof: Proof | None = None  # the earlier output, proven ours (resume or overwrite)
@@ -202,7 +209,7 @@ class Claim:
         return staged(self.path / part, kind, keep_progress=False)
 
 
-def _check(out: Folder, kind: OutputKind, existing: Existing) -> Proof | None:
+def _check(out: Place, kind: OutputKind, existing: Existing) -> Proof | None:
     """The earlier output's proof once OUT may be written: missing or empty (None), or a
     proven output of this kind that the user asked to resume or replace."""
     if isinstance(out, Remote):
@@ -227,12 +234,12 @@ def _check(out: Folder, kind: OutputKind, existing: Existing) -> Proof | None:
 
 
 def check_claim(
-    out: str | Folder,
+    out: str | Place,
     kind: OutputKind,
     *,
-    inputs: Mapping[str, Folder | None],
+    inputs: Mapping[str, Place | None],
     existing: Existing = Existing.ERROR,
-) -> tuple[Folder, dict | None]:
+) -> tuple[Place, dict | None]:
     """What `claim` checks, without locking or creating anything (a dry run)."""
     place = location(out).resolve()
     existing = member(existing, Existing, "existing")
@@ -243,10 +250,10 @@ def check_claim(
 
 @contextmanager
 def claim(
-    out: str | Folder,
+    out: str | Place,
     kind: OutputKind,
     *,
-    inputs: Mapping[str, Folder | None],
+    inputs: Mapping[str, Place | None],
     existing: Existing = Existing.ERROR,
 ) -> Iterator[Claim]:
     """Check OUT, lock it (created if missing), check it again under the lock (another

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BalanceError
-from ..storage import Folder, Remote
+from ..storage import Place, Remote
 from .objects import object_writer
 
 
@@ -30,7 +30,7 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
-def writer_of(folder: Folder) -> str | None:
+def writer_of(folder: Place) -> str | None:
     """'process N' (or 'another process') while a command holds `folder`'s lock, else None."""
     import fcntl
 

@@ -152,7 +152,8 @@ def staged_in_store(target: Remote, kind: OutputKind | None) -> Iterator[Path]:
     """A whole output made in a local temporary folder, then put in the store when the block
     succeeds: an earlier output there (proven ours when claimed) cleared of its own objects,
     every file put, its record last, so it is complete only once all is there. A failure
-    leaves the store as it was."""
+    leaves the store as it was; so does a kill (the progress a local run keeps for
+    `--resume` is not kept: a killed run in a store starts again)."""
     with tempfile.TemporaryDirectory(prefix=".balanced-aug.") as tmp:
         local = Path(tmp, target.name or "output")
         local.mkdir()
@@ -160,7 +161,12 @@ def staged_in_store(target: Remote, kind: OutputKind | None) -> Iterator[Path]:
         if kind is not None and any(e.name != LOCK_NAME for e in target.iterdir()):
             with suppress(UserError):  # nothing there is provably ours: nothing is removed
                 clear(target, prove(target, kind, lenient=True), kind)
-        files = sorted(p for p in local.rglob("*") if p.is_file())
-        record = kind.record if kind is not None else None
-        for path in sorted(files, key=lambda p: p.relative_to(local).as_posix() == record):
-            (target / path.relative_to(local).as_posix()).write_bytes(path.read_bytes())
+        record, progress = (kind.record, kind.progress) if kind is not None else (None, None)
+        kept = Path(progress).parts[0] if progress else None  # what a resume needed: not put
+        files = [
+            p.relative_to(local).as_posix()
+            for p in sorted(local.rglob("*"))
+            if p.is_file() and p.relative_to(local).parts[0] != kept
+        ]
+        for name in sorted(files, key=lambda name: name == record):
+            (target / name).write_bytes((local / name).read_bytes())

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..atomic import TEMP_SUFFIX
 from ..errors import BalanceError, UserError
 from ..shapes import shape_problems
-from ..storage import LOCK_NAME, Folder, Remote, children, journal_name, relative
+from ..storage import LOCK_NAME, Place, Remote, children, journal_name, relative
 from .records import TOOL, OutputKind, is_staging, read_json_record
 
 
@@ -42,7 +42,7 @@ class Listed:
 Listing = Mapping[str, Listed]  # posix path relative to the output -> what was written there
 
 
-def sha256_file(path: Folder) -> str:
+def sha256_file(path: Place) -> str:
     """The sha256 of a file's bytes, read in blocks (a model of gigabytes is not held)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -93,13 +93,13 @@ class Proof:
     """An earlier output proven ours: its record, and exactly what may be removed."""
 
     record: dict
-    files: list[Folder] = field(default_factory=list)  # listed files and our temporaries
-    folders: list[Folder] = field(default_factory=list)  # folders on the way to those
-    parts: list[Folder] = field(default_factory=list)  # staging folders, proven sub-outputs
+    files: list[Place] = field(default_factory=list)  # listed files and our temporaries
+    folders: list[Place] = field(default_factory=list)  # folders on the way to those
+    parts: list[Place] = field(default_factory=list)  # staging folders, proven sub-outputs
     foreign: list[str] = field(default_factory=list)  # what is not ours (lenient proofs only)
 
 
-def owned_record(out: Folder, kind: OutputKind) -> dict:
+def owned_record(out: Place, kind: OutputKind) -> dict:
     """The record of an earlier output of this kind in `out`, proven entry by entry.
 
     BalanceError when `out` is not provably such an output: no record, a record of something
@@ -107,7 +107,7 @@ def owned_record(out: Folder, kind: OutputKind) -> dict:
     return prove(out, kind).record
 
 
-def prove(out: Folder, kind: OutputKind, *, lenient: bool = False) -> Proof:
+def prove(out: Place, kind: OutputKind, *, lenient: bool = False) -> Proof:
     """owned_record's proof: the record, and every entry of `out` that is ours. `lenient`
     proves what it can and lists the rest as foreign instead of refusing (what is left of
     an output just replaced: only what is ours is removed)."""
@@ -153,12 +153,12 @@ def prove(out: Folder, kind: OutputKind, *, lenient: bool = False) -> Proof:
 
 
 def prove_files(
-    out: Folder,
+    out: Place,
     listing: Listing,
     *,
     finished: bool,
     own: Iterable[str] = (),
-    part: Callable[[Folder], bool] = lambda entry: False,
+    part: Callable[[Place], bool] = lambda entry: False,
     what: str,
     lenient: bool = False,
 ) -> Proof:
@@ -179,7 +179,7 @@ def prove_files(
             )
         proof.foreign.append(rel)
 
-    checks: list[tuple[str, Folder, Listed]] = []
+    checks: list[tuple[str, Place, Listed]] = []
     listed_dirs = set()
     for name in listing:
         while "/" in name:
@@ -211,7 +211,7 @@ def prove_files(
     return proof
 
 
-def _is_part(entry: Folder, part: Callable[[Folder], bool], *, lenient: bool) -> bool:
+def _is_part(entry: Place, part: Callable[[Place], bool], *, lenient: bool) -> bool:
     """Whether a top-level entry is a proven part; a part that says in its own words why it
     is not ours stops a strict proof with that line."""
     try:
@@ -223,11 +223,11 @@ def _is_part(entry: Folder, part: Callable[[Folder], bool], *, lenient: bool) ->
 
 
 def _walk(
-    out: Folder,
-    top: Folder,
+    out: Place,
+    top: Place,
     listed: tuple[Listing, set[str]],
     proof: Proof,
-    checks: list[tuple[str, Folder, Listed]],
+    checks: list[tuple[str, Place, Listed]],
     *,
     finished: bool,
     foreign: Callable[[str, str], None],
@@ -258,7 +258,7 @@ def _walk(
             foreign(rel, "its record does not list it")
 
 
-def _mode(path: Folder) -> int:
+def _mode(path: Place) -> int:
     """A file's mode (links not followed); an object in a store is a regular file, a
     prefix a folder."""
     if isinstance(path, Remote):
@@ -266,7 +266,7 @@ def _mode(path: Folder) -> int:
     return os.lstat(path).st_mode
 
 
-def _changed(checks: list[tuple[str, Folder, Listed]]) -> list[tuple[str, Folder]]:
+def _changed(checks: list[tuple[str, Place, Listed]]) -> list[tuple[str, Place]]:
     """The listed files whose size or sha256 is not what the listing records, in order
     (hashed on several threads: hashlib works outside Python's lock)."""
 
@@ -282,7 +282,7 @@ def _changed(checks: list[tuple[str, Folder, Listed]]) -> list[tuple[str, Folder
     return [(rel, path) for (rel, path, _), b in zip(checks, bad, strict=True) if b]
 
 
-def proven(entry: Folder, kind: OutputKind) -> bool:
+def proven(entry: Place, kind: OutputKind) -> bool:
     """Whether `entry` is a real folder proven an output of `kind` (a run inside a cv folder)."""
     if entry.is_symlink() or not entry.is_dir():
         return False
@@ -293,7 +293,7 @@ def proven(entry: Folder, kind: OutputKind) -> bool:
         return False
 
 
-def clear(out: Folder, proof: Proof, kind: OutputKind) -> None:
+def clear(out: Place, proof: Proof, kind: OutputKind) -> None:
     """Remove what `proof` proved ours (the folder stays): files, then the parts, then folders
     left empty; the record last, so until then the folder is provably ours."""
 

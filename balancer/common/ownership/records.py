@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import BalanceError, UserError
-from ..storage import Folder
+from ..storage import Place
 
 TOOL = "balanced-aug"
 
@@ -50,9 +50,9 @@ class OutputKind:
     name: str  # as users know it: "balance build output"
     record: str  # the record's file name
     kind: str  # the record's "kind"
-    listing: Callable[[Folder, dict], Mapping[str, Any]]
+    listing: Callable[[Place, dict], Mapping[str, Any]]
     listing_file: str | None = None
-    holds: Callable[[dict, Folder], bool] = lambda record, entry: False
+    holds: Callable[[dict, Place], bool] = lambda record, entry: False
     resumable: bool = True  # `--resume` finishes an interrupted one
     staging: tuple[str, ...] = ()
     progress: str | None = None  # a file in a staging folder that makes it worth resuming
@@ -103,7 +103,7 @@ def stamp(kind: OutputKind, record: Mapping) -> dict:
     return {"tool": TOOL, "kind": kind.kind, "version": __version__, **record}
 
 
-def read_json_record(path: Folder, error: type[UserError] = BalanceError) -> dict:
+def read_json_record(path: Place, error: type[UserError] = BalanceError) -> dict:
     """A record file as a dict; `error` (one line) when it is not one."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
@@ -117,7 +117,7 @@ def read_json_record(path: Folder, error: type[UserError] = BalanceError) -> dic
     return data
 
 
-def write_json(path: Folder, record: Mapping) -> None:
+def write_json(path: Place, record: Mapping) -> None:
     """A record, atomically (temporary name, then rename)."""
     from ..atomic import write_atomic
 
@@ -125,7 +125,7 @@ def write_json(path: Folder, record: Mapping) -> None:
     write_atomic(path, data.encode("utf-8"))
 
 
-def tool_record(folder: Folder) -> tuple[str, dict] | None:
+def tool_record(folder: Place) -> tuple[str, dict] | None:
     """(record name, record) when `folder` holds a record this tool wrote, else None."""
     for name in sorted(record_names()):
         path = folder / name
@@ -139,7 +139,7 @@ def tool_record(folder: Folder) -> tuple[str, dict] | None:
     return None
 
 
-def is_staging(entry: Folder, target: str | None = None) -> bool:
+def is_staging(entry: Place, target: str | None = None) -> bool:
     """A folder a command was writing when it was killed: hidden, named `.*.partial`, real,
     and holding our marker (for `target`, when given)."""
     name = entry.name
@@ -180,7 +180,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def refuse_outputs(root: Folder, class_dirs: list[str]) -> None:
+def refuse_outputs(root: Place, class_dirs: list[str]) -> None:
     """One line when SRC's "classes" would be the tool's own outputs: SRC is a split, a run,
     a cv or a study folder (its record says so), or one of its folders is any output (a
     balanced folder's parent). Judged by the records' content, not by names."""
