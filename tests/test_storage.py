@@ -319,3 +319,38 @@ def test_a_stores_listing_is_walked_folder_by_folder(tmp_path):
         "b/2.png",
     ]
     assert np.array_equal(np.frombuffer((root / "a/1.png").read_bytes(), np.uint8), [120])
+
+
+TINY = ["--model", "tiny", "--weights", "none", "--image-size", "32", "--epochs", "2", "-q"]
+
+
+@pytest.mark.slow
+def test_a_tiny_fit_reads_and_writes_s3_as_a_local_one(bucket, tmp_path):
+    """`train fit` from a balanced folder in the store into a run folder in the store: the
+    history and scores of the same fit on a local disk, the run folder's objects those of
+    the local one (no resume state left behind, metrics.json listing them); evaluate and
+    predict read the run and the images from the store."""
+    src = make_folder(tmp_path / "src", {"a": 8, "b": 4}, size=32)
+    build(src, tmp_path / "balanced", BuildSettings(nmin=8, transforms="flip,rotate"), run=ONE)
+    upload(tmp_path / "balanced", f"{bucket}/balanced")
+    run_cli("trainer", "fit", f"{bucket}/balanced", "--out", f"{bucket}/run", *TINY, check=True)
+    run_cli("trainer", "fit", tmp_path / "balanced", "--out", tmp_path / "run", *TINY, check=True)
+    run = location(f"{bucket}/run")
+    assert sorted(objects(f"{bucket}/run")) == sorted(tree_digest(tmp_path / "run"))
+    assert (run / "history.csv").read_bytes() == (tmp_path / "run" / "history.csv").read_bytes()
+    remote = json.loads((run / "metrics.json").read_bytes())
+    local = json.loads((tmp_path / "run" / "metrics.json").read_bytes())
+    assert (remote["accuracy"], remote["macro_f1"]) == (local["accuracy"], local["macro_f1"])
+    assert set(remote["files"]) == set(objects(f"{bucket}/run")) - {"metrics.json"}
+    for name, listed in remote["files"].items():
+        assert listed["sha256"] == hashlib.sha256((run / name).read_bytes()).hexdigest()
+    upload(src, f"{bucket}/test")
+    scored = run_cli(
+        "trainer", "evaluate", f"{bucket}/run", f"{bucket}/test", "--json", check=True
+    )
+    here = run_cli("trainer", "evaluate", tmp_path / "run", src, "--json", check=True)
+    assert json.loads(scored.stdout)["macro_f1"] == json.loads(here.stdout)["macro_f1"]
+    assert "metrics.json" in objects(f"{bucket}/run/eval-test")
+    predicted = run_cli("trainer", "predict", f"{bucket}/run", f"{bucket}/test/a", check=True)
+    local_pred = run_cli("trainer", "predict", tmp_path / "run", src / "a", check=True)
+    assert predicted.stdout == local_pred.stdout and predicted.stdout.count("\n") == 9

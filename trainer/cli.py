@@ -222,13 +222,18 @@ def cv(
 
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
-    data: Path = typer.Argument(
-        ..., metavar="DATA", help="Labelled class folder (its originals are scored)."
+    run: str = typer.Argument(
+        ..., metavar="RUN", help="A run folder made by `train fit`; a path or a URL."
     ),
-    out: Path | None = out_option("Where to write (default RUN/eval-<data>).", required=False),
+    data: str = typer.Argument(
+        ...,
+        metavar="DATA",
+        help="Labelled class folder (its originals are scored); a path or a URL.",
+    ),
+    out: str | None = out_option("Where to write (default RUN/eval-<data>).", required=False),
     overwrite: bool = overwrite_option("Replace an earlier evaluation."),
     workers: int | None = WORKERS_OPTION,
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No summary."),
     as_json: bool = json_option("Print the metrics on stdout."),
 ) -> None:
@@ -246,8 +251,13 @@ def evaluate(
 
     control = RunControl(progress=False, workers=workers)
     with logs_to_stderr(), on_interrupt("nothing was written", deadline=STOP_WITHIN):
+        at = places(storage)
         metrics = evaluate_run(
-            run, data, out, existing=existing_from(overwrite=overwrite), control=control
+            at(run),
+            at(data),
+            at(out) if out else None,
+            existing=existing_from(overwrite=overwrite),
+            control=control,
         )
     report_skipped(metrics["data"]["skipped"])
     if as_json:
@@ -258,16 +268,19 @@ def evaluate(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder made by `train fit`."),
-    path: Path = typer.Argument(
-        ..., metavar="PATH", help="An image, or a folder of images (any depth)."
+    run: str = typer.Argument(
+        ..., metavar="RUN", help="A run folder made by `train fit`; a path or a URL."
     ),
-    csv: Path | None = typer.Option(
+    path: str = typer.Argument(
+        ..., metavar="PATH", help="An image, or a folder of images (any depth); a path or a URL."
+    ),
+    csv: str | None = typer.Option(
         None, "--csv", help="Write the predictions here as CSV (default: CSV on stdout)."
     ),
     overwrite: bool = overwrite_option("Replace an existing --csv file."),
     top_k: int = typer.Option(1, help="Also list the next k-1 classes and their probabilities."),
     workers: int | None = WORKERS_OPTION,
+    storage: list[str] = storage_option(),
     quiet: bool = quiet_option("No warnings about skipped files."),
     as_json: bool = json_option("Print the predictions as a JSON list on stdout."),
 ) -> None:
@@ -287,12 +300,12 @@ def predict(
     from .control import RunControl
     from .evaluation import predict as predict_run
 
-    target = None
+    at, target = places(storage), None
     if csv:  # refused before anything is predicted
-        inputs = {"run folder": run, "images": path}
-        target = claim_file(csv, inputs=inputs, overwrite=overwrite, what="CSV file")
+        inputs = {"run folder": at(run), "images": at(path)}
+        target = claim_file(at(csv), inputs=inputs, overwrite=overwrite, what="CSV file")
     with logs_to_stderr(), on_interrupt("nothing was written", deadline=STOP_WITHIN):
-        table = predict_run(run, path, top_k=top_k, control=RunControl(workers=workers))
+        table = predict_run(at(run), at(path), top_k=top_k, control=RunControl(workers=workers))
     if not quiet:
         report_skipped(table.attrs["skipped"])
     text = table.to_csv(index=False, float_format="%.6f", lineterminator=CSV_LINE_END)

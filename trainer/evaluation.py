@@ -4,6 +4,7 @@ Lazy imports: scikit-learn, Keras and the input pipeline load only when a run is
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -17,14 +18,14 @@ from balancer.common.ownership import (
     TOOL,
     Existing,
     claim,
-    identity,
     list_files,
     read_json_record,
+    same_place,
     stamp,
     write_json,
 )
 from balancer.common.shapes import shape_problems
-from balancer.common.storage import Place
+from balancer.common.storage import Place, Remote, location, relative
 
 from . import backend
 from .config import TrainConfig
@@ -138,8 +139,8 @@ class Run:
     """A finished run folder: the model, its config and its class names. `workers`: the
     threads that read images for it (None: one per core this process may use)."""
 
-    def __init__(self, folder: str | Path, workers: int | None = None):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Place, workers: int | None = None):
+        self.folder = location(folder)
         self.workers = workers
         meta = self.folder / "metrics.json"
         if not (self.folder / "model.keras").is_file() or not meta.is_file():
@@ -161,7 +162,7 @@ class Run:
 
             path = self.folder / "model.keras"
             try:
-                self._model = keras.models.load_model(path, compile=False)
+                self._model = _load_model(keras, path)
             except Exception as exc:  # a truncated, empty or foreign file: Keras' many errors
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                 raise TrainError(f"cannot load {path} ({type(exc).__name__}: {first})") from None
@@ -196,10 +197,21 @@ class Run:
         )
 
 
+def _load_model(keras: Any, path: Place) -> Any:
+    """keras.models.load_model of a file, or of an object fetched to a local one first (Keras
+    reads a .keras archive from a local file)."""
+    if not isinstance(path, Remote):
+        return keras.models.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, path.name)
+        local.write_bytes(path.read_bytes())
+        return keras.models.load_model(local, compile=False)
+
+
 def evaluate(
-    run: str | Path,
-    data: str | Path,
-    out: str | Path | None = None,
+    run: str | Place,
+    data: str | Place,
+    out: str | Place | None = None,
     *,
     existing: Existing = Existing.ERROR,
     control: RunControl | None = None,
@@ -213,10 +225,10 @@ def evaluate(
     control = optional(control, RunControl, "control", "RunControl(workers=4)")
     control = control or RunControl(progress=False)
     existing = member(existing, Existing, "existing", TrainValueError)
-    r = Run(run, workers=control.workers)
-    target = Path(out or r.folder / f"eval-{Path(data).resolve().name}").resolve()
-    inputs: dict[str, Path | None] = {"data folder": Path(data)}
-    if not (identity(target.parent) == identity(r.folder) and target.name.startswith("eval-")):
+    r, data = Run(run, workers=control.workers), location(data)
+    target = location(out or r.folder / f"eval-{data.resolve().name}").resolve()
+    inputs: dict[str, Place | None] = {"data folder": data}
+    if not (same_place(target.parent, r.folder) and target.name.startswith("eval-")):
         inputs["run folder"] = r.folder  # RUN/eval-<name> is where a run keeps its evaluations
     folder = list_folder(data, progress=control.progress)
     table = originals_only(folder.table)
@@ -225,13 +237,13 @@ def evaluate(
         y_pred = r.probabilities(table.path.tolist()).argmax(axis=1)
         metrics: dict[str, Any] = dict(scores(y_true, y_pred, r.class_names))
         metrics["data"] = {
-            "folder": str(Path(data).resolve()),
+            "folder": str(data.resolve()),
             "files": len(table),
             "skipped": [s.as_dict() for s in folder.skipped],
         }
         with c.staged() as tmp:
             title = (
-                f"{Path(data).name}: accuracy {metrics['accuracy']:.3f}, "
+                f"{data.name}: accuracy {metrics['accuracy']:.3f}, "
                 f"macro F1 {metrics['macro_f1']:.3f}{absent_note(metrics)}"
             )
             draw_plots(
@@ -247,7 +259,7 @@ def evaluate(
 
 
 def predict(
-    run: str | Path, path: str | Path, top_k: int = 1, *, control: RunControl | None = None
+    run: str | Place, path: str | Place, top_k: int = 1, *, control: RunControl | None = None
 ) -> pd.DataFrame:
     """Predicted class and probability (top k) for an image file or every image under a folder.
 
@@ -258,7 +270,7 @@ def predict(
     r = Run(run, workers=(control or RunControl()).workers)
     if top_k < 1:
         raise TrainValueError(f"top_k must be at least 1 (got {top_k})", parameters=("top_k",))
-    path = Path(path)
+    path = location(path)
     walked: list[dict] = []
     if not path.exists() and not path.is_symlink():
         raise TrainError(f"no such file or folder: {path}")
@@ -280,7 +292,7 @@ def predict(
     rows = []
     for f, p, top in zip(files, probs, order, strict=False):
         row = {
-            "file": f.relative_to(root).as_posix(),
+            "file": relative(f, root),
             "predicted": r.class_names[top[0]],
             "probability": float(p[top[0]]),
         }
@@ -292,12 +304,13 @@ def predict(
     return result
 
 
-def _images_under(folder: Path) -> tuple[list[Path], list[dict]]:
+def _images_under(folder: Place) -> tuple[list[Place], list[dict]]:
     """Image files under folder at any depth, and the entries left out with a reason, by the
     balancer's one folder rule (no symbolic links followed, hidden files and junk ignored)."""
     from balancer.source import walk_images
 
-    images, skipped = [], []
+    images: list[Place] = []
+    skipped = []
     for kind, rel, detail in walk_images(folder, folder):
         if kind == "image":
             images.append(folder / rel)
@@ -306,7 +319,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[dict]]:
     return images, skipped
 
 
-def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
+def _readable(files: list[Place], root: Place) -> tuple[list[Place], list[dict]]:
     """Split files into those that read whole, and the rest with a reason."""
     from balancer.common.imageio import BadImage, load
     from balancer.source import Skipped
@@ -317,5 +330,5 @@ def _readable(files: list[Path], root: Path) -> tuple[list[Path], list[dict]]:
             load(f.resolve(), check_only=True)  # a link named directly: its file
             good.append(f)
         except BadImage as exc:
-            bad.append(Skipped(f.relative_to(root).as_posix(), str(exc)).as_dict())
+            bad.append(Skipped(relative(f, root), str(exc)).as_dict())
     return good, bad

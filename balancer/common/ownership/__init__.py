@@ -24,6 +24,7 @@ from .claims import (
     claim_file,
     identity,
     overlaps,
+    same_place,
 )
 from .locks import locked, writer_of
 from .proof import (
@@ -84,6 +85,7 @@ __all__ = [
     "proven",
     "read_json_record",
     "record_names",
+    "same_place",
     "sha256_file",
     "staged",
     "stamp",

@@ -58,6 +58,13 @@ def identity(path: Place) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def same_place(a: Place, b: Place) -> bool:
+    """Whether two places are one folder (by identity on a disk, by URL in a store)."""
+    if isinstance(a, Remote) or isinstance(b, Remote):
+        return a == b
+    return identity(a) is not None and identity(a) == identity(b)
+
+
 def chain(path: Path) -> list[tuple[int, int]]:
     """The identities of `path` (when it exists) and of every folder above it, innermost
     first; a path that does not exist yet starts at its nearest existing folder."""
