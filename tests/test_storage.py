@@ -225,6 +225,16 @@ def test_a_second_writer_is_refused_by_the_lock_object(photos, bucket):
     assert after == before
 
 
+def test_the_lock_is_a_conditional_put(bucket):
+    """Of two creates of one object, the second is refused by the store itself (S3's
+    If-None-Match: 412), whatever the first wrote; memory:// refuses it too."""
+    for root in (location(bucket), location(f"memory://c{uuid.uuid4().hex[:8]}")):
+        lock = root / "out" / LOCK_NAME
+        assert lock.create(b"first") is True
+        assert lock.create(b"second") is False
+        assert lock.read_bytes() == b"first"
+
+
 def test_a_replaced_object_is_named_by_its_etag_when_read(bucket, tmp_path):
     """A read checks the object's size and ETag against the scan's; verify names an object
     whose bytes are not the listed ones."""
@@ -345,9 +355,7 @@ def test_a_tiny_fit_reads_and_writes_s3_as_a_local_one(bucket, tmp_path):
     for name, listed in remote["files"].items():
         assert listed["sha256"] == hashlib.sha256((run / name).read_bytes()).hexdigest()
     upload(src, f"{bucket}/test")
-    scored = run_cli(
-        "trainer", "evaluate", f"{bucket}/run", f"{bucket}/test", "--json", check=True
-    )
+    scored = run_cli("trainer", "evaluate", f"{bucket}/run", f"{bucket}/test", "--json", check=True)
     here = run_cli("trainer", "evaluate", tmp_path / "run", src, "--json", check=True)
     assert json.loads(scored.stdout)["macro_f1"] == json.loads(here.stdout)["macro_f1"]
     assert "metrics.json" in objects(f"{bucket}/run/eval-test")

@@ -221,10 +221,14 @@ class Remote:
         return self.read_bytes().decode(encoding)
 
     def entries(self) -> list[tuple[str, str]]:
-        """(name, 'dir' or 'file') of each entry one level down, sorted by name; listed
-        page by page by the store, and not kept in the file system's listing cache."""
+        """(name, 'dir' or 'file') of each entry one level down, sorted by name; on S3
+        streamed page by page (only the names are kept: a million objects cost what their
+        names do), elsewhere the store's listing of the folder; never kept in the file
+        system's listing cache."""
         try:
-            listed = self.fs.ls(self.path, detail=True)
+            listed = _streamed(self) if hasattr(self.fs, "_iterdir") else None
+            if listed is None:
+                listed = self.fs.ls(self.path, detail=True)
         except FileNotFoundError:
             return []
         finally:
@@ -289,6 +293,27 @@ class Remote:
 
     def rmdir(self) -> None:
         """Nothing: a prefix with no object left is gone by itself."""
+
+
+def _streamed(folder: Remote) -> list[dict] | None:
+    """An S3 folder's entries as small {name, type} dicts, read page by page from s3fs'
+    paginated listing (the full info of one page at a time); None where that listing is
+    not offered (another s3fs, another store)."""
+    from fsspec.asyn import sync
+
+    fs = folder.fs
+    bucket, key, _ = fs.split_path(folder.path)
+
+    async def names() -> list[dict]:
+        found = []
+        async for info in fs._iterdir(bucket, prefix=f"{key}/" if key else ""):
+            found.append({"name": info["name"], "type": info["type"]})
+        return found
+
+    try:
+        return list(sync(fs.loop, names))
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
 
 
 Place = Path | Remote  # a folder (or file) on a local disk or in a store
