@@ -46,6 +46,7 @@ from .plan import Item, check_seed, check_target, class_targets, make_plan, thin
 from .reports import BuildRecord
 from .source import Scan, check_source, scan, sizes_by_class
 from .space import block_size, check_space, estimate_bytes
+from .store_writing import check_link
 from .transforms import PAPER_SET, TRANSFORMS, check_spec, unsuited
 from .unchanged import source_changes
 from .writing import Writing, run_items, unchanged_copies, unchanged_warning
@@ -179,6 +180,7 @@ def build(
         )
     inputs = {"source folder": root}
     out, _ = check_claim(out, BUILD_OUTPUT, inputs=inputs, existing=existing)
+    check_link(out, link=settings.link)
     with pool(run) as p:
         p.check_shared(*local_folders(root, out))
         if dry_run:

@@ -17,7 +17,7 @@ from .common.atomic import TEMP_SUFFIX
 from .common.errors import BalanceError
 from .common.ownership.records import refuse_outputs
 from .common.parallel import chunked, default_workers, run_chunks
-from .common.storage import IN_FLIGHT, Place, Remote, in_process, location, prefetched
+from .common.storage import Place, Remote, in_process, location, prefetched
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -177,7 +177,7 @@ def check_chunk(
     byte is decoded. A store's objects are fetched a few at a time ahead of the decoding."""
     out: list[tuple] = []
     folder = root if isinstance(root, Remote) else Path(root)
-    depth = IN_FLIGHT if isinstance(root, Remote) else 1
+    depth = None if isinstance(root, Remote) else 1
     reads = prefetched(partial(_read, folder), [rel for rel, _ in candidates], depth)
     for read in reads:
         try:

@@ -18,6 +18,7 @@ from .manifest import MANIFEST, is_balanced_folder
 from .plan import Item, check_seed, class_rng, plan_class
 from .reports import SplitRecord
 from .source import check_source, scan
+from .store_writing import check_link
 from .writing import Writing, run_items
 
 SPLIT_MANIFEST = "split.csv"
@@ -111,7 +112,7 @@ def split(
             "their originals; split the source before balancing, then balance the training part"
         )
     inputs = {"source folder": root}
-    check_claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing)
+    check_link(check_claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing)[0], link=link)
     with pool(run) as p:
         found = scan(root, workers=p.workers, progress=p.progress)
         with claim(out, SPLIT_OUTPUT, inputs=inputs, existing=existing) as c:

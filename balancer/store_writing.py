@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from .common import imageio
+from .common import imageio, storage
 from .common.atomic import command_gone
 from .common.errors import BalanceError
 from .common.parallel import chunked, run_chunks
-from .common.storage import IN_FLIGHT, Remote, in_process, joined, prefetched
+from .common.storage import Place, Remote, in_process, joined, prefetched
 from .journal import ObjectJournal, Written
 from .plan import Item
 from .writing import Writing, failure, made, read_original
@@ -41,8 +41,7 @@ def run_items_in_store(
     progress: bool = True,
 ) -> dict[str, Written]:
     """Make every item's object in `out`; {file_name: Written} (see the module's doc)."""
-    if writing.link:
-        raise BalanceError(f"--link hard-links files on one disk: it cannot write to {out}")
+    check_link(out, link=writing.link)
     done = journal.resume()
     tasks = sorted(
         ((i, it, done.get(it.file_name)) for i, it in enumerate(items)),
@@ -56,6 +55,13 @@ def run_items_in_store(
     for _, results in run_chunks(work, chunks, workers, progress=progress, desc="writing"):
         written.update((items[i].file_name, w) for i, w in results)
     return written
+
+
+def check_link(out: Place, *, link: bool) -> None:
+    """--link makes hard links on one disk: refused, before anything is written, for a
+    store."""
+    if link and isinstance(out, Remote):
+        raise BalanceError(f"--link hard-links files on one disk: it cannot write to {out}")
 
 
 def _proven(obj: Remote, expect: Written) -> bool:
@@ -98,7 +104,7 @@ def _make_all(
     current: tuple[str | None, bytes | Exception] = (None, b"")
     cache: list = [None, None]
     puts: list[tuple[Future, Item]] = []
-    with ThreadPoolExecutor(IN_FLIGHT) as ex:
+    with ThreadPoolExecutor(storage.IN_FLIGHT) as ex:
         try:
             for index, item, _ in todo:
                 if command_gone():
@@ -109,7 +115,7 @@ def _make_all(
                 written, data = made(item, partial(_given, data_or_error), cache, writing)
                 results[index] = written
                 puts.append((ex.submit((out / item.file_name).write_bytes, data), item))
-                while len(puts) > IN_FLIGHT:
+                while len(puts) > storage.IN_FLIGHT:
                     _wait(puts.pop(0), out)
             while puts:
                 _wait(puts.pop(0), out)

@@ -5,10 +5,12 @@ source and the output; the baseline builds the same source from and to the local
 run on this machine's cores with the same settings; the ratio is copies/s in the store over
 copies/s on the disk (median of the rounds). A real store adds network latency the local
 server has not, which the requests a worker keeps in flight (storage.IN_FLIGHT) hide.
-Also: the peak memory of listing a folder of many objects, streamed (balancer.common.storage)
-against s3fs' whole listing.
+Also, in the same run: one worker with 4 requests in flight against 1 (what the overlap of
+reads, renders and puts gives), the local server's own rate for puts of that size (the
+ceiling a build there can reach), and the peak memory of listing a folder of many objects,
+streamed (balancer.common.storage) against s3fs' whole listing.
 
-    python bench/store_speed.py [--originals 200] [--rounds 3] [--objects 20000]
+    python -m bench.store_speed [--originals 150] [--rounds 3] [--objects 10000]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tracemalloc
 from pathlib import Path
 
 from balancer import BuildSettings, build
+from balancer.common import storage
 from balancer.common.parallel import RunOptions
 from balancer.common.storage import location
 from bench.corpus import make_corpus
@@ -31,12 +34,33 @@ from bench.corpus import make_corpus
 SETTINGS = BuildSettings(nmin=200, transforms="crop,rotate,cutout,width,zoom")
 
 
-def serve() -> tuple[object, dict]:
-    """The local S3 server, and the environment that reaches it."""
-    from moto.server import ThreadedMotoServer
+def serve(latency: float) -> tuple[object, dict]:
+    """The local S3 server, each answer `latency` seconds late (a network's round trip, which
+    costs no CPU), and the environment that reaches it."""
+    from moto.server import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        ThreadedMotoServer,
+        create_backend_app,
+        make_server,
+    )
+
+    class Distant(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+
+            def late(environ: dict, start_response: object) -> object:
+                time.sleep(latency)
+                return app(environ, start_response)
+
+            self._server = make_server(
+                self._ip_address, self._port, late, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = Distant(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     env = {
@@ -74,11 +98,14 @@ def listing_peak(folder: str, streamed: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--originals", type=int, default=200, help="source images (3 classes)")
+    parser.add_argument("--originals", type=int, default=150, help="source images (3 classes)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--objects", type=int, default=20000, help="for the listing's memory")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each request waits (a network)"
+    )
+    parser.add_argument("--objects", type=int, default=10000, help="for the listing's memory")
     args = parser.parse_args()
-    server, _ = serve()
+    server, _ = serve(args.latency)
     import s3fs
 
     fs = s3fs.S3FileSystem()
@@ -87,27 +114,41 @@ def main() -> None:
     n = args.originals
     src = make_corpus(work / "src", sizes=[n // 2, n // 3, n - n // 2 - n // 3])
     fs.put(f"{src}/", "bench/src", recursive=True)
-    run = RunOptions(progress=False)
-    disk, store = [], []
+    run, one = RunOptions(progress=False), RunOptions(workers=1, progress=False)
+    rates: dict[str, list[float]] = {"disk": [], "store": [], "one": [], "one-serial": []}
     for r in range(args.rounds):
-        seconds, copies = timed(src, work / f"out-{r}", run)
-        disk.append(copies / seconds)
-        seconds, copies = timed("s3://bench/src", f"s3://bench/out-{r}", run)
-        store.append(copies / seconds)
+        for key, where, how in (
+            ("disk", (src, work / f"out-{r}"), run),
+            ("store", ("s3://bench/src", f"s3://bench/out-{r}"), run),
+            ("one", ("s3://bench/src", f"s3://bench/one-{r}"), one),
+        ):
+            seconds, copies = timed(*where, how)
+            rates[key].append(copies / seconds)
+        storage.IN_FLIGHT = 1
+        seconds, copies = timed("s3://bench/src", f"s3://bench/serial-{r}", one)
+        rates["one-serial"].append(copies / seconds)
+        storage.IN_FLIGHT = 4
         shutil.rmtree(work / f"out-{r}")
-    d, s = statistics.median(disk), statistics.median(store)
+    m = {k: statistics.median(v) for k, v in rates.items()}
+    size = sum(f.stat().st_size for f in src.rglob("*.jpg")) // n
+    puts = {f"bench/ceiling/{i:06d}.jpg": os.urandom(size) for i in range(copies)}
+    start = time.perf_counter()
+    fs.pipe(puts)
+    ceiling = len(puts) / (time.perf_counter() - start)
     print(
-        f"{copies} copies of {n} originals (500x375 JPEG), {run.workers or os.cpu_count()} workers"
+        f"{copies} copies of {n} originals (500x375 JPEG, {size // 1024} KiB), median of {args.rounds}"
     )
-    print(f"local disk:            {d:7.1f} copies/s")
-    print(f"S3 (local server):     {s:7.1f} copies/s   {s / d:.2f} x the disk")
-    names = {f"bench/many/{i:07d}.jpg": b"x" for i in range(args.objects)}
-    fs.pipe(names)
-    streamed = listing_peak("s3://bench/many", streamed=True)
-    whole = listing_peak("s3://bench/many", streamed=False)
+    print(f"local disk, 2 workers:        {m['disk']:7.1f} copies/s")
     print(
-        f"listing {args.objects:,} objects: streamed {streamed:.1f} MiB peak, "
-        f"s3fs' whole listing {whole:.1f} MiB ({whole / streamed:.1f} x)"
+        f"S3 (local server), 2 workers: {m['store']:7.1f} copies/s   {m['store'] / m['disk']:.2f} x the disk"
+    )
+    print(
+        f"S3, 1 worker, 4 in flight:    {m['one']:7.1f} copies/s   "
+        f"{m['one'] / m['one-serial']:.2f} x 1 in flight ({m['one-serial']:.1f})"
+    )
+    print(
+        f"the local server's puts of {size // 1024} KiB: {ceiling:.1f}/s (concurrent, "
+        f"from this process): the build gets {m['store'] / ceiling:.2f} x that"
     )
     shutil.rmtree(work)
     server.stop()  # type: ignore[attr-defined]

@@ -291,6 +291,16 @@ def test_memory_urls_for_the_companion_commands(photos, tmp_path):
     assert objects(f"{root}/split").keys() == tree_digest(tmp_path / "split").keys()
     run_cli("balancer", "build", f"{root}/src", "--out", f"{root}/out", *BUILD, check=True)
     assert_same_build(f"{root}/out", local)
+    linked = run_cli("balancer", "build", src, "--out", f"{root}/linked", *BUILD, "--link")
+    assert_one_line_error(linked, "--link")
+    assert not location(f"{root}/linked").exists()
+    # a recipe in the store, materialized: the same objects again
+    run_cli("balancer", "build", f"{root}/src", "--out", f"{root}/recipe", *BUILD, "--recipe-only")
+    assert sorted(objects(f"{root}/recipe")) == ["balance.json", "manifest.csv"]
+    verified = run_cli("balancer", "verify", f"{root}/recipe", "--json", check=True)
+    assert json.loads(verified.stdout)["recipe"] is True
+    run_cli("balancer", "materialize", f"{root}/recipe", "-q", check=True)
+    assert_same_build(f"{root}/recipe", local)
 
 
 def test_storage_options_and_missing_extras_are_one_line():

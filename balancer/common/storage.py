@@ -226,19 +226,21 @@ class Remote:
         names do), elsewhere the store's listing of the folder; never kept in the file
         system's listing cache."""
         try:
-            listed = _streamed(self) if hasattr(self.fs, "_iterdir") else None
-            if listed is None:
-                listed = self.fs.ls(self.path, detail=True)
+            found = _streamed(self) if hasattr(self.fs, "_iterdir") else None
+            if found is None:
+                found = [self._entry(info) for info in self.fs.ls(self.path, detail=True)]
         except FileNotFoundError:
             return []
         finally:
             self.fs.invalidate_cache(self.path)
-        found = []
-        for info in listed:
-            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
-            if str(info["name"]).rstrip("/") != self.path and name:
-                found.append((name, "dir" if info.get("type") == "directory" else "file"))
-        return sorted(set(found))
+        found.sort()
+        return [e for i, e in enumerate(found) if e[0] and (i == 0 or e != found[i - 1])]
+
+    def _entry(self, info: dict) -> tuple[str, str]:
+        """(name, kind) of a listing's entry; ('', kind) for the folder itself."""
+        full = str(info["name"]).rstrip("/")
+        name = "" if full == self.path else full.rsplit("/", 1)[-1]
+        return name, "dir" if info.get("type") == "directory" else "file"
 
     def iterdir(self) -> Iterator[Remote]:
         """The entries one level down, sorted by name."""
@@ -295,19 +297,18 @@ class Remote:
         """Nothing: a prefix with no object left is gone by itself."""
 
 
-def _streamed(folder: Remote) -> list[dict] | None:
-    """An S3 folder's entries as small {name, type} dicts, read page by page from s3fs'
-    paginated listing (the full info of one page at a time); None where that listing is
-    not offered (another s3fs, another store)."""
+def _streamed(folder: Remote) -> list[tuple[str, str]] | None:
+    """An S3 folder's (name, kind) entries, read page by page from s3fs' paginated listing
+    (the full info of one page at a time); None where that listing is not offered."""
     from fsspec.asyn import sync
 
     fs = folder.fs
     bucket, key, _ = fs.split_path(folder.path)
 
-    async def names() -> list[dict]:
+    async def names() -> list[tuple[str, str]]:
         found = []
         async for info in fs._iterdir(bucket, prefix=f"{key}/" if key else ""):
-            found.append({"name": info["name"], "type": info["type"]})
+            found.append(folder._entry(info))
         return found
 
     try:
@@ -405,9 +406,10 @@ def journal_name(listing: str) -> str:
     return f".{listing}.journal"
 
 
-def prefetched(fn: Callable[[T], R], items: Sequence[T], depth: int = IN_FLIGHT) -> Iterator[R]:
+def prefetched(fn: Callable[[T], R], items: Sequence[T], depth: int | None = None) -> Iterator[R]:
     """fn(item) for each item, in order, with up to `depth` calls running ahead on threads:
     a store's latency overlaps the work on what came back, and at most `depth` results wait."""
+    depth = IN_FLIGHT if depth is None else depth
     if depth <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
