@@ -25,7 +25,7 @@ from typing import Any
 from .common.atomic import write_all, write_atomic
 from .common.errors import BalanceError
 from .common.ownership import Listed
-from .common.storage import Place, Remote, journal_name
+from .common.storage import JOURNAL_OBJECT, Place, Remote, journal_name
 from .manifest import CSV_LINE_END, RECIPE, csv_bytes
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -192,8 +192,13 @@ class ObjectJournal:
         """Where the chunks' journal objects are."""
         return self.out / journal_name(self.name)
 
-    def _objects(self, suffix: str) -> list[Remote]:
-        return [e for e in self.folder.iterdir() if e.name.endswith(suffix)]
+    def _objects(self, suffix: str = "") -> list[Remote]:
+        """The journal's objects (of one kind: `suffix`), by their names."""
+        return [
+            e
+            for e in self.folder.iterdir()
+            if JOURNAL_OBJECT.fullmatch(e.name) and e.name.endswith(suffix)
+        ]
 
     def resume(self) -> dict[str, Written]:
         """The files recorded done: the listing's rows where a run got that far, then every
@@ -237,7 +242,7 @@ class ObjectJournal:
         ordered = sorted(items, key=lambda it: it.file_name)
         data = csv_bytes((self.row(it, written[it.file_name]) for it in ordered), self.columns)
         (self.out / self.name).write_bytes(data)
-        for obj in list(self.folder.iterdir()):
+        for obj in self._objects():  # only the journal's own: anything else stays
             obj.unlink(missing_ok=True)
         return hashlib.sha256(data).hexdigest()
 

@@ -31,25 +31,27 @@ from balancer.common.parallel import RunOptions
 from balancer.common.storage import location
 from bench.corpus import make_corpus
 
+REQUESTS = [0]  # answered by the server (counted in its threads: near enough for a rate)
 SETTINGS = BuildSettings(nmin=200, transforms="crop,rotate,cutout,width,zoom")
 
 
 def serve(latency: float) -> tuple[object, dict]:
     """The local S3 server, each answer `latency` seconds late (a network's round trip, which
     costs no CPU), and the environment that reaches it."""
-    from moto.server import (
+    from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
-        ThreadedMotoServer,
         create_backend_app,
-        make_server,
     )
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
 
     class Distant(ThreadedMotoServer):
         def _server_entry(self) -> None:
             app = DomainDispatcherApplication(create_backend_app)
 
             def late(environ: dict, start_response: object) -> object:
+                REQUESTS[0] += 1
                 time.sleep(latency)
                 return app(environ, start_response)
 
@@ -116,39 +118,56 @@ def main() -> None:
     fs.put(f"{src}/", "bench/src", recursive=True)
     run, one = RunOptions(progress=False), RunOptions(workers=1, progress=False)
     rates: dict[str, list[float]] = {"disk": [], "store": [], "one": [], "one-serial": []}
+    served = []  # requests per second the store build sent
     for r in range(args.rounds):
         for key, where, how in (
             ("disk", (src, work / f"out-{r}"), run),
             ("store", ("s3://bench/src", f"s3://bench/out-{r}"), run),
             ("one", ("s3://bench/src", f"s3://bench/one-{r}"), one),
         ):
+            before = REQUESTS[0]
             seconds, copies = timed(*where, how)
             rates[key].append(copies / seconds)
+            if key == "store":
+                served.append((REQUESTS[0] - before, seconds))
         storage.IN_FLIGHT = 1
         seconds, copies = timed("s3://bench/src", f"s3://bench/serial-{r}", one)
         rates["one-serial"].append(copies / seconds)
         storage.IN_FLIGHT = 4
         shutil.rmtree(work / f"out-{r}")
     m = {k: statistics.median(v) for k, v in rates.items()}
+    requests, seconds = served[len(served) // 2]
     size = sum(f.stat().st_size for f in src.rglob("*.jpg")) // n
     puts = {f"bench/ceiling/{i:06d}.jpg": os.urandom(size) for i in range(copies)}
     start = time.perf_counter()
     fs.pipe(puts)
     ceiling = len(puts) / (time.perf_counter() - start)
     print(
-        f"{copies} copies of {n} originals (500x375 JPEG, {size // 1024} KiB), median of {args.rounds}"
+        f"{copies} copies of {n} originals (500x375 JPEG, {size // 1024} KiB), median of "
+        f"{args.rounds}; the server answers {args.latency * 1000:.0f} ms late"
     )
     print(f"local disk, 2 workers:        {m['disk']:7.1f} copies/s")
     print(
-        f"S3 (local server), 2 workers: {m['store']:7.1f} copies/s   {m['store'] / m['disk']:.2f} x the disk"
+        f"S3 (local server), 2 workers: {m['store']:7.1f} copies/s   "
+        f"{m['store'] / m['disk']:.2f} x the disk"
     )
     print(
         f"S3, 1 worker, 4 in flight:    {m['one']:7.1f} copies/s   "
         f"{m['one'] / m['one-serial']:.2f} x 1 in flight ({m['one-serial']:.1f})"
     )
     print(
-        f"the local server's puts of {size // 1024} KiB: {ceiling:.1f}/s (concurrent, "
-        f"from this process): the build gets {m['store'] / ceiling:.2f} x that"
+        f"the store build: {requests / copies:.1f} requests a copy, {requests / seconds:.0f} "
+        f"requests/s; the server's own rate ({size // 1024} KiB puts, 32 at a time from one "
+        f"process): {ceiling:.0f}/s, so the build drives it at {requests / seconds / ceiling:.2f} x"
+    )
+    many = {f"bench/many/{i:07d}.jpg": b"x" for i in range(args.objects)}
+    fs.pipe(many)
+    streamed = listing_peak("s3://bench/many", streamed=True)
+    whole = listing_peak("s3://bench/many", streamed=False)
+    print(
+        f"listing {args.objects:,} objects: streamed {streamed:.1f} MiB peak "
+        f"({streamed * 2**20 / args.objects:.0f} bytes an object), s3fs' whole listing "
+        f"{whole:.1f} MiB ({whole / streamed:.1f} x)"
     )
     shutil.rmtree(work)
     server.stop()  # type: ignore[attr-defined]

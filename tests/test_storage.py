@@ -193,6 +193,12 @@ def test_a_killed_build_in_s3_resumes_to_the_same_objects(photos, bucket, tmp_pa
     )
     refused = run_cli("balancer", "build", f"{bucket}/src", "--out", f"{bucket}/out", *BUILD)
     assert_one_line_error(refused, "--resume")
+    mine = location(f"{bucket}/out") / ".manifest.csv.journal" / "notes.txt"
+    mine.write_bytes(b"a user's note, where the journal is")
+    resume = ["build", f"{bucket}/src", "--out", f"{bucket}/out", *BUILD, "--resume"]
+    assert_one_line_error(run_cli("balancer", *resume), ".manifest.csv.journal/notes.txt")
+    assert mine.read_bytes() == b"a user's note, where the journal is"
+    mine.unlink()
     run_cli(
         "balancer", "build", f"{bucket}/src", "--out", f"{bucket}/out", *BUILD, "--resume",
         check=True,
@@ -372,3 +378,14 @@ def test_a_tiny_fit_reads_and_writes_s3_as_a_local_one(bucket, tmp_path):
     predicted = run_cli("trainer", "predict", f"{bucket}/run", f"{bucket}/test/a", check=True)
     local_pred = run_cli("trainer", "predict", tmp_path / "run", src / "a", check=True)
     assert predicted.stdout == local_pred.stdout and predicted.stdout.count("\n") == 9
+
+
+def test_an_s3_listing_longer_than_a_page_is_streamed_whole(bucket):
+    """S3 answers a listing 1,000 keys a page: every page is read, and only names kept."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.pipe({f"{bucket[5:]}/many/{i:05d}.png": b"x" for i in range(1003)})
+    (location(bucket) / "many" / "sub" / "x.png").write_bytes(b"y")
+    entries = location(f"{bucket}/many").entries()
+    assert entries == [*((f"{i:05d}.png", "file") for i in range(1003)), ("sub", "dir")]

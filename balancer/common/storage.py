@@ -406,6 +406,20 @@ def journal_name(listing: str) -> str:
     return f".{listing}.journal"
 
 
+# A journal object's name: <run token>-<chunk key>.todo|.csv (balancer.journal.ObjectJournal).
+JOURNAL_OBJECT = re.compile(r"[0-9a-f]{12}-[0-9a-f]{16}\.(todo|csv)")
+
+
+def journal_strays(folder: Remote) -> list[Remote]:
+    """The objects in a journal's folder that are not journal objects, by their names (a
+    user's object put there: not the tool's to remove)."""
+    return [
+        obj
+        for obj in folder.walk_files()
+        if obj.parent != folder or JOURNAL_OBJECT.fullmatch(obj.name) is None
+    ]
+
+
 def prefetched(fn: Callable[[T], R], items: Sequence[T], depth: int | None = None) -> Iterator[R]:
     """fn(item) for each item, in order, with up to `depth` calls running ahead on threads:
     a store's latency overlaps the work on what came back, and at most `depth` results wait."""

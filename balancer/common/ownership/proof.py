@@ -23,7 +23,7 @@ from pathlib import Path
 from ..atomic import TEMP_SUFFIX
 from ..errors import BalanceError, UserError
 from ..shapes import shape_problems
-from ..storage import LOCK_NAME, Place, Remote, children, journal_name, relative
+from ..storage import LOCK_NAME, Place, Remote, children, journal_name, journal_strays, relative
 from .records import TOOL, OutputKind, is_staging, read_json_record
 
 
@@ -144,7 +144,9 @@ def prove(out: Place, kind: OutputKind, *, lenient: bool = False) -> Proof:
         listing,
         finished=finished,
         own=own,
-        part=lambda entry: is_staging(entry) or entry.name == journal or kind.holds(record, entry),
+        part=lambda entry: (
+            is_staging(entry) or _journal(entry, journal) or kind.holds(record, entry)
+        ),
         what=kind.name,
         lenient=lenient,
     )
@@ -209,6 +211,20 @@ def prove_files(
             foreign(rel, "its size or sha256 is not what its record lists: changed since then")
             proof.files.remove(path)
     return proof
+
+
+def _journal(entry: Place, name: str | None) -> bool:
+    """Whether `entry` is a running output's journal in a store; one line naming an object in
+    it that is not a journal object."""
+    if name is None or entry.name != name or not isinstance(entry, Remote):
+        return False
+    strays = journal_strays(entry)
+    if strays:
+        raise BalanceError(
+            f"{entry.parent} holds {relative(strays[0], entry.parent)!r}, which its journal "
+            "never holds: move it away or choose another output folder; nothing was changed"
+        )
+    return True
 
 
 def _is_part(entry: Place, part: Callable[[Place], bool], *, lenient: bool) -> bool:
