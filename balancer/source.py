@@ -16,8 +16,8 @@ from .common import imageio
 from .common.atomic import TEMP_SUFFIX
 from .common.errors import BalanceError
 from .common.ownership.records import refuse_outputs
-from .common.parallel import chunked, default_workers, run_chunks
-from .common.storage import Place, Remote, in_process, location, prefetched
+from .common.parallel import chunked, default_workers, in_process, prefetched, run_chunks
+from .common.storage import Place, Remote, location
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm

@@ -7,7 +7,7 @@ rows pass through this process): a chunk puts its todo object in the journal
 when its put completes, so no temporary name is needed; the todo object is what proves an
 object under a final name ours before its row does. A resumed run keeps an object whose row
 it has and whose bytes, read back, have that row's size and sha256. On each worker a few
-reads of originals and a few puts are in flight while it renders (`storage.IN_FLIGHT`).
+reads of originals and a few puts are in flight while it renders (`parallel.IN_FLIGHT`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from .common import imageio, storage
+from .common import imageio, parallel
 from .common.atomic import command_gone
 from .common.errors import BalanceError
-from .common.parallel import chunked, run_chunks
-from .common.storage import Place, Remote, in_process, joined, prefetched
+from .common.parallel import chunked, in_process, prefetched, run_chunks
+from .common.storage import Place, Remote, joined
 from .journal import ObjectJournal, Written
 from .plan import Item
 from .writing import Writing, failure, made, read_original
@@ -104,7 +104,7 @@ def _make_all(
     current: tuple[str | None, bytes | Exception] = (None, b"")
     cache: list = [None, None]
     puts: list[tuple[Future, Item]] = []
-    with ThreadPoolExecutor(storage.IN_FLIGHT) as ex:
+    with ThreadPoolExecutor(parallel.IN_FLIGHT) as ex:
         try:
             for index, item, _ in todo:
                 if command_gone():
@@ -115,7 +115,7 @@ def _make_all(
                 written, data = made(item, partial(_given, data_or_error), cache, writing)
                 results[index] = written
                 puts.append((ex.submit((out / item.file_name).write_bytes, data), item))
-                while len(puts) > storage.IN_FLIGHT:
+                while len(puts) > parallel.IN_FLIGHT:
                     _wait(puts.pop(0), out)
             while puts:
                 _wait(puts.pop(0), out)

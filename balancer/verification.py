@@ -26,9 +26,9 @@ from .common.errors import BalanceError, UserError
 from .common.formats import written_format
 from .common.limits import IMAGE_MB, JPEG_QUALITY, QUALITY, image_bytes
 from .common.ownership import read_json_record, writer_of
-from .common.parallel import Pool, RunOptions, chunked, pool, run_chunks
+from .common.parallel import Pool, RunOptions, chunked, in_process, pool, run_chunks
 from .common.shapes import shape_problems
-from .common.storage import Place, Remote, children, in_process, joined, location, portable
+from .common.storage import Place, Remote, children, joined, location, portable
 from .manifest import COLUMNS, MANIFEST, RECIPE, RECORD, leaves_folder, read_csv
 from .reports import BuildRecord
 from .source import printable

@@ -4,7 +4,7 @@ An S3-compatible server on localhost (moto's ThreadedMotoServer, as the tests us
 source and the output; the baseline builds the same source from and to the local disk. Both
 run on this machine's cores with the same settings; the ratio is copies/s in the store over
 copies/s on the disk (median of the rounds). A real store adds network latency the local
-server has not, which the requests a worker keeps in flight (storage.IN_FLIGHT) hide.
+server has not, which the requests a worker keeps in flight (parallel.IN_FLIGHT) hide.
 Also, in the same run: one worker with 4 requests in flight against 1 (what the overlap of
 reads, renders and puts gives), the local server's own rate for puts of that size (the
 ceiling a build there can reach), and the peak memory of listing a folder of many objects,
@@ -26,7 +26,7 @@ import tracemalloc
 from pathlib import Path
 
 from balancer import BuildSettings, build
-from balancer.common import storage
+from balancer.common import parallel
 from balancer.common.parallel import RunOptions
 from balancer.common.storage import location
 from bench.corpus import make_corpus
@@ -130,10 +130,10 @@ def main() -> None:
             rates[key].append(copies / seconds)
             if key == "store":
                 served.append((REQUESTS[0] - before, seconds))
-        storage.IN_FLIGHT = 1
+        parallel.IN_FLIGHT = 1
         seconds, copies = timed("s3://bench/src", f"s3://bench/serial-{r}", one)
         rates["one-serial"].append(copies / seconds)
-        storage.IN_FLIGHT = 4
+        parallel.IN_FLIGHT = 4
         shutil.rmtree(work / f"out-{r}")
     m = {k: statistics.median(v) for k, v in rates.items()}
     requests, seconds = served[len(served) // 2]

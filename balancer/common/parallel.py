@@ -5,14 +5,16 @@ worker guard is imported in the worker."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from joblib import Parallel, delayed, parallel_config
 
@@ -20,6 +22,10 @@ from .atomic import durable, set_durable
 from .checks import flag
 from .errors import BalanceError, BalanceValueError, ToolWarning
 from .limits import WORKERS
+from .storage import Remote
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def default_workers() -> int:
@@ -225,3 +231,30 @@ def _pool(
             yield Pool(sum(client.nthreads().values()), client, progress=progress)
         finally:
             _REMOTE = False
+
+
+IN_FLIGHT = 4  # requests a worker keeps in flight per core: reads and writes overlap
+
+
+def in_process(*places: object, workers: int) -> int:
+    """The workers a pool may use for these places: 1 (this process) when one of them is a
+    store only this process sees (memory://)."""
+    alone = any(isinstance(p, Remote) and not p.shared for p in places)
+    return 1 if alone else workers
+
+
+def prefetched(fn: Callable[[T], R], items: Sequence[T], depth: int | None = None) -> Iterator[R]:
+    """fn(item) for each item, in order, with up to `depth` calls running ahead on threads:
+    a store's latency overlaps the work on what came back, and at most `depth` results wait."""
+    depth = IN_FLIGHT if depth is None else depth
+    if depth <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(depth) as ex:
+        pending: list[Future[R]] = []
+        feed = iter(items)
+        pending.extend(ex.submit(fn, item) for item in itertools.islice(feed, depth))
+        while pending:
+            result = pending.pop(0).result()
+            pending.extend(ex.submit(fn, item) for item in itertools.islice(feed, 1))
+            yield result

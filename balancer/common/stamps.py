@@ -7,7 +7,20 @@ import hashlib
 import os
 from pathlib import Path
 
-from .storage import Remote, location, object_stamp
+from .storage import TAG_KEYS, Remote, location, modified_ns
+
+
+def version_tag(info: dict) -> str:
+    """The store's version of an object (ETag, generation): new bytes, a new tag."""
+    return next((str(info[k]) for k in TAG_KEYS if info.get(k)), "")
+
+
+def object_stamp(info: dict) -> tuple[int, int, int, int]:
+    """An object's stamp in the four slots of a file's (imageio.Stamp): size, modification
+    time, its version tag folded to 64 bits where a file has its inode, and 0."""
+    tag = version_tag(info)
+    folded = int.from_bytes(hashlib.sha256(tag.encode()).digest()[:8], "little") if tag else 0
+    return (int(info.get("size") or 0), modified_ns(info), folded, 0)
 
 
 class BadImage(Exception):

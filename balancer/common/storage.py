@@ -18,15 +18,12 @@ Lazy imports: fsspec and the store's package load only for a URL.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import BalanceError
 
@@ -37,14 +34,10 @@ EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "ab
 TAG_KEYS = ("ETag", "etag", "generation", "md5Hash", "VersionId")
 TIME_KEYS = ("LastModified", "last_modified", "updated", "mtime", "created")
 LOCK_NAME = ".balanced-aug.lock"  # the lock object of an output in a store
-IN_FLIGHT = 4  # requests a worker keeps in flight per core: reads and writes overlap
 
 # The storage options this process was given, per protocol: a URL met later (a file's
 # path in a trainer's table, a record's source) is opened with them too.
 _GIVEN: dict[str, dict[str, Any]] = {}
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def is_url(text: object) -> bool:
@@ -346,26 +339,6 @@ def modified_ns(info: dict) -> int:
     return 0
 
 
-def version_tag(info: dict) -> str:
-    """The store's version of an object (ETag, generation): new bytes, a new tag."""
-    return next((str(info[k]) for k in TAG_KEYS if info.get(k)), "")
-
-
-def object_stamp(info: dict) -> tuple[int, int, int, int]:
-    """An object's stamp in the four slots of a file's (imageio.Stamp): size, modification
-    time, its version tag folded to 64 bits where a file has its inode, and 0."""
-    tag = version_tag(info)
-    folded = int.from_bytes(hashlib.sha256(tag.encode()).digest()[:8], "little") if tag else 0
-    return (int(info.get("size") or 0), modified_ns(info), folded, 0)
-
-
-def in_process(*places: object, workers: int) -> int:
-    """The workers a pool may use for these places: 1 (this process) when one of them is a
-    store only this process sees (memory://)."""
-    alone = any(isinstance(p, Remote) and not p.shared for p in places)
-    return 1 if alone else workers
-
-
 def relative(path: Place, root: Place) -> str:
     """`path` relative to `root`, as posix text (both on a disk, or both in one store)."""
     if isinstance(path, Remote) and isinstance(root, Remote):
@@ -418,20 +391,3 @@ def journal_strays(folder: Remote) -> list[Remote]:
         for obj in folder.walk_files()
         if obj.parent != folder or JOURNAL_OBJECT.fullmatch(obj.name) is None
     ]
-
-
-def prefetched(fn: Callable[[T], R], items: Sequence[T], depth: int | None = None) -> Iterator[R]:
-    """fn(item) for each item, in order, with up to `depth` calls running ahead on threads:
-    a store's latency overlaps the work on what came back, and at most `depth` results wait."""
-    depth = IN_FLIGHT if depth is None else depth
-    if depth <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(depth) as ex:
-        pending: list[Future[R]] = []
-        feed = iter(items)
-        pending.extend(ex.submit(fn, item) for item in itertools.islice(feed, depth))
-        while pending:
-            result = pending.pop(0).result()
-            pending.extend(ex.submit(fn, item) for item in itertools.islice(feed, 1))
-            yield result
