@@ -474,6 +474,40 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
     assert_one_line_error(proc, "folds was 5, now 2", "--overwrite replaces it")
 
 
+def test_ctrl_c_that_lands_in_a_gc_callback_is_sent_again_not_printed(capfd):
+    """A fresh-clone run once printed "Exception ignored in: <function _xla_gc_callback>" and
+    a traceback after Ctrl-C: the interrupt was raised inside JAX's garbage-collection
+    callback, where Python can only print and drop it. The command's hook sends it again,
+    to land in ordinary code, and prints nothing."""
+    import gc
+    import threading
+
+    from balancer.common import cli
+
+    landed = threading.Event()
+    raised = []
+
+    def callback(phase, info):
+        if phase == "start" and not raised:
+            raised.append(phase)
+            raise KeyboardInterrupt  # where Ctrl-C landed: inside a GC callback
+
+    previous = signal.signal(signal.SIGINT, lambda *_: landed.set())
+    hook, sys.unraisablehook = sys.unraisablehook, cli._unraisable
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while not landed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the handler runs in this thread, between bytecodes
+    finally:
+        gc.callbacks.remove(callback)
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, previous)
+    assert raised and landed.is_set()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", CTRL_C)
 def test_ctrl_c_stops_every_train_command_in_one_line_saying_how_to_go_on(tmp_path, command):

@@ -292,10 +292,20 @@ def system_error(exc: OSError) -> str:
     return f"{exc.strerror or str(exc).splitlines()[0]}{where}"
 
 
-def _broken_hdf5(unraisable: Any) -> None:
-    """sys.unraisablehook while a command runs: HDF5 objects that failed to write (a full
-    disk) fail again when they are freed; that is the same error, already said in one line,
-    so it is not printed again, and the process ends without its teardown."""
+def _unraisable(unraisable: Any) -> None:
+    """sys.unraisablehook while a command runs.
+
+    Ctrl-C that lands where Python cannot raise it (in a garbage-collection callback, such
+    as the one JAX registers, or a finalizer) would be printed as an ignored traceback and
+    lost: it is sent again, a moment later, to land in ordinary code, and nothing is printed.
+    HDF5 objects that failed to write (a full disk) fail again when they are freed; that is
+    the same error, already said in one line, so it is not printed again, and the process
+    ends without its teardown."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+        again.daemon = True
+        again.start()
+        return
     if HDF5_WRITE.search(str(unraisable.exc_value)):
         _FATAL.set()
         return
@@ -314,7 +324,7 @@ def _run(command: Callable[[], Any]) -> int:
     """Run a command line; its user errors become one line on stderr and its exit code."""
     shown, warnings.showwarning = warnings.showwarning, _show_tool_warning  # one line each
     hooks = sys.unraisablehook, sys.excepthook
-    sys.unraisablehook, sys.excepthook = _broken_hdf5, _broken_hdf5_printed
+    sys.unraisablehook, sys.excepthook = _unraisable, _broken_hdf5_printed
     try:
         result = command()
         code = result if isinstance(result, int) else 0  # click returns Exit's code
