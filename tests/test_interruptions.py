@@ -474,6 +474,22 @@ def test_a_killed_cv_of_another_plan_says_how_to_go_on(tmp_path, no_training):
     assert_one_line_error(proc, "folds was 5, now 2", "--overwrite replaces it")
 
 
+def test_ctrl_c_over_an_epochs_end_is_raised_once_its_state_is_saved():
+    """A fresh-clone run once ended a Ctrl-C'd `train fit` with exit 1 and a TypeError: the
+    interrupt landed in NumPy's fallback for Keras' `Variable.__array__` while the weights
+    were saved. Over a held stretch (an epoch's end) the handler only notes it; releasing
+    the stretch raises it, once."""
+    from balancer.common import interrupts
+
+    interrupts.hold()
+    interrupts.deliver()  # Ctrl-C while held: nothing raised yet
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.release()
+    interrupts.release()  # raised once: nothing is left pending
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.deliver()  # not held: at once
+
+
 def test_ctrl_c_that_lands_in_a_gc_callback_is_sent_again_not_printed(capfd):
     """A fresh-clone run once printed "Exception ignored in: <function _xla_gc_callback>" and
     a traceback after Ctrl-C: the interrupt was raised inside JAX's garbage-collection

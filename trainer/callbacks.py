@@ -10,10 +10,34 @@ from typing import Any
 
 import pandas as pd
 
+from balancer.common import interrupts
 from balancer.common.errors import ToolWarning
 
 from . import backend, resume
 from .config import MONITORS, TrainConfig
+
+
+def epoch_end_held() -> tuple[Any, Any]:
+    """Two Keras callbacks, the first and the last of a fit: Ctrl-C is held over each epoch's
+    end (the checkpoint, the history, the resume state: saving weights goes through NumPy
+    code that can turn an interrupt into a TypeError) and raised once the state is saved."""
+    keras = backend.keras()
+
+    class Hold(keras.callbacks.Callback):  # type: ignore[name-defined]
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            interrupts.release()  # nothing is held from an earlier fit
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            interrupts.hold()
+
+    class Release(keras.callbacks.Callback):  # type: ignore[name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            interrupts.release()
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            interrupts.release()
+
+    return Hold(), Release()
 
 
 class NoCheckpoint:

@@ -36,6 +36,7 @@ from .balancing import Balancing, recipe_table
 from .callbacks import (
     NoCheckpoint,
     collapse_watch,
+    epoch_end_held,
     history_log,
     kept_epoch,
     progress_callbacks,
@@ -228,18 +229,21 @@ def _train_model(
             print(f"{control.label}{resume.where(state, config)}", file=sys.stderr)
         resume.restore(folder, state, model, checkpoint=checkpoint, saver=saver, stateful=stateful)
         train_ds.start_at(done)  # the (seed, epoch) shuffle of the next epoch
+    hold, release = epoch_end_held()
     fit_phase = partial(
         model.fit,
         train_ds,
         validation_data=val_ds,
         callbacks=[
+            hold,
             unchanged(*(b for b in (train_ds, val_ds) if b is not None)),
             *stateful.values(),
             history_log(folder / "history.csv"),
             collapse_watch(config, label=control.label),
             *([] if isinstance(checkpoint, NoCheckpoint) else [checkpoint]),
             *control.callbacks_for(folder, config),
-            saver,  # last: it records the others' state
+            saver,  # it records the others' state
+            release,  # a Ctrl-C held over the epoch's end lands here
         ],
         verbose=keras_verbosity(progress=progress),
         shuffle=False,  # ImageBatches shuffles

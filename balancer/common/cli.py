@@ -19,6 +19,7 @@ from typing import Any
 import typer
 import typer.core
 
+from . import interrupts
 from .errors import ToolWarning, UserError
 from .storage import Remote, location, parse_options
 
@@ -139,7 +140,7 @@ def on_interrupt(hint: str, *, deadline: float | None = None) -> Iterator[None]:
             timer.daemon = True
             timer.start()
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second: as usual
-            raise KeyboardInterrupt
+            interrupts.deliver()  # now, or where a held stretch of work ends
 
         previous = signal.signal(signal.SIGINT, interrupted)
     try:
