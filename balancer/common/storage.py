@@ -40,11 +40,6 @@ LOCK_NAME = ".balanced-aug.lock"  # the lock object of an output in a store
 _GIVEN: dict[str, dict[str, Any]] = {}
 
 
-def is_url(text: object) -> bool:
-    """Whether `text` is a URL with a protocol (s3://..., file://...)."""
-    return isinstance(text, str) and URL.match(text) is not None
-
-
 def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
     """`--storage-option KEY=VALUE` pairs as fsspec storage options: a VALUE that reads as
     JSON (true, 3, {"a": 1}) is that value, any other is text."""
@@ -88,11 +83,6 @@ def location(place: str | Path | Remote, options: dict[str, Any] | None = None) 
     except (ValueError, TypeError) as exc:
         raise BalanceError(f"cannot open {text}: {exc}") from None
     return Remote(fs, path)
-
-
-def folders(*places: str | Path | Remote | None) -> list[Path | Remote | None]:
-    """location() of each place given (None stays None)."""
-    return [None if p is None else location(p) for p in places]
 
 
 class Remote:
@@ -319,7 +309,6 @@ class ObjectStat:
     def __init__(self, info: dict) -> None:
         self.st_size = int(info.get("size") or 0)
         self.st_mtime_ns = modified_ns(info)
-        self.st_blocks = -(-self.st_size // 512)
 
 
 def modified_ns(info: dict) -> int:
