@@ -394,3 +394,17 @@ def test_an_s3_listing_longer_than_a_page_is_streamed_whole(bucket):
     (location(bucket) / "many" / "sub" / "x.png").write_bytes(b"y")
     entries = location(f"{bucket}/many").entries()
     assert entries == [*((f"{i:05d}.png", "file") for i in range(1003)), ("sub", "dir")]
+
+
+def test_a_store_that_refuses_is_one_line(tmp_path):
+    """No credentials anywhere (botocore's NoCredentialsError, not an OSError): one line, no
+    traceback, exit 1."""
+    pytest.importorskip("s3fs")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    proc = run_process("balancer", "stats", "s3://bucket/photos", env=env)
+    assert_one_line_error(proc, "NoCredentialsError", "--storage-option")

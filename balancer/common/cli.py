@@ -21,7 +21,7 @@ import typer.core
 
 from . import interrupts
 from .errors import ToolWarning, UserError
-from .storage import Remote, location, parse_options
+from .storage import Remote, location, parse_options, store_error
 
 MAX_WARNINGS = 20
 CONTEXT = {"help_option_names": ["-h", "--help"]}  # typer/click settings both tools share
@@ -350,6 +350,12 @@ def _run(command: Callable[[], Any]) -> int:
             "--batch or --image-size, --cache off, or a higher memory limit)",
             file=sys.stderr,
         )
+        code = 1
+    except Exception as exc:  # a store's client (no credentials, no endpoint): one line
+        said = store_error(exc)
+        if said is None:
+            raise
+        print(f"error: {said}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

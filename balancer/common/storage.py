@@ -40,6 +40,23 @@ LOCK_NAME = ".balanced-aug.lock"  # the lock object of an output in a store
 _GIVEN: dict[str, dict[str, Any]] = {}
 
 
+# The client libraries of the stores: their errors (no credentials, no endpoint, access
+# denied) are not OSErrors, and are a user's to mend.
+STORE_LIBRARIES = ("botocore", "aiobotocore", "boto3", "s3fs", "gcsfs", "google", "adlfs", "azure")
+
+
+def store_error(exc: BaseException) -> str | None:
+    """One line for an error a store's client raised (None: not one of theirs)."""
+    module = type(exc).__module__.split(".")[0]
+    if module not in STORE_LIBRARIES:
+        return None
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return (
+        f"the store refused or could not be reached ({type(exc).__name__}: {first}); "
+        "credentials and endpoints come from the environment, profiles or --storage-option"
+    )
+
+
 def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
     """`--storage-option KEY=VALUE` pairs as fsspec storage options: a VALUE that reads as
     JSON (true, 3, {"a": 1}) is that value, any other is text."""
